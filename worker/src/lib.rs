@@ -1,0 +1,21 @@
+//! The scanjob scan engine.
+//!
+//! A run turns a directory tree into a table of contents on object storage in three phases
+//! (DESIGN §1): [`phase::plan`] splits the tree into balanced shards ([`plan`]),
+//! [`phase::scan`] walks one shard ([`walk`]) into Parquet parts ([`writer`]) and
+//! [`phase::merge`] commits the snapshot. [`layout`] is the contract between them and readers;
+//! [`schema`] is the table's shape; [`store`] resolves output URLs.
+
+pub mod error;
+pub mod layout;
+pub mod pathbytes;
+pub mod phase;
+pub mod plan;
+pub mod previous;
+pub mod rows;
+pub mod schema;
+pub mod store;
+pub mod walk;
+pub mod writer;
+
+pub use error::{Error, Result};

@@ -1,1 +1,383 @@
-fn main() {}
+//! The `scanjob` binary: what pods run (`plan`, `scan`, `merge`) and what users run (`run`).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use scanjob_worker::error::{EXIT_RETRYABLE, Error};
+use scanjob_worker::layout::{WalkSettings, run_id};
+use scanjob_worker::phase::local::{RunProgress, RunRequest, run_local};
+use scanjob_worker::phase::merge::merge_run;
+use scanjob_worker::phase::plan::{PlanRequest, make_plan};
+use scanjob_worker::phase::scan::{ScanRequest, scan_shard};
+use scanjob_worker::store::Location;
+use scanjob_worker::walk::WalkCounters;
+use serde::Serialize;
+
+/// Scan a file system into a Parquet table of contents.
+#[derive(Parser)]
+#[command(name = "scanjob", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print one machine-readable JSON summary on stdout instead of progress and text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Where to write a one-line result for Kubernetes (the container's terminationMessagePath).
+    #[arg(long, global = true, env = "SCANJOB_TERMINATION_LOG")]
+    termination_log: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct WalkArgs {
+    /// Prune entries whose name matches this glob (repeatable), e.g. `.snapshot`.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Do not descend into directories on other file systems.
+    #[arg(long)]
+    one_file_system: bool,
+    /// Path level (1 = first below the root) whose name fills the `project` column; 0 for none.
+    #[arg(long, default_value_t = 1)]
+    project_level: usize,
+}
+
+impl WalkArgs {
+    fn settings(self) -> WalkSettings {
+        WalkSettings {
+            one_file_system: self.one_file_system,
+            exclude: self.exclude,
+            project_level: self.project_level,
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Split the tree into balanced shards and write `<out>/runs/<run>/plan.json`.
+    Plan {
+        root: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        shards: u32,
+        #[arg(long, value_name = "URL")]
+        out: String,
+        /// Balance by the latest snapshot at this URL (usually the same as --out).
+        #[arg(long, value_name = "URL")]
+        previous: Option<String>,
+        /// Run id; default: the current UTC time, e.g. 20261123t010000z.
+        #[arg(long)]
+        run: Option<String>,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Scan one shard of a plan into `<out>/runs/<run>/shards/<index>/`.
+    Scan {
+        #[arg(long, value_name = "URL")]
+        plan: String,
+        /// Shard index; an Indexed Job's pods get it from JOB_COMPLETION_INDEX.
+        #[arg(long, env = "JOB_COMPLETION_INDEX")]
+        index: u32,
+        #[arg(long, default_value_t = default_threads())]
+        threads: usize,
+        /// Where the planned root is mounted, if not at the planned path.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+        part_size: usize,
+    },
+    /// Check every shard of a run and publish it as the latest snapshot.
+    Merge {
+        /// `<out>/runs/<run>`.
+        #[arg(long, value_name = "URL")]
+        run: String,
+    },
+    /// Plan, scan and merge on this machine: the whole job without Kubernetes.
+    Run {
+        root: PathBuf,
+        #[arg(long, value_name = "URL", default_value = "./toc")]
+        out: String,
+        #[arg(long, default_value_t = 1)]
+        shards: u32,
+        #[arg(long, default_value_t = default_threads())]
+        threads: usize,
+        #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+        part_size: usize,
+        #[arg(long)]
+        run: Option<String>,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+}
+
+/// Directories stay open while their subdirectories wait to be walked: use every descriptor the
+/// hard limit allows.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A spinner on a terminal with entries, bytes, rate and errors; nothing otherwise.
+fn progress_bar(enabled: bool, progress: Arc<RunProgress>) -> Option<tokio::task::JoinHandle<()>> {
+    if !enabled {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"),
+    );
+    let started = std::time::Instant::now();
+    Some(tokio::spawn(async move {
+        loop {
+            let t = progress.totals();
+            let rate = t.entries as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{} entries · {} · {:.0} entries/s · {} errors",
+                t.entries,
+                human_bytes(t.file_bytes),
+                rate,
+                t.errors
+            ));
+            bar.tick();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }))
+}
+
+fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    if json {
+        println!("{}", serde_json::to_string(value).expect("serialisable"));
+    } else {
+        println!("{}", text());
+    }
+}
+
+async fn execute(cli: Cli) -> Result<String, Error> {
+    let json = cli.json;
+    match cli.command {
+        Command::Plan {
+            root,
+            shards,
+            out,
+            previous,
+            run,
+            walk,
+        } => {
+            let output = Location::parse(&out)?;
+            let previous = previous.as_deref().map(Location::parse).transpose()?;
+            let (plan, url) = make_plan(PlanRequest {
+                root,
+                output,
+                shards,
+                run: run.unwrap_or_else(|| run_id(chrono::Utc::now())),
+                previous,
+                settings: walk.settings(),
+            })
+            .await?;
+            #[derive(Serialize)]
+            struct Planned<'a> {
+                plan: &'a str,
+                run: &'a str,
+                shards: usize,
+                balanced_by: &'a str,
+                estimated_imbalance: f64,
+                planning_seconds: f64,
+            }
+            let summary = Planned {
+                plan: &url,
+                run: &plan.run,
+                shards: plan.shards.len(),
+                balanced_by: &plan.balanced_by,
+                estimated_imbalance: plan.estimated_imbalance,
+                planning_seconds: plan.planning_seconds,
+            };
+            emit(json, &summary, || {
+                format!(
+                    "planned run {} in {} shards (balanced by {}, estimated max/mean {:.2}): {url}",
+                    plan.run,
+                    plan.shards.len(),
+                    plan.balanced_by,
+                    plan.estimated_imbalance
+                )
+            });
+            Ok(format!("planned {url}"))
+        }
+        Command::Scan {
+            plan,
+            index,
+            threads,
+            root,
+            part_size,
+        } => {
+            let counters = Arc::new(WalkCounters::default());
+            let success = scan_shard(
+                ScanRequest {
+                    plan_url: plan,
+                    index,
+                    threads,
+                    part_bytes: part_size,
+                    root_override: root,
+                },
+                counters,
+            )
+            .await?;
+            emit(json, &success, || {
+                format!(
+                    "shard {} of run {}: {} entries, {} errors, {:.2} s",
+                    success.index,
+                    success.run,
+                    success.counts.entries,
+                    success.counts.errors,
+                    success.duration_seconds
+                )
+            });
+            Ok(format!(
+                "shard {} entries={} errors={}",
+                success.index, success.counts.entries, success.counts.errors
+            ))
+        }
+        Command::Merge { run } => {
+            let manifest = merge_run(&run).await?;
+            emit(json, &manifest, || {
+                format!(
+                    "published run {}: {} files, {} directories, {}, {} errors",
+                    manifest.run,
+                    manifest.counts.files,
+                    manifest.counts.directories,
+                    human_bytes(manifest.counts.bytes),
+                    manifest.counts.errors
+                )
+            });
+            Ok(format!(
+                "published {} files={} bytes={}",
+                manifest.run, manifest.counts.files, manifest.counts.bytes
+            ))
+        }
+        Command::Run {
+            root,
+            out,
+            shards,
+            threads,
+            part_size,
+            run,
+            walk,
+        } => {
+            let output = Location::parse(&out)?;
+            let progress = Arc::new(RunProgress::default());
+            let bar = progress_bar(!json && std::io::stderr().is_terminal(), progress.clone());
+            let result = run_local(
+                RunRequest {
+                    root,
+                    output,
+                    shards,
+                    threads,
+                    part_bytes: part_size,
+                    run,
+                    settings: walk.settings(),
+                },
+                &progress,
+            )
+            .await;
+            if let Some(bar) = bar {
+                bar.abort();
+                eprintln!();
+            }
+            let summary = result?;
+            let c = &summary.snapshot.counts;
+            emit(json, &summary, || {
+                format!(
+                    "scanned {}: {} files, {} directories, {} symlinks, {} other, {} in files, {} errors\n\
+                     {:.2} s, {:.0} entries/s, {} threads, {} shard(s); {} of Parquet\n\
+                     snapshot {}",
+                    summary.root,
+                    c.files,
+                    c.directories,
+                    c.symlinks,
+                    c.other_kinds,
+                    human_bytes(c.bytes),
+                    c.errors,
+                    summary.seconds,
+                    summary.entries_per_second,
+                    summary.threads,
+                    summary.shards,
+                    human_bytes(summary.output_bytes),
+                    summary.manifest
+                )
+            });
+            Ok(format!("published {} files={}", summary.run, c.files))
+        }
+    }
+}
+
+fn write_termination_log(path: Option<&PathBuf>, message: &str) {
+    if let Some(path) = path {
+        // Kubernetes keeps the last 4 KiB; one line is all the operator reads.
+        let _ = std::fs::write(path, message.chars().take(4000).collect::<String>());
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    raise_open_file_limit();
+    let termination_log = cli.termination_log.clone();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scanjob: error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RETRYABLE as u8);
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(message) => {
+            write_termination_log(termination_log.as_ref(), &message);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let mut line = format!("scanjob: error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{line}");
+            write_termination_log(termination_log.as_ref(), &format!("{}: {e}", e.label()));
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

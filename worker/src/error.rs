@@ -1,0 +1,102 @@
+//! The worker's one error type. Every variant says what the user can act on; `exit_code` splits
+//! input a retry cannot fix (3) from failures a retry may fix (1), which a Job's
+//! `podFailurePolicy` uses to fail an index at once instead of retrying it.
+
+/// Exit code for failures that may pass on retry (store unreachable, I/O).
+pub const EXIT_RETRYABLE: i32 = 1;
+/// Exit code for input that is wrong and stays wrong (missing root, bad plan, index out of range).
+pub const EXIT_BAD_INPUT: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("scan root {path}: {reason}")]
+    BadRoot { path: String, reason: String },
+
+    #[error("output URL {url:?}: {reason}")]
+    BadOutputUrl { url: String, reason: String },
+
+    #[error("exclude pattern {pattern:?}: {reason}")]
+    BadExclude { pattern: String, reason: String },
+
+    #[error("plan {url}: {reason}")]
+    BadPlan { url: String, reason: String },
+
+    #[error("shard index {index} is out of range: plan {run} has {shards} shards (0..={last})", last = shards.saturating_sub(1))]
+    IndexOutOfRange {
+        index: u32,
+        shards: u32,
+        run: String,
+    },
+
+    #[error("run {run} is not complete: shards {missing:?} have no _SUCCESS.json")]
+    Incomplete { run: String, missing: Vec<u32> },
+
+    #[error("{what} is corrupt: {reason}")]
+    Corrupt { what: String, reason: String },
+
+    #[error("object store {url}/{path}: {source}")]
+    Store {
+        url: String,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("writing {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn store(url: &str, path: &str, source: object_store::Error) -> Self {
+        Self::Store {
+            url: url.to_string(),
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::BadRoot { .. }
+            | Self::BadOutputUrl { .. }
+            | Self::BadExclude { .. }
+            | Self::BadPlan { .. }
+            | Self::IndexOutOfRange { .. }
+            | Self::Corrupt { .. } => EXIT_BAD_INPUT,
+            Self::Incomplete { .. }
+            | Self::Store { .. }
+            | Self::Parquet { .. }
+            | Self::Io { .. } => EXIT_RETRYABLE,
+        }
+    }
+
+    /// A short stable label for metrics and the pod's termination message.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::BadRoot { .. } => "bad_root",
+            Self::BadOutputUrl { .. } => "bad_output_url",
+            Self::BadExclude { .. } => "bad_exclude",
+            Self::BadPlan { .. } => "bad_plan",
+            Self::IndexOutOfRange { .. } => "index_out_of_range",
+            Self::Incomplete { .. } => "incomplete",
+            Self::Corrupt { .. } => "corrupt",
+            Self::Store { .. } => "store",
+            Self::Parquet { .. } => "parquet",
+            Self::Io { .. } => "io",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

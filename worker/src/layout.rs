@@ -1,0 +1,186 @@
+//! The object layout (DESIGN §3), the contract between plan, scan, merge and readers:
+//!
+//! ```text
+//! <url>/runs/<run>/plan.json                    ShardPlan
+//! <url>/runs/<run>/shards/<i>/part-<n>.parquet  ToC rows of shard i
+//! <url>/runs/<run>/shards/<i>/errors-<n>.parquet
+//! <url>/runs/<run>/shards/<i>/_SUCCESS.json     ShardSuccess, written last
+//! <url>/snapshots/<run>/manifest.json           SnapshotManifest: the committed snapshot
+//! <url>/latest.json                             LatestPointer to the newest snapshot
+//! ```
+//!
+//! Readers start at `latest.json` (or a manifest): a shard's files count only once its
+//! `_SUCCESS.json` lists them, and a snapshot exists only once its manifest is written.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::ShardAssignment;
+use crate::writer::PartFile;
+
+pub const LAYOUT_FORMAT: u32 = 1;
+
+pub fn plan_path(run: &str) -> String {
+    format!("runs/{run}/plan.json")
+}
+
+pub fn shard_dir(run: &str, index: u32) -> String {
+    format!("runs/{run}/shards/{index}")
+}
+
+pub fn success_path(run: &str, index: u32) -> String {
+    format!("{}/_SUCCESS.json", shard_dir(run, index))
+}
+
+pub fn manifest_path(run: &str) -> String {
+    format!("snapshots/{run}/manifest.json")
+}
+
+pub const LATEST_PATH: &str = "latest.json";
+
+/// A run id from a (scheduled) time: sortable, and the same for the same schedule slot, so a
+/// restarted controller finds the run it started instead of starting another.
+pub fn run_id(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y%m%dt%H%M%Sz").to_string()
+}
+
+/// Whether `run` looks like an id we would generate or accept (safe as one path segment).
+pub fn valid_run_id(run: &str) -> bool {
+    !run.is_empty()
+        && run.len() <= 63
+        && run
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Options every shard of a run walks with, fixed at planning time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalkSettings {
+    pub one_file_system: bool,
+    pub exclude: Vec<String>,
+    /// 1-based path level whose component is the `project` column; 0 for none.
+    pub project_level: usize,
+}
+
+/// `runs/<run>/plan.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardPlan {
+    pub format: u32,
+    pub run: String,
+    /// Changes whenever a plan is made anew, so shards of an older plan for the same run id
+    /// are never merged with this one.
+    pub plan_id: String,
+    pub root: String,
+    pub output: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub settings: WalkSettings,
+    /// "previous-snapshot" or "top-level-count": what the balance is based on.
+    pub balanced_by: String,
+    pub previous_run: Option<String>,
+    pub planning_seconds: f64,
+    pub estimated_imbalance: f64,
+    pub shards: Vec<ShardAssignment>,
+}
+
+/// Counts of one shard or a whole snapshot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntryCounts {
+    pub entries: u64,
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub other_kinds: u64,
+    /// Sum of `size` over regular files.
+    pub bytes: u64,
+    pub errors: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub timestamps_out_of_range: u64,
+}
+
+impl EntryCounts {
+    pub fn add(&mut self, other: &Self) {
+        self.entries += other.entries;
+        self.files += other.files;
+        self.directories += other.directories;
+        self.symlinks += other.symlinks;
+        self.other_kinds += other.other_kinds;
+        self.bytes += other.bytes;
+        self.errors += other.errors;
+        for (kind, n) in &other.errors_by_kind {
+            *self.errors_by_kind.entry(kind.clone()).or_default() += n;
+        }
+        self.timestamps_out_of_range += other.timestamps_out_of_range;
+    }
+}
+
+/// `runs/<run>/shards/<i>/_SUCCESS.json`: written after every file of the shard is complete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardSuccess {
+    pub format: u32,
+    pub run: String,
+    pub plan_id: String,
+    pub index: u32,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub duration_seconds: f64,
+    pub threads: usize,
+    #[serde(flatten)]
+    pub counts: EntryCounts,
+    pub toc_files: Vec<PartFile>,
+    pub error_files: Vec<PartFile>,
+}
+
+impl ShardSuccess {
+    pub fn output_bytes(&self) -> u64 {
+        self.toc_files
+            .iter()
+            .chain(&self.error_files)
+            .map(|f| f.bytes)
+            .sum()
+    }
+}
+
+/// One shard as the snapshot records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardSummary {
+    pub index: u32,
+    pub entries: u64,
+    pub errors: u64,
+    pub duration_seconds: f64,
+    /// Set when the shard's rows come from an earlier snapshot because this run's attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_forward_from: Option<String>,
+}
+
+/// `snapshots/<run>/manifest.json`: the committed snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotManifest {
+    pub format: u32,
+    pub schema_version: u32,
+    pub run: String,
+    pub plan_id: String,
+    pub root: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+    #[serde(flatten)]
+    pub counts: EntryCounts,
+    /// Parquet files of the `toc` table, relative to the output URL.
+    pub toc_files: Vec<PartFile>,
+    /// Parquet files of the `errors` table, relative to the output URL.
+    pub error_files: Vec<PartFile>,
+    pub shards: Vec<ShardSummary>,
+    /// The walk never opens files and asks for `O_NOATIME`, so atime is the users' last access
+    /// unless something else on the system reads the files.
+    pub atime_reflects_user_access: bool,
+    pub previous_run: Option<String>,
+    /// Derived tables (rollups, diff, duplicates) by name, relative to the output URL.
+    #[serde(default)]
+    pub derived: BTreeMap<String, Vec<PartFile>>,
+}
+
+/// `latest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatestPointer {
+    pub run: String,
+    pub manifest: String,
+    pub updated: chrono::DateTime<chrono::Utc>,
+}

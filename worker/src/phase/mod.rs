@@ -1,0 +1,89 @@
+//! The phases of a run, each usable alone (one Kubernetes Job per phase) or chained by
+//! [`local::run_local`] on one machine: plan → scan every shard → merge.
+
+pub mod local;
+pub mod merge;
+pub mod plan;
+pub mod scan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rustix::fd::OwnedFd;
+
+use crate::error::{Error, Result};
+use crate::walk::open_dir;
+
+/// Opens the scan root as a directory descriptor, with a clear error when it is not one.
+pub fn open_root(root: &Path) -> Result<(PathBuf, Arc<OwnedFd>)> {
+    let bad = |reason: &str| Error::BadRoot {
+        path: root.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => bad("does not exist"),
+        _ => bad(&e.to_string()),
+    })?;
+    if !meta.is_dir() {
+        return Err(bad("is not a directory"));
+    }
+    let abs = std::fs::canonicalize(root).map_err(|e| bad(&e.to_string()))?;
+    let fd = open_dir(rustix::fs::CWD, abs.as_os_str().as_encoded_bytes())
+        .map_err(|e| bad(&std::io::Error::from(e).to_string()))?;
+    Ok((abs, Arc::new(fd)))
+}
+
+/// Name globs (`.snapshot`, `*.tmp`) matched against each entry's name.
+pub fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = Glob::new(pattern).map_err(|e| Error::BadExclude {
+            pattern: pattern.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(|e| Error::BadExclude {
+        pattern: patterns.join(","),
+        reason: e.to_string(),
+    })
+}
+
+/// Splits `<output>/runs/<run>[/<file>]` into the output location URL and the run id.
+pub fn split_run_url(url: &str, file: Option<&str>) -> Option<(String, String)> {
+    let mut rest = url.trim_end_matches('/');
+    if let Some(file) = file {
+        rest = rest.strip_suffix(file)?.strip_suffix('/')?;
+    }
+    let (base, run) = rest.rsplit_once('/')?;
+    let base = base.strip_suffix("/runs")?;
+    Some((base.to_string(), run.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_urls_split_into_output_and_run() {
+        assert_eq!(
+            split_run_url(
+                "s3://b/toc/runs/20261123t010000z/plan.json",
+                Some("plan.json")
+            ),
+            Some(("s3://b/toc".into(), "20261123t010000z".into()))
+        );
+        assert_eq!(
+            split_run_url("/data/toc/runs/r1/", None),
+            Some(("/data/toc".into(), "r1".into()))
+        );
+        assert_eq!(
+            split_run_url("/data/toc/r1/plan.json", Some("plan.json")),
+            None
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! Splitting a tree into balanced shards ("slice the pyramid", after GUFI).
+//!
+//! The planner knows, for some directories, how many entries they hold directly: all of them
+//! when an earlier snapshot exists ([`crate::previous`]), the top levels otherwise (a quick
+//! breadth-first listing, [`count_top_levels`]). From these it expands the top of the tree:
+//! a subtree heavier than a grain (a tenth of one shard's share) is replaced by its own directory,
+//! listed "files only", plus its subdirectories as subtrees, until every piece is light enough or
+//! cannot be cut further. A directory that alone holds more than a grain of entries is split into
+//! name-hash slices, each listed by a different shard. The pieces are then packed into shards
+//! largest first, each into the currently lightest shard.
+//!
+//! Every directory listing belongs to exactly one piece and every entry is a row of the piece
+//! that lists its parent, so the shards of a plan never overlap and together cover the tree.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ffi::OsStr;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use globset::GlobSet;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{FileType, RawDir};
+use serde::{Deserialize, Serialize};
+
+use crate::pathbytes::PathBytes;
+use crate::walk::{FilesOnly, NameSlice, WalkStart, device_of, open_dir, stat_at};
+
+/// What the planner knows of one directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirStats {
+    /// Entries directly inside (files, subdirectories, links, …).
+    pub entries: u64,
+    /// Whether `entries` was observed; unlisted directories get an estimate and are not cut.
+    pub listed: bool,
+}
+
+/// Directories by path relative to the scan root ("" is the root itself).
+pub type DirTable = HashMap<Vec<u8>, DirStats>;
+
+/// The directories one shard lists.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardAssignment {
+    pub index: u32,
+    /// Walked recursively; the subtree's own directory entry is a row of its parent's shard.
+    pub subtrees: Vec<PathBytes>,
+    /// Listed without entering subdirectories.
+    pub files_only: Vec<FilesOnly>,
+    /// The planner's estimate of this shard's rows.
+    pub estimated_entries: u64,
+}
+
+impl ShardAssignment {
+    pub fn walk_starts(&self) -> Vec<WalkStart> {
+        self.subtrees
+            .iter()
+            .map(|p| WalkStart::Subtree(p.0.clone()))
+            .chain(self.files_only.iter().cloned().map(WalkStart::FilesOnly))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PieceKind {
+    Subtree,
+    FilesOnly(Option<NameSlice>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    node: usize,
+    kind: PieceKind,
+    weight: u64,
+}
+
+struct Tree<'a> {
+    paths: Vec<&'a [u8]>,
+    own: Vec<u64>,
+    listed: Vec<bool>,
+    children: Vec<Vec<usize>>,
+    subtree: Vec<u64>,
+}
+
+fn parent_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[..i],
+        None => &[],
+    }
+}
+
+impl<'a> Tree<'a> {
+    /// Builds the directory tree of `table`; directories only known as someone's parent are
+    /// added unlisted. `unlisted_estimate` stands in for the entries of unlisted directories.
+    fn build(table: &'a DirTable, unlisted_estimate: u64) -> Self {
+        let mut paths: Vec<&[u8]> = table.keys().map(Vec::as_slice).collect();
+        // Missing ancestors: a table from a partial source may name a/b/c without a/b.
+        let mut known: std::collections::HashSet<&[u8]> = paths.iter().copied().collect();
+        let mut i = 0;
+        while i < paths.len() {
+            let mut p = paths[i];
+            while !p.is_empty() {
+                p = parent_of(p);
+                if !known.insert(p) {
+                    break;
+                }
+                paths.push(p);
+            }
+            i += 1;
+        }
+        if known.insert(&[]) {
+            paths.push(&[]);
+        }
+        // Sorted, a parent comes before its children; children lists come out in name order.
+        paths.sort_unstable();
+        let index: HashMap<&[u8], usize> = paths.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+        let n = paths.len();
+        let mut own = vec![unlisted_estimate; n];
+        let mut listed = vec![false; n];
+        let mut children = vec![Vec::new(); n];
+        for (i, p) in paths.iter().enumerate() {
+            if let Some(stats) = table.get(*p)
+                && stats.listed
+            {
+                own[i] = stats.entries;
+                listed[i] = true;
+            }
+            if !p.is_empty() {
+                children[index[parent_of(p)]].push(i);
+            }
+        }
+        let mut subtree = own.clone();
+        for i in (1..n).rev() {
+            let parent = index[parent_of(paths[i])];
+            subtree[parent] += subtree[i];
+        }
+        Self {
+            paths,
+            own,
+            listed,
+            children,
+            subtree,
+        }
+    }
+}
+
+/// Balance of a plan: the heaviest shard's estimate over the mean.
+pub fn imbalance(assignments: &[ShardAssignment]) -> f64 {
+    let total: u64 = assignments.iter().map(|a| a.estimated_entries).sum();
+    let max = assignments
+        .iter()
+        .map(|a| a.estimated_entries)
+        .max()
+        .unwrap_or(0);
+    if total == 0 {
+        1.0
+    } else {
+        max as f64 * assignments.len() as f64 / total as f64
+    }
+}
+
+/// Splits the tree described by `table` into `shards` assignments.
+pub fn assign_shards(
+    table: &DirTable,
+    shards: u32,
+    unlisted_estimate: u64,
+) -> Vec<ShardAssignment> {
+    let shards = shards.max(1);
+    let tree = Tree::build(table, unlisted_estimate);
+    let pieces = if shards == 1 {
+        vec![Piece {
+            node: 0,
+            kind: PieceKind::Subtree,
+            weight: tree.subtree[0],
+        }]
+    } else {
+        cut(&tree, shards)
+    };
+    pack(&tree, pieces, shards)
+}
+
+fn cut(tree: &Tree<'_>, shards: u32) -> Vec<Piece> {
+    let total = tree.subtree[0];
+    let grain = (total / (u64::from(shards) * 10)).max(1);
+    // Enough pieces for a good packing, few enough that the plan stays small.
+    let max_pieces = 200 * shards as usize + 10_000;
+    let mut heap = BinaryHeap::from([(tree.subtree[0], 0usize)]);
+    let mut pieces = Vec::new();
+    while let Some((weight, node)) = heap.pop() {
+        // A heavy leaf is "cut" too: it becomes a files-only piece, which can then be sliced.
+        let cuttable =
+            weight > grain && tree.listed[node] && pieces.len() + heap.len() < max_pieces;
+        if !cuttable {
+            pieces.push(Piece {
+                node,
+                kind: PieceKind::Subtree,
+                weight,
+            });
+            continue;
+        }
+        pieces.push(Piece {
+            node,
+            kind: PieceKind::FilesOnly(None),
+            weight: tree.own[node],
+        });
+        for &child in &tree.children[node] {
+            heap.push((tree.subtree[child], child));
+        }
+    }
+    // A directory that alone outweighs a grain is listed by several shards, each taking the
+    // entries whose name hashes to its slice.
+    let mut sliced = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        match piece.kind {
+            PieceKind::FilesOnly(None) if piece.weight > grain => {
+                let of = piece.weight.div_ceil(grain).min(u64::from(shards)) as u32;
+                sliced.extend((0..of).map(|part| Piece {
+                    node: piece.node,
+                    kind: PieceKind::FilesOnly(Some(NameSlice { part, of })),
+                    weight: piece.weight / u64::from(of),
+                }));
+            }
+            _ => sliced.push(piece),
+        }
+    }
+    sliced
+}
+
+fn pack(tree: &Tree<'_>, mut pieces: Vec<Piece>, shards: u32) -> Vec<ShardAssignment> {
+    // Largest first into the lightest shard; ties go to the lowest index, so plans are stable.
+    pieces.sort_by(|a, b| {
+        b.weight
+            .cmp(&a.weight)
+            .then_with(|| tree.paths[a.node].cmp(tree.paths[b.node]))
+    });
+    let mut assignments: Vec<ShardAssignment> = (0..shards)
+        .map(|index| ShardAssignment {
+            index,
+            ..Default::default()
+        })
+        .collect();
+    let mut lightest: BinaryHeap<Reverse<(u64, u32)>> =
+        (0..shards).map(|i| Reverse((0, i))).collect();
+    for piece in pieces {
+        let Reverse((load, index)) = lightest.pop().expect("shards > 0");
+        let shard = &mut assignments[index as usize];
+        let path = PathBytes(tree.paths[piece.node].to_vec());
+        match piece.kind {
+            PieceKind::Subtree => shard.subtrees.push(path),
+            PieceKind::FilesOnly(slice) => shard.files_only.push(FilesOnly { path, slice }),
+        }
+        shard.estimated_entries += piece.weight;
+        lightest.push(Reverse((load + piece.weight, index)));
+    }
+    for shard in &mut assignments {
+        shard.subtrees.sort();
+        shard.files_only.sort();
+    }
+    assignments
+}
+
+/// Lists the top of the tree breadth-first (names only, no per-entry stat) until `max_dirs`
+/// directories are listed. Used when there is no earlier snapshot to balance by.
+pub fn count_top_levels(
+    root: Arc<OwnedFd>,
+    max_dirs: usize,
+    exclude: Option<&GlobSet>,
+    one_file_system: bool,
+) -> (DirTable, u64) {
+    let root_dev = device_of(root.as_fd()).unwrap_or_default();
+    let mut table = DirTable::new();
+    let mut queue: VecDeque<(Arc<OwnedFd>, Vec<u8>, Vec<u8>)> =
+        VecDeque::from([(root, Vec::new(), Vec::new())]);
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+    let mut ignored_ts = 0u64;
+    while let Some((parent, name, path)) = queue.pop_front() {
+        if table.len() >= max_dirs {
+            table.entry(path).or_default();
+            continue;
+        }
+        let Ok(fd) = open_dir(parent.as_fd(), &name) else {
+            // The scan will report it; for balancing it is an empty leaf.
+            table.insert(
+                path,
+                DirStats {
+                    entries: 0,
+                    listed: true,
+                },
+            );
+            continue;
+        };
+        drop(parent);
+        let fd = Arc::new(fd);
+        let mut entries = 0u64;
+        let mut dir = RawDir::new(fd.as_fd(), &mut buf);
+        while let Some(Ok(entry)) = dir.next() {
+            let entry_name = entry.file_name();
+            let bytes = entry_name.to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            if exclude.is_some_and(|g| g.is_match(OsStr::from_bytes(bytes))) {
+                continue;
+            }
+            entries += 1;
+            let is_dir = match entry.file_type() {
+                FileType::Directory if !one_file_system => true,
+                FileType::Directory | FileType::Unknown => {
+                    stat_at(fd.as_fd(), entry_name, &mut ignored_ts).is_ok_and(|m| {
+                        m.kind == crate::rows::EntryKind::Dir
+                            && (!one_file_system || m.dev == root_dev)
+                    })
+                }
+                _ => false,
+            };
+            if is_dir {
+                let mut child = path.clone();
+                if !child.is_empty() {
+                    child.push(b'/');
+                }
+                child.extend_from_slice(bytes);
+                queue.push_back((fd.clone(), bytes.to_vec(), child));
+            }
+        }
+        table.insert(
+            path,
+            DirStats {
+                entries,
+                listed: true,
+            },
+        );
+    }
+    let listed: Vec<u64> = table
+        .iter()
+        .filter(|(p, s)| s.listed && !p.is_empty())
+        .map(|(_, s)| s.entries)
+        .collect();
+    let estimate = if listed.is_empty() {
+        1
+    } else {
+        (listed.iter().sum::<u64>() / listed.len() as u64).max(1)
+    };
+    (table, estimate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(entries: &[(&str, u64)]) -> DirTable {
+        entries
+            .iter()
+            .map(|(p, n)| {
+                (
+                    p.as_bytes().to_vec(),
+                    DirStats {
+                        entries: *n,
+                        listed: true,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_directory_is_listed_by_exactly_one_piece() {
+        let t = table(&[
+            ("", 3),
+            ("a", 2),
+            ("a/x", 500),
+            ("a/y", 10),
+            ("b", 40),
+            ("c", 1),
+            ("c/d", 300),
+        ]);
+        for shards in [1, 2, 3, 5, 8] {
+            let plan = assign_shards(&t, shards, 1);
+            assert_eq!(plan.len(), shards as usize);
+            let mut listed: HashMap<Vec<u8>, Vec<Option<NameSlice>>> = HashMap::new();
+            for a in &plan {
+                for s in &a.subtrees {
+                    for dir in t.keys().filter(|d| {
+                        s.0.is_empty()
+                            || *d == &s.0
+                            || d.starts_with(&[s.0.as_slice(), b"/"].concat())
+                    }) {
+                        listed.entry(dir.clone()).or_default().push(None);
+                    }
+                }
+                for f in &a.files_only {
+                    listed.entry(f.path.0.clone()).or_default().push(f.slice);
+                }
+            }
+            for dir in t.keys() {
+                let slices = &listed[dir];
+                if slices.len() > 1 {
+                    let of = slices[0].expect("only sliced dirs are listed twice").of;
+                    let mut parts: Vec<u32> = slices.iter().map(|s| s.unwrap().part).collect();
+                    parts.sort();
+                    assert_eq!(
+                        parts,
+                        (0..of).collect::<Vec<_>>(),
+                        "{shards} shards, {dir:?}"
+                    );
+                }
+            }
+            assert_eq!(listed.len(), t.len(), "{shards} shards");
+        }
+    }
+
+    #[test]
+    fn a_huge_directory_is_sliced_for_balance() {
+        let t = table(&[("", 2), ("hot", 10_000), ("cold", 100)]);
+        let plan = assign_shards(&t, 4, 1);
+        assert!(imbalance(&plan) < 1.15, "{plan:?}");
+    }
+}

@@ -1,0 +1,379 @@
+//! Arrow builders for ToC rows and error rows.
+//!
+//! Each walker thread owns one [`TocBatchBuilder`] and one [`ErrorBatchBuilder`] (no locks on the
+//! hot path) and hands full batches to the shard writer.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Int32Builder, StringBuilder, StringDictionaryBuilder,
+    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::types::{Int8Type, Int32Type};
+use arrow_array::{ArrayRef, RecordBatch};
+
+use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
+
+/// What an entry is, as `st_mode` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    Block,
+    Char,
+}
+
+impl EntryKind {
+    pub fn from_mode(mode: u32) -> Self {
+        match mode & 0o170000 {
+            0o040000 => Self::Dir,
+            0o120000 => Self::Symlink,
+            0o010000 => Self::Fifo,
+            0o140000 => Self::Socket,
+            0o060000 => Self::Block,
+            0o020000 => Self::Char,
+            _ => Self::File,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Dir => "dir",
+            Self::Symlink => "symlink",
+            Self::Fifo => "fifo",
+            Self::Socket => "socket",
+            Self::Block => "block",
+            Self::Char => "char",
+        }
+    }
+}
+
+/// The metadata of one entry, as one `statx` returned it.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryMeta {
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Allocated bytes: `st_blocks` × 512.
+    pub blocks: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub inode: u64,
+    pub dev: u64,
+    pub mtime: Option<i64>,
+    pub atime: Option<i64>,
+    pub ctime: Option<i64>,
+    pub btime: Option<i64>,
+}
+
+/// Lower-case text after the last dot of `name`; "" when there is none. Leading dots do not
+/// start an extension (`.bashrc` has none), the same rule as Python's `os.path.splitext`.
+pub fn extension_of(name: &str) -> String {
+    let stem_start = name.len() - name.trim_start_matches('.').len();
+    match name[stem_start..].rfind('.') {
+        Some(dot) => name[stem_start + dot + 1..].to_lowercase(),
+        None => String::new(),
+    }
+}
+
+/// The path component at `level` (1 = first component below the root), if the path is that deep.
+pub fn project_of(path: &str, level: usize) -> Option<&str> {
+    if level == 0 {
+        return None;
+    }
+    path.split('/').nth(level - 1)
+}
+
+/// Builds ToC record batches row by row.
+pub struct TocBatchBuilder {
+    shard: u32,
+    project_level: usize,
+    seen_at: i64,
+    rows: usize,
+    path: BinaryBuilder,
+    path_display: StringBuilder,
+    path_is_utf8: BooleanBuilder,
+    dirname: StringDictionaryBuilder<Int32Type>,
+    filename: StringBuilder,
+    extension: StringDictionaryBuilder<Int32Type>,
+    kind: StringDictionaryBuilder<Int8Type>,
+    size: UInt64Builder,
+    blocks: UInt64Builder,
+    uid: UInt32Builder,
+    gid: UInt32Builder,
+    mode: UInt32Builder,
+    nlink: UInt32Builder,
+    inode: UInt64Builder,
+    dev: UInt64Builder,
+    mtime: TimestampNanosecondBuilder,
+    atime: TimestampNanosecondBuilder,
+    ctime: TimestampNanosecondBuilder,
+    btime: TimestampNanosecondBuilder,
+    project: StringDictionaryBuilder<Int32Type>,
+    first_seen: TimestampNanosecondBuilder,
+    last_seen: TimestampNanosecondBuilder,
+    shard_col: UInt32Builder,
+}
+
+fn ts_builder() -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::new().with_timezone("UTC")
+}
+
+impl TocBatchBuilder {
+    /// `seen_at` (ns since the epoch) fills `first_seen`/`last_seen`; merge replaces `first_seen`
+    /// with the value of an earlier snapshot where the file was already present.
+    pub fn new(shard: u32, project_level: usize, seen_at: i64) -> Self {
+        Self {
+            shard,
+            project_level,
+            seen_at,
+            rows: 0,
+            path: BinaryBuilder::new(),
+            path_display: StringBuilder::new(),
+            path_is_utf8: BooleanBuilder::new(),
+            dirname: StringDictionaryBuilder::new(),
+            filename: StringBuilder::new(),
+            extension: StringDictionaryBuilder::new(),
+            kind: StringDictionaryBuilder::new(),
+            size: UInt64Builder::new(),
+            blocks: UInt64Builder::new(),
+            uid: UInt32Builder::new(),
+            gid: UInt32Builder::new(),
+            mode: UInt32Builder::new(),
+            nlink: UInt32Builder::new(),
+            inode: UInt64Builder::new(),
+            dev: UInt64Builder::new(),
+            mtime: ts_builder(),
+            atime: ts_builder(),
+            ctime: ts_builder(),
+            btime: ts_builder(),
+            project: StringDictionaryBuilder::new(),
+            first_seen: ts_builder(),
+            last_seen: ts_builder(),
+            shard_col: UInt32Builder::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends the entry `name` of the directory at `dir` (both relative to the scan root).
+    pub fn append(&mut self, dir: &[u8], name: &[u8], meta: &EntryMeta) {
+        let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+        if !dir.is_empty() {
+            path.extend_from_slice(dir);
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        self.path.append_value(&path);
+        let utf8 = std::str::from_utf8(&path).is_ok();
+        self.path_is_utf8.append_value(utf8);
+        let display = String::from_utf8_lossy(&path);
+        self.path_display.append_value(&display);
+        let dir_display = String::from_utf8_lossy(dir);
+        self.dirname.append_value(&dir_display);
+        let name_display = String::from_utf8_lossy(name);
+        self.filename.append_value(&name_display);
+        self.extension.append_value(extension_of(&name_display));
+        self.kind.append_value(meta.kind.as_str());
+        self.size.append_value(meta.size);
+        self.blocks.append_value(meta.blocks);
+        self.uid.append_value(meta.uid);
+        self.gid.append_value(meta.gid);
+        self.mode.append_value(meta.mode);
+        self.nlink.append_value(meta.nlink);
+        self.inode.append_value(meta.inode);
+        self.dev.append_value(meta.dev);
+        self.mtime.append_option(meta.mtime);
+        self.atime.append_option(meta.atime);
+        self.ctime.append_option(meta.ctime);
+        self.btime.append_option(meta.btime);
+        self.project
+            .append_option(project_of(&display, self.project_level));
+        self.first_seen.append_value(self.seen_at);
+        self.last_seen.append_value(self.seen_at);
+        self.shard_col.append_value(self.shard);
+        self.rows += 1;
+    }
+
+    /// Takes the rows built so far as one batch and starts afresh (dictionaries included, so
+    /// memory stays bounded by the batch size).
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.path.finish()),
+            Arc::new(self.path_display.finish()),
+            Arc::new(self.path_is_utf8.finish()),
+            Arc::new(self.dirname.finish()),
+            Arc::new(self.filename.finish()),
+            Arc::new(self.extension.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.size.finish()),
+            Arc::new(self.blocks.finish()),
+            Arc::new(self.uid.finish()),
+            Arc::new(self.gid.finish()),
+            Arc::new(self.mode.finish()),
+            Arc::new(self.nlink.finish()),
+            Arc::new(self.inode.finish()),
+            Arc::new(self.dev.finish()),
+            Arc::new(self.mtime.finish()),
+            Arc::new(self.atime.finish()),
+            Arc::new(self.ctime.finish()),
+            Arc::new(self.btime.finish()),
+            Arc::new(self.project.finish()),
+            Arc::new(self.first_seen.finish()),
+            Arc::new(self.last_seen.finish()),
+            Arc::new(self.shard_col.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(TOC_SCHEMA.clone(), columns).expect("builders match TOC_SCHEMA")
+    }
+}
+
+/// What the walker was doing when an entry failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkOperation {
+    OpenDir,
+    ReadDir,
+    Stat,
+}
+
+impl WalkOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenDir => "opendir",
+            Self::ReadDir => "readdir",
+            Self::Stat => "stat",
+        }
+    }
+}
+
+/// Builds error-table batches.
+pub struct ErrorBatchBuilder {
+    shard: u32,
+    rows: usize,
+    path: BinaryBuilder,
+    path_display: StringBuilder,
+    operation: StringDictionaryBuilder<Int8Type>,
+    errno: Int32Builder,
+    kind: StringDictionaryBuilder<Int8Type>,
+    message: StringBuilder,
+    shard_col: UInt32Builder,
+}
+
+impl ErrorBatchBuilder {
+    pub fn new(shard: u32) -> Self {
+        Self {
+            shard,
+            rows: 0,
+            path: BinaryBuilder::new(),
+            path_display: StringBuilder::new(),
+            operation: StringDictionaryBuilder::new(),
+            errno: Int32Builder::new(),
+            kind: StringDictionaryBuilder::new(),
+            message: StringBuilder::new(),
+            shard_col: UInt32Builder::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn append(&mut self, path: &[u8], operation: WalkOperation, error: &rustix::io::Errno) {
+        self.path.append_value(path);
+        self.path_display
+            .append_value(String::from_utf8_lossy(path));
+        self.operation.append_value(operation.as_str());
+        self.errno.append_value(error.raw_os_error());
+        self.kind.append_value(ErrorKind::of(error).as_str());
+        self.message
+            .append_value(std::io::Error::from(*error).to_string());
+        self.shard_col.append_value(self.shard);
+        self.rows += 1;
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.path.finish()),
+            Arc::new(self.path_display.finish()),
+            Arc::new(self.operation.finish()),
+            Arc::new(self.errno.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.message.finish()),
+            Arc::new(self.shard_col.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(ERROR_SCHEMA.clone(), columns).expect("builders match ERROR_SCHEMA")
+    }
+}
+
+/// Error classes that the shard report counts separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The entry disappeared between listing and stat/open: normal on a live file system.
+    Vanished,
+    PermissionDenied,
+    NameTooLong,
+    Io,
+    Other,
+}
+
+impl ErrorKind {
+    pub fn of(error: &rustix::io::Errno) -> Self {
+        use rustix::io::Errno;
+        match *error {
+            Errno::NOENT | Errno::STALE => Self::Vanished,
+            Errno::ACCESS | Errno::PERM => Self::PermissionDenied,
+            Errno::NAMETOOLONG => Self::NameTooLong,
+            Errno::IO => Self::Io,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vanished => "vanished",
+            Self::PermissionDenied => "permission_denied",
+            Self::NameTooLong => "name_too_long",
+            Self::Io => "io",
+            Self::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_follows_splitext() {
+        assert_eq!(extension_of("a.tar.gz"), "gz");
+        assert_eq!(extension_of("DATA.0001.H5"), "h5");
+        assert_eq!(extension_of(".bashrc"), "");
+        assert_eq!(extension_of("..x.CSV"), "csv");
+        assert_eq!(extension_of("README"), "");
+        assert_eq!(extension_of("a."), "");
+    }
+
+    #[test]
+    fn project_is_the_configured_level() {
+        assert_eq!(project_of("p1/sub/f.txt", 1), Some("p1"));
+        assert_eq!(project_of("p1/sub/f.txt", 2), Some("sub"));
+        assert_eq!(project_of("p1", 2), None);
+        assert_eq!(project_of("p1/x", 0), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! Output locations: any URL `object_store` understands, plus plain local paths.
+//!
+//! Credentials and endpoints come from the standard environment variables of each cloud
+//! (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `GOOGLE_*`, `AZURE_*`), which is
+//! also how a Kubernetes Secret reaches the pods through `envFrom`.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// A store and the prefix inside it under which a ToC lives.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    /// The URL as users should see and pass it again (local paths made absolute `file://`).
+    pub url: String,
+}
+
+impl Location {
+    /// Parses `url`: `s3://`, `gs://`, `az://`/`abfs://`, `file://`, or a local path (created if
+    /// missing, like `mkdir -p`).
+    pub fn parse(url: &str) -> Result<Self> {
+        let bad = |reason: String| Error::BadOutputUrl {
+            url: url.to_string(),
+            reason,
+        };
+        if url.is_empty() {
+            return Err(bad("empty".into()));
+        }
+        let parsed = match url::Url::parse(url) {
+            Ok(u) if u.scheme().len() > 1 => Some(u),
+            // No scheme (or a Windows-style drive letter): a local path.
+            _ => None,
+        };
+        let Some(parsed) = parsed else {
+            return Self::local(FsPath::new(url), url);
+        };
+        let prefix = Path::from_url_path(parsed.path()).map_err(|e| bad(e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "file" => {
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|()| bad("not an absolute file path".into()))?;
+                return Self::local(&path, url);
+            }
+            "s3" | "s3a" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
+            "az" | "abfs" | "abfss" | "adl" | "azure" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
+            other => return Err(bad(format!("unsupported scheme {other:?}"))),
+        };
+        Ok(Self {
+            store,
+            prefix,
+            url: url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn local(path: &FsPath, url: &str) -> Result<Self> {
+        let bad = |reason: String| Error::BadOutputUrl {
+            url: url.to_string(),
+            reason,
+        };
+        if path.exists() && !path.is_dir() {
+            return Err(bad("exists and is not a directory".into()));
+        }
+        std::fs::create_dir_all(path).map_err(|e| bad(e.to_string()))?;
+        let abs = std::fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            url: format!("file://{}", abs.display()),
+        })
+    }
+
+    /// The object path of `relative` (slash-separated) under this location.
+    pub fn path(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.prefix.clone(), |p, part| p.join(part))
+    }
+
+    /// `relative` as a path inside this location's prefix, or `None` if `path` is outside it.
+    pub fn relative<'a>(&self, path: &'a Path) -> Option<String> {
+        path.prefix_match(&self.prefix).map(|parts| {
+            parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+    }
+
+    /// Reads and parses a JSON object; `Ok(None)` when it does not exist.
+    pub async fn get_json<T: DeserializeOwned>(&self, relative: &str) -> Result<Option<T>> {
+        Ok(self
+            .get_json_versioned(relative)
+            .await?
+            .map(|(value, _)| value))
+    }
+
+    /// Like [`Self::get_json`], with the version to pass to a conditional update.
+    pub async fn get_json_versioned<T: DeserializeOwned>(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(T, UpdateVersion)>> {
+        let path = self.path(relative);
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(Error::store(&self.url, relative, source)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|source| Error::store(&self.url, relative, source))?;
+        let value = serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
+            what: format!("{}/{relative}", self.url),
+            reason: source.to_string(),
+        })?;
+        Ok(Some((value, version)))
+    }
+
+    /// Writes `value` as pretty JSON with the given put mode.
+    pub async fn put_json<T: Serialize>(
+        &self,
+        relative: &str,
+        value: &T,
+        mode: PutMode,
+    ) -> std::result::Result<(), object_store::Error> {
+        let mut body = serde_json::to_vec_pretty(value).expect("serialisable");
+        body.push(b'\n');
+        self.store
+            .put_opts(
+                &self.path(relative),
+                PutPayload::from(body),
+                PutOptions::from(mode),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes every object below `relative` (a retried shard starts from an empty prefix).
+    pub async fn delete_prefix(&self, relative: &str) -> Result<usize> {
+        use futures::TryStreamExt;
+        let prefix = self.path(relative);
+        let paths: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|source| Error::store(&self.url, relative, source))?;
+        for path in &paths {
+            match self.store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(Error::store(&self.url, relative, source)),
+            }
+        }
+        Ok(paths.len())
+    }
+}

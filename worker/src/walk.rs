@@ -1,0 +1,522 @@
+//! The parallel, fd-relative directory walker.
+//!
+//! Shape (after `ignore::WalkParallel`): a pool of threads with work stealing over directories.
+//! Each thread pushes the subdirectories it finds onto its own LIFO deque, so it goes depth-first
+//! and the set of pending directories stays small; idle threads steal the oldest (shallowest)
+//! directory of a busy one, which spreads whole subtrees across threads.
+//!
+//! Syscalls (after GNU fts): a directory is opened relative to its parent's descriptor and every
+//! entry is `statx`'ed relative to the directory's descriptor, never by full path. That is faster
+//! (no repeated path lookup) and it reaches entries whose full path exceeds PATH_MAX. Each entry
+//! costs one `statx`; names and `d_type` come from `getdents64` into a per-thread buffer.
+//!
+//! Rows stream out: each thread fills its own Arrow builders and hands full batches to a sink
+//! (the shard writer's bounded channel), so memory depends on batch size and thread count, not on
+//! the size of the tree or of one directory. Failures of one entry become error rows.
+//!
+//! The walk never writes to the tree; directories are opened with `O_NOATIME` where the kernel
+//! permits it (owner or CAP_FOWNER), and files are never opened at all.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, OsStr};
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use globset::GlobSet;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags, RawDir, StatxFlags};
+use rustix::io::Errno;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pathbytes::PathBytes;
+use crate::rows::{
+    EntryKind, EntryMeta, ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation,
+};
+
+/// Where a shard's walk starts, relative to the scan root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalkStart {
+    /// Every entry below this directory, recursively.
+    Subtree(Vec<u8>),
+    /// Only the entries of this directory; its subdirectories are rows but are not entered.
+    FilesOnly(FilesOnly),
+}
+
+/// A directory listed without entering its subdirectories, whole or one slice of its names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FilesOnly {
+    pub path: PathBytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<NameSlice>,
+}
+
+/// The entries of a directory whose name hashes to `part` modulo `of`: how one huge directory
+/// is shared between shards. Every slice lists the directory; each stats only its own names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NameSlice {
+    pub part: u32,
+    pub of: u32,
+}
+
+impl NameSlice {
+    /// FNV-1a: stable across builds and platforms, unlike std's hasher.
+    pub fn contains(&self, name: &[u8]) -> bool {
+        let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        hash % u64::from(self.of.max(1)) == u64::from(self.part)
+    }
+}
+
+/// A batch on its way to the shard writer.
+pub enum ShardBatch {
+    Toc(RecordBatch),
+    Errors(RecordBatch),
+}
+
+/// How to walk.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    pub threads: usize,
+    pub one_file_system: bool,
+    pub exclude: Option<GlobSet>,
+    pub batch_rows: usize,
+    pub project_level: usize,
+    /// ns since the epoch; fills `first_seen`/`last_seen`.
+    pub seen_at: i64,
+    pub shard: u32,
+}
+
+/// Live totals of a walk, readable while it runs (progress bar) and at its end (shard report).
+#[derive(Debug, Default)]
+pub struct WalkCounters {
+    pub entries: AtomicU64,
+    pub files: AtomicU64,
+    pub dirs: AtomicU64,
+    pub symlinks: AtomicU64,
+    pub other_kinds: AtomicU64,
+    /// Sum of `st_size` over regular files (every hard link counts, like `find`).
+    pub file_bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub vanished: AtomicU64,
+    pub permission_denied: AtomicU64,
+    pub name_too_long: AtomicU64,
+    pub io_errors: AtomicU64,
+    pub other_errors: AtomicU64,
+    /// Timestamps that do not fit i64 nanoseconds (beyond year 2262 or before 1677): stored as null.
+    pub timestamps_out_of_range: AtomicU64,
+}
+
+impl WalkCounters {
+    /// Errors by kind, as the shard report states them.
+    pub fn errors_by_kind(&self) -> BTreeMap<String, u64> {
+        [
+            (ErrorKind::Vanished, &self.vanished),
+            (ErrorKind::PermissionDenied, &self.permission_denied),
+            (ErrorKind::NameTooLong, &self.name_too_long),
+            (ErrorKind::Io, &self.io_errors),
+            (ErrorKind::Other, &self.other_errors),
+        ]
+        .into_iter()
+        .filter_map(|(kind, n)| {
+            let n = n.load(Ordering::Relaxed);
+            (n > 0).then(|| (kind.as_str().to_string(), n))
+        })
+        .collect()
+    }
+}
+
+/// Per-thread counts, added to the shared [`WalkCounters`] once per batch to keep the shared
+/// cache lines out of the per-entry path.
+#[derive(Default)]
+struct LocalCounts {
+    entries: u64,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    other_kinds: u64,
+    file_bytes: u64,
+    errors: [u64; 5],
+    timestamps_out_of_range: u64,
+}
+
+impl LocalCounts {
+    fn flush(&mut self, to: &WalkCounters) {
+        let add = |a: &AtomicU64, v: u64| {
+            if v > 0 {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        add(&to.entries, self.entries);
+        add(&to.files, self.files);
+        add(&to.dirs, self.dirs);
+        add(&to.symlinks, self.symlinks);
+        add(&to.other_kinds, self.other_kinds);
+        add(&to.file_bytes, self.file_bytes);
+        add(&to.errors, self.errors.iter().sum());
+        add(&to.vanished, self.errors[0]);
+        add(&to.permission_denied, self.errors[1]);
+        add(&to.name_too_long, self.errors[2]);
+        add(&to.io_errors, self.errors[3]);
+        add(&to.other_errors, self.errors[4]);
+        add(&to.timestamps_out_of_range, self.timestamps_out_of_range);
+        *self = Self::default();
+    }
+
+    fn count_error(&mut self, error: &Errno) {
+        let slot = match ErrorKind::of(error) {
+            ErrorKind::Vanished => 0,
+            ErrorKind::PermissionDenied => 1,
+            ErrorKind::NameTooLong => 2,
+            ErrorKind::Io => 3,
+            ErrorKind::Other => 4,
+        };
+        self.errors[slot] += 1;
+    }
+}
+
+/// A directory waiting to be listed. It keeps its parent's descriptor alive, so opening it is
+/// one `openat` on a name, whatever its depth.
+struct DirTask {
+    parent: Arc<OwnedFd>,
+    /// Relative to `parent`: one name, or a start path below the root.
+    name: Vec<u8>,
+    /// Relative to the scan root.
+    path: Vec<u8>,
+    descend: bool,
+    slice: Option<NameSlice>,
+    /// A start from the plan: with `one_file_system`, check it is on the root's device.
+    is_start: bool,
+}
+
+const STATX_MASK: StatxFlags = StatxFlags::TYPE
+    .union(StatxFlags::MODE)
+    .union(StatxFlags::NLINK)
+    .union(StatxFlags::UID)
+    .union(StatxFlags::GID)
+    .union(StatxFlags::ATIME)
+    .union(StatxFlags::MTIME)
+    .union(StatxFlags::CTIME)
+    .union(StatxFlags::INO)
+    .union(StatxFlags::SIZE)
+    .union(StatxFlags::BLOCKS)
+    .union(StatxFlags::BTIME);
+
+fn nanos(t: &rustix::fs::StatxTimestamp, out_of_range: &mut u64) -> Option<i64> {
+    let ns = t
+        .tv_sec
+        .checked_mul(1_000_000_000)
+        .and_then(|s| s.checked_add(i64::from(t.tv_nsec)));
+    if ns.is_none() {
+        *out_of_range += 1;
+    }
+    ns
+}
+
+/// `statx` relative to `dir`, without following a final symlink. `AT_STATX_DONT_SYNC` lets a
+/// network file system answer from its attribute cache instead of a round trip per entry.
+pub fn stat_at(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    out_of_range: &mut u64,
+) -> Result<EntryMeta, Errno> {
+    let stx = rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC,
+        STATX_MASK,
+    )?;
+    let mode = u32::from(stx.stx_mode);
+    let has_btime = StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME);
+    Ok(EntryMeta {
+        kind: EntryKind::from_mode(mode),
+        size: stx.stx_size,
+        blocks: stx.stx_blocks.saturating_mul(512),
+        uid: stx.stx_uid,
+        gid: stx.stx_gid,
+        mode,
+        nlink: stx.stx_nlink,
+        inode: stx.stx_ino,
+        dev: rustix::fs::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+        mtime: nanos(&stx.stx_mtime, out_of_range),
+        atime: nanos(&stx.stx_atime, out_of_range),
+        ctime: nanos(&stx.stx_ctime, out_of_range),
+        btime: if has_btime {
+            nanos(&stx.stx_btime, out_of_range)
+        } else {
+            None
+        },
+    })
+}
+
+/// `O_NOATIME` fails with EPERM for directories we do not own unless we are privileged; after the
+/// first refusal the walk stops asking for it.
+static NOATIME_PERMITTED: AtomicBool = AtomicBool::new(true);
+
+/// Opens a directory below `parent` for listing, without following a symlink.
+pub fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
+    let name: &OsStr = if name.is_empty() {
+        OsStr::new(".")
+    } else {
+        OsStr::from_bytes(name)
+    };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if NOATIME_PERMITTED.load(Ordering::Relaxed) {
+        match rustix::fs::openat(parent, name, flags | OFlags::NOATIME, Mode::empty()) {
+            Err(Errno::PERM) => NOATIME_PERMITTED.store(false, Ordering::Relaxed),
+            other => return other,
+        }
+    }
+    rustix::fs::openat(parent, name, flags, Mode::empty())
+}
+
+/// The device of an open directory, encoded as the `dev` column encodes it.
+pub fn device_of(dir: BorrowedFd<'_>) -> Option<u64> {
+    stat_at(dir, c".", &mut 0).ok().map(|meta| meta.dev)
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+    if !dir.is_empty() {
+        path.extend_from_slice(dir);
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
+/// Walks `starts` below the directory `root` and hands every batch to `sink`. Returns early
+/// (with whatever was walked) when `sink` returns `false`, i.e. the writer has gone away.
+pub fn walk(
+    root: Arc<OwnedFd>,
+    starts: Vec<WalkStart>,
+    options: &WalkOptions,
+    counters: &WalkCounters,
+    sink: &(dyn Fn(ShardBatch) -> bool + Sync),
+) {
+    let root_dev = device_of(root.as_fd()).unwrap_or_default();
+    let injector = Injector::new();
+    let pending = AtomicUsize::new(starts.len());
+    for start in starts {
+        let (path, descend, slice) = match start {
+            WalkStart::Subtree(path) => (path, true, None),
+            WalkStart::FilesOnly(FilesOnly { path, slice }) => (path.0, false, slice),
+        };
+        injector.push(DirTask {
+            parent: root.clone(),
+            name: path.clone(),
+            path,
+            descend,
+            slice,
+            is_start: true,
+        });
+    }
+    let threads = options.threads.max(1);
+    let workers: Vec<Worker<DirTask>> = (0..threads).map(|_| Worker::new_lifo()).collect();
+    let stealers: Vec<Stealer<DirTask>> = workers.iter().map(Worker::stealer).collect();
+    let aborted = AtomicBool::new(false);
+    let shared = Shared {
+        injector: &injector,
+        stealers: &stealers,
+        pending: &pending,
+        aborted: &aborted,
+        options,
+        counters,
+        sink,
+        root_dev,
+    };
+    std::thread::scope(|scope| {
+        for (index, local) in workers.into_iter().enumerate() {
+            let shared = &shared;
+            std::thread::Builder::new()
+                .name(format!("walk-{index}"))
+                .spawn_scoped(scope, move || WalkThread::new(shared, local).run())
+                .expect("spawn walker thread");
+        }
+    });
+}
+
+struct Shared<'a> {
+    injector: &'a Injector<DirTask>,
+    stealers: &'a [Stealer<DirTask>],
+    pending: &'a AtomicUsize,
+    aborted: &'a AtomicBool,
+    options: &'a WalkOptions,
+    counters: &'a WalkCounters,
+    sink: &'a (dyn Fn(ShardBatch) -> bool + Sync),
+    root_dev: u64,
+}
+
+struct WalkThread<'a> {
+    shared: &'a Shared<'a>,
+    local: Worker<DirTask>,
+    toc: TocBatchBuilder,
+    errors: ErrorBatchBuilder,
+    counts: LocalCounts,
+    dirent_buf: Vec<MaybeUninit<u8>>,
+}
+
+impl<'a> WalkThread<'a> {
+    fn new(shared: &'a Shared<'a>, local: Worker<DirTask>) -> Self {
+        let o = shared.options;
+        Self {
+            shared,
+            local,
+            toc: TocBatchBuilder::new(o.shard, o.project_level, o.seen_at),
+            errors: ErrorBatchBuilder::new(o.shard),
+            counts: LocalCounts::default(),
+            dirent_buf: vec![MaybeUninit::uninit(); 64 * 1024],
+        }
+    }
+
+    fn find_task(&self) -> Option<DirTask> {
+        self.local.pop().or_else(|| {
+            std::iter::repeat_with(|| {
+                self.shared
+                    .injector
+                    .steal_batch_and_pop(&self.local)
+                    .or_else(|| self.shared.stealers.iter().map(Stealer::steal).collect())
+            })
+            .find(|s| !s.is_retry())
+            .and_then(Steal::success)
+        })
+    }
+
+    fn run(mut self) {
+        let mut idle = 0u32;
+        while !self.shared.aborted.load(Ordering::Relaxed) {
+            match self.find_task() {
+                Some(task) => {
+                    idle = 0;
+                    self.list(task);
+                    self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+                }
+                None if self.shared.pending.load(Ordering::Acquire) == 0 => break,
+                // Others are still listing and may push work: back off briefly rather than spin.
+                None => {
+                    idle = (idle + 1).min(10);
+                    std::thread::sleep(Duration::from_micros(20 << idle));
+                }
+            }
+        }
+        self.flush_toc();
+        self.flush_errors();
+        self.counts.flush(self.shared.counters);
+    }
+
+    fn send(&self, batch: ShardBatch) {
+        if !(self.shared.sink)(batch) {
+            self.shared.aborted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn flush_toc(&mut self) {
+        if !self.toc.is_empty() {
+            let batch = self.toc.finish();
+            self.send(ShardBatch::Toc(batch));
+        }
+        self.counts.flush(self.shared.counters);
+    }
+
+    fn flush_errors(&mut self) {
+        if !self.errors.is_empty() {
+            let batch = self.errors.finish();
+            self.send(ShardBatch::Errors(batch));
+        }
+    }
+
+    fn error(&mut self, path: &[u8], operation: WalkOperation, error: Errno) {
+        self.counts.count_error(&error);
+        self.errors.append(path, operation, &error);
+        if self.errors.len() >= 1024 {
+            self.flush_errors();
+        }
+    }
+
+    /// Lists one directory: a row per entry, a task per subdirectory to enter.
+    fn list(&mut self, task: DirTask) {
+        let fd = match open_dir(task.parent.as_fd(), &task.name) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => return self.error(&task.path, WalkOperation::OpenDir, e),
+        };
+        drop(task.parent);
+        let options = self.shared.options;
+        if task.is_start
+            && options.one_file_system
+            && device_of(fd.as_fd()).is_some_and(|dev| dev != self.shared.root_dev)
+        {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.dirent_buf);
+        let mut dir = RawDir::new(fd.as_fd(), &mut buf);
+        while let Some(next) = dir.next() {
+            let entry = match next {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.error(&task.path, WalkOperation::ReadDir, e);
+                    break;
+                }
+            };
+            let name_c = entry.file_name();
+            let name = name_c.to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if task.slice.is_some_and(|slice| !slice.contains(name)) {
+                continue;
+            }
+            if let Some(exclude) = &options.exclude
+                && exclude.is_match(OsStr::from_bytes(name))
+            {
+                continue;
+            }
+            let meta = match stat_at(fd.as_fd(), name_c, &mut self.counts.timestamps_out_of_range) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    self.error(&join(&task.path, name), WalkOperation::Stat, e);
+                    continue;
+                }
+            };
+            self.toc.append(&task.path, name, &meta);
+            self.count(&meta);
+            if meta.kind == EntryKind::Dir
+                && task.descend
+                && (!options.one_file_system || meta.dev == self.shared.root_dev)
+            {
+                self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                self.local.push(DirTask {
+                    parent: fd.clone(),
+                    name: name.to_vec(),
+                    path: join(&task.path, name),
+                    descend: true,
+                    slice: None,
+                    is_start: false,
+                });
+            }
+            if self.toc.len() >= options.batch_rows {
+                self.flush_toc();
+            }
+        }
+        self.dirent_buf = buf;
+    }
+
+    fn count(&mut self, meta: &EntryMeta) {
+        let c = &mut self.counts;
+        c.entries += 1;
+        match meta.kind {
+            EntryKind::File => {
+                c.files += 1;
+                c.file_bytes += meta.size;
+            }
+            EntryKind::Dir => c.dirs += 1,
+            EntryKind::Symlink => c.symlinks += 1,
+            _ => c.other_kinds += 1,
+        }
+    }
+}
