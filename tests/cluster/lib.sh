@@ -1,0 +1,78 @@
+# Shared settings for the cluster scripts; sourced, not run.
+# Everything built, installed or started lives under $SCANJOB_CACHE, outside the clone, so a
+# second run on the same machine reuses it and `git clean` never destroys a 10-minute build.
+SCANJOB_CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
+KUBE_VERSION=v1.36.3
+# Staging modules (k8s.io/api, k8s.io/apiserver, ...) are published as v0.<minor>.<patch>.
+KUBE_STAGING_VERSION=v0.36.3
+# A kube-apiserver 1.36 built with Go 1.27 serves broken OpenAPI, so the Go minor is pinned.
+GO_REQUIRED_MINOR=go1.26
+HELM_VERSION=v3.19.0
+ETCD_PACKAGE=etcd-server
+SEAWEEDFS_VERSION=4.48
+PYARROW_VERSION=26.0.1
+DUCKDB_VERSION=2.0.0
+
+KUBE_BIN=$SCANJOB_CACHE/kube-$KUBE_VERSION
+TOOLS_BIN=$SCANJOB_CACHE/bin
+VENV=$SCANJOB_CACHE/venv
+RUN_DIR=$SCANJOB_CACHE/run
+
+# Loopback ports. Chosen away from the defaults (6443, 2379, 8333) so a developer's own cluster
+# or S3 on the same machine does not collide with the test one.
+ETCD_PORT=${SCANJOB_ETCD_PORT:-23790}
+ETCD_PEER_PORT=$((ETCD_PORT + 1))
+API_PORT=${SCANJOB_API_PORT:-26443}
+KCM_PORT=${SCANJOB_KCM_PORT:-26444}
+S3_PORT=${SCANJOB_S3_PORT:-28333}
+
+die() { echo "error: $*" >&2; exit 1; }
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+# The processes up.sh starts, in stop order. Each has $RUN_DIR/pids/<name>.pid.
+SERVICES=(kube-controller-manager kube-apiserver etcd weed)
+
+# Every loopback port the services listen on (weed opens gRPC twins at +10000 and a few extras);
+# down.sh checks that none is left bound and up.sh that none is taken before starting.
+WEED_MASTER_PORT=$((S3_PORT + 1000))
+WEED_VOLUME_PORT=$((S3_PORT + 1007))
+WEED_FILER_PORT=$((S3_PORT + 555))
+WEED_ICEBERG_PORT=$((S3_PORT - 152))
+WEED_LANCE_PORT=$((S3_PORT - 151))
+WEED_METRICS_PORT=$((S3_PORT + 768))
+WEED_ADMIN_PORT=$((S3_PORT + 1313))
+ALL_PORTS=(
+  "$KCM_PORT" "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"
+  "$S3_PORT" $((S3_PORT + 10000)) "$WEED_MASTER_PORT" $((WEED_MASTER_PORT + 10000))
+  "$WEED_VOLUME_PORT" $((WEED_VOLUME_PORT + 10000)) "$WEED_FILER_PORT" $((WEED_FILER_PORT + 10000))
+  "$WEED_ICEBERG_PORT" "$WEED_LANCE_PORT" "$WEED_METRICS_PORT" "$WEED_ADMIN_PORT" $((WEED_ADMIN_PORT + 10000))
+)
+
+# Pids of whatever listens on TCP port $1 (any address).
+port_pids() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u; }
+
+# True when pid $1 runs one of the binaries this project starts: a stale pid file must never make
+# us kill an unrelated process that reused the pid.
+is_ours() {
+  local exe
+  exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+  case "$exe" in
+  "$SCANJOB_CACHE"/* | */etcd) return 0 ;;
+  *) return 1 ;;
+  esac
+}
+
+# Stop pid $1: SIGTERM, then SIGKILL after $2 seconds (kube-apiserver drains for a few seconds).
+stop_pid() {
+  local pid=$1 grace=${2:-20} i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < grace * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+}

@@ -1,0 +1,240 @@
+//! The real Job controller drives Indexed Jobs whose pods the kubelet stand-in runs as the
+//! `scanjob` binary: completion, and a failed index through `podFailurePolicy` / `FailIndex`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, PostParams};
+use scanjob_e2e::cluster::TestNamespace;
+use scanjob_e2e::kubelet::scanjob_binary;
+use serde_json::{Value, json};
+
+/// The exit code `scanjob` uses for bad input that a retry will not fix.
+const EXIT_NOT_RETRIABLE: i32 = 3;
+const IMAGE: &str = "ghcr.io/scanjob/scanjob:dev";
+
+fn scanjob() -> PathBuf {
+    let bin = scanjob_binary();
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --release --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// An Indexed Job of 3 completions, one retry per index, and no retry for exit code 3.
+fn indexed_job(name: &str, args: &[&str], volumes: Value, mounts: Value) -> Job {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": 3,
+            "parallelism": 3,
+            "backoffLimitPerIndex": 1,
+            "podFailurePolicy": {"rules": [{
+                "action": "FailIndex",
+                "onExitCodes": {"containerName": "scanjob", "operator": "In", "values": [EXIT_NOT_RETRIABLE]},
+            }]},
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "volumes": volumes,
+                "containers": [{"name": "scanjob", "image": IMAGE, "args": args, "volumeMounts": mounts}],
+            }},
+        },
+    }))
+    .expect("Job literal")
+}
+
+/// Parses a Job's index list ("0,2-4") into its indexes.
+fn indexes(list: Option<&str>) -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    for part in list.unwrap_or("").split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        out.extend(a.parse::<u32>().expect("index")..=b.parse::<u32>().expect("index"));
+    }
+    out
+}
+
+fn condition(job: &Job, kind: &str) -> Option<(String, Option<String>)> {
+    let conds = job.status.as_ref()?.conditions.as_ref()?;
+    let c = conds
+        .iter()
+        .find(|c| c.type_ == kind && c.status == "True")?;
+    Some((c.type_.clone(), c.reason.clone()))
+}
+
+async fn pods_of(ns: &TestNamespace, job: &str) -> Vec<Pod> {
+    let selector = format!("batch.kubernetes.io/job-name={job}");
+    ns.api::<Pod>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .expect("listing pods")
+        .items
+}
+
+fn exit_code(pod: &Pod) -> Option<i32> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    Some(
+        statuses
+            .first()?
+            .state
+            .as_ref()?
+            .terminated
+            .as_ref()?
+            .exit_code,
+    )
+}
+
+fn completion_index(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get("batch.kubernetes.io/job-completion-index")
+        .map(String::as_str)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexed_job_of_scanjob_pods_completes() {
+    scanjob();
+    let mut ns = TestNamespace::create("complete").await;
+    ns.start_kubelet(ns.kubelet_config());
+    let job = indexed_job("version", &["--version"], json!([]), json!([]));
+    ns.api::<Job>()
+        .create(&PostParams::default(), &job)
+        .await
+        .expect("creating Job");
+
+    let job = ns
+        .wait_job_finished("version", Duration::from_secs(90))
+        .await;
+    let status = job.status.clone().unwrap_or_default();
+    assert_eq!(
+        condition(&job, "Complete").map(|c| c.0),
+        Some("Complete".to_owned()),
+        "status: {status:?}"
+    );
+    assert_eq!(status.succeeded, Some(3));
+    assert_eq!(
+        indexes(status.completed_indexes.as_deref()),
+        BTreeSet::from([0, 1, 2])
+    );
+    let pods = pods_of(&ns, "version").await;
+    assert_eq!(
+        pods.len(),
+        3,
+        "one pod per index, none retried: {}",
+        ns.describe_pods().await
+    );
+    assert!(
+        pods.iter().all(|p| exit_code(p) == Some(0)),
+        "{}",
+        ns.describe_pods().await
+    );
+    ns.delete().await;
+}
+
+/// Plans 2 shards, then runs 3 indexes: index 2 is out of the plan's range, so `scanjob scan`
+/// exits 3, the pod failure policy fails that index without a retry, and the Job reports it.
+#[tokio::test(flavor = "multi_thread")]
+async fn index_failing_with_exit_code_3_is_reported_in_failed_indexes() {
+    let bin = scanjob();
+    let mut ns = TestNamespace::create("failindex").await;
+    let root = ns.kubelet_dir.join("root");
+    let out = ns.kubelet_dir.join("toc");
+    for dir in ["a", "b", "c/d"] {
+        std::fs::create_dir_all(root.join(dir)).expect("creating scan root");
+        std::fs::write(root.join(dir).join("file.txt"), dir).expect("writing scan root");
+    }
+    let plan = std::process::Command::new(&bin)
+        .arg("plan")
+        .arg(&root)
+        .args(["--shards", "2", "--out"])
+        .arg(format!("file://{}", out.display()))
+        .output()
+        .expect("running scanjob plan");
+    assert!(
+        plan.status.success(),
+        "scanjob plan failed: {}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan_url = format!("file://{}", find_plan(&out).display());
+
+    ns.start_kubelet(ns.kubelet_config());
+    let root_str = root.to_string_lossy();
+    let out_str = out.to_string_lossy();
+    // The pod sees the scan root and the output at the paths the plan names.
+    let volumes = json!([
+        {"name": "root", "hostPath": {"path": root_str, "type": "Directory"}},
+        {"name": "toc", "hostPath": {"path": out_str, "type": "Directory"}},
+    ]);
+    let mounts = json!([
+        {"name": "root", "mountPath": root_str, "readOnly": true},
+        {"name": "toc", "mountPath": out_str},
+    ]);
+    let args = [
+        "scan",
+        "--plan",
+        &plan_url,
+        "--index",
+        "$(JOB_COMPLETION_INDEX)",
+    ];
+    let job = indexed_job("scan", &args, volumes, mounts);
+    ns.api::<Job>()
+        .create(&PostParams::default(), &job)
+        .await
+        .expect("creating Job");
+
+    let job = ns.wait_job_finished("scan", Duration::from_secs(120)).await;
+    let status = job.status.clone().unwrap_or_default();
+    let pods = ns.describe_pods().await;
+    assert_eq!(
+        condition(&job, "Failed"),
+        Some(("Failed".to_owned(), Some("FailedIndexes".to_owned()))),
+        "status: {status:?}\n  {pods}"
+    );
+    assert_eq!(
+        indexes(status.failed_indexes.as_deref()),
+        BTreeSet::from([2]),
+        "{pods}"
+    );
+    assert_eq!(
+        indexes(status.completed_indexes.as_deref()),
+        BTreeSet::from([0, 1]),
+        "{pods}"
+    );
+    let index2: Vec<Pod> = pods_of(&ns, "scan")
+        .await
+        .into_iter()
+        .filter(|p| completion_index(p) == Some("2"))
+        .collect();
+    assert_eq!(
+        index2.len(),
+        1,
+        "FailIndex must not retry index 2 despite backoffLimitPerIndex=1: {pods}"
+    );
+    assert_eq!(exit_code(&index2[0]), Some(EXIT_NOT_RETRIABLE), "{pods}");
+    ns.delete().await;
+}
+
+/// The one `runs/<run>/plan.json` under the output directory.
+fn find_plan(out: &Path) -> PathBuf {
+    let runs = std::fs::read_dir(out.join("runs"))
+        .unwrap_or_else(|e| panic!("{}/runs: {e}", out.display()));
+    let plans: Vec<PathBuf> = runs
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("plan.json"))
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(
+        plans.len(),
+        1,
+        "expected one runs/<run>/plan.json under {}",
+        out.display()
+    );
+    plans.into_iter().next().expect("one plan")
+}
