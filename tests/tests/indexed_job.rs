@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use scanjob_e2e::cluster::TestNamespace;
 use scanjob_e2e::kubelet::scanjob_binary;
-use serde_json::{Value, json};
+use serde_json::{json};
 
 /// The exit code `scanjob` uses for bad input that a retry will not fix.
 const EXIT_NOT_RETRIABLE: i32 = 3;
@@ -26,8 +26,13 @@ fn scanjob() -> PathBuf {
     bin
 }
 
-/// An Indexed Job of 3 completions, one retry per index, and no retry for exit code 3.
-fn indexed_job(name: &str, args: &[&str], volumes: Value, mounts: Value) -> Job {
+/// An Indexed Job of 3 completions running `scanjob scan` over `plan_url`, one retry per index,
+/// and no retry for exit code 3. Scan root and output are hostPath volumes at the paths the plan
+/// names, and the termination log is the container's terminationMessagePath, as the operator
+/// sets it up.
+fn scan_job(name: &str, plan: &Planned) -> Job {
+    let root = plan.root.to_string_lossy();
+    let out = plan.out.to_string_lossy();
     serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
@@ -42,12 +47,55 @@ fn indexed_job(name: &str, args: &[&str], volumes: Value, mounts: Value) -> Job 
             "template": {"spec": {
                 "restartPolicy": "Never",
                 "terminationGracePeriodSeconds": 1,
-                "volumes": volumes,
-                "containers": [{"name": "scanjob", "image": IMAGE, "args": args, "volumeMounts": mounts}],
+                "volumes": [
+                    {"name": "root", "hostPath": {"path": root, "type": "Directory"}},
+                    {"name": "toc", "hostPath": {"path": out, "type": "Directory"}},
+                ],
+                "containers": [{
+                    "name": "scanjob",
+                    "image": IMAGE,
+                    "args": ["scan", "--plan", plan.url, "--index", "$(JOB_COMPLETION_INDEX)"],
+                    "env": [{"name": "SCANJOB_TERMINATION_LOG", "value": "/dev/termination-log"}],
+                    "volumeMounts": [
+                        {"name": "root", "mountPath": root, "readOnly": true},
+                        {"name": "toc", "mountPath": out},
+                    ],
+                }],
             }},
         },
     }))
     .expect("Job literal")
+}
+
+/// A scan root with three top-level directories, planned into `shards` shards.
+struct Planned {
+    root: PathBuf,
+    out: PathBuf,
+    url: String,
+}
+
+fn plan(ns: &TestNamespace, shards: u32) -> Planned {
+    let root = ns.kubelet_dir.join("root");
+    let out = ns.kubelet_dir.join("toc");
+    for dir in ["a", "b", "c/d"] {
+        std::fs::create_dir_all(root.join(dir)).expect("creating scan root");
+        std::fs::write(root.join(dir).join("file.txt"), dir).expect("writing scan root");
+    }
+    std::fs::create_dir_all(&out).expect("creating output dir");
+    let plan = std::process::Command::new(scanjob())
+        .arg("plan")
+        .arg(&root)
+        .args(["--shards", &shards.to_string(), "--out"])
+        .arg(format!("file://{}", out.display()))
+        .output()
+        .expect("running scanjob plan");
+    assert!(
+        plan.status.success(),
+        "scanjob plan failed: {}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let url = format!("file://{}", find_plan(&out).display());
+    Planned { root, out, url }
 }
 
 /// Parses a Job's index list ("0,2-4") into its indexes.
@@ -98,43 +146,68 @@ fn completion_index(pod: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
+fn termination_message(pod: &Pod) -> &str {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    let state = statuses
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref());
+    let terminated = state.and_then(|s| s.terminated.as_ref());
+    terminated.and_then(|t| t.message.as_deref()).unwrap_or("")
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn indexed_job_of_scanjob_pods_completes() {
-    scanjob();
+async fn indexed_scan_job_completes() {
     let mut ns = TestNamespace::create("complete").await;
+    let planned = plan(&ns, 3);
     ns.start_kubelet(ns.kubelet_config());
-    let job = indexed_job("version", &["--version"], json!([]), json!([]));
+    let job = scan_job("scan", &planned);
     ns.api::<Job>()
         .create(&PostParams::default(), &job)
         .await
         .expect("creating Job");
 
-    let job = ns
-        .wait_job_finished("version", Duration::from_secs(90))
-        .await;
+    let job = ns.wait_job_finished("scan", Duration::from_secs(120)).await;
     let status = job.status.clone().unwrap_or_default();
+    let pods = ns.describe_pods().await;
     assert_eq!(
         condition(&job, "Complete").map(|c| c.0),
         Some("Complete".to_owned()),
-        "status: {status:?}"
+        "status: {status:?}\n  {pods}"
     );
     assert_eq!(status.succeeded, Some(3));
     assert_eq!(
         indexes(status.completed_indexes.as_deref()),
         BTreeSet::from([0, 1, 2])
     );
-    let pods = pods_of(&ns, "version").await;
+    let scan_pods = pods_of(&ns, "scan").await;
     assert_eq!(
-        pods.len(),
+        scan_pods.len(),
         3,
-        "one pod per index, none retried: {}",
-        ns.describe_pods().await
+        "one pod per index, none retried: {pods}"
     );
-    assert!(
-        pods.iter().all(|p| exit_code(p) == Some(0)),
-        "{}",
-        ns.describe_pods().await
-    );
+    for pod in &scan_pods {
+        assert_eq!(exit_code(pod), Some(0), "{pods}");
+        assert!(
+            !termination_message(pod).is_empty(),
+            "every scan reports a result: {pods}"
+        );
+    }
+    let run_dir = PathBuf::from(planned.url.trim_start_matches("file://"));
+    let run_dir = run_dir.parent().expect("runs/<run>");
+    for i in 0..3 {
+        let marker = run_dir
+            .join("shards")
+            .join(i.to_string())
+            .join("_SUCCESS.json");
+        assert!(
+            marker.is_file(),
+            "{} written by index {i}",
+            marker.display()
+        );
+    }
     ns.delete().await;
 }
 
@@ -142,48 +215,10 @@ async fn indexed_job_of_scanjob_pods_completes() {
 /// exits 3, the pod failure policy fails that index without a retry, and the Job reports it.
 #[tokio::test(flavor = "multi_thread")]
 async fn index_failing_with_exit_code_3_is_reported_in_failed_indexes() {
-    let bin = scanjob();
     let mut ns = TestNamespace::create("failindex").await;
-    let root = ns.kubelet_dir.join("root");
-    let out = ns.kubelet_dir.join("toc");
-    for dir in ["a", "b", "c/d"] {
-        std::fs::create_dir_all(root.join(dir)).expect("creating scan root");
-        std::fs::write(root.join(dir).join("file.txt"), dir).expect("writing scan root");
-    }
-    let plan = std::process::Command::new(&bin)
-        .arg("plan")
-        .arg(&root)
-        .args(["--shards", "2", "--out"])
-        .arg(format!("file://{}", out.display()))
-        .output()
-        .expect("running scanjob plan");
-    assert!(
-        plan.status.success(),
-        "scanjob plan failed: {}",
-        String::from_utf8_lossy(&plan.stderr)
-    );
-    let plan_url = format!("file://{}", find_plan(&out).display());
-
+    let planned = plan(&ns, 2);
     ns.start_kubelet(ns.kubelet_config());
-    let root_str = root.to_string_lossy();
-    let out_str = out.to_string_lossy();
-    // The pod sees the scan root and the output at the paths the plan names.
-    let volumes = json!([
-        {"name": "root", "hostPath": {"path": root_str, "type": "Directory"}},
-        {"name": "toc", "hostPath": {"path": out_str, "type": "Directory"}},
-    ]);
-    let mounts = json!([
-        {"name": "root", "mountPath": root_str, "readOnly": true},
-        {"name": "toc", "mountPath": out_str},
-    ]);
-    let args = [
-        "scan",
-        "--plan",
-        &plan_url,
-        "--index",
-        "$(JOB_COMPLETION_INDEX)",
-    ];
-    let job = indexed_job("scan", &args, volumes, mounts);
+    let job = scan_job("scan", &planned);
     ns.api::<Job>()
         .create(&PostParams::default(), &job)
         .await
@@ -218,6 +253,11 @@ async fn index_failing_with_exit_code_3_is_reported_in_failed_indexes() {
         "FailIndex must not retry index 2 despite backoffLimitPerIndex=1: {pods}"
     );
     assert_eq!(exit_code(&index2[0]), Some(EXIT_NOT_RETRIABLE), "{pods}");
+    // The worker's error label reaches the pod status, where the operator reads it.
+    assert!(
+        termination_message(&index2[0]).contains("index_out_of_range"),
+        "termination message of index 2: {pods}"
+    );
     ns.delete().await;
 }
 

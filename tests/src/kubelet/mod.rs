@@ -5,8 +5,8 @@
 //! Scope: pods in one namespace or matching a label selector, so parallel tests each run their
 //! own stand-in. Pods have one container; init containers and probes are not supported.
 //! The container's `terminationMessagePath` is mapped to `<pod dir>/<container>.termination-log`:
-//! the path is exported as `SCANJOB_TERMINATION_MESSAGE_PATH` and also rewritten where the
-//! command, args or env values name it, as are volume mount paths (see [`expand::rewrite_paths`]).
+//! the path is rewritten where the command, args or env values name it, as are volume mount paths
+//! (see [`expand::rewrite_paths`]), and exported as `KUBELET_STANDIN_TERMINATION_MESSAGE_PATH`.
 
 mod env;
 pub mod expand;
@@ -24,8 +24,9 @@ use kube::{Api, Client};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-/// The env var through which a process learns where its termination message goes.
-pub const TERMINATION_MESSAGE_PATH_ENV: &str = "SCANJOB_TERMINATION_MESSAGE_PATH";
+/// The env var through which a process may learn where its termination message goes. Named for
+/// the stand-in so that it never switches on behaviour a real pod would not have.
+pub const TERMINATION_MESSAGE_PATH_ENV: &str = "KUBELET_STANDIN_TERMINATION_MESSAGE_PATH";
 
 /// Why a container could not be started; becomes the pod's Failed status.
 #[derive(Debug, Clone)]
