@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use scanjob_e2e::cluster::TestNamespace;
 use scanjob_e2e::kubelet::scanjob_binary;
-use serde_json::{json};
+use serde_json::json;
 
 /// The exit code `scanjob` uses for bad input that a retry will not fix.
 const EXIT_NOT_RETRIABLE: i32 = 3;
