@@ -179,9 +179,13 @@ pub fn assign_shards(
     pack(&tree, pieces, shards)
 }
 
+/// The smallest piece worth cutting out of a subtree or slicing out of a directory.
+const MIN_GRAIN: u64 = 256;
+
 fn cut(tree: &Tree<'_>, shards: u32) -> Vec<Piece> {
     let total = tree.subtree[0];
-    let grain = (total / (u64::from(shards) * 10)).max(1);
+    // Below a few hundred entries a piece costs more in plan size and listings than it balances.
+    let grain = (total / (u64::from(shards) * 10)).max(MIN_GRAIN);
     // Enough pieces for a good packing, few enough that the plan stays small.
     let max_pieces = 200 * shards as usize + 10_000;
     let mut heap = BinaryHeap::from([(tree.subtree[0], 0usize)]);
@@ -367,11 +371,11 @@ mod tests {
         let t = table(&[
             ("", 3),
             ("a", 2),
-            ("a/x", 500),
-            ("a/y", 10),
-            ("b", 40),
+            ("a/x", 5000),
+            ("a/y", 100),
+            ("b", 400),
             ("c", 1),
-            ("c/d", 300),
+            ("c/d", 3000),
         ]);
         for shards in [1, 2, 3, 5, 8] {
             let plan = assign_shards(&t, shards, 1);
@@ -410,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_huge_directory_is_sliced_for_balance() {
-        let t = table(&[("", 2), ("hot", 10_000), ("cold", 100)]);
+        let t = table(&[("", 2), ("hot", 100_000), ("cold", 1000)]);
         let plan = assign_shards(&t, 4, 1);
         assert!(imbalance(&plan) < 1.15, "{plan:?}");
     }

@@ -441,9 +441,12 @@ impl<'a> WalkThread<'a> {
 
     /// Lists one directory: a row per entry, a task per subdirectory to enter.
     fn list(&mut self, task: DirTask) {
+        // Every slice of a sliced directory lists it; only the first reports it unreadable.
+        let reports_dir_errors = task.slice.is_none_or(|s| s.part == 0);
         let fd = match open_dir(task.parent.as_fd(), &task.name) {
             Ok(fd) => Arc::new(fd),
-            Err(e) => return self.error(&task.path, WalkOperation::OpenDir, e),
+            Err(e) if reports_dir_errors => return self.error(&task.path, WalkOperation::OpenDir, e),
+            Err(_) => return,
         };
         drop(task.parent);
         let options = self.shared.options;
@@ -459,7 +462,9 @@ impl<'a> WalkThread<'a> {
             let entry = match next {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.error(&task.path, WalkOperation::ReadDir, e);
+                    if reports_dir_errors {
+                        self.error(&task.path, WalkOperation::ReadDir, e);
+                    }
                     break;
                 }
             };

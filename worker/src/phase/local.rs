@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::layout::{SnapshotManifest, WalkSettings, run_id};
+use crate::layout::{EntryCounts, SnapshotManifest, WalkSettings, run_id};
 use crate::phase::merge::merge_run;
 use crate::phase::plan::{PlanRequest, make_plan};
 use crate::phase::scan::{ScanRequest, scan_shard};
@@ -78,6 +78,8 @@ pub struct RunSummary {
     pub entries_per_second: f64,
     pub output_bytes: u64,
     #[serde(flatten)]
+    pub counts: EntryCounts,
+    #[serde(skip)]
     pub snapshot: SnapshotManifest,
 }
 
@@ -131,6 +133,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         entries_per_second: snapshot.counts.entries as f64 / seconds.max(1e-9),
         seconds,
         output_bytes,
+        counts: snapshot.counts.clone(),
         snapshot,
     })
 }

@@ -1,0 +1,212 @@
+//! Shared fixtures: a generated tree with hostile cases, the built binary, and readers of the
+//! Parquet it writes. Ground truth comes from the generator's summary and from GNU find, never
+//! from scanjob itself.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int8Type, Int32Type, TimestampNanosecondType, UInt32Type, UInt64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+pub fn scanjob() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_scanjob"))
+}
+
+/// The repository's `../shared` folder (beside the clone, as in CI).
+pub fn shared_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    assert!(
+        dir.join("bench/mktree.py").exists(),
+        "{} has no bench/mktree.py: the shared folder must sit beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+/// The Python with pyarrow and duckdb that `tests/run` installs.
+pub fn python() -> String {
+    std::env::var("SCANJOB_PYTHON").unwrap_or_else(|_| {
+        panic!("SCANJOB_PYTHON is not set: run the tests with `tests/run`, which installs pyarrow and duckdb")
+    })
+}
+
+pub struct Tree {
+    pub root: PathBuf,
+    pub summary: Value,
+    _dir: tempfile::TempDir,
+}
+
+/// One hostile tree per test binary: 20 k files plus mktree's `--nasty` cases (non-UTF-8 names,
+/// a chain deeper than PATH_MAX, a 200 k-entry directory, hard links, mode-000 entries, …).
+pub fn nasty_tree() -> &'static Tree {
+    static TREE: OnceLock<Tree> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("scanjob-tree-").tempdir().unwrap();
+        // World-readable, so a test may scan it as an unprivileged user.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let root = dir.path().join("tree");
+        let summary_path = dir.path().join("summary.json");
+        let out = Command::new("python3")
+            .arg(shared_dir().join("bench/mktree.py"))
+            .arg(&root)
+            .args(["--files", "20000", "--seed", "7", "--nasty", "--jobs", "2", "--summary"])
+            .arg(&summary_path)
+            .output()
+            .expect("python3 runs mktree.py");
+        assert!(out.status.success(), "mktree failed: {}", String::from_utf8_lossy(&out.stderr));
+        let summary = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+        Tree {
+            root,
+            summary,
+            _dir: dir,
+        }
+    })
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `scanjob run ROOT --out OUT --json [extra]`, returning its JSON summary.
+pub fn scan(root: &Path, out: &Path, extra: &[&str]) -> Value {
+    let output = run_ok(
+        scanjob()
+            .arg("run")
+            .arg(root)
+            .arg("--out")
+            .arg(out)
+            .arg("--json")
+            .args(extra),
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints JSON")
+}
+
+/// One ToC row, the columns the tests look at.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub path: Vec<u8>,
+    pub path_display: String,
+    pub path_is_utf8: bool,
+    pub dirname: String,
+    pub extension: String,
+    pub kind: String,
+    pub size: u64,
+    pub uid: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub inode: u64,
+    pub mtime: Option<i64>,
+    pub shard: u32,
+}
+
+/// Every row of the table `files` (manifest entries) under the local output `out`.
+pub fn read_rows(out: &Path, files: &Value) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for file in files.as_array().unwrap() {
+        let path = out.join(file["path"].as_str().unwrap());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+            let dict_str = |name: &str, i: usize| -> String {
+                let c = col(name);
+                if let Some(d) = c.as_dictionary_opt::<Int32Type>() {
+                    let v = d.values().as_string::<i32>();
+                    v.value(d.keys().value(i) as usize).to_string()
+                } else {
+                    let d = c.as_dictionary::<Int8Type>();
+                    let v = d.values().as_string::<i32>();
+                    v.value(d.keys().value(i) as usize).to_string()
+                }
+            };
+            for i in 0..b.num_rows() {
+                let mtime = col("mtime");
+                let mtime = mtime.as_primitive::<TimestampNanosecondType>();
+                rows.push(Row {
+                    path: col("path").as_binary::<i32>().value(i).to_vec(),
+                    path_display: col("path_display").as_string::<i32>().value(i).to_string(),
+                    path_is_utf8: col("path_is_utf8").as_boolean().value(i),
+                    dirname: dict_str("dirname", i),
+                    extension: dict_str("extension", i),
+                    kind: dict_str("kind", i),
+                    size: col("size").as_primitive::<UInt64Type>().value(i),
+                    uid: col("uid").as_primitive::<UInt32Type>().value(i),
+                    mode: col("mode").as_primitive::<UInt32Type>().value(i),
+                    nlink: col("nlink").as_primitive::<UInt32Type>().value(i),
+                    inode: col("inode").as_primitive::<UInt64Type>().value(i),
+                    mtime: mtime.is_valid(i).then(|| mtime.value(i)),
+                    shard: col("shard").as_primitive::<UInt32Type>().value(i),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The latest snapshot's manifest under a local output directory.
+pub fn latest_manifest(out: &Path) -> Value {
+    let latest: Value = serde_json::from_slice(&std::fs::read(out.join("latest.json")).unwrap()).unwrap();
+    serde_json::from_slice(&std::fs::read(out.join(latest["manifest"].as_str().unwrap())).unwrap())
+        .unwrap()
+}
+
+pub fn toc_rows(out: &Path) -> Vec<Row> {
+    read_rows(out, &latest_manifest(out)["toc_files"])
+}
+
+/// Every path below `root`, byte-exact and relative, as GNU find lists them.
+pub fn find_paths(root: &Path) -> BTreeSet<Vec<u8>> {
+    let out = run_ok(Command::new("find").arg(root).args(["-mindepth", "1", "-print0"]));
+    let prefix = [root.as_os_str().as_bytes(), b"/"].concat();
+    out.stdout
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.strip_prefix(prefix.as_slice()).expect("under root").to_vec())
+        .collect()
+}
+
+/// Regular files as GNU find sees them: (dirname relative to root, uid, size).
+pub fn find_files(root: &Path) -> Vec<(String, u32, u64)> {
+    let out = run_ok(Command::new("find").arg(root).args(["-mindepth", "1", "-type", "f", "-printf", "%h\\0%U\\0%s\\0"]));
+    let fields: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
+    let root_bytes = root.as_os_str().as_bytes();
+    fields
+        .chunks_exact(3)
+        .map(|f| {
+            let dir = f[0].strip_prefix(root_bytes).unwrap();
+            let dir = dir.strip_prefix(b"/").unwrap_or(dir);
+            (
+                String::from_utf8_lossy(dir).into_owned(),
+                std::str::from_utf8(f[1]).unwrap().parse().unwrap(),
+                std::str::from_utf8(f[2]).unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub fn count_by<K: Ord, T>(items: &[T], key: impl Fn(&T) -> K) -> BTreeMap<K, u64> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        *map.entry(key(item)).or_default() += 1;
+    }
+    map
+}
