@@ -42,7 +42,10 @@ kube_ok() {
   for b in kube-apiserver kube-controller-manager kubectl; do
     [ -x "$KUBE_BIN/$b" ] || return 1
   done
-  "$KUBE_BIN/kubectl" version --client 2>/dev/null | grep -q "$KUBE_VERSION"
+  # Captured first: with pipefail, `grep -q` closing the pipe early would fail the check.
+  local v
+  v=$("$KUBE_BIN/kubectl" version --client 2>/dev/null) || return 1
+  [[ "$v" == *"$KUBE_VERSION"* ]]
 }
 if ! kube_ok; then
   log "building Kubernetes $KUBE_VERSION with $go_version (cold: ~10 min on 2 cores)"
@@ -78,12 +81,17 @@ if ! kube_ok; then
 fi
 
 # --- helm -------------------------------------------------------------------------------------
-if ! { [ -x "$TOOLS_BIN/helm" ] && "$TOOLS_BIN/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; }; then
+helm_ok() {
+  local v
+  v=$("$TOOLS_BIN/helm" version --short 2>/dev/null) || return 1
+  [[ "$v" == "$HELM_VERSION"* ]]
+}
+if ! helm_ok; then
   log "building helm $HELM_VERSION"
   GOBIN=$TOOLS_BIN CGO_ENABLED=0 go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || die "go install helm $HELM_VERSION failed"
-  "$TOOLS_BIN/helm" version --short | grep -q "^$HELM_VERSION" || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
+  helm_ok || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
 fi
 
 # --- Python venv: SeaweedFS, pyarrow, duckdb --------------------------------------------------

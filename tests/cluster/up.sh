@@ -107,7 +107,7 @@ start weed "$WEED" mini -dir="$RUN_DIR/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 -met
   -s3.localSocket="$RUN_DIR/s3/s3.sock" -filer.localSocket="$RUN_DIR/s3/filer.sock" \
   -s3.config="$RUN_DIR/s3/identities.json" -bucket="$S3_BUCKET"
 
-etcd_ready() { curl -sf "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+etcd_ready() { [[ "$(curl -sf "http://127.0.0.1:$ETCD_PORT/health")" == *'"health":"true"'* ]]; }
 wait_for etcd 30 etcd_ready
 
 # --- kube-apiserver ------------------------------------------------------------------------------
