@@ -104,16 +104,6 @@ impl Location {
             .fold(self.prefix.clone(), |p, part| p.join(part))
     }
 
-    /// `relative` as a path inside this location's prefix, or `None` if `path` is outside it.
-    pub fn relative<'a>(&self, path: &'a Path) -> Option<String> {
-        path.prefix_match(&self.prefix).map(|parts| {
-            parts
-                .map(|p| p.as_ref().to_string())
-                .collect::<Vec<_>>()
-                .join("/")
-        })
-    }
-
     /// Reads and parses a JSON object; `Ok(None)` when it does not exist.
     pub async fn get_json<T: DeserializeOwned>(&self, relative: &str) -> Result<Option<T>> {
         Ok(self

@@ -445,7 +445,9 @@ impl<'a> WalkThread<'a> {
         let reports_dir_errors = task.slice.is_none_or(|s| s.part == 0);
         let fd = match open_dir(task.parent.as_fd(), &task.name) {
             Ok(fd) => Arc::new(fd),
-            Err(e) if reports_dir_errors => return self.error(&task.path, WalkOperation::OpenDir, e),
+            Err(e) if reports_dir_errors => {
+                return self.error(&task.path, WalkOperation::OpenDir, e);
+            }
             Err(_) => return,
         };
         drop(task.parent);

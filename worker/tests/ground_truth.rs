@@ -18,14 +18,21 @@ fn counts_bytes_and_extensions_match_the_generator() {
     let truth = &tree.summary;
     assert_eq!(kinds["file"], truth["kinds"]["regular"].as_u64().unwrap());
     assert_eq!(kinds["dir"], truth["kinds"]["dir"].as_u64().unwrap());
-    assert_eq!(kinds["symlink"], truth["kinds"]["symlink"].as_u64().unwrap());
+    assert_eq!(
+        kinds["symlink"],
+        truth["kinds"]["symlink"].as_u64().unwrap()
+    );
     assert_eq!(kinds["fifo"], truth["kinds"]["fifo"].as_u64().unwrap());
     assert_eq!(kinds["socket"], truth["kinds"]["socket"].as_u64().unwrap());
     let files: Vec<&Row> = rows.iter().filter(|r| r.kind == "file").collect();
     let bytes: u64 = files.iter().map(|r| r.size).sum();
     assert_eq!(bytes, truth["total_apparent_bytes"].as_u64().unwrap());
     let ext = count_by(&files, |r| {
-        if r.extension.is_empty() { String::new() } else { format!(".{}", r.extension) }
+        if r.extension.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", r.extension)
+        }
     });
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for (k, v) in truth["ext_counts"].as_object().unwrap() {
@@ -53,19 +60,39 @@ fn every_path_is_there_byte_exact_beyond_path_max() {
     let unique: BTreeSet<Vec<u8>> = ours.iter().cloned().collect();
     assert_eq!(unique.len(), ours.len(), "no path twice");
     let truth = find_paths(&tree.root);
-    let missing: Vec<String> = truth.difference(&unique).take(5).map(|p| String::from_utf8_lossy(p).into()).collect();
-    let extra: Vec<String> = unique.difference(&truth).take(5).map(|p| String::from_utf8_lossy(p).into()).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    let missing: Vec<String> = truth
+        .difference(&unique)
+        .take(5)
+        .map(|p| String::from_utf8_lossy(p).into())
+        .collect();
+    let extra: Vec<String> = unique
+        .difference(&truth)
+        .take(5)
+        .map(|p| String::from_utf8_lossy(p).into())
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
 
-    let non_utf8: Vec<&Row> = rows.iter().filter(|r| std::str::from_utf8(&r.path).is_err()).collect();
+    let non_utf8: Vec<&Row> = rows
+        .iter()
+        .filter(|r| std::str::from_utf8(&r.path).is_err())
+        .collect();
     assert!(!non_utf8.is_empty(), "the tree has non-UTF-8 names");
     for r in &non_utf8 {
         assert!(!r.path_is_utf8);
         assert!(r.path_display.contains('\u{FFFD}'), "{:?}", r.path_display);
     }
     let deepest = rows.iter().map(|r| r.path.len()).max().unwrap();
-    assert!(deepest > 4096, "the deep chain is complete beyond PATH_MAX ({deepest} bytes)");
-    let huge = rows.iter().filter(|r| r.dirname == "zz_nasty/huge_dir").count();
+    assert!(
+        deepest > 4096,
+        "the deep chain is complete beyond PATH_MAX ({deepest} bytes)"
+    );
+    let huge = rows
+        .iter()
+        .filter(|r| r.dirname == "zz_nasty/huge_dir")
+        .count();
     assert_eq!(huge, 200_000);
 }
 
@@ -75,7 +102,10 @@ fn odd_timestamps_are_exact() {
     let out = tempfile::tempdir().unwrap();
     scan(&tree.root, out.path(), &[]);
     let rows = toc_rows(out.path());
-    let times: Vec<&Row> = rows.iter().filter(|r| r.dirname == "zz_nasty/times").collect();
+    let times: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.dirname == "zz_nasty/times")
+        .collect();
     assert!(times.len() >= 3);
     let mut before_1970 = false;
     for r in times {
@@ -98,10 +128,18 @@ fn shards_of_one_plan_never_overlap_and_cover_the_tree() {
         let rows = toc_rows(out.path());
         let paths: Vec<Vec<u8>> = rows.iter().map(|r| r.path.clone()).collect();
         let unique: BTreeSet<Vec<u8>> = paths.iter().cloned().collect();
-        assert_eq!(unique.len(), paths.len(), "{shards} shards: a path appears twice");
+        assert_eq!(
+            unique.len(),
+            paths.len(),
+            "{shards} shards: a path appears twice"
+        );
         assert_eq!(unique, truth, "{shards} shards: not the whole tree");
         let used: BTreeSet<u32> = rows.iter().map(|r| r.shard).collect();
-        assert_eq!(used.len() as u32, shards, "{shards} shards: every shard has rows");
+        assert_eq!(
+            used.len() as u32,
+            shards,
+            "{shards} shards: every shard has rows"
+        );
     }
 }
 
@@ -111,9 +149,16 @@ fn a_second_run_balances_by_the_first_snapshot() {
     let out = tempfile::tempdir().unwrap();
     let first = scan(&tree.root, out.path(), &["--shards", "4", "--run", "first"]);
     assert_eq!(first["balanced_by"], "top-level-count");
-    let second = scan(&tree.root, out.path(), &["--shards", "4", "--run", "second"]);
+    let second = scan(
+        &tree.root,
+        out.path(),
+        &["--shards", "4", "--run", "second"],
+    );
     assert_eq!(second["balanced_by"], "previous-snapshot");
-    assert!(second["estimated_imbalance"].as_f64().unwrap() <= 1.15, "{second}");
+    assert!(
+        second["estimated_imbalance"].as_f64().unwrap() <= 1.15,
+        "{second}"
+    );
     assert_eq!(second["files"], first["files"]);
     assert_eq!(latest_manifest(out.path())["run"], "second");
 }
@@ -134,7 +179,10 @@ fn error_rows(out: &std::path::Path) -> Vec<(String, String, i32)> {
             let ops = b.column(2).as_dictionary::<arrow_array::types::Int8Type>();
             let errno = b.column(3).as_primitive::<arrow_array::types::Int32Type>();
             for i in 0..b.num_rows() {
-                let op = ops.values().as_string::<i32>().value(ops.keys().value(i) as usize);
+                let op = ops
+                    .values()
+                    .as_string::<i32>()
+                    .value(ops.keys().value(i) as usize);
                 errors.push((paths.value(i).to_string(), op.to_string(), errno.value(i)));
             }
         }
@@ -151,7 +199,10 @@ fn mode_000_entries_are_rows_for_root_and_error_rows_without_privileges() {
     let privileged_rows = if as_root {
         scan(&tree.root, out.path(), &["--run", "root"]);
         let rows = toc_rows(out.path());
-        let inside = rows.iter().filter(|r| r.dirname == "zz_nasty/locked_dir").count();
+        let inside = rows
+            .iter()
+            .filter(|r| r.dirname == "zz_nasty/locked_dir")
+            .count();
         assert_eq!(inside, 3, "root reads the mode-000 directory");
         assert!(error_rows(out.path()).is_empty());
         Some(rows)
@@ -163,8 +214,14 @@ fn mode_000_entries_are_rows_for_root_and_error_rows_without_privileges() {
     std::fs::set_permissions(unprivileged.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut cmd = if as_root {
         let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
-            .arg(env!("CARGO_BIN_EXE_scanjob"));
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_scanjob"));
         c
     } else {
         scanjob()
@@ -179,14 +236,25 @@ fn mode_000_entries_are_rows_for_root_and_error_rows_without_privileges() {
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let errors = error_rows(unprivileged.path());
     assert!(errors.contains(&("zz_nasty/locked_dir".to_string(), "opendir".to_string(), 13)));
-    assert!(errors.iter().all(|(_, op, errno)| op == "opendir" && *errno == 13), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|(_, op, errno)| op == "opendir" && *errno == 13),
+        "{errors:?}"
+    );
     assert_eq!(
         summary["errors_by_kind"]["permission_denied"].as_u64(),
         Some(errors.len() as u64)
     );
     let rows = toc_rows(unprivileged.path());
-    assert!(rows.iter().any(|r| r.path_display == "zz_nasty/locked_dir"), "the directory itself is a row");
-    assert!(rows.iter().any(|r| r.path_display == "zz_nasty/locked_file.dat"));
+    assert!(
+        rows.iter().any(|r| r.path_display == "zz_nasty/locked_dir"),
+        "the directory itself is a row"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.path_display == "zz_nasty/locked_file.dat")
+    );
     if let Some(privileged) = privileged_rows {
         // What nobody can see: every entry whose ancestors all grant others r and x; an error row
         // for each directory that is visible but does not.
@@ -214,7 +282,11 @@ fn mode_000_entries_are_rows_for_root_and_error_rows_without_privileges() {
             .collect();
         let got_errors: BTreeSet<String> = errors.iter().map(|e| e.0.clone()).collect();
         assert_eq!(got_errors, expected_errors);
-        assert_eq!(rows.len(), expected_rows, "every entry nobody can reach is a row");
+        assert_eq!(
+            rows.len(),
+            expected_rows,
+            "every entry nobody can reach is a row"
+        );
     }
 }
 
@@ -232,21 +304,38 @@ fn a_directory_that_vanishes_after_planning_is_counted_not_fatal() {
     }
     std::fs::write(root.join("top.txt"), b"x").unwrap();
     let out = tmp.path().join("toc");
-    let plan = run_ok(scanjob().arg("plan").arg(&root).args(["--shards", "2", "--run", "r1", "--json", "--out"]).arg(&out));
+    let plan = run_ok(
+        scanjob()
+            .arg("plan")
+            .arg(&root)
+            .args(["--shards", "2", "--run", "r1", "--json", "--out"])
+            .arg(&out),
+    );
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     let plan_url = plan["plan"].as_str().unwrap();
     let plan_doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("runs/r1/plan.json")).unwrap()).unwrap();
-    assert!(plan_doc.to_string().contains("\"gone\""), "the planner cut below the root: {plan_doc}");
+    assert!(
+        plan_doc.to_string().contains("\"gone\""),
+        "the planner cut below the root: {plan_doc}"
+    );
     std::fs::remove_dir_all(root.join("gone")).unwrap();
     for index in ["0", "1"] {
         run_ok(scanjob().args(["scan", "--plan", plan_url, "--index", index, "--json"]));
     }
-    let merged = run_ok(scanjob().args(["merge", "--json", "--run"]).arg(out.join("runs/r1")));
+    let merged = run_ok(
+        scanjob()
+            .args(["merge", "--json", "--run"])
+            .arg(out.join("runs/r1")),
+    );
     let manifest: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
     let vanished = manifest["errors_by_kind"]["vanished"].as_u64().unwrap_or(0);
     assert!(vanished >= 1, "{manifest}");
-    assert_eq!(manifest["errors"].as_u64().unwrap(), vanished, "only vanished errors: {manifest}");
+    assert_eq!(
+        manifest["errors"].as_u64().unwrap(),
+        vanished,
+        "only vanished errors: {manifest}"
+    );
     assert_eq!(manifest["files"], 301, "keep/* and top.txt");
     let out_path = out.as_path();
     for (path, op, errno) in error_rows(out_path) {

@@ -30,21 +30,41 @@ fn files_deleted_while_their_directory_is_listed_are_vanished_errors() {
     let rows = std::sync::atomic::AtomicU64::new(0);
     // The first full batch is handed over while the rest of the directory's names sit in the
     // walker's getdents buffer: deleting the files now makes their stat fail with ENOENT.
-    walk(Arc::clone(&root), vec![WalkStart::Subtree(Vec::new())], &options, &counters, &|batch| {
-        if let ShardBatch::Toc(b) = batch {
-            rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-            if !deleted.swap(true, Ordering::Relaxed) {
-                for entry in std::fs::read_dir(&dir).unwrap() {
-                    std::fs::remove_file(entry.unwrap().path()).unwrap();
+    walk(
+        Arc::clone(&root),
+        vec![WalkStart::Subtree(Vec::new())],
+        &options,
+        &counters,
+        &|batch| {
+            if let ShardBatch::Toc(b) = batch {
+                rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                if !deleted.swap(true, Ordering::Relaxed) {
+                    for entry in std::fs::read_dir(&dir).unwrap() {
+                        std::fs::remove_file(entry.unwrap().path()).unwrap();
+                    }
                 }
             }
-        }
-        true
-    });
+            true
+        },
+    );
     let vanished = counters.vanished.load(Ordering::Relaxed);
     let files = counters.files.load(Ordering::Relaxed);
-    assert!(vanished > 0, "entries listed before the deletion vanish at stat");
-    assert_eq!(counters.errors.load(Ordering::Relaxed), vanished, "and nothing else fails");
-    assert!(files >= 99 && files + vanished <= n, "files {files}, vanished {vanished}");
-    assert_eq!(rows.load(Ordering::Relaxed), files + 1, "a row per file and one for the directory");
+    assert!(
+        vanished > 0,
+        "entries listed before the deletion vanish at stat"
+    );
+    assert_eq!(
+        counters.errors.load(Ordering::Relaxed),
+        vanished,
+        "and nothing else fails"
+    );
+    assert!(
+        files >= 99 && files + vanished <= n,
+        "files {files}, vanished {vanished}"
+    );
+    assert_eq!(
+        rows.load(Ordering::Relaxed),
+        files + 1,
+        "a row per file and one for the directory"
+    );
 }

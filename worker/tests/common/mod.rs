@@ -49,20 +49,39 @@ pub struct Tree {
 pub fn nasty_tree() -> &'static Tree {
     static TREE: OnceLock<Tree> = OnceLock::new();
     TREE.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("scanjob-tree-").tempdir().unwrap();
-        // World-readable, so a test may scan it as an unprivileged user.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        let dir = tempfile::Builder::new()
+            .prefix("scanjob-tree-")
+            .tempdir()
             .unwrap();
+        // World-readable, so a test may scan it as an unprivileged user.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let root = dir.path().join("tree");
         let summary_path = dir.path().join("summary.json");
         let out = Command::new("python3")
             .arg(shared_dir().join("bench/mktree.py"))
             .arg(&root)
-            .args(["--files", "20000", "--seed", "7", "--nasty", "--jobs", "2", "--summary"])
+            .args([
+                "--files",
+                "20000",
+                "--seed",
+                "7",
+                "--nasty",
+                "--jobs",
+                "2",
+                "--summary",
+            ])
             .arg(&summary_path)
             .output()
             .expect("python3 runs mktree.py");
-        assert!(out.status.success(), "mktree failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mktree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let summary = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
         Tree {
             root,
@@ -164,7 +183,8 @@ pub fn read_rows(out: &Path, files: &Value) -> Vec<Row> {
 
 /// The latest snapshot's manifest under a local output directory.
 pub fn latest_manifest(out: &Path) -> Value {
-    let latest: Value = serde_json::from_slice(&std::fs::read(out.join("latest.json")).unwrap()).unwrap();
+    let latest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("latest.json")).unwrap()).unwrap();
     serde_json::from_slice(&std::fs::read(out.join(latest["manifest"].as_str().unwrap())).unwrap())
         .unwrap()
 }
@@ -175,18 +195,33 @@ pub fn toc_rows(out: &Path) -> Vec<Row> {
 
 /// Every path below `root`, byte-exact and relative, as GNU find lists them.
 pub fn find_paths(root: &Path) -> BTreeSet<Vec<u8>> {
-    let out = run_ok(Command::new("find").arg(root).args(["-mindepth", "1", "-print0"]));
+    let out = run_ok(
+        Command::new("find")
+            .arg(root)
+            .args(["-mindepth", "1", "-print0"]),
+    );
     let prefix = [root.as_os_str().as_bytes(), b"/"].concat();
     out.stdout
         .split(|&b| b == 0)
         .filter(|p| !p.is_empty())
-        .map(|p| p.strip_prefix(prefix.as_slice()).expect("under root").to_vec())
+        .map(|p| {
+            p.strip_prefix(prefix.as_slice())
+                .expect("under root")
+                .to_vec()
+        })
         .collect()
 }
 
 /// Regular files as GNU find sees them: (dirname relative to root, uid, size).
 pub fn find_files(root: &Path) -> Vec<(String, u32, u64)> {
-    let out = run_ok(Command::new("find").arg(root).args(["-mindepth", "1", "-type", "f", "-printf", "%h\\0%U\\0%s\\0"]));
+    let out = run_ok(Command::new("find").arg(root).args([
+        "-mindepth",
+        "1",
+        "-type",
+        "f",
+        "-printf",
+        "%h\\0%U\\0%s\\0",
+    ]));
     let fields: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
     let root_bytes = root.as_os_str().as_bytes();
     fields
