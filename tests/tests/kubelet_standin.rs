@@ -197,3 +197,42 @@ async fn deleting_a_pod_kills_its_process() {
     }
     ns.delete().await;
 }
+
+/// With one slot, two pods run one after the other: their start/end marks never interleave.
+#[tokio::test(flavor = "multi_thread")]
+async fn slots_bound_how_many_containers_run_at_once() {
+    let mut ns = TestNamespace::create("slots").await;
+    let mut config = ns.kubelet_config();
+    config.images.insert(SHELL_IMAGE, "/bin/sh");
+    config.slots = 1;
+    ns.start_kubelet(config);
+    let marks = ns.kubelet_dir.join("marks");
+    std::fs::create_dir_all(&marks).expect("creating marks dir");
+    let marks_path = marks.to_string_lossy();
+    for name in ["one", "two"] {
+        let script =
+            format!("echo start >> {marks_path}/log; sleep 1; echo end >> {marks_path}/log");
+        let volume = json!({"name": "marks", "hostPath": {"path": marks_path}});
+        let mut pod = shell_pod(
+            name,
+            &script,
+            json!({"volumeMounts": [{"name": "marks", "mountPath": marks_path}]}),
+        );
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.volumes = Some(vec![serde_json::from_value(volume).expect("volume")]);
+        }
+        ns.api::<Pod>()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("creating Pod");
+    }
+    for name in ["one", "two"] {
+        let pod = ns
+            .wait_pod(name, Duration::from_secs(60), "finished", is_finished)
+            .await;
+        assert_eq!(phase(&pod), "Succeeded", "{}", ns.describe_pods().await);
+    }
+    let log = std::fs::read_to_string(marks.join("log")).expect("reading marks");
+    assert_eq!(log, "start\nend\nstart\nend\n", "one container at a time");
+    ns.delete().await;
+}
