@@ -5,8 +5,8 @@
 //! breadth-first listing, [`count_top_levels`]). From these it expands the top of the tree:
 //! a subtree heavier than a grain (a tenth of one shard's share) is replaced by its own directory,
 //! listed "files only", plus its subdirectories as subtrees, until every piece is light enough or
-//! cannot be cut further. A directory that alone holds more than a grain of entries is split into
-//! name-hash slices, each listed by a different shard. The pieces are then packed into shards
+//! cannot be cut further. A directory that alone holds more than half a shard's share is split
+//! into name-hash slices, each listed by a different shard. The pieces are then packed into shards
 //! largest first, each into the currently lightest shard.
 //!
 //! Every directory listing belongs to exactly one piece and every entry is a row of the piece
@@ -211,13 +211,16 @@ fn cut(tree: &Tree<'_>, shards: u32) -> Vec<Piece> {
             heap.push((tree.subtree[child], child));
         }
     }
-    // A directory that alone outweighs a grain is listed by several shards, each taking the
-    // entries whose name hashes to its slice.
+    // A directory heavier than half a shard's share is listed by several shards, each taking
+    // the entries whose name hashes to its slice. Every slice reads the whole listing (cheap:
+    // names only) but stats only its own entries (the cost that matters), so slices are made
+    // as large as balance allows rather than grain-sized.
+    let slice_weight = (total / (2 * u64::from(shards))).max(MIN_GRAIN);
     let mut sliced = Vec::with_capacity(pieces.len());
     for piece in pieces {
         match piece.kind {
-            PieceKind::FilesOnly(None) if piece.weight > grain => {
-                let of = piece.weight.div_ceil(grain).min(u64::from(shards)) as u32;
+            PieceKind::FilesOnly(None) if piece.weight > slice_weight => {
+                let of = piece.weight.div_ceil(slice_weight).min(u64::from(shards)) as u32;
                 sliced.extend((0..of).map(|part| Piece {
                     node: piece.node,
                     kind: PieceKind::FilesOnly(Some(NameSlice { part, of })),
