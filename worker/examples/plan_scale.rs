@@ -21,9 +21,21 @@ fn main() {
     let file = std::io::BufReader::new(std::fs::File::open(&path).expect("open table"));
     for line in file.split(b'\n') {
         let line = line.expect("read table");
-        let tab = line.iter().rposition(|&b| b == b'\t').expect("path<TAB>entries");
-        let entries = std::str::from_utf8(&line[tab + 1..]).unwrap().parse().unwrap();
-        table.insert(line[..tab].to_vec(), DirStats { entries, listed: true });
+        let tab = line
+            .iter()
+            .rposition(|&b| b == b'\t')
+            .expect("path<TAB>entries");
+        let entries = std::str::from_utf8(&line[tab + 1..])
+            .unwrap()
+            .parse()
+            .unwrap();
+        table.insert(
+            line[..tab].to_vec(),
+            DirStats {
+                entries,
+                listed: true,
+            },
+        );
     }
     let total: u64 = table.values().map(|s| s.entries).sum();
     println!(
@@ -32,13 +44,18 @@ fn main() {
         total,
         started.elapsed().as_secs_f64()
     );
-    println!("| shards | max/mean entries | pieces | sliced dirs | listing amplification | planning s |");
+    println!(
+        "| shards | max/mean entries | pieces | sliced dirs | listing amplification | planning s |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     for shards in shard_counts {
         let t = Instant::now();
         let plan = assign_shards(&table, shards, 1);
         let seconds = t.elapsed().as_secs_f64();
-        let pieces: usize = plan.iter().map(|a| a.subtrees.len() + a.files_only.len()).sum();
+        let pieces: usize = plan
+            .iter()
+            .map(|a| a.subtrees.len() + a.files_only.len())
+            .sum();
         let mut sliced = std::collections::BTreeMap::new();
         for a in &plan {
             for f in &a.files_only {
