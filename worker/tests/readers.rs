@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 
 fn queries(url: &str) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/toc_queries.py");
+    let script = manifest_dir().join("tests/toc_queries.py");
     let out = run_ok(Command::new(python()).arg(script).arg(url));
     serde_json::from_slice(&out.stdout).expect("toc_queries.py prints JSON")
 }

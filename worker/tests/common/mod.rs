@@ -20,9 +20,16 @@ pub fn scanjob() -> Command {
     Command::new(env!("CARGO_BIN_EXE_scanjob"))
 }
 
+/// This crate's directory. Read at run time: `cargo test` sets it for each test process, while
+/// the compile-time value may name another checkout that shares the target directory.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The repository's `../shared` folder (beside the clone, as in CI).
 pub fn shared_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    let dir = manifest_dir().join("../../shared");
     assert!(
         dir.join("bench/mktree.py").exists(),
         "{} has no bench/mktree.py: the shared folder must sit beside the repository",
