@@ -8,7 +8,8 @@
 # 2. generates the 1 M-file reference tree (mktree.py --files 1000000 --seed 42) and a single
 #    directory of 200 k entries, once, under $BENCH_TREES (default /tmp),
 # 3. builds scanjob (release) and runs ../shared/bench/peers.sh on each tree with scanjob added
-#    (`scanjob run TREE --out DIR --threads 2 --json`, a fresh output directory per run),
+#    (`scanjob run TREE --out DIR --threads 2 --json`, a fresh output directory per run); the
+#    talk's dask scanner runs DASK_RUNS times (--dask-runs, default 1) beside the floor,
 # 4. runs the planner at reference scale (16 M files, 510 k directories, no files created),
 # 5. writes OUTDIR/report.md: the peers table of each tree, scanjob's Parquet bytes per row, and
 #    the planner table.
@@ -21,13 +22,16 @@ SHARED=$(cd "$REPO/../shared" && pwd)
 RUNS=3
 OUT=/tmp/scanjob-bench
 FILES=1000000
-SKIP='py-dask2$|py-walk$|py-pool2$|du-s$|du-s-inodes|fd-u-tf-j2-S|diskus-j2$|dua-t2$'
+SKIP='py-dask2|py-walk|py-pool2|du-s$|du-s-inodes|fd-u-tf-j2-S|diskus-j2$|dua-t2$'
+FLAT_ONLY='floor-1t|floor-2t$|find-printf>file|pdu-threads2$|py-scandir\+parquet|scanjob'
+DASK_RUNS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) RUNS=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
     --files) FILES=$2; shift 2 ;;
     --skip) SKIP=$2; shift 2 ;;
+    --dask-runs) DASK_RUNS=$2; shift 2 ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -59,11 +63,11 @@ PY
 fi
 
 scanjob_tool="scanjob-2t|tail|$SCANJOB run \"\$T\" --out \"\$O/toc/\$(date +%s%N)\" --threads 2 --json"
-for t in "$tree" "$flat"; do
-  name=$(basename "$t")
-  rm -rf "$OUT/$name/toc"
-  bash "$SHARED/bench/peers.sh" "$t" -n "$RUNS" -o "$OUT/$name" --skip "$SKIP" --add "$scanjob_tool" >&2
-done
+rm -rf "$OUT/$(basename "$tree")/toc" "$OUT/$(basename "$flat")/toc"
+bash "$SHARED/bench/peers.sh" "$tree" -n "$RUNS" -o "$OUT/$(basename "$tree")" --skip "$SKIP" --add "$scanjob_tool" >&2
+# The talk's dask scanner takes minutes per run: fewer runs, same tree, same session.
+[ "$DASK_RUNS" -gt 0 ] && bash "$SHARED/bench/peers.sh" "$tree" -n "$DASK_RUNS" -o "$OUT/dask" --only 'floor-2t$|py-dask2\+parquet' >&2
+bash "$SHARED/bench/peers.sh" "$flat" -n "$RUNS" -o "$OUT/$(basename "$flat")" --only "$FLAT_ONLY" --add "$scanjob_tool" >&2
 
 python3 "$REPO/bench/reference_dirs.py" "$OUT/reference-dirs.tsv" 2>"$OUT/reference-dirs.log"
 "$CARGO_TARGET_DIR/release/examples/plan_scale" "$OUT/reference-dirs.tsv" 16 64 256 >"$OUT/plan.md"
@@ -73,10 +77,12 @@ import glob, json, os, sys
 out, trees = sys.argv[1], sys.argv[2:]
 print("# scanjob beside its peers\n")
 print(open(os.path.join(out, trees[0], "env.txt")).read().strip().replace("\n", "  \n"), "\n")
-for t in trees:
+for t in trees + (["dask"] if os.path.exists(os.path.join(out, "dask", "results.md")) else []):
     print(f"## {t}\n")
     print(open(os.path.join(out, t, "results.md")).read().strip(), "\n")
     runs = sorted(glob.glob(os.path.join(out, t, "scanjob-2t.run*.out")))
+    if not runs:
+        continue
     s = json.loads(open(runs[-1]).read().strip().splitlines()[-1])
     print(f"scanjob output: {s['entries']} rows, {s['output_bytes']} bytes of Parquet = "
           f"{s['output_bytes'] / max(s['entries'], 1):.1f} bytes/row; {s['errors']} errors\n")

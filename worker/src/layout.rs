@@ -75,7 +75,7 @@ pub struct ShardPlan {
     pub output: String,
     pub created: chrono::DateTime<chrono::Utc>,
     pub settings: WalkSettings,
-    /// "previous-snapshot" or "top-level-count": what the balance is based on.
+    /// "previous-snapshot", "top-level-count" or "single-shard": what the balance is based on.
     pub balanced_by: String,
     pub previous_run: Option<String>,
     pub planning_seconds: f64,

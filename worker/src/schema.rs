@@ -87,7 +87,3 @@ pub const DICTIONARY_COLUMNS: &[&str] = &[
 
 /// Sorted-ish byte strings share long prefixes with their neighbours.
 pub const PREFIX_CODED_COLUMNS: &[&str] = &["path", "path_display", "filename"];
-
-/// Columns whose neighbouring values are close (inodes allocated together, ctime of files created
-/// together): delta coding beats plain.
-pub const DELTA_CODED_COLUMNS: &[&str] = &["inode", "ctime", "btime", "size", "blocks"];

@@ -16,15 +16,12 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::schema::{
-    DELTA_CODED_COLUMNS, DICTIONARY_COLUMNS, PREFIX_CODED_COLUMNS, SCHEMA_VERSION,
-    SCHEMA_VERSION_KEY,
-};
+use crate::schema::{DICTIONARY_COLUMNS, PREFIX_CODED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 use crate::store::Location;
 
 /// Rows per row group: large enough for good compression and pruning statistics, small enough
 /// that the writer's encoded-but-unflushed buffers stay a few MiB.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// The object-store upload buffer; also S3's minimum multipart part size.
 const UPLOAD_BUFFER_BYTES: usize = 5 * 1024 * 1024;
 
@@ -38,6 +35,10 @@ pub struct PartFile {
 }
 
 /// The writer properties of every scanjob Parquet file.
+///
+/// Integers and timestamps stay PLAIN under ZSTD: on the reference tree that beat
+/// DELTA_BINARY_PACKED on every such column (ctime 1.4 vs 2.9 bytes/row), and unlike
+/// BYTE_STREAM_SPLIT it is readable by every Parquet engine in use.
 pub fn writer_properties() -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -56,10 +57,6 @@ pub fn writer_properties() -> WriterProperties {
     for column in PREFIX_CODED_COLUMNS {
         builder =
             builder.set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BYTE_ARRAY);
-    }
-    for column in DELTA_CODED_COLUMNS {
-        builder =
-            builder.set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BINARY_PACKED);
     }
     builder.build()
 }

@@ -76,6 +76,12 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
                 .expect("planner thread");
             (assignments, "previous-snapshot", Some(manifest.run))
         }
+        // One shard walks the whole tree: nothing to balance, nothing to count.
+        _ if shards == 1 => (
+            assign_shards(&Default::default(), 1, 1),
+            "single-shard",
+            None,
+        ),
         _ => {
             let one_fs = settings.one_file_system;
             let assignments = tokio::task::spawn_blocking(move || {

@@ -20,7 +20,7 @@ use crate::walk::{ShardBatch, WalkCounters, WalkOptions, walk};
 use crate::writer::RollingWriter;
 
 /// Rows per Arrow batch handed from a walker thread to the writer.
-pub const BATCH_ROWS: usize = 8192;
+pub const BATCH_ROWS: usize = 4096;
 
 /// How to scan one shard.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
 
     let started_at = chrono::Utc::now();
     let started = Instant::now();
-    let (tx, mut rx) = mpsc::channel::<ShardBatch>(2 * options.threads + 2);
+    let (tx, mut rx) = mpsc::channel::<ShardBatch>(options.threads + 1);
     let starts = assignment.walk_starts();
     let walker_counters = counters.clone();
     let walker = tokio::task::spawn_blocking(move || {
