@@ -45,7 +45,7 @@ def main(url):
     table = pq.read_table(files, filesystem=fs)
     con = duckdb.connect()
     if isinstance(fs, pafs.LocalFileSystem):
-        con.execute("CREATE VIEW toc AS SELECT * FROM read_parquet(?)", [files])
+        con.read_parquet(files).create_view("toc")
     else:
         con.register("toc", table)
     if con.execute("SELECT count(*) FROM toc").fetchone()[0] != table.num_rows:
