@@ -32,6 +32,17 @@ fn small_tree(dir: &Path) -> std::path::PathBuf {
     root
 }
 
+/// Plans run `r1` of `root` into `out`.
+fn plan_r1(root: &Path, out: &Path, shards: u32) {
+    run_ok(
+        scanjob()
+            .arg("plan")
+            .arg(root)
+            .args(["--shards", &shards.to_string(), "--run", "r1", "--out"])
+            .arg(out),
+    );
+}
+
 #[test]
 fn a_missing_root_or_a_root_that_is_a_file_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -100,13 +111,7 @@ fn a_plan_from_another_run_or_an_index_out_of_range_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let root = small_tree(tmp.path());
     let out = tmp.path().join("toc");
-    run_ok(
-        scanjob()
-            .arg("plan")
-            .arg(&root)
-            .args(["--shards", "2", "--run", "r1", "--out"])
-            .arg(&out),
-    );
+    plan_r1(&root, &out, 2);
     std::fs::create_dir_all(out.join("runs/r2")).unwrap();
     std::fs::copy(out.join("runs/r1/plan.json"), out.join("runs/r2/plan.json")).unwrap();
     let copied = out.join("runs/r2/plan.json");
@@ -153,13 +158,7 @@ fn merge_refuses_an_incomplete_run_and_publishes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let root = small_tree(tmp.path());
     let out = tmp.path().join("toc");
-    run_ok(
-        scanjob()
-            .arg("plan")
-            .arg(&root)
-            .args(["--shards", "2", "--run", "r1", "--out"])
-            .arg(&out),
-    );
+    plan_r1(&root, &out, 2);
     let plan = out.join("runs/r1/plan.json");
     run_ok(
         scanjob()
@@ -185,13 +184,7 @@ fn a_shard_rerun_after_a_crash_mid_write_replaces_its_files() {
         std::fs::File::create(root.join(format!("d/file-{i:06}.bin"))).unwrap();
     }
     let out = tmp.path().join("toc");
-    run_ok(
-        scanjob()
-            .arg("plan")
-            .arg(&root)
-            .args(["--shards", "1", "--run", "r1", "--out"])
-            .arg(&out),
-    );
+    plan_r1(&root, &out, 1);
     let plan = out.join("runs/r1/plan.json");
     // Killed at once with small parts: it dies mid-walk or mid-write.
     let mut child = scanjob()
