@@ -3,6 +3,25 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// `dir/name`, or `name` alone at the root (`dir` empty): paths are relative to the scan root.
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+    if !dir.is_empty() {
+        path.extend_from_slice(dir);
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
+/// The directory part of a relative path; empty for an entry of the root.
+pub fn parent_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[..i],
+        None => &[],
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct PathBytes(pub Vec<u8>);
 

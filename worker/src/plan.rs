@@ -24,7 +24,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{FileType, RawDir};
 use serde::{Deserialize, Serialize};
 
-use crate::pathbytes::PathBytes;
+use crate::pathbytes::{PathBytes, join, parent_of};
 use crate::walk::{FilesOnly, NameSlice, WalkStart, device_of, open_dir, stat_at};
 
 /// What the planner knows of one directory.
@@ -80,13 +80,6 @@ struct Tree<'a> {
     listed: Vec<bool>,
     children: Vec<Vec<usize>>,
     subtree: Vec<u64>,
-}
-
-fn parent_of(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => &path[..i],
-        None => &[],
-    }
 }
 
 impl<'a> Tree<'a> {
@@ -321,12 +314,7 @@ pub fn count_top_levels(
                 _ => false,
             };
             if is_dir {
-                let mut child = path.clone();
-                if !child.is_empty() {
-                    child.push(b'/');
-                }
-                child.extend_from_slice(bytes);
-                queue.push_back((fd.clone(), bytes.to_vec(), child));
+                queue.push_back((fd.clone(), bytes.to_vec(), join(&path, bytes)));
             }
         }
         table.insert(

@@ -11,6 +11,7 @@ use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream
 
 use crate::error::{Error, Result};
 use crate::layout::{LATEST_PATH, LatestPointer, SnapshotManifest};
+use crate::pathbytes::parent_of;
 use crate::plan::{DirStats, DirTable};
 use crate::store::Location;
 
@@ -76,10 +77,7 @@ pub async fn directory_table(location: &Location, manifest: &SnapshotManifest) -
             let kind_values = kinds.values().as_string::<i32>();
             for (i, path) in paths.iter().enumerate() {
                 let Some(path) = path else { continue };
-                let parent = match path.iter().rposition(|&b| b == b'/') {
-                    Some(cut) => &path[..cut],
-                    None => &[][..],
-                };
+                let parent = parent_of(path);
                 match table.get_mut(parent) {
                     Some(stats) => stats.entries += 1,
                     None => {

@@ -12,6 +12,7 @@ use arrow_array::builder::{
 use arrow_array::types::{Int8Type, Int32Type};
 use arrow_array::{ArrayRef, RecordBatch};
 
+use crate::pathbytes::join;
 use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
 
 /// What an entry is, as `st_mode` says.
@@ -169,12 +170,7 @@ impl TocBatchBuilder {
 
     /// Appends the entry `name` of the directory at `dir` (both relative to the scan root).
     pub fn append(&mut self, dir: &[u8], name: &[u8], meta: &EntryMeta) {
-        let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
-        if !dir.is_empty() {
-            path.extend_from_slice(dir);
-            path.push(b'/');
-        }
-        path.extend_from_slice(name);
+        let path = join(dir, name);
         self.path.append_value(&path);
         let utf8 = std::str::from_utf8(&path).is_ok();
         self.path_is_utf8.append_value(utf8);

@@ -34,7 +34,7 @@ use rustix::io::Errno;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pathbytes::PathBytes;
+use crate::pathbytes::{PathBytes, join};
 use crate::rows::{
     EntryKind, EntryMeta, ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation,
 };
@@ -279,16 +279,6 @@ pub fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
 /// The device of an open directory, encoded as the `dev` column encodes it.
 pub fn device_of(dir: BorrowedFd<'_>) -> Option<u64> {
     stat_at(dir, c".", &mut 0).ok().map(|meta| meta.dev)
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
-    if !dir.is_empty() {
-        path.extend_from_slice(dir);
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
-    path
 }
 
 /// Walks `starts` below the directory `root` and hands every batch to `sink`. Returns early
