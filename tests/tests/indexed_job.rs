@@ -158,20 +158,26 @@ fn termination_message(pod: &Pod) -> &str {
     terminated.and_then(|t| t.message.as_deref()).unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn indexed_scan_job_completes() {
-    let mut ns = TestNamespace::create("complete").await;
-    let planned = plan(&ns, 3);
+/// Plans `shards` shards in a fresh namespace, runs the 3-completion scan Job under the kubelet
+/// stand-in and waits for it to finish: the namespace, the plan, the finished Job and a
+/// description of its pods for failure messages.
+async fn run_scan_job(test: &str, shards: u32) -> (TestNamespace, Planned, Job, String) {
+    let mut ns = TestNamespace::create(test).await;
+    let planned = plan(&ns, shards);
     ns.start_kubelet(ns.kubelet_config());
-    let job = scan_job("scan", &planned);
     ns.api::<Job>()
-        .create(&PostParams::default(), &job)
+        .create(&PostParams::default(), &scan_job("scan", &planned))
         .await
         .expect("creating Job");
-
     let job = ns.wait_job_finished("scan", Duration::from_secs(120)).await;
-    let status = job.status.clone().unwrap_or_default();
     let pods = ns.describe_pods().await;
+    (ns, planned, job, pods)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexed_scan_job_completes() {
+    let (ns, planned, job, pods) = run_scan_job("complete", 3).await;
+    let status = job.status.clone().unwrap_or_default();
     assert_eq!(
         condition(&job, "Complete").map(|c| c.0),
         Some("Complete".to_owned()),
@@ -215,18 +221,8 @@ async fn indexed_scan_job_completes() {
 /// exits 3, the pod failure policy fails that index without a retry, and the Job reports it.
 #[tokio::test(flavor = "multi_thread")]
 async fn index_failing_with_exit_code_3_is_reported_in_failed_indexes() {
-    let mut ns = TestNamespace::create("failindex").await;
-    let planned = plan(&ns, 2);
-    ns.start_kubelet(ns.kubelet_config());
-    let job = scan_job("scan", &planned);
-    ns.api::<Job>()
-        .create(&PostParams::default(), &job)
-        .await
-        .expect("creating Job");
-
-    let job = ns.wait_job_finished("scan", Duration::from_secs(120)).await;
+    let (ns, _, job, pods) = run_scan_job("failindex", 2).await;
     let status = job.status.clone().unwrap_or_default();
-    let pods = ns.describe_pods().await;
     assert_eq!(
         condition(&job, "Failed"),
         Some(("Failed".to_owned(), Some("FailedIndexes".to_owned()))),
