@@ -168,6 +168,10 @@ pub struct SnapshotManifest {
     /// Parquet files of the `errors` table, relative to the output URL.
     pub error_files: Vec<PartFile>,
     pub shards: Vec<ShardSummary>,
+    /// Shards of the plan whose rows this snapshot lacks: published anyway by
+    /// `merge --max-missing-shards`. Empty for a complete snapshot (and in older manifests).
+    #[serde(default)]
+    pub missing_shards: Vec<u32>,
     /// The walk never opens files and asks for `O_NOATIME`, so atime is the users' last access
     /// unless something else on the system reads the files.
     pub atime_reflects_user_access: bool,

@@ -96,6 +96,10 @@ enum Command {
         /// `<out>/runs/<run>`.
         #[arg(long, value_name = "URL")]
         run: String,
+        /// Publish anyway when at most this many shards have no _SUCCESS.json (and at least
+        /// one has): the manifest's `missing_shards` names them.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        max_missing_shards: u32,
     },
     /// Plan, scan and merge on this machine: the whole job without Kubernetes.
     Run {
@@ -261,8 +265,11 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                 success.index, success.counts.entries, success.counts.errors
             ))
         }
-        Command::Merge { run } => {
-            let manifest = merge_run(&run).await?;
+        Command::Merge {
+            run,
+            max_missing_shards,
+        } => {
+            let (manifest, _) = merge_run(&run, max_missing_shards).await?;
             emit(json, &manifest, || {
                 format!(
                     "published run {}: {} files, {} directories, {}, {} errors",

@@ -115,14 +115,11 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         .await?;
         output_bytes += success.output_bytes();
     }
-    let snapshot = merge_run(&format!("{}/runs/{run}", request.output.url)).await?;
+    // Every shard ran here, in this process: none may be missing.
+    let (snapshot, manifest) = merge_run(&format!("{}/runs/{run}", request.output.url), 0).await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(RunSummary {
-        manifest: format!(
-            "{}/{}",
-            request.output.url,
-            crate::layout::manifest_path(&run)
-        ),
+        manifest,
         run,
         output: request.output.url.clone(),
         root: plan.root.clone(),

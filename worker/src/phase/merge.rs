@@ -1,5 +1,12 @@
 //! `scanjob merge`: checks every shard of a run, commits `snapshots/<run>/manifest.json`, then
 //! points `latest.json` at it.
+//!
+//! A shard counts only with a `_SUCCESS.json` of this plan. By default every shard must have
+//! one, else the run is [`Error::Incomplete`] and nothing is published. With
+//! `--max-missing-shards N`, a run missing 1..=N shards (with at least one shard done) is
+//! published anyway as a partial snapshot: its manifest's `missing_shards` names the shards
+//! whose rows it lacks, and `latest.json` moves to it like to any other snapshot. More missing
+//! shards than that is still `Incomplete`.
 
 use object_store::{PutMode, UpdateVersion};
 use tracing::{info, warn};
@@ -14,8 +21,12 @@ use crate::phase::split_run_url;
 use crate::schema::SCHEMA_VERSION;
 use crate::store::Location;
 
-/// Merges the run at `<output>/runs/<run>`.
-pub async fn merge_run(run_url: &str) -> Result<SnapshotManifest> {
+/// Merges the run at `<output>/runs/<run>`, tolerating up to `max_missing_shards` shards
+/// without a `_SUCCESS.json`. Returns the manifest and its full URL.
+pub async fn merge_run(
+    run_url: &str,
+    max_missing_shards: u32,
+) -> Result<(SnapshotManifest, String)> {
     let (base, run) = split_run_url(run_url, None).ok_or_else(|| Error::BadPlan {
         url: run_url.to_string(),
         reason: "expected <output>/runs/<run>".into(),
@@ -43,7 +54,15 @@ pub async fn merge_run(run_url: &str) -> Result<SnapshotManifest> {
         }
     }
     if !missing.is_empty() {
-        return Err(Error::Incomplete { run, missing });
+        if successes.is_empty() || missing.len() > max_missing_shards as usize {
+            return Err(Error::Incomplete { run, missing });
+        }
+        warn!(
+            run,
+            ?missing,
+            max_missing_shards,
+            "publishing a partial snapshot: these shards have no _SUCCESS.json and no rows in it"
+        );
     }
 
     let mut counts = EntryCounts::default();
@@ -73,6 +92,7 @@ pub async fn merge_run(run_url: &str) -> Result<SnapshotManifest> {
                 carried_forward_from: None,
             })
             .collect(),
+        missing_shards: missing,
         atime_reflects_user_access: true,
         previous_run: plan.previous_run.clone(),
         derived: Default::default(),
@@ -87,9 +107,11 @@ pub async fn merge_run(run_url: &str) -> Result<SnapshotManifest> {
         run,
         files = manifest.counts.files,
         bytes = manifest.counts.bytes,
+        missing_shards = manifest.missing_shards.len(),
         "snapshot published"
     );
-    Ok(manifest)
+    let url = format!("{}/{relative}", output.url);
+    Ok((manifest, url))
 }
 
 /// Moves `latest.json` to `run`, never backwards to an older run, with a conditional write so
