@@ -82,6 +82,23 @@ impl Error {
         }
     }
 
+    /// The error and its causes, joined by ": " (what the one stderr line and the termination
+    /// message say). A cause whose text the line already holds (many errors print their
+    /// source) is not repeated.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
+    }
+
     /// A short stable label for metrics and the pod's termination message.
     pub fn label(&self) -> &'static str {
         match self {

@@ -4,7 +4,8 @@
 //! (DESIGN §1): [`phase::plan`] splits the tree into balanced shards ([`plan`]),
 //! [`phase::scan`] walks one shard ([`walk`]) into Parquet parts ([`writer`]) and
 //! [`phase::merge`] commits the snapshot. [`layout`] is the contract between them and readers;
-//! [`schema`] is the table's shape; [`store`] resolves output URLs.
+//! [`schema`] is the table's shape; [`store`] resolves output URLs; [`report`] is the
+//! termination message the operator reads from each pod.
 
 pub mod error;
 pub mod layout;
@@ -12,6 +13,7 @@ pub mod pathbytes;
 pub mod phase;
 pub mod plan;
 pub mod previous;
+pub mod report;
 pub mod rows;
 pub mod schema;
 pub mod store;

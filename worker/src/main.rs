@@ -13,9 +13,12 @@ use scanjob_worker::phase::local::{RunProgress, RunRequest, run_local};
 use scanjob_worker::phase::merge::merge_run;
 use scanjob_worker::phase::plan::{PlanRequest, make_plan};
 use scanjob_worker::phase::scan::{ScanRequest, scan_shard};
+use scanjob_worker::report::{Failure, Merged, PhaseResult, Planned, Scanned, TerminationMessage};
 use scanjob_worker::store::Location;
 use scanjob_worker::walk::WalkCounters;
 use serde::Serialize;
+
+const TERMINATION_LOG_ENV: &str = "SCANJOB_TERMINATION_LOG";
 
 /// Scan a file system into a Parquet table of contents.
 #[derive(Parser)]
@@ -26,8 +29,9 @@ struct Cli {
     /// Print one machine-readable JSON summary on stdout instead of progress and text.
     #[arg(long, global = true)]
     json: bool,
-    /// Where to write a one-line result for Kubernetes (the container's terminationMessagePath).
-    #[arg(long, global = true, env = "SCANJOB_TERMINATION_LOG")]
+    /// Where to write the result as one line of JSON for Kubernetes (the container's
+    /// terminationMessagePath), success or failure.
+    #[arg(long, global = true, env = TERMINATION_LOG_ENV)]
     termination_log: Option<PathBuf>,
 }
 
@@ -181,7 +185,8 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     }
 }
 
-async fn execute(cli: Cli) -> Result<String, Error> {
+/// Runs the command; its result becomes the termination message.
+async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
     let json = cli.json;
     match cli.command {
         Command::Plan {
@@ -204,7 +209,7 @@ async fn execute(cli: Cli) -> Result<String, Error> {
             })
             .await?;
             #[derive(Serialize)]
-            struct Planned<'a> {
+            struct PlanSummary<'a> {
                 plan: &'a str,
                 run: &'a str,
                 shards: usize,
@@ -212,7 +217,7 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                 estimated_imbalance: f64,
                 planning_seconds: f64,
             }
-            let summary = Planned {
+            let summary = PlanSummary {
                 plan: &url,
                 run: &plan.run,
                 shards: plan.shards.len(),
@@ -229,7 +234,7 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                     plan.estimated_imbalance
                 )
             });
-            Ok(format!("planned {url}"))
+            Ok(PhaseResult::Plan(Planned::new(&plan, &url)))
         }
         Command::Scan {
             plan,
@@ -260,16 +265,13 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                     success.duration_seconds
                 )
             });
-            Ok(format!(
-                "shard {} entries={} errors={}",
-                success.index, success.counts.entries, success.counts.errors
-            ))
+            Ok(PhaseResult::Scan(Scanned::new(&success)))
         }
         Command::Merge {
             run,
             max_missing_shards,
         } => {
-            let (manifest, _) = merge_run(&run, max_missing_shards).await?;
+            let (manifest, url) = merge_run(&run, max_missing_shards).await?;
             emit(json, &manifest, || {
                 format!(
                     "published run {}: {} files, {} directories, {}, {} errors",
@@ -280,10 +282,7 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                     manifest.counts.errors
                 )
             });
-            Ok(format!(
-                "published {} files={} bytes={}",
-                manifest.run, manifest.counts.files, manifest.counts.bytes
-            ))
+            Ok(PhaseResult::Merge(Merged::new(&manifest, &url)))
         }
         Command::Run {
             root,
@@ -336,20 +335,65 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                     summary.manifest
                 )
             });
-            Ok(format!("published {} files={}", summary.run, c.files))
+            Ok(PhaseResult::Run(Merged::new(
+                &summary.snapshot,
+                &summary.manifest,
+            )))
         }
     }
 }
 
-fn write_termination_log(path: Option<&PathBuf>, message: &str) {
+/// Writes the termination message; a log that cannot be written must not fail the command.
+fn write_termination_log(path: Option<&PathBuf>, message: TerminationMessage) {
     if let Some(path) = path {
-        // Kubernetes keeps the last 4 KiB; one line is all the operator reads.
-        let _ = std::fs::write(path, message.chars().take(4000).collect::<String>());
+        let _ = std::fs::write(path, message.to_line());
     }
 }
 
+/// `--termination-log` (or its variable) when the command line itself does not parse.
+fn termination_log_from_raw_args() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--termination-log" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg
+            .to_str()
+            .and_then(|a| a.strip_prefix("--termination-log="))
+        {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os(TERMINATION_LOG_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() {
+                // The first line says what is wrong; the rest is usage help.
+                let text = e.to_string();
+                let line = text.lines().next().unwrap_or_default();
+                let message = line.strip_prefix("error: ").unwrap_or(line).to_string();
+                write_termination_log(
+                    termination_log_from_raw_args().as_ref(),
+                    Failure {
+                        error: "usage".into(),
+                        message,
+                        retryable: false,
+                    }
+                    .into(),
+                );
+            }
+            e.exit();
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -366,24 +410,28 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("scanjob: error: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            eprintln!("scanjob: error: {message}");
+            write_termination_log(
+                termination_log.as_ref(),
+                Failure {
+                    error: "io".into(),
+                    message,
+                    retryable: true,
+                }
+                .into(),
+            );
             return ExitCode::from(EXIT_RETRYABLE as u8);
         }
     };
     match runtime.block_on(execute(cli)) {
-        Ok(message) => {
-            write_termination_log(termination_log.as_ref(), &message);
+        Ok(result) => {
+            write_termination_log(termination_log.as_ref(), result.into());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let mut line = format!("scanjob: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                line.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{line}");
-            write_termination_log(termination_log.as_ref(), &format!("{}: {e}", e.label()));
+            eprintln!("scanjob: error: {}", e.chain());
+            write_termination_log(termination_log.as_ref(), Failure::new(&e).into());
             ExitCode::from(e.exit_code() as u8)
         }
     }

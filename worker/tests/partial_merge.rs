@@ -106,10 +106,13 @@ fn one_missing_shard_of_three_is_published_only_when_allowed() {
     assert!(!out.join("snapshots").exists());
 
     // With one shard allowed missing: published, naming it.
+    let log = tmp.path().join("termination-log");
     run_ok(
         scanjob()
             .args(["merge", "--max-missing-shards", "1", "--run"])
-            .arg(out.join("runs/r1")),
+            .arg(out.join("runs/r1"))
+            .arg("--termination-log")
+            .arg(&log),
     );
     let latest: Value =
         serde_json::from_slice(&std::fs::read(out.join("latest.json")).unwrap()).unwrap();
@@ -134,6 +137,11 @@ fn one_missing_shard_of_three_is_published_only_when_allowed() {
         row_shards.iter().all(|s| [0, 2].contains(s)),
         "{row_shards:?}"
     );
+
+    let message: Value = serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    assert_eq!(message["phase"], "merge");
+    assert_eq!(message["missing_shards"], json!([1]));
+    assert_eq!(message["files"], expected);
 }
 
 #[test]
