@@ -1,0 +1,345 @@
+//! The Jobs of a run, built from the spec alone (pure, tested from YAML fixtures): a plan Job, an
+//! Indexed scan Job with one completion per shard, and a merge Job. Every pod mounts the source
+//! read-only, gets the output Secret as env, runs without an API token under a hardened security
+//! context, and reports its JSON summary through its termination message.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvFromSource, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec,
+    SeccompProfile, SecretEnvSource, SecurityContext, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+
+use crate::crd::{NAME_LABEL, RUN_LABEL, STEP_LABEL, ScanJob};
+
+/// The worker's exit code for bad input a retry will not fix (`scanjob` exits 3).
+pub const EXIT_PERMANENT: i32 = 3;
+/// Where the source volume is mounted in plan and scan pods.
+pub const SOURCE_MOUNT: &str = "/scan";
+/// Where pods write their one-line JSON summary; the operator copies it into the status.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+pub const CONTAINER: &str = "scanjob";
+/// The uid and gid worker pods run as unless `spec.worker.securityContext` says otherwise.
+pub const DEFAULT_UID: i64 = 65532;
+
+/// The three steps of a run, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Plan,
+    Scan,
+    Merge,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Plan => "plan",
+            Step::Scan => "scan",
+            Step::Merge => "merge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "plan" => Some(Step::Plan),
+            "scan" => Some(Step::Scan),
+            "merge" => Some(Step::Merge),
+            _ => None,
+        }
+    }
+}
+
+/// Operator-wide defaults for what a spec leaves out.
+#[derive(Debug, Clone)]
+pub struct WorkerDefaults {
+    pub image: String,
+    pub service_account: String,
+}
+
+/// The name of a run's Job for `step`: deterministic, so a restarted operator finds it.
+pub fn job_name(scanjob: &str, run: &str, step: Step) -> String {
+    format!("{scanjob}-{run}-{}", step.as_str())
+}
+
+/// What a Job needs beyond the spec: which run, which step, and for the scan the planned shard
+/// count (the planner may plan fewer shards than asked for on a small tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    pub run: String,
+    pub step: Step,
+    pub shards: i32,
+}
+
+/// The output URL without a trailing slash.
+fn output_url(sj: &ScanJob) -> String {
+    sj.spec.output.url.trim_end_matches('/').to_owned()
+}
+
+fn scan_root(sj: &ScanJob) -> String {
+    match sj
+        .spec
+        .source
+        .sub_path
+        .as_deref()
+        .map(|p| p.trim_matches('/'))
+    {
+        Some(sub) if !sub.is_empty() => format!("{SOURCE_MOUNT}/{sub}"),
+        _ => SOURCE_MOUNT.to_owned(),
+    }
+}
+
+fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
+    let spec = &sj.spec;
+    let url = output_url(sj);
+    let mut args: Vec<String> = match req.step {
+        Step::Plan => {
+            let mut a = vec![
+                "plan".into(),
+                scan_root(sj),
+                "--shards".into(),
+                spec.shards.to_string(),
+                "--out".into(),
+                url.clone(),
+                "--previous".into(),
+                url,
+                "--run".into(),
+                req.run.clone(),
+                "--project-level".into(),
+                spec.source.project_level.to_string(),
+            ];
+            for glob in &spec.source.exclude {
+                a.extend(["--exclude".into(), glob.clone()]);
+            }
+            if spec.source.one_file_system {
+                a.push("--one-file-system".into());
+            }
+            a
+        }
+        Step::Scan => {
+            let mut a = vec![
+                "scan".into(),
+                "--plan".into(),
+                format!("{url}/runs/{}/plan.json", req.run),
+            ];
+            if let Some(threads) = spec.worker.threads {
+                a.extend(["--threads".into(), threads.to_string()]);
+            }
+            a
+        }
+        Step::Merge => vec![
+            "merge".into(),
+            "--run".into(),
+            format!("{url}/runs/{}", req.run),
+            "--max-missing-shards".into(),
+            spec.max_failed_shards.to_string(),
+        ],
+    };
+    args.shrink_to_fit();
+    args
+}
+
+fn labels(sj: &ScanJob, req: &JobRequest) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            NAME_LABEL.to_owned(),
+            sj.metadata.name.clone().unwrap_or_default(),
+        ),
+        (RUN_LABEL.to_owned(), req.run.clone()),
+        (STEP_LABEL.to_owned(), req.step.as_str().to_owned()),
+        ("app.kubernetes.io/name".to_owned(), "scanjob".to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "scanjob-operator".to_owned(),
+        ),
+    ])
+}
+
+fn pod_security_context(sj: &ScanJob) -> PodSecurityContext {
+    sj.spec
+        .worker
+        .security_context
+        .clone()
+        .unwrap_or(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(DEFAULT_UID),
+            run_as_group: Some(DEFAULT_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        })
+}
+
+/// Nothing a scanner needs: no privilege escalation, no capabilities, no writes to its image.
+fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The `file://` path of the output, where its shared volume is mounted.
+fn output_mount(sj: &ScanJob) -> Option<String> {
+    sj.spec.output.volume.as_ref()?;
+    let path = sj.spec.output.url.strip_prefix("file://")?;
+    Some(path.trim_end_matches('/').to_owned())
+}
+
+fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> PodTemplateSpec {
+    let spec = &sj.spec;
+    let worker = &spec.worker;
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if req.step != Step::Merge {
+        volumes.push(spec.source.volume.to_volume("source"));
+        mounts.push(VolumeMount {
+            name: "source".into(),
+            mount_path: SOURCE_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if let (Some(volume), Some(path)) = (&spec.output.volume, output_mount(sj)) {
+        volumes.push(volume.to_volume("output"));
+        mounts.push(VolumeMount {
+            name: "output".into(),
+            mount_path: path,
+            ..VolumeMount::default()
+        });
+    }
+    let env_from = spec.output.secret_ref.as_ref().map(|s| {
+        vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: s.name.clone(),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]
+    });
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(
+            worker
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.image.clone()),
+        ),
+        args: Some(args(sj, req)),
+        env: Some(vec![EnvVar {
+            name: "SCANJOB_TERMINATION_LOG".into(),
+            value: Some(TERMINATION_LOG.into()),
+            ..EnvVar::default()
+        }]),
+        env_from,
+        resources: worker.resources.clone(),
+        security_context: Some(container_security_context()),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(sj, req)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            service_account_name: Some(
+                worker
+                    .service_account_name
+                    .clone()
+                    .unwrap_or_else(|| defaults.service_account.clone()),
+            ),
+            automount_service_account_token: Some(false),
+            security_context: Some(pod_security_context(sj)),
+            node_selector: (!worker.node_selector.is_empty()).then(|| worker.node_selector.clone()),
+            tolerations: (!worker.tolerations.is_empty()).then(|| worker.tolerations.clone()),
+            active_deadline_seconds: match req.step {
+                Step::Scan => worker.active_deadline_seconds,
+                _ => None,
+            },
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// Fail at once on the worker's permanent exit code; never count node disruptions.
+fn pod_failure_policy(step: Step) -> PodFailurePolicy {
+    let action = if step == Step::Scan {
+        "FailIndex"
+    } else {
+        "FailJob"
+    };
+    PodFailurePolicy {
+        rules: vec![
+            PodFailurePolicyRule {
+                action: action.into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER.into()),
+                    operator: "In".into(),
+                    values: vec![EXIT_PERMANENT],
+                }),
+                on_pod_conditions: None,
+            },
+            PodFailurePolicyRule {
+                action: "Ignore".into(),
+                on_exit_codes: None,
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".into(),
+                    status: Some("True".into()),
+                }]),
+            },
+        ],
+    }
+}
+
+/// The Job for one step of one run, owned by the ScanJob.
+pub fn job(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Job {
+    let name = sj.metadata.name.clone().unwrap_or_default();
+    let spec = &sj.spec;
+    let template = pod_template(sj, req, defaults);
+    let mut job_spec = JobSpec {
+        template,
+        pod_failure_policy: Some(pod_failure_policy(req.step)),
+        ..JobSpec::default()
+    };
+    match req.step {
+        Step::Scan => {
+            job_spec.completion_mode = Some("Indexed".into());
+            job_spec.completions = Some(req.shards);
+            job_spec.parallelism = Some(spec.parallelism.min(req.shards));
+            job_spec.backoff_limit_per_index = Some(spec.backoff_limit_per_shard);
+            job_spec.max_failed_indexes = Some(spec.max_failed_shards);
+        }
+        Step::Plan | Step::Merge => {
+            job_spec.backoff_limit = Some(spec.backoff_limit_per_shard);
+        }
+    }
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&name, &req.run, req.step)),
+            namespace: sj.metadata.namespace.clone(),
+            labels: Some(labels(sj, req)),
+            owner_references: sj.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(job_spec),
+        status: None,
+    }
+}

@@ -1,0 +1,154 @@
+//! The ScanJob controller: watches ScanJobs and the Jobs they own, and runs the reconcile
+//! pipeline observe → decide → build → apply → status for each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use crate::build::WorkerDefaults;
+use crate::crd::{NAME_LABEL, ScanJob};
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, ReasonLabel};
+use crate::observe::Observed;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub defaults: WorkerDefaults,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+async fn reconcile(sj: Arc<ScanJob>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let namespace = sj.namespace().ok_or(Error::MissingField("namespace"))?;
+    let name = sj.name_any();
+    let jobs = ctx.api::<Job>(&namespace);
+    let scanjobs = ctx.api::<ScanJob>(&namespace);
+    if sj.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the Jobs.
+        return Ok(Action::await_change());
+    }
+
+    let status = sj.status.clone().unwrap_or_default();
+    let active: Vec<String> = status
+        .current_run
+        .iter()
+        .chain(&status.concurrent_runs)
+        .map(|r| r.id.clone())
+        .collect();
+    let observed = Observed::read(&jobs, &ctx.api::<Pod>(&namespace), &name, &active).await?;
+    let decision = crate::decide::decide(&sj, &observed, chrono::Utc::now());
+
+    crate::apply::jobs(&jobs, &sj, &decision, &ctx.defaults).await?;
+    crate::apply::status(&scanjobs, &sj, &decision).await?;
+    crate::apply::events(&ctx.recorder, &sj, &decision.transitions).await;
+    for t in &decision.transitions {
+        ctx.metrics.record(t);
+    }
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(
+        scanjob = %name,
+        namespace = %namespace,
+        phase = ?decision.status.phase,
+        created = decision.create.len(),
+        deleted_runs = decision.delete_runs.len(),
+        requeue_after_ms = decision.requeue_after.as_millis() as u64,
+        "reconciled"
+    );
+    Ok(Action::requeue(decision.requeue_after))
+}
+
+fn error_policy(sj: Arc<ScanJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(scanjob = %sj.name_any(), error = %error, "reconcile failed");
+    ctx.metrics
+        .reconcile_failures
+        .get_or_create(&ReasonLabel {
+            reason: error.metric_label().into(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until `shutdown` resolves; sets `ready` once the ScanJob watch has synced.
+pub async fn run(
+    ctx: Context,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (scanjobs, jobs) = match &ctx.namespace {
+        Some(ns) => (
+            Api::<ScanJob>::namespaced(ctx.client.clone(), ns),
+            Api::<Job>::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (
+            Api::<ScanJob>::all(ctx.client.clone()),
+            Api::<Job>::all(ctx.client.clone()),
+        ),
+    };
+    let controller = Controller::new(scanjobs, watcher::Config::default().any_semantic())
+        .owns(
+            jobs,
+            watcher::Config::default().labels(NAME_LABEL).any_semantic(),
+        )
+        .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    tokio::spawn(async move {
+        // The store's readiness is one oneshot receiver shared by its waiters, and only the last
+        // to poll is woken (the controller's own applier): poll again until it reports ready.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    ready.store(true, Ordering::SeqCst);
+                    tracing::info!("ScanJob watch synced; ready");
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+    });
+    controller
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+/// The event reporter for this operator instance.
+pub fn recorder(client: Client) -> Recorder {
+    let instance = std::env::var("POD_NAME").ok();
+    Recorder::new(
+        client,
+        Reporter {
+            controller: "scanjob-operator".into(),
+            instance,
+        },
+    )
+}

@@ -1,0 +1,396 @@
+//! The `ScanJob` resource (`scanjob.dev/v1alpha1`): what to scan, where to publish, how to shard
+//! and when to run. Doc comments here become `kubectl explain` text; validation lives in the
+//! schema (OpenAPI bounds and CEL rules) so a bad spec is refused at `kubectl apply`, naming the
+//! field, instead of failing later in reconcile.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    AzureFileVolumeSource, CSIVolumeSource, CephFSVolumeSource, HostPathVolumeSource,
+    LocalObjectReference, NFSVolumeSource, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+    ResourceRequirements, Toleration, Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Label on every child Job (and so its pods): the ScanJob's name.
+pub const NAME_LABEL: &str = "scanjob.dev/name";
+/// Label on every child Job (and so its pods): the run id.
+pub const RUN_LABEL: &str = "scanjob.dev/run";
+/// Label on every child Job: which step of the run it is (plan, scan, merge).
+pub const STEP_LABEL: &str = "scanjob.dev/step";
+/// Any new value of this annotation starts a run now.
+pub const RUN_NOW_ANNOTATION: &str = "scanjob.dev/run-now";
+
+/// Longest ScanJob name: child Jobs are named `<name>-<run id>-<step>`, their pods add an index
+/// and a random suffix, and all of it must stay a 63-character label value.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// A nightly (or one-off) table of contents of a shared file system, published as Parquet on
+/// object storage. Each run is a plan Job, an Indexed scan Job with one completion per shard, and
+/// a merge Job that publishes the snapshot.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "scanjob.dev",
+    version = "v1alpha1",
+    kind = "ScanJob",
+    namespaced,
+    shortname = "sj",
+    status = "ScanJobStatus",
+    doc = "A ScanJob publishes a table of contents of a shared file system (one Parquet row per file) to object storage, once or on a schedule.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Shards", type_ = "string", description = "shards done/total of the current or last run", json_path = ".status.shards"),
+    printcolumn(name = "Files", type_ = "integer", description = "files in the last published snapshot", json_path = ".status.lastSuccessfulRun.files"),
+    printcolumn(name = "Size", type_ = "string", description = "bytes in files of the last published snapshot", json_path = ".status.lastSuccessfulRun.size"),
+    printcolumn(name = "Last run", type_ = "date", json_path = ".status.lastScheduleTime"),
+    printcolumn(name = "Next run", type_ = "date", json_path = ".status.nextScheduleTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 40").message("metadata.name: must be at most 40 characters (child Job names add a run id and a step)"),
+)]
+#[x_kube(validation = Rule::new("self.maxFailedShards < self.shards").message("spec.maxFailedShards must be less than spec.shards").field_path(".maxFailedShards"))]
+#[x_kube(validation = Rule::new("self.parallelism <= self.shards || self.parallelism == 1").message("spec.parallelism must not exceed spec.shards").field_path(".parallelism"))]
+#[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("spec.timeZone needs spec.schedule").field_path(".timeZone"))]
+#[x_kube(validation = Rule::new("!has(self.startingDeadlineSeconds) || has(self.schedule)").message("spec.startingDeadlineSeconds needs spec.schedule").field_path(".startingDeadlineSeconds"))]
+#[serde(rename_all = "camelCase")]
+pub struct ScanJobSpec {
+    /// What to scan: a volume and an optional root inside it.
+    pub source: Source,
+    /// Where the table of contents is published.
+    pub output: Output,
+    /// How many shards the planner balances the tree into: the scan Job's completions.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub shards: i32,
+    /// How many shard pods run at once.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub parallelism: i32,
+    /// How worker pods run.
+    #[serde(default)]
+    pub worker: Worker,
+    /// Five-field cron schedule (minute hour day-of-month month day-of-week) or a macro such as
+    /// `@daily`. Without a schedule the ScanJob runs once.
+    #[x_kube(validation = Rule::new(r"self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*?/,#LW-]+( +[0-9A-Za-z*?/,#LW-]+){4})$')").message("spec.schedule must be a five-field cron expression such as '0 1 * * *' or a macro such as '@daily'"))]
+    #[schemars(length(max = 128))]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule, e.g. `Europe/Berlin`; default UTC. An unknown zone sets
+    /// the Degraded condition and no run starts.
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z][A-Za-z0-9_+/-]*$')").message("spec.timeZone must be an IANA time zone name such as 'Europe/Berlin'"))]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+    /// What to do when a run is due while another is active: Allow, Forbid (skip the new run) or
+    /// Replace (stop the active run, start the new one).
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// A scheduled run that could not start within this many seconds of its time is skipped.
+    /// Only the most recent missed time is ever considered, however long the operator was away.
+    #[schemars(range(min = 0))]
+    pub starting_deadline_seconds: Option<i64>,
+    /// Start no new scheduled runs; active runs go on.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Retries of one shard's pod before the shard counts as failed.
+    #[serde(default = "three")]
+    #[schemars(range(min = 0, max = 100))]
+    pub backoff_limit_per_shard: i32,
+    /// Shards allowed to fail in a run that still publishes; the snapshot then names the missing
+    /// shards. 0: any failed shard fails the run and nothing is published.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub max_failed_shards: i32,
+    /// Succeeded runs whose Jobs are kept; older ones are deleted (published snapshots stay).
+    #[serde(default = "three")]
+    #[schemars(range(min = 0))]
+    pub successful_runs_history_limit: i32,
+    /// Failed runs whose Jobs are kept for inspection; older ones are deleted.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0))]
+    pub failed_runs_history_limit: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn three() -> i32 {
+    3
+}
+
+/// The file system to scan.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// The volume holding the file system; mounted read-only into plan and scan pods.
+    pub volume: SourceVolume,
+    /// Directory inside the volume to scan, relative; default the volume's root.
+    #[x_kube(validation = Rule::new(r"!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')").message("spec.source.subPath must be a relative path without '..'"))]
+    #[schemars(length(max = 1024))]
+    pub sub_path: Option<String>,
+    /// Names (globs, e.g. `.snapshot`) pruned from the walk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(g, size(g) > 0)").message("spec.source.exclude must not contain empty globs"))]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    pub exclude: Vec<String>,
+    /// Do not descend into other file systems mounted below the root.
+    #[serde(default)]
+    pub one_file_system: bool,
+    /// Path level whose component becomes the `project` column (1 = top-level directory);
+    /// 0 for none.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 64))]
+    pub project_level: i32,
+}
+
+/// Exactly one of the volume sources a shared file system is reached through.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.nfs) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.hostPath) ? 1 : 0) + (has(self.cephfs) ? 1 : 0) + (has(self.csi) ? 1 : 0) + (has(self.azureFile) ? 1 : 0) == 1").message("spec.source.volume must set exactly one of nfs, persistentVolumeClaim, hostPath, cephfs, csi, azureFile"))]
+pub struct SourceVolume {
+    /// An NFS export, e.g. `{server: isilon.example.com, path: /ifs/data}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NFSVolumeSource>,
+    /// A PersistentVolumeClaim in the ScanJob's namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
+    /// A directory on the node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathVolumeSource>,
+    /// A CephFS mount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cephfs: Option<CephFSVolumeSource>,
+    /// A CSI driver's volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csi: Option<CSIVolumeSource>,
+    /// An Azure Files share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub azure_file: Option<AzureFileVolumeSource>,
+}
+
+impl SourceVolume {
+    /// The pod volume named `name` with this source.
+    pub fn to_volume(&self, name: &str) -> Volume {
+        Volume {
+            name: name.to_owned(),
+            nfs: self.nfs.clone(),
+            persistent_volume_claim: self.persistent_volume_claim.clone(),
+            host_path: self.host_path.clone(),
+            cephfs: self.cephfs.clone(),
+            csi: self.csi.clone(),
+            azure_file: self.azure_file.clone(),
+            ..Volume::default()
+        }
+    }
+}
+
+/// Where snapshots are published.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.url.startsWith('file://') || has(self.volume)").message("spec.output.volume is required for a file:// url: pods need the directory mounted").field_path(".volume"))]
+pub struct Output {
+    /// Object store URL of the table of contents: `s3://bucket/prefix`, `gs://…`, `az://…`, or
+    /// `file:///path` on a volume shared by all pods (see `volume`).
+    #[x_kube(validation = Rule::new(r"self.matches('^(s3|gs|az|file)://[^/]+.*$') || self.matches('^file:///.+$')").message("spec.output.url must start with s3://, gs://, az:// or file:// and name a bucket or path"))]
+    #[schemars(length(max = 2048))]
+    pub url: String,
+    /// Secret whose keys become environment variables of every pod (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_…).
+    #[x_kube(validation = Rule::new("has(self.name) && size(self.name) > 0").message("spec.output.secretRef.name must name a Secret"))]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// For `file://` urls: the shared volume mounted read-write at the url's path.
+    pub volume: Option<SourceVolume>,
+}
+
+/// How the worker pods of a run are placed and sized.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Worker {
+    /// Worker image; default: the operator's `--worker-image`.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("spec.worker.image must not be empty"))]
+    #[schemars(length(max = 1024))]
+    pub image: Option<String>,
+    /// Walker threads per scan pod; default: the worker's own choice.
+    #[schemars(range(min = 1, max = 4096))]
+    pub threads: Option<i32>,
+    /// Resources of every worker container.
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// ServiceAccount of worker pods (no API token is mounted); default: the operator's
+    /// `--worker-service-account`.
+    pub service_account_name: Option<String>,
+    /// Pod security context, replacing the default (non-root uid 65532, RuntimeDefault seccomp).
+    /// Set `runAsUser` to an identity that may read the whole tree.
+    pub security_context: Option<PodSecurityContext>,
+    /// Seconds a scan pod may run before it is stopped and retried.
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+}
+
+/// What to do with a due run while another run is active.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum ConcurrencyPolicy {
+    /// Runs may overlap.
+    Allow,
+    /// The due run is skipped.
+    #[default]
+    Forbid,
+    /// The active run is stopped and the due run starts.
+    Replace,
+}
+
+/// What the operator observed and did, per the API conventions: conditions for machines, a
+/// phase for humans.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanJobStatus {
+    /// The generation of the spec this status describes.
+    pub observed_generation: Option<i64>,
+    /// Ready (a snapshot is published), Progressing (a run is active), Degraded (the last run
+    /// failed or the spec cannot be scheduled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Idle, Planning, Scanning, Merging, Succeeded or Failed.
+    pub phase: Option<Phase>,
+    /// Shards done/total of the current (or last) run.
+    pub shards: Option<String>,
+    /// The newest active run.
+    pub current_run: Option<RunStatus>,
+    /// Older runs still active (concurrencyPolicy Allow).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concurrent_runs: Vec<RunStatus>,
+    /// How the newest finished run ended.
+    pub last_run: Option<FinishedRun>,
+    /// The newest run that published a snapshot.
+    pub last_successful_run: Option<SuccessfulRun>,
+    /// When the next scheduled run is due.
+    pub next_schedule_time: Option<Time>,
+    /// The scheduled time of the newest run started.
+    pub last_schedule_time: Option<Time>,
+    /// The newest due time that was not run, and why.
+    pub last_skipped_schedule: Option<SkippedSchedule>,
+    /// The value of the `scanjob.dev/run-now` annotation last acted on.
+    pub last_run_now: Option<String>,
+}
+
+/// The derived, human-facing state.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    Planning,
+    Scanning,
+    Merging,
+    Succeeded,
+    Failed,
+}
+
+/// Where an active run is.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum Stage {
+    /// Recorded; its plan Job is created next.
+    Pending,
+    Planning,
+    Scanning,
+    Merging,
+}
+
+/// What started a run.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// No schedule: the ScanJob's one run.
+    Once,
+    Schedule,
+    /// The `scanjob.dev/run-now` annotation.
+    RunNow,
+}
+
+/// An active run. Recorded before its first Job is created, so a restarted operator continues it
+/// and never starts a finished run again.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    /// The run id, from its scheduled time (e.g. `20261123t010000z`); names its Jobs and its
+    /// prefix in the object store.
+    pub id: String,
+    pub trigger: Trigger,
+    pub scheduled_time: Time,
+    pub start_time: Time,
+    /// The step whose Job was created last.
+    pub stage: Stage,
+    pub shards: ShardCounts,
+    /// Indexes of failed shards, as the Job reports them ("1,3-4").
+    pub failed_indexes: Option<String>,
+}
+
+/// Shards of a run by state.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardCounts {
+    pub total: i32,
+    pub succeeded: i32,
+    pub failed: i32,
+    pub active: i32,
+}
+
+/// How a run ended.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedRun {
+    pub id: String,
+    pub outcome: Outcome,
+    pub start_time: Time,
+    pub completion_time: Time,
+    /// A CamelCase reason, e.g. ShardsFailed, PlanFailed, Replaced.
+    pub reason: String,
+    pub message: String,
+    pub shards: ShardCounts,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+}
+
+/// A published snapshot, as the merge pod reported it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SuccessfulRun {
+    pub id: String,
+    pub completion_time: Time,
+    pub files: i64,
+    pub directories: i64,
+    pub bytes: i64,
+    /// `bytes` for humans, e.g. `1.4 TiB`.
+    pub size: String,
+    pub errors: i64,
+    /// URL of the snapshot's manifest.
+    pub snapshot: String,
+    /// Shards that failed and are missing from this snapshot (maxFailedShards > 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<i64>,
+}
+
+/// A due time that did not start a run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedSchedule {
+    pub time: Time,
+    /// MissedStartingDeadline or ConcurrentRunActive.
+    pub reason: String,
+}
+
+/// The CRD as YAML, as checked in at `crds/scanjob.yaml`.
+pub fn crd_yaml() -> anyhow::Result<String> {
+    use kube::CustomResourceExt;
+    let yaml = serde_saphyr::to_string(&ScanJob::crd())?;
+    Ok(format!(
+        "# Generated by `cargo run --bin crdgen`; do not edit.\n---\n{yaml}"
+    ))
+}
