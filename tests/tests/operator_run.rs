@@ -1,0 +1,407 @@
+//! The operator end to end: `kubectl apply` a ScanJob, the operator runs its plan, scan and merge
+//! Jobs on the real control plane (pods run by the kubelet stand-in), the snapshot lands in
+//! SeaweedFS, and the faults a night can bring: a flaky shard, a broken shard with and without
+//! maxFailedShards, and the operator itself killed in the middle of a run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use scanjob_e2e::operator::{
+    Harness, job_names, kubectl, read_snapshot, s3_exists, scanjob_events, scanjob_yaml,
+    small_tree, wrapper_image,
+};
+use scanjob_operator::crd::{Outcome, Phase, ScanJob};
+use serde_json::Value;
+
+fn status(sj: &ScanJob) -> &scanjob_operator::crd::ScanJobStatus {
+    sj.status.as_ref().expect("a status")
+}
+
+fn reasons(events: &[(String, String)]) -> Vec<&str> {
+    events.iter().map(|(r, _)| r.as_str()).collect()
+}
+
+/// mktree's `--nasty` tree (200 k entries in one directory, names that are not UTF-8, a chain
+/// deeper than PATH_MAX, links, a mode-000 directory) and its ground-truth summary.
+fn nasty_tree(dir: &std::path::Path) -> (PathBuf, Value) {
+    let root = dir.join("tree");
+    let summary = dir.join("summary.json");
+    let shared = scanjob_e2e::operator::workspace_dir().join("../shared/bench/mktree.py");
+    let out = std::process::Command::new("python3")
+        .arg(&shared)
+        .arg(&root)
+        .args([
+            "--files",
+            "3000",
+            "--seed",
+            "11",
+            "--nasty",
+            "--jobs",
+            "2",
+            "--summary",
+        ])
+        .arg(&summary)
+        .output()
+        .expect("running mktree.py");
+    assert!(
+        out.status.success(),
+        "mktree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    (root, summary)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scanjob_publishes_the_snapshot_of_a_nasty_tree() {
+    let h = Harness::start("sj-nasty", &[]).await;
+    let scratch = std::env::temp_dir().join(format!("scanjob-e2e-{}", h.ns.name));
+    let (root, truth) = nasty_tree(&scratch);
+    h.apply(&scanjob_yaml(
+        "nightly",
+        &root,
+        &h.url,
+        "  shards: 3\n  parallelism: 3\n",
+    ));
+    let sj = h.wait_finished("nightly", Phase::Succeeded).await;
+    let st = status(&sj);
+    let success = st.last_successful_run.as_ref().expect("lastSuccessfulRun");
+
+    // The snapshot, read with pyarrow straight from S3, is the generator's tree.
+    let snap = read_snapshot(&success.snapshot);
+    let kinds = &truth["kinds"];
+    assert_eq!(snap["kinds"]["file"], kinds["regular"], "{snap}");
+    assert_eq!(snap["kinds"]["dir"], kinds["dir"], "{snap}");
+    assert_eq!(snap["kinds"]["symlink"], kinds["symlink"], "{snap}");
+    assert_eq!(snap["file_bytes"], truth["total_apparent_bytes"], "{snap}");
+    assert_eq!(
+        snap["distinct_paths"], snap["rows"],
+        "no path twice: {snap}"
+    );
+    assert_eq!(snap["shards"], serde_json::json!([0, 1, 2]), "{snap}");
+    assert_eq!(snap["latest"]["run"], Value::from(success.id.clone()));
+
+    // The status says what the merge pod reported.
+    assert_eq!(Value::from(success.files), kinds["regular"]);
+    assert_eq!(Value::from(success.bytes), truth["total_apparent_bytes"]);
+    assert_eq!(st.shards.as_deref(), Some("3/3"));
+    let conditions: BTreeMap<&str, (&str, &str)> = st
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), (c.status.as_str(), c.reason.as_str())))
+        .collect();
+    assert_eq!(conditions["Ready"], ("True", "SnapshotPublished"));
+    assert_eq!(conditions["Progressing"], ("False", "Idle"));
+    assert_eq!(conditions["Degraded"], ("False", "AsExpected"));
+    assert_eq!(
+        st.last_run.as_ref().map(|r| r.outcome),
+        Some(Outcome::Succeeded)
+    );
+
+    // Three Jobs with deterministic names, owned by the ScanJob and labelled with the run.
+    let run = &success.id;
+    assert_eq!(
+        job_names(&h.ns, "nightly").await,
+        ["merge", "plan", "scan"].map(|s| format!("nightly-{run}-{s}"))
+    );
+    let scan: Job =
+        h.ns.api::<Job>()
+            .get(&format!("nightly-{run}-scan"))
+            .await
+            .unwrap();
+    let spec = scan.spec.as_ref().unwrap();
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!(spec.completions, Some(3));
+    let owner = &scan.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ScanJob", "nightly")
+    );
+    assert_eq!(
+        scan.metadata.labels.as_ref().unwrap()["scanjob.dev/run"],
+        *run
+    );
+    let pod_spec = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod_spec.automount_service_account_token, Some(false));
+    assert_eq!(
+        pod_spec.service_account_name.as_deref(),
+        Some("scanjob-worker")
+    );
+    let container = &pod_spec.containers[0];
+    assert_eq!(
+        container.volume_mounts.as_ref().unwrap()[0].read_only,
+        Some(true)
+    );
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+
+    // `kubectl get sj` shows it, and the Events tell the story.
+    let (ok, table) = kubectl(&["get", "sj", "-n", &h.ns.name], None);
+    assert!(ok, "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("nightly"))
+        .unwrap_or_default();
+    for expected in [
+        "Succeeded",
+        "3/3",
+        &success.files.to_string(),
+        &success.size,
+    ] {
+        assert!(
+            line.contains(expected),
+            "{expected:?} missing from `kubectl get sj`:\n{table}"
+        );
+    }
+    let events = scanjob_events(&h.ns, "nightly").await;
+    assert_eq!(
+        reasons(&events),
+        ["RunStarted", "RunSucceeded"],
+        "{events:?}"
+    );
+
+    // The operator's endpoints.
+    let op = h.operator.as_ref().unwrap();
+    assert_eq!(op.get("/readyz").map(|r| r.0), Some(200));
+    assert_eq!(op.get("/livez").map(|r| r.0), Some(200));
+    let metrics = op.get("/metrics").map(|r| r.1).unwrap_or_default();
+    assert!(
+        metrics.contains("scanjob_runs_total{outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scanjob_shards_total{outcome=\"succeeded\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scanjob_operator_reconciles_total"),
+        "{metrics}"
+    );
+
+    let _ = std::fs::remove_dir_all(&scratch);
+    h.delete().await;
+}
+
+async fn scan_pods_of_index(h: &Harness, job: &str, index: &str) -> Vec<Pod> {
+    h.ns.api::<Pod>()
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await
+        .expect("listing pods")
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                .map(String::as_str)
+                == Some(index)
+        })
+        .collect()
+}
+
+/// The worker image with shard 1 broken for good: it reports an error and exits 3.
+fn broken_shard_image(dir: &std::path::Path) -> PathBuf {
+    wrapper_image(
+        dir,
+        "broken-scanjob",
+        r#"if [ "$1" = scan ] && [ "$JOB_COMPLETION_INDEX" = 1 ]; then
+  echo '{"error":"injected","message":"shard 1 is broken on purpose","retryable":false}' > "$SCANJOB_TERMINATION_LOG"
+  exit 3
+fi"#,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_that_fails_once_is_retried_without_duplicate_rows() {
+    let scripts = std::env::temp_dir().join(format!("scanjob-e2e-flaky-{}", std::process::id()));
+    let mark = scripts.join("failed-once");
+    // Shard 1's first attempt scans and writes everything, then dies before reporting success.
+    let flaky = wrapper_image(
+        &scripts,
+        "flaky-scanjob",
+        &format!(
+            r#"if [ "$1" = scan ] && [ "$JOB_COMPLETION_INDEX" = 1 ] && [ ! -e '{m}' ]; then
+  touch '{m}'
+  '{bin}' "$@"
+  exit 1
+fi"#,
+            m = mark.display(),
+            bin = scanjob_e2e::kubelet::scanjob_binary().display()
+        ),
+    );
+    let h = Harness::start("sj-flaky", &[("flaky-scanjob", flaky)]).await;
+    let root = h.ns.kubelet_dir.join("tree");
+    let files = small_tree(&root, 6, 300);
+    h.apply(&scanjob_yaml(
+        "flaky",
+        &root,
+        &h.url,
+        "  shards: 3\n  parallelism: 3\n  backoffLimitPerShard: 2\n  worker: {image: 'example.com/flaky-scanjob:1'}\n",
+    ));
+    let sj = h.wait_finished("flaky", Phase::Succeeded).await;
+    let success = status(&sj).last_successful_run.clone().unwrap();
+    assert!(mark.exists(), "shard 1 failed once");
+    let pods = scan_pods_of_index(&h, &format!("flaky-{}-scan", success.id), "1").await;
+    assert_eq!(
+        pods.len(),
+        2,
+        "shard 1 ran twice: {}",
+        h.ns.describe_pods().await
+    );
+
+    let snap = read_snapshot(&success.snapshot);
+    assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(
+        snap["distinct_paths"], snap["rows"],
+        "no duplicate rows: {snap}"
+    );
+    assert_eq!(success.files, files as i64);
+    let events = scanjob_events(&h.ns, "flaky").await;
+    assert_eq!(
+        reasons(&events),
+        ["RunStarted", "RunSucceeded"],
+        "a retried shard did not fail: {events:?}"
+    );
+    let _ = std::fs::remove_dir_all(&scripts);
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_shard_fails_the_run_and_nothing_is_published() {
+    let scripts = std::env::temp_dir().join(format!("scanjob-e2e-broken0-{}", std::process::id()));
+    let broken = broken_shard_image(&scripts);
+    let h = Harness::start("sj-broken", &[("broken-scanjob", broken)]).await;
+    let root = h.ns.kubelet_dir.join("tree");
+    small_tree(&root, 4, 10);
+    h.apply(&scanjob_yaml(
+        "broken",
+        &root,
+        &h.url,
+        "  shards: 3\n  parallelism: 3\n  maxFailedShards: 0\n  worker: {image: 'example.com/broken-scanjob:1'}\n",
+    ));
+    let sj = h.wait_finished("broken", Phase::Failed).await;
+    let st = status(&sj);
+    let last = st.last_run.as_ref().unwrap();
+    assert_eq!(last.reason, "ShardsFailed");
+    assert!(
+        last.message.contains("shard 1 is broken on purpose"),
+        "{}",
+        last.message
+    );
+    assert!(st.last_successful_run.is_none());
+    let degraded = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ShardsFailed")
+    );
+    assert!(
+        !s3_exists(&format!("{}/latest.json", h.url)),
+        "nothing is published"
+    );
+    assert!(
+        !job_names(&h.ns, "broken")
+            .await
+            .iter()
+            .any(|n| n.ends_with("-merge")),
+        "no merge Job for a failed run"
+    );
+    let events = scanjob_events(&h.ns, "broken").await;
+    assert_eq!(
+        reasons(&events),
+        ["RunStarted", "ShardFailed", "RunFailed"],
+        "{events:?}"
+    );
+    assert!(events[1].1.contains("shard 1"), "{events:?}");
+    let _ = std::fs::remove_dir_all(&scripts);
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_failed_shards_a_partial_snapshot_names_the_missing_shard() {
+    let scripts = std::env::temp_dir().join(format!("scanjob-e2e-broken1-{}", std::process::id()));
+    let broken = broken_shard_image(&scripts);
+    let h = Harness::start("sj-partial", &[("broken-scanjob", broken)]).await;
+    let root = h.ns.kubelet_dir.join("tree");
+    small_tree(&root, 6, 300);
+    h.apply(&scanjob_yaml(
+        "partial",
+        &root,
+        &h.url,
+        "  shards: 3\n  parallelism: 3\n  maxFailedShards: 1\n  worker: {image: 'example.com/broken-scanjob:1'}\n",
+    ));
+    let sj = h.wait_finished("partial", Phase::Succeeded).await;
+    let success = status(&sj).last_successful_run.clone().unwrap();
+    assert_eq!(success.missing_shards, [1]);
+    let snap = read_snapshot(&success.snapshot);
+    assert_eq!(
+        snap["manifest"]["missing_shards"],
+        serde_json::json!([1]),
+        "{snap}"
+    );
+    assert_eq!(snap["shards"], serde_json::json!([0, 2]), "{snap}");
+    assert_eq!(snap["latest"]["run"], Value::from(success.id.clone()));
+    let events = scanjob_events(&h.ns, "partial").await;
+    assert_eq!(
+        reasons(&events),
+        ["RunStarted", "ShardFailed", "RunSucceeded"],
+        "{events:?}"
+    );
+    let _ = std::fs::remove_dir_all(&scripts);
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_killed_mid_run_is_replaced_and_the_run_completes_once() {
+    let scripts = std::env::temp_dir().join(format!("scanjob-e2e-slow-{}", std::process::id()));
+    let slow = wrapper_image(&scripts, "slow-scanjob", r#"[ "$1" = scan ] && sleep 6"#);
+    let mut h = Harness::start("sj-restart", &[("slow-scanjob", slow)]).await;
+    let root = h.ns.kubelet_dir.join("tree");
+    let files = small_tree(&root, 4, 25);
+    h.apply(&scanjob_yaml(
+        "restart",
+        &root,
+        &h.url,
+        "  shards: 2\n  parallelism: 2\n  worker: {image: 'example.com/slow-scanjob:1'}\n",
+    ));
+    h.wait("restart", Duration::from_secs(120), "Scanning", |sj| {
+        scanjob_e2e::operator::phase(sj) == Some(Phase::Scanning)
+    })
+    .await;
+    h.restart_operator();
+    let sj = h.wait_finished("restart", Phase::Succeeded).await;
+    let success = status(&sj).last_successful_run.clone().unwrap();
+    assert_eq!(success.files, files as i64);
+    let run = &success.id;
+    assert_eq!(
+        job_names(&h.ns, "restart").await,
+        ["merge", "plan", "scan"].map(|s| format!("restart-{run}-{s}")),
+        "one Job per step, none created twice"
+    );
+    let pods = h.ns.describe_pods().await;
+    assert_eq!(
+        pods.lines().count(),
+        4,
+        "plan + 2 shards + merge, one pod each:\n  {pods}"
+    );
+    let events = scanjob_events(&h.ns, "restart").await;
+    assert_eq!(
+        reasons(&events),
+        ["RunStarted", "RunSucceeded"],
+        "{events:?}"
+    );
+    // A SIGTERM stops the operator cleanly.
+    let op = h.operator.take().unwrap();
+    assert!(op.terminate(), "the operator exits 0 on SIGTERM");
+    let _ = std::fs::remove_dir_all(&scripts);
+    h.delete().await;
+}

@@ -1,0 +1,59 @@
+"""Reads a published snapshot straight from S3 with pyarrow and prints what a reader sees.
+
+    python read_snapshot.py s3://bucket/prefix/snapshots/<run>/manifest.json
+    python read_snapshot.py --exists s3://bucket/key      prints true or false
+
+Prints JSON: the manifest, the rows of the table of contents by kind, bytes in files, the
+number of distinct paths, and the shards the rows came from. S3 settings come from AWS_*.
+"""
+import collections
+import json
+import os
+import sys
+
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def filesystem():
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    fs = pafs.S3FileSystem(
+        access_key=os.environ["AWS_ACCESS_KEY_ID"],
+        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        region=os.environ.get("AWS_REGION", "us-east-1"),
+        endpoint_override=endpoint.split("://", 1)[-1],
+        scheme="http" if endpoint.startswith("http://") else "https",
+    )
+    return fs
+
+
+def main(url):
+    fs = filesystem()
+    path = url[len("s3://"):]
+    with fs.open_input_stream(path) as f:
+        manifest = json.loads(f.read())
+    base = path.rsplit("/snapshots/", 1)[0]
+    with fs.open_input_stream(f"{base}/latest.json") as f:
+        latest = json.loads(f.read())
+    files = [f"{base}/{f['path']}" for f in manifest["toc_files"]]
+    table = pq.read_table(files, filesystem=fs, columns=["path", "kind", "size", "shard"])
+    kinds = collections.Counter(table.column("kind").to_pylist())
+    file_sizes = pc.filter(table.column("size"), pc.equal(table.column("kind"), "file"))
+    print(json.dumps({
+        "manifest": manifest,
+        "latest": latest,
+        "rows": table.num_rows,
+        "kinds": dict(kinds),
+        "file_bytes": pc.sum(file_sizes).as_py() or 0,
+        "distinct_paths": pc.count_distinct(table.column("path")).as_py(),
+        "shards": sorted(set(table.column("shard").to_pylist())),
+    }))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--exists":
+        info = filesystem().get_file_info(sys.argv[2][len("s3://"):])
+        print(json.dumps(info.type != pafs.FileType.NotFound))
+    else:
+        main(sys.argv[1])
