@@ -1,0 +1,561 @@
+//! The pure steps of reconcile, from YAML fixtures and no client: what `decide` does with a
+//! ScanJob, what it observed and the time, and the Jobs `build` makes of a decision.
+
+use chrono::{DateTime, Utc};
+use scanjob_operator::build::{JobRequest, Step, WorkerDefaults, job};
+use scanjob_operator::crd::{
+    ConcurrencyPolicy, Outcome, Phase, ScanJob, ScanJobStatus, Stage, Trigger,
+};
+use scanjob_operator::decide::{Decision, Transition, decide};
+use scanjob_operator::observe::Observed;
+
+fn fixture(name: &str) -> String {
+    let dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    std::fs::read_to_string(format!("{dir}/tests/fixtures/{name}")).expect("fixture")
+}
+
+fn scanjob() -> ScanJob {
+    serde_saphyr::from_str(&fixture("scanjob.yaml")).expect("scanjob.yaml")
+}
+
+fn with_status(mut sj: ScanJob, yaml: &str) -> ScanJob {
+    sj.status = Some(serde_saphyr::from_str::<ScanJobStatus>(yaml).expect("status YAML"));
+    sj
+}
+
+fn observed(yaml: &str) -> Observed {
+    serde_saphyr::from_str(yaml).expect("observed YAML")
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Applies a decision's status, as the next reconcile would see it.
+fn after(mut sj: ScanJob, d: &Decision) -> ScanJob {
+    sj.status = Some(d.status.clone());
+    sj
+}
+
+fn reasons(d: &Decision) -> Vec<&'static str> {
+    d.transitions
+        .iter()
+        .map(|t| match t {
+            Transition::RunStarted { .. } => "RunStarted",
+            Transition::RunSkipped { .. } => "RunSkipped",
+            Transition::ShardFailed { .. } => "ShardFailed",
+            Transition::RunSucceeded { .. } => "RunSucceeded",
+            Transition::RunFailed { .. } => "RunFailed",
+        })
+        .collect()
+}
+
+fn condition<'a>(d: &'a Decision, kind: &str) -> (&'a str, &'a str) {
+    let c = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .expect(kind);
+    (c.status.as_str(), c.reason.as_str())
+}
+
+const SCANNING_JOBS: &str = r#"
+runs:
+  20261123t000000z:
+    plan: {name: nightly-20261123t000000z-plan, complete: true}
+    scan: {name: nightly-20261123t000000z-scan, active: 2, completed_indexes: "0"}
+"#;
+
+#[test]
+fn a_due_run_is_recorded_before_any_job_then_planned() {
+    let sj = scanjob();
+    // 01:00 Berlin is 00:00 UTC; two minutes later the run is due.
+    let d = decide(&sj, &Observed::default(), at("2026-11-23T00:02:00Z"));
+    let run = d.status.current_run.clone().expect("a run is recorded");
+    assert_eq!(run.id, "20261123t000000z");
+    assert_eq!(
+        (run.stage, run.trigger),
+        (Stage::Pending, Trigger::Schedule)
+    );
+    assert!(
+        d.create.is_empty(),
+        "no Job before the run is in the status"
+    );
+    assert_eq!(reasons(&d), ["RunStarted"]);
+    assert_eq!(d.status.phase, Some(Phase::Planning));
+    assert_eq!(d.status.observed_generation, Some(2));
+    assert_eq!(
+        d.status
+            .next_schedule_time
+            .as_ref()
+            .map(|t| t.0.to_string()),
+        Some("2026-11-24T00:00:00Z".into())
+    );
+
+    let d2 = decide(
+        &after(sj, &d),
+        &Observed::default(),
+        at("2026-11-23T00:02:01Z"),
+    );
+    assert_eq!(
+        d2.create,
+        [JobRequest {
+            run: run.id.clone(),
+            step: Step::Plan,
+            shards: 1
+        }]
+    );
+    assert_eq!(d2.status.current_run.unwrap().stage, Stage::Planning);
+    assert!(d2.transitions.is_empty(), "events on transitions only");
+}
+
+#[test]
+fn the_scan_job_gets_as_many_completions_as_the_plan_made_shards() {
+    let sj = with_status(
+        scanjob(),
+        "currentRun: {id: 20261123t000000z, trigger: Schedule, scheduledTime: '2026-11-23T00:00:00Z', startTime: '2026-11-23T00:00:02Z', stage: Planning, shards: {total: 3, succeeded: 0, failed: 0, active: 0}}\nlastScheduleTime: '2026-11-23T00:00:00Z'",
+    );
+    let obs = observed(
+        r#"
+runs:
+  20261123t000000z:
+    plan: {name: nightly-20261123t000000z-plan, complete: true}
+    reports:
+      - {step: plan, exit_code: 0, message: '{"phase":"plan","run":"20261123t000000z","plan":"s3://toc/isilon/runs/20261123t000000z/plan.json","shards":2,"balanced_by":"top-level-count","estimated_imbalance":1.1}'}
+"#,
+    );
+    let d = decide(&sj, &obs, at("2026-11-23T00:03:00Z"));
+    assert_eq!(
+        d.create,
+        [JobRequest {
+            run: "20261123t000000z".into(),
+            step: Step::Scan,
+            shards: 2
+        }]
+    );
+    let run = d.status.current_run.unwrap();
+    assert_eq!((run.stage, run.shards.total), (Stage::Scanning, 2));
+}
+
+#[test]
+fn a_shard_failing_for_good_fails_the_run_with_its_message_and_one_event() {
+    let sj = with_status(scanjob(), &fixture("scanning.yaml"));
+    let obs = observed(
+        r#"
+runs:
+  20261123t000000z:
+    plan: {name: nightly-20261123t000000z-plan, complete: true}
+    scan:
+      name: nightly-20261123t000000z-scan
+      failed: [MaxFailedIndexesExceeded, Job has exceeded the specified maximal number of failed indexes]
+      completed_indexes: "0,2"
+      failed_indexes: "1"
+    reports:
+      - {step: scan, index: 1, exit_code: 3, message: '{"error":"bad_root","message":"/scan/projects is not a directory","retryable":false}'}
+"#,
+    );
+    let d = decide(&sj, &obs, at("2026-11-23T00:10:00Z"));
+    assert_eq!(reasons(&d), ["ShardFailed", "RunFailed"]);
+    assert!(d.create.is_empty(), "no merge of a failed run");
+    let last = d.status.last_run.clone().unwrap();
+    assert_eq!(
+        (last.outcome, last.reason.as_str()),
+        (Outcome::Failed, "ShardsFailed")
+    );
+    assert!(
+        last.message
+            .contains("shard 1: bad_root: /scan/projects is not a directory"),
+        "{}",
+        last.message
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.shards.as_deref(), Some("2/3"));
+    assert_eq!(condition(&d, "Degraded"), ("True", "ShardsFailed"));
+    assert_eq!(condition(&d, "Ready"), ("False", "NoSnapshot"));
+    assert!(d.status.current_run.is_none());
+
+    // The next pass has nothing new to say, and never touches the finished run's Jobs.
+    let d2 = decide(&after(sj, &d), &obs, at("2026-11-23T00:10:05Z"));
+    assert!(d2.transitions.is_empty() && d2.create.is_empty());
+    assert_eq!(
+        d2.status.conditions, d.status.conditions,
+        "lastTransitionTime moves only on change"
+    );
+}
+
+#[test]
+fn failed_shards_within_max_failed_shards_are_merged_as_a_partial_snapshot() {
+    let mut sj = with_status(scanjob(), &fixture("scanning.yaml"));
+    sj.spec.max_failed_shards = 1;
+    let obs = observed(
+        r#"
+runs:
+  20261123t000000z:
+    plan: {name: p, complete: true}
+    scan: {name: s, failed: [FailedIndexes, Job has failed indexes], completed_indexes: "0,2", failed_indexes: "1"}
+"#,
+    );
+    let d = decide(&sj, &obs, at("2026-11-23T00:10:00Z"));
+    assert_eq!(
+        d.create,
+        [JobRequest {
+            run: "20261123t000000z".into(),
+            step: Step::Merge,
+            shards: 1
+        }]
+    );
+    assert_eq!(reasons(&d), ["ShardFailed"]);
+    let merge = job(&sj, &d.create[0], &defaults());
+    let args = merge.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(
+        args,
+        [
+            "merge",
+            "--run",
+            "s3://toc/isilon/runs/20261123t000000z",
+            "--max-missing-shards",
+            "1"
+        ]
+    );
+}
+
+#[test]
+fn a_merged_run_reports_what_the_merge_pod_published() {
+    let sj = with_status(
+        scanjob(),
+        "currentRun: {id: 20261123t000000z, trigger: Schedule, scheduledTime: '2026-11-23T00:00:00Z', startTime: '2026-11-23T00:00:02Z', stage: Merging, shards: {total: 3, succeeded: 3, failed: 0, active: 0}}\nlastScheduleTime: '2026-11-23T00:00:00Z'",
+    );
+    let obs = observed(
+        r#"
+runs:
+  20261123t000000z:
+    plan: {name: p, complete: true}
+    scan: {name: s, complete: true, completed_indexes: "0-2"}
+    merge: {name: m, complete: true}
+    reports:
+      - {step: merge, exit_code: 0, message: '{"phase":"merge","run":"20261123t000000z","snapshot":"s3://toc/isilon/snapshots/20261123t000000z/manifest.json","files":16000000,"directories":510000,"bytes":1649267441664000,"errors":12,"missing_shards":[]}'}
+"#,
+    );
+    let d = decide(&sj, &obs, at("2026-11-23T00:20:02Z"));
+    assert_eq!(reasons(&d), ["RunSucceeded"]);
+    let s = d.status.last_successful_run.clone().unwrap();
+    assert_eq!(
+        (s.files, s.directories, s.errors),
+        (16_000_000, 510_000, 12)
+    );
+    assert_eq!(s.size, "1.5 PiB");
+    assert_eq!(
+        s.snapshot,
+        "s3://toc/isilon/snapshots/20261123t000000z/manifest.json"
+    );
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(condition(&d, "Ready"), ("True", "SnapshotPublished"));
+    assert_eq!(condition(&d, "Progressing"), ("False", "Idle"));
+    match &d.transitions[0] {
+        Transition::RunSucceeded { seconds, .. } => assert_eq!(*seconds, 1200.0),
+        t => panic!("{t:?}"),
+    }
+}
+
+#[test]
+fn a_job_deleted_under_an_active_run_fails_it_and_is_never_recreated() {
+    let sj = with_status(scanjob(), &fixture("scanning.yaml"));
+    let obs = observed("runs:\n  20261123t000000z:\n    plan: {name: p, complete: true}\n");
+    let d = decide(&sj, &obs, at("2026-11-23T00:10:00Z"));
+    assert!(d.create.is_empty());
+    assert_eq!(
+        d.status.last_run.as_ref().map(|r| r.reason.as_str()),
+        Some("JobDeleted")
+    );
+    // A finished run whose Jobs a TTL removed: nothing to do, nothing recreated.
+    let d2 = decide(
+        &after(sj, &d),
+        &Observed::default(),
+        at("2026-11-23T00:11:00Z"),
+    );
+    assert!(d2.create.is_empty() && d2.transitions.is_empty() && d2.status.current_run.is_none());
+}
+
+#[test]
+fn forbid_skips_a_due_run_once_while_one_is_active() {
+    let sj = with_status(scanjob(), &fixture("scanning.yaml"));
+    let obs = observed(SCANNING_JOBS);
+    // The next night's run is due while last night's still scans.
+    let d = decide(&sj, &obs, at("2026-11-24T00:00:30Z"));
+    assert_eq!(reasons(&d), ["RunSkipped"]);
+    assert_eq!(
+        d.status
+            .last_skipped_schedule
+            .as_ref()
+            .map(|s| s.reason.as_str()),
+        Some("ConcurrentRunActive")
+    );
+    assert_eq!(
+        d.status.current_run.as_ref().map(|r| r.id.as_str()),
+        Some("20261123t000000z")
+    );
+    let d2 = decide(&after(sj, &d), &obs, at("2026-11-24T00:00:40Z"));
+    assert!(
+        d2.transitions.is_empty(),
+        "skipped once: {:?}",
+        d2.transitions
+    );
+}
+
+#[test]
+fn replace_stops_the_active_run_and_allow_runs_both() {
+    let mut sj = with_status(scanjob(), &fixture("scanning.yaml"));
+    sj.spec.concurrency_policy = ConcurrencyPolicy::Replace;
+    let obs = observed(SCANNING_JOBS);
+    let d = decide(&sj, &obs, at("2026-11-24T00:00:30Z"));
+    assert_eq!(reasons(&d), ["RunFailed", "RunStarted"]);
+    assert_eq!(d.delete_runs, ["20261123t000000z"]);
+    assert_eq!(
+        d.status.last_run.as_ref().map(|r| r.reason.as_str()),
+        Some("Replaced")
+    );
+    assert_eq!(
+        d.status.current_run.as_ref().map(|r| r.id.as_str()),
+        Some("20261124t000000z")
+    );
+
+    sj.spec.concurrency_policy = ConcurrencyPolicy::Allow;
+    let d = decide(&sj, &obs, at("2026-11-24T00:00:30Z"));
+    assert_eq!(reasons(&d), ["RunStarted"]);
+    assert!(d.delete_runs.is_empty());
+    assert_eq!(
+        d.status.current_run.as_ref().map(|r| r.id.as_str()),
+        Some("20261124t000000z")
+    );
+    assert_eq!(d.status.concurrent_runs.len(), 1);
+    assert_eq!(d.status.concurrent_runs[0].id, "20261123t000000z");
+}
+
+#[test]
+fn a_missed_time_beyond_the_starting_deadline_is_skipped_not_run() {
+    let mut sj = with_status(scanjob(), "lastScheduleTime: '2026-11-20T00:00:00Z'");
+    sj.spec.starting_deadline_seconds = Some(3600);
+    // Back after three nights away, two hours after the last due time.
+    let d = decide(&sj, &Observed::default(), at("2026-11-23T02:00:00Z"));
+    assert_eq!(reasons(&d), ["RunSkipped"]);
+    let skipped = d.status.last_skipped_schedule.clone().unwrap();
+    assert_eq!(
+        (skipped.time.0.to_string().as_str(), skipped.reason.as_str()),
+        ("2026-11-23T00:00:00Z", "MissedStartingDeadline")
+    );
+    assert!(d.status.current_run.is_none());
+    // Within the deadline, the latest missed time runs (only that one).
+    let d = decide(&sj, &Observed::default(), at("2026-11-23T00:30:00Z"));
+    assert_eq!(
+        d.status.current_run.map(|r| r.id),
+        Some("20261123t000000z".into())
+    );
+}
+
+#[test]
+fn run_now_starts_one_run_per_new_value_even_when_suspended() {
+    let mut sj = with_status(scanjob(), "lastScheduleTime: '2026-11-23T00:00:00Z'");
+    sj.spec.suspend = true;
+    sj.metadata.annotations =
+        Some([("scanjob.dev/run-now".to_owned(), "ticket-42".to_owned())].into());
+    let d = decide(&sj, &Observed::default(), at("2026-11-23T09:15:07Z"));
+    let run = d.status.current_run.clone().unwrap();
+    assert_eq!(
+        (run.id.as_str(), run.trigger),
+        ("20261123t091507z", Trigger::RunNow)
+    );
+    assert_eq!(d.status.last_run_now.as_deref(), Some("ticket-42"));
+    assert!(
+        d.status.next_schedule_time.is_none(),
+        "suspended: no next time"
+    );
+    // The schedule's bookkeeping is not moved by an on-demand run.
+    assert_eq!(
+        d.status.last_schedule_time.as_ref().map(|t| t.0.to_string()),
+        Some("2026-11-23T00:00:00Z".into())
+    );
+    let mut done = after(sj, &d);
+    done.status.as_mut().unwrap().current_run = None;
+    let d2 = decide(&done, &Observed::default(), at("2026-11-23T09:20:00Z"));
+    assert!(
+        d2.status.current_run.is_none(),
+        "the same value does not run twice"
+    );
+}
+
+#[test]
+fn without_a_schedule_it_runs_once_under_its_creation_time() {
+    let mut sj = scanjob();
+    sj.spec.schedule = None;
+    sj.spec.time_zone = None;
+    let d = decide(&sj, &Observed::default(), at("2026-11-23T12:00:00Z"));
+    let run = d.status.current_run.clone().unwrap();
+    assert_eq!(
+        (run.id.as_str(), run.trigger),
+        ("20261120t100000z", Trigger::Once)
+    );
+    assert!(d.status.next_schedule_time.is_none());
+    let mut done = after(sj, &d);
+    done.status.as_mut().unwrap().current_run = None;
+    let d2 = decide(&done, &Observed::default(), at("2026-11-24T12:00:00Z"));
+    assert!(d2.status.current_run.is_none() && d2.transitions.is_empty());
+}
+
+#[test]
+fn an_unknown_time_zone_degrades_and_starts_nothing() {
+    let mut sj = scanjob();
+    sj.spec.time_zone = Some("Mars/Olympus_Mons".into());
+    let d = decide(&sj, &Observed::default(), at("2026-11-23T00:02:00Z"));
+    assert!(d.status.current_run.is_none() && d.transitions.is_empty());
+    assert_eq!(condition(&d, "Degraded"), ("True", "InvalidTimeZone"));
+    let message = &d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("spec.timeZone") && message.contains("Mars/Olympus_Mons"),
+        "{message}"
+    );
+}
+
+#[test]
+fn old_runs_beyond_the_history_limits_lose_their_jobs() {
+    let mut sj = with_status(scanjob(), "lastScheduleTime: '2026-11-23T00:00:00Z'");
+    sj.spec.successful_runs_history_limit = 1;
+    sj.spec.failed_runs_history_limit = 0;
+    let obs = observed(
+        r#"
+runs:
+  20261121t000000z: {plan: {name: a, complete: true}, scan: {name: b, complete: true}, merge: {name: c, complete: true}}
+  20261122t000000z: {plan: {name: a, complete: true}, scan: {name: b, failed: [BackoffLimitExceeded, x]}}
+  20261123t000000z: {plan: {name: a, complete: true}, scan: {name: b, complete: true}, merge: {name: c, complete: true}}
+"#,
+    );
+    let d = decide(&sj, &obs, at("2026-11-23T08:00:00Z"));
+    let mut deleted = d.delete_runs.clone();
+    deleted.sort();
+    assert_eq!(deleted, ["20261121t000000z", "20261122t000000z"]);
+}
+
+fn defaults() -> WorkerDefaults {
+    WorkerDefaults {
+        image: "ghcr.io/scanjob/scanjob:0.1.0".into(),
+        service_account: "scanjob-worker".into(),
+    }
+}
+
+#[test]
+fn the_scan_job_is_indexed_hardened_and_fails_an_index_on_exit_code_3() {
+    let sj = scanjob();
+    let request = JobRequest {
+        run: "20261123t000000z".into(),
+        step: Step::Scan,
+        shards: 3,
+    };
+    let job = job(&sj, &request, &defaults());
+    let yaml = serde_json::to_value(&job).unwrap();
+    let spec = &yaml["spec"];
+    assert_eq!(yaml["metadata"]["name"], "nightly-20261123t000000z-scan");
+    assert_eq!(yaml["metadata"]["labels"]["scanjob.dev/name"], "nightly");
+    assert_eq!(
+        yaml["metadata"]["labels"]["scanjob.dev/run"],
+        "20261123t000000z"
+    );
+    assert_eq!(yaml["metadata"]["ownerReferences"][0]["kind"], "ScanJob");
+    assert_eq!(yaml["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(
+        (spec["completions"].as_i64(), spec["parallelism"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        (
+            spec["backoffLimitPerIndex"].as_i64(),
+            spec["maxFailedIndexes"].as_i64()
+        ),
+        (Some(3), Some(0))
+    );
+    let rules = &spec["podFailurePolicy"]["rules"];
+    assert_eq!(rules[0]["action"], "FailIndex");
+    assert_eq!(rules[0]["onExitCodes"]["values"], serde_json::json!([3]));
+    assert_eq!(rules[1]["action"], "Ignore");
+    assert_eq!(rules[1]["onPodConditions"][0]["type"], "DisruptionTarget");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["serviceAccountName"], "scanjob-worker");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["nodeSelector"]["pool"], "batch");
+    assert_eq!(pod["tolerations"][0]["key"], "batch");
+    assert_eq!(pod["activeDeadlineSeconds"], 7200);
+    assert_eq!(pod["volumes"][0]["nfs"]["server"], "isilon.example.com");
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/scanjob/scanjob:0.1.0");
+    assert_eq!(
+        c["args"],
+        serde_json::json!([
+            "scan",
+            "--plan",
+            "s3://toc/isilon/runs/20261123t000000z/plan.json",
+            "--threads",
+            "32"
+        ])
+    );
+    assert_eq!(c["envFrom"][0]["secretRef"]["name"], "toc-s3");
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(c["volumeMounts"][0]["readOnly"], true);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert_eq!(c["resources"]["requests"]["cpu"], "2");
+}
+
+#[test]
+fn the_plan_job_walks_the_sub_path_with_the_spec_walk_options() {
+    let sj = scanjob();
+    let request = JobRequest {
+        run: "20261123t000000z".into(),
+        step: Step::Plan,
+        shards: 1,
+    };
+    let job = serde_json::to_value(job(&sj, &request, &defaults())).unwrap();
+    assert_eq!(job["spec"]["backoffLimit"], 3);
+    assert_eq!(
+        job["spec"]["podFailurePolicy"]["rules"][0]["action"],
+        "FailJob"
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["args"],
+        serde_json::json!([
+            "plan",
+            "/scan/projects",
+            "--shards",
+            "3",
+            "--out",
+            "s3://toc/isilon",
+            "--previous",
+            "s3://toc/isilon",
+            "--run",
+            "20261123t000000z",
+            "--project-level",
+            "1",
+            "--exclude",
+            ".snapshot",
+            "--one-file-system"
+        ])
+    );
+}
