@@ -376,7 +376,10 @@ fn run_now_starts_one_run_per_new_value_even_when_suspended() {
     );
     // The schedule's bookkeeping is not moved by an on-demand run.
     assert_eq!(
-        d.status.last_schedule_time.as_ref().map(|t| t.0.to_string()),
+        d.status
+            .last_schedule_time
+            .as_ref()
+            .map(|t| t.0.to_string()),
         Some("2026-11-23T00:00:00Z".into())
     );
     let mut done = after(sj, &d);
