@@ -143,6 +143,7 @@ async fn a_scanjob_publishes_the_snapshot_of_a_nasty_tree() {
     // `kubectl get sj` shows it, and the Events tell the story.
     let (ok, table) = kubectl(&["get", "sj", "-n", &h.ns.name], None);
     assert!(ok, "{table}");
+    println!("$ kubectl get sj\n{table}");
     let line = table
         .lines()
         .find(|l| l.starts_with("nightly"))
