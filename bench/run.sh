@@ -71,6 +71,9 @@ bash "$SHARED/bench/peers.sh" "$flat" -n "$RUNS" -o "$OUT/$(basename "$flat")" -
 
 python3 "$REPO/bench/reference_dirs.py" "$OUT/reference-dirs.tsv" 2>"$OUT/reference-dirs.log"
 "$CARGO_TARGET_DIR/release/examples/plan_scale" "$OUT/reference-dirs.tsv" 16 64 256 >"$OUT/plan.md"
+# The same store reshaped to the worst case: one 10 M-file subtree holding a 2 M-file directory.
+python3 "$REPO/bench/reference_dirs.py" "$OUT/reference-skew.tsv" --big-subtree 10000000 --huge-dir 2000000 2>"$OUT/reference-skew.log"
+"$CARGO_TARGET_DIR/release/examples/plan_scale" "$OUT/reference-skew.tsv" 16 64 256 >"$OUT/plan-skew.md"
 
 python3 - "$OUT" "$(basename "$tree")" "$(basename "$flat")" >"$OUT/report.md" <<'PY'
 import glob, json, os, sys
@@ -88,6 +91,9 @@ for t in trees + (["dask"] if os.path.exists(os.path.join(out, "dask", "results.
           f"{s['output_bytes'] / max(s['entries'], 1):.1f} bytes/row; {s['errors']} errors\n")
 print("## planner at reference scale (previous snapshot of 16 M files, no files created)\n")
 print(open(os.path.join(out, "reference-dirs.log")).read().strip(), "\n")
-print(open(os.path.join(out, "plan.md")).read().strip())
+print(open(os.path.join(out, "plan.md")).read().strip(), "\n")
+print("## planner, worst case: a 10 M-file subtree with a 2 M-file directory\n")
+print(open(os.path.join(out, "reference-skew.log")).read().strip(), "\n")
+print(open(os.path.join(out, "plan-skew.md")).read().strip())
 PY
 cat "$OUT/report.md"
