@@ -12,6 +12,7 @@ pub mod layout;
 pub mod pathbytes;
 pub mod phase;
 pub mod plan;
+pub mod politeness;
 pub mod previous;
 pub mod report;
 pub mod rows;
