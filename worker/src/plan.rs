@@ -10,7 +10,11 @@
 //! largest first, each into the currently lightest shard.
 //!
 //! Every directory listing belongs to exactly one piece and every entry is a row of the piece
-//! that lists its parent, so the shards of a plan never overlap and together cover the tree.
+//! that lists its parent, so the shards of a plan never overlap and together cover the tree as
+//! the planner knew it. The tree the shards walk may have more: a directory new since the
+//! snapshot, or created after the top-level count, inside a directory the plan lists files-only.
+//! No piece names it, so the walker enters it from that files-only listing, in the one shard
+//! whose name slice holds it ([`planned_dirs`], and the module docs of [`crate::walk`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -25,7 +29,7 @@ use rustix::fs::{FileType, RawDir};
 use serde::{Deserialize, Serialize};
 
 use crate::pathbytes::{PathBytes, join, parent_of};
-use crate::walk::{FilesOnly, NameSlice, WalkStart, device_of, open_dir, stat_at};
+use crate::walk::{FilesOnly, NameSlice, PlannedDirs, WalkStart, device_of, open_dir, stat_at};
 
 /// What the planner knows of one directory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,6 +63,21 @@ impl ShardAssignment {
             .chain(self.files_only.iter().cloned().map(WalkStart::FilesOnly))
             .collect()
     }
+}
+
+/// Every directory `plan` (all of its shards) walks or lists, for a shard to tell which
+/// subdirectories of its files-only directories no piece covers.
+pub fn planned_dirs(plan: &[ShardAssignment]) -> PlannedDirs {
+    let mut planned = PlannedDirs::new();
+    for shard in plan {
+        for subtree in &shard.subtrees {
+            planned.add_path(&subtree.0, true);
+        }
+        for files_only in &shard.files_only {
+            planned.add_path(&files_only.path.0, false);
+        }
+    }
+    planned
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,6 +419,16 @@ mod tests {
                 }
             }
             assert_eq!(listed.len(), t.len(), "{shards} shards");
+            // No known subdirectory of a files-only directory looks new to the walker.
+            let planned = planned_dirs(&plan);
+            for f in plan.iter().flat_map(|a| &a.files_only) {
+                for dir in t
+                    .keys()
+                    .filter(|d| !d.is_empty() && parent_of(d) == f.path.0)
+                {
+                    assert!(planned.contains(dir), "{shards} shards, {dir:?}");
+                }
+            }
         }
     }
 

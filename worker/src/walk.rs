@@ -16,8 +16,19 @@
 //!
 //! The walk never writes to the tree; directories are opened with `O_NOATIME` where the kernel
 //! permits it (owner or CAP_FOWNER), and files are never opened at all.
+//!
+//! Directories the plan does not know. A plan is made from what the planner saw (the previous
+//! snapshot, or a top-level listing) and lists some directories "files only": their known
+//! subdirectories are pieces of their own, possibly in other shards. A subdirectory created since
+//! (after the snapshot, or between planning and this scan) is an entry of such a directory, so it
+//! gets its row, but no piece would ever enter it. So a files-only listing enters every
+//! subdirectory that is not in the plan ([`PlannedDirs`]: every shard's pieces and their
+//! ancestors) and walks it as a whole subtree. Only the shard whose name slice holds the
+//! subdirectory's name sees it at all (the slice filter comes before anything else), so exactly
+//! one shard walks it, the one that writes its row. The check costs one hash lookup per
+//! subdirectory of a files-only directory; subtree walks, the bulk of any scan, never make it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, OsStr};
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
@@ -34,7 +45,7 @@ use rustix::io::Errno;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pathbytes::{PathBytes, join};
+use crate::pathbytes::{PathBytes, join, parent_of};
 use crate::rows::{
     EntryKind, EntryMeta, ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation,
 };
@@ -71,6 +82,75 @@ impl NameSlice {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         });
         hash % u64::from(self.of.max(1)) == u64::from(self.part)
+    }
+}
+
+/// The directories a plan assigns to any of its shards, for a files-only listing to tell a
+/// subdirectory someone else walks from one the plan does not know (see the module docs).
+///
+/// Holds every subtree root and files-only path of every shard, and every ancestor of those:
+/// a directory the plan never names itself but that holds planned pieces is not the listing
+/// shard's to enter either, or those pieces would be walked twice. Built once per shard scan;
+/// a plan has at most a few hundred thousand pieces, so a set of path bytes is small enough.
+#[derive(Debug, Default)]
+pub struct PlannedDirs {
+    /// Path → whether it is a subtree root (false: a files-only path or only an ancestor).
+    dirs: HashMap<Vec<u8>, bool>,
+}
+
+impl PlannedDirs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one piece of some shard's assignment.
+    pub fn add(&mut self, start: &WalkStart) {
+        let (path, subtree) = match start {
+            WalkStart::Subtree(path) => (path.as_slice(), true),
+            WalkStart::FilesOnly(files_only) => (files_only.path.0.as_slice(), false),
+        };
+        self.add_path(path, subtree);
+    }
+
+    /// Adds a subtree root (`subtree`) or a files-only path, and its ancestors.
+    pub fn add_path(&mut self, path: &[u8], subtree: bool) {
+        *self.dirs.entry(path.to_vec()).or_default() |= subtree;
+        let mut p = path;
+        while !p.is_empty() {
+            p = parent_of(p);
+            if self.dirs.contains_key(p) {
+                // Its ancestors were added with it.
+                break;
+            }
+            self.dirs.insert(p.to_vec(), false);
+        }
+    }
+
+    /// Whether the plan walks or lists `path`, or something below it.
+    pub fn contains(&self, path: &[u8]) -> bool {
+        self.dirs.contains_key(path)
+    }
+
+    /// Whether `path` or one of its ancestors is a subtree root: a subtree walk reaches all of it.
+    pub fn within_subtree(&self, path: &[u8]) -> bool {
+        let mut p = path;
+        loop {
+            if self.dirs.get(p).copied().unwrap_or(false) {
+                return true;
+            }
+            if p.is_empty() {
+                return false;
+            }
+            p = parent_of(p);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.dirs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
     }
 }
 
@@ -190,6 +270,8 @@ struct DirTask {
     /// Relative to the scan root.
     path: Vec<u8>,
     descend: bool,
+    /// A files-only listing: enter the subdirectories the plan does not know (module docs).
+    adopt_unplanned: bool,
     slice: Option<NameSlice>,
     /// A start from the plan: with `one_file_system`, check it is on the root's device.
     is_start: bool,
@@ -283,9 +365,14 @@ pub fn device_of(dir: BorrowedFd<'_>) -> Option<u64> {
 
 /// Walks `starts` below the directory `root` and hands every batch to `sink`. Returns early
 /// (with whatever was walked) when `sink` returns `false`, i.e. the writer has gone away.
+///
+/// `planned` is the whole plan (every shard's starts, not only these): a files-only start also
+/// walks each of its subdirectories that `planned` does not contain. With an empty `planned`,
+/// files-only starts walk every subdirectory in their slice.
 pub fn walk(
     root: Arc<OwnedFd>,
     starts: Vec<WalkStart>,
+    planned: &PlannedDirs,
     options: &WalkOptions,
     counters: &WalkCounters,
     sink: &(dyn Fn(ShardBatch) -> bool + Sync),
@@ -298,11 +385,15 @@ pub fn walk(
             WalkStart::Subtree(path) => (path, true, None),
             WalkStart::FilesOnly(FilesOnly { path, slice }) => (path.0, false, slice),
         };
+        // A files-only directory inside a subtree piece (not a plan the planner makes) is
+        // entered by that subtree walk; adopting its subdirectories would walk them twice.
+        let adopt_unplanned = !descend && !planned.within_subtree(&path);
         injector.push(DirTask {
             parent: root.clone(),
             name: path.clone(),
             path,
             descend,
+            adopt_unplanned,
             slice,
             is_start: true,
         });
@@ -312,6 +403,7 @@ pub fn walk(
     let stealers: Vec<Stealer<DirTask>> = workers.iter().map(Worker::stealer).collect();
     let aborted = AtomicBool::new(false);
     let shared = Shared {
+        planned,
         injector: &injector,
         stealers: &stealers,
         pending: &pending,
@@ -333,6 +425,7 @@ pub fn walk(
 }
 
 struct Shared<'a> {
+    planned: &'a PlannedDirs,
     injector: &'a Injector<DirTask>,
     stealers: &'a [Stealer<DirTask>],
     pending: &'a AtomicUsize,
@@ -483,18 +576,24 @@ impl<'a> WalkThread<'a> {
             self.toc.append(&task.path, name, &meta);
             self.count(&meta);
             if meta.kind == EntryKind::Dir
-                && task.descend
+                && (task.descend || task.adopt_unplanned)
                 && (!options.one_file_system || meta.dev == self.shared.root_dev)
             {
-                self.shared.pending.fetch_add(1, Ordering::AcqRel);
-                self.local.push(DirTask {
-                    parent: fd.clone(),
-                    name: name.to_vec(),
-                    path: join(&task.path, name),
-                    descend: true,
-                    slice: None,
-                    is_start: false,
-                });
+                let path = join(&task.path, name);
+                // In a files-only listing, a subdirectory the plan does not know is new: this
+                // shard, whose slice holds its name and which wrote its row, walks it whole.
+                if task.descend || !self.shared.planned.contains(&path) {
+                    self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                    self.local.push(DirTask {
+                        parent: fd.clone(),
+                        name: name.to_vec(),
+                        path,
+                        descend: true,
+                        adopt_unplanned: false,
+                        slice: None,
+                        is_start: false,
+                    });
+                }
             }
             if self.toc.len() >= options.batch_rows {
                 self.flush_toc();

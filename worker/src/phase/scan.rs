@@ -14,6 +14,7 @@ use crate::layout::{
     EntryCounts, LAYOUT_FORMAT, ShardPlan, ShardSuccess, manifest_path, shard_dir, success_path,
 };
 use crate::phase::{exclude_set, open_root, split_run_url};
+use crate::plan::planned_dirs;
 use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
 use crate::store::Location;
 use crate::walk::{ShardBatch, WalkCounters, WalkOptions, walk};
@@ -109,11 +110,19 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<ShardBatch>(options.threads + 1);
     let starts = assignment.walk_starts();
+    // The whole plan, not only this shard's part: a files-only directory of this shard enters the
+    // subdirectories no shard was assigned (new since the plan's source was read).
+    let planned = planned_dirs(&plan.shards);
     let walker_counters = counters.clone();
     let walker = tokio::task::spawn_blocking(move || {
-        walk(root, starts, &options, &walker_counters, &|batch| {
-            tx.blocking_send(batch).is_ok()
-        });
+        walk(
+            root,
+            starts,
+            &planned,
+            &options,
+            &walker_counters,
+            &|batch| tx.blocking_send(batch).is_ok(),
+        );
     });
 
     let mut toc = RollingWriter::new(
