@@ -131,6 +131,12 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             if let Some(threads) = spec.worker.threads {
                 a.extend(["--threads".into(), threads.to_string()]);
             }
+            let pods = i64::from(spec.parallelism.min(req.shards).max(1));
+            let share = spec
+                .source
+                .max_ops_per_second
+                .map(|budget| (budget / pods).max(1));
+            politeness(&mut a, share, spec.source.latency_guard_milliseconds);
             a
         }
         Step::Merge => vec![
@@ -143,6 +149,16 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
     };
     args.shrink_to_fit();
     args
+}
+
+/// The operations budget and latency guard flags, when set.
+fn politeness(args: &mut Vec<String>, ops_per_second: Option<i64>, guard_ms: Option<i64>) {
+    if let Some(ops) = ops_per_second {
+        args.extend(["--max-ops-per-second".into(), ops.to_string()]);
+    }
+    if let Some(ms) = guard_ms {
+        args.extend(["--latency-guard-ms".into(), ms.to_string()]);
+    }
 }
 
 fn labels(sj: &ScanJob, req: &JobRequest) -> BTreeMap<String, String> {

@@ -135,6 +135,15 @@ pub struct Source {
     /// Do not descend into other file systems mounted below the root.
     #[serde(default)]
     pub one_file_system: bool,
+    /// File-system operations per second (stat, open, directory reads) that a run's scan may
+    /// make, shared by its pods: each of the `parallelism` scan pods takes an equal share.
+    /// Unlimited when absent. (The plan pod's short top-level count is not paced.)
+    #[schemars(range(min = 1))]
+    pub max_ops_per_second: Option<i64>,
+    /// Back off (halve the operations in flight, then add one back per good second) while the
+    /// observed p99 stat latency is above this many milliseconds. Off when absent.
+    #[schemars(range(min = 1, max = 600000))]
+    pub latency_guard_milliseconds: Option<i64>,
     /// Path level whose component becomes the `project` column (1 = top-level directory);
     /// 0 for none.
     #[serde(default = "one")]
