@@ -128,6 +128,9 @@ pub struct ShardSuccess {
     pub counts: EntryCounts,
     pub toc_files: Vec<PartFile>,
     pub error_files: Vec<PartFile>,
+    /// File-system calls made, and how the budget and latency guard (if any) did.
+    #[serde(default)]
+    pub politeness: crate::politeness::PolitenessReport,
 }
 
 impl ShardSuccess {

@@ -58,6 +58,19 @@ impl WalkArgs {
     }
 }
 
+/// Politeness towards a shared file server (see the `politeness` module).
+#[derive(Args, Clone, Copy)]
+struct PolitenessArgs {
+    /// At most this many file-system calls (directory opens and stats) per second, shared by
+    /// all threads; at least 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_ops_per_second: Option<u32>,
+    /// Halve the calls in flight while their p99 latency is above MS milliseconds, and add one
+    /// back per second it is not (AIMD); at least 1.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
+    latency_guard_ms: Option<u32>,
+}
+
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -94,6 +107,8 @@ enum Command {
         root: Option<PathBuf>,
         #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
         part_size: usize,
+        #[command(flatten)]
+        politeness: PolitenessArgs,
     },
     /// Check every shard of a run and publish it as the latest snapshot.
     Merge {
@@ -120,6 +135,8 @@ enum Command {
         run: Option<String>,
         #[command(flatten)]
         walk: WalkArgs,
+        #[command(flatten)]
+        politeness: PolitenessArgs,
     },
 }
 
@@ -242,6 +259,7 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
             threads,
             root,
             part_size,
+            politeness,
         } => {
             let counters = Arc::new(WalkCounters::default());
             let success = scan_shard(
@@ -251,6 +269,8 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
                     threads,
                     part_bytes: part_size,
                     root_override: root,
+                    max_ops_per_second: politeness.max_ops_per_second,
+                    latency_guard_ms: politeness.latency_guard_ms,
                 },
                 counters,
             )
@@ -292,6 +312,7 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
             part_size,
             run,
             walk,
+            politeness,
         } => {
             let output = Location::parse(&out)?;
             let progress = Arc::new(RunProgress::default());
@@ -305,6 +326,8 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
                     part_bytes: part_size,
                     run,
                     settings: walk.settings(),
+                    max_ops_per_second: politeness.max_ops_per_second,
+                    latency_guard_ms: politeness.latency_guard_ms,
                 },
                 &progress,
             )

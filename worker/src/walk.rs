@@ -46,6 +46,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::pathbytes::{PathBytes, join, parent_of};
+use crate::politeness::Politeness;
 use crate::rows::{
     EntryKind, EntryMeta, ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation,
 };
@@ -171,6 +172,8 @@ pub struct WalkOptions {
     /// ns since the epoch; fills `first_seen`/`last_seen`.
     pub seen_at: i64,
     pub shard: u32,
+    /// The operations budget and latency guard every open and stat goes through.
+    pub politeness: Arc<Politeness>,
 }
 
 /// Live totals of a walk, readable while it runs (progress bar) and at its end (shard report).
@@ -191,6 +194,8 @@ pub struct WalkCounters {
     pub other_errors: AtomicU64,
     /// Timestamps that do not fit i64 nanoseconds (beyond year 2262 or before 1677): stored as null.
     pub timestamps_out_of_range: AtomicU64,
+    /// File-system calls made: directory opens and stats.
+    pub calls: AtomicU64,
 }
 
 impl WalkCounters {
@@ -224,6 +229,7 @@ struct LocalCounts {
     file_bytes: u64,
     errors: [u64; 5],
     timestamps_out_of_range: u64,
+    calls: u64,
 }
 
 impl LocalCounts {
@@ -246,6 +252,7 @@ impl LocalCounts {
         add(&to.io_errors, self.errors[3]);
         add(&to.other_errors, self.errors[4]);
         add(&to.timestamps_out_of_range, self.timestamps_out_of_range);
+        add(&to.calls, self.calls);
         *self = Self::default();
     }
 
@@ -263,6 +270,29 @@ impl LocalCounts {
 
 /// A directory waiting to be listed. It keeps its parent's descriptor alive, so opening it is
 /// one `openat` on a name, whatever its depth.
+/// A unit of stealable work: list a directory, or stat a chunk of one directory's names.
+enum Task {
+    Dir(DirTask),
+    Stat(StatTask),
+}
+
+/// Up to [`STAT_CHUNK`] names of one directory, listed by one thread, stat'ed by any.
+struct StatTask {
+    dir: Arc<OwnedFd>,
+    /// The directory's path relative to the scan root.
+    path: Vec<u8>,
+    /// NUL-terminated names, back to back.
+    names: Vec<u8>,
+    descend: bool,
+    adopt_unplanned: bool,
+}
+
+/// Names per stat chunk. A directory with more entries hands its names out in chunks that idle
+/// threads steal, so one big directory does not stat on one thread: on a file system where each
+/// stat is a network round trip, that thread's sequence of stats would be the whole scan's
+/// critical path (10,000 entries at 1 ms = 10 s however many threads wait).
+pub const STAT_CHUNK: usize = 128;
+
 struct DirTask {
     parent: Arc<OwnedFd>,
     /// Relative to `parent`: one name, or a start path below the root.
@@ -388,7 +418,7 @@ pub fn walk(
         // A files-only directory inside a subtree piece (not a plan the planner makes) is
         // entered by that subtree walk; adopting its subdirectories would walk them twice.
         let adopt_unplanned = !descend && !planned.within_subtree(&path);
-        injector.push(DirTask {
+        injector.push(Task::Dir(DirTask {
             parent: root.clone(),
             name: path.clone(),
             path,
@@ -396,11 +426,11 @@ pub fn walk(
             adopt_unplanned,
             slice,
             is_start: true,
-        });
+        }));
     }
     let threads = options.threads.max(1);
-    let workers: Vec<Worker<DirTask>> = (0..threads).map(|_| Worker::new_lifo()).collect();
-    let stealers: Vec<Stealer<DirTask>> = workers.iter().map(Worker::stealer).collect();
+    let workers: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_lifo()).collect();
+    let stealers: Vec<Stealer<Task>> = workers.iter().map(Worker::stealer).collect();
     let aborted = AtomicBool::new(false);
     let shared = Shared {
         planned,
@@ -426,8 +456,8 @@ pub fn walk(
 
 struct Shared<'a> {
     planned: &'a PlannedDirs,
-    injector: &'a Injector<DirTask>,
-    stealers: &'a [Stealer<DirTask>],
+    injector: &'a Injector<Task>,
+    stealers: &'a [Stealer<Task>],
     pending: &'a AtomicUsize,
     aborted: &'a AtomicBool,
     options: &'a WalkOptions,
@@ -438,7 +468,7 @@ struct Shared<'a> {
 
 struct WalkThread<'a> {
     shared: &'a Shared<'a>,
-    local: Worker<DirTask>,
+    local: Worker<Task>,
     toc: TocBatchBuilder,
     errors: ErrorBatchBuilder,
     counts: LocalCounts,
@@ -446,7 +476,7 @@ struct WalkThread<'a> {
 }
 
 impl<'a> WalkThread<'a> {
-    fn new(shared: &'a Shared<'a>, local: Worker<DirTask>) -> Self {
+    fn new(shared: &'a Shared<'a>, local: Worker<Task>) -> Self {
         let o = shared.options;
         Self {
             shared,
@@ -458,7 +488,7 @@ impl<'a> WalkThread<'a> {
         }
     }
 
-    fn find_task(&self) -> Option<DirTask> {
+    fn find_task(&self) -> Option<Task> {
         self.local.pop().or_else(|| {
             std::iter::repeat_with(|| {
                 self.shared
@@ -477,7 +507,10 @@ impl<'a> WalkThread<'a> {
             match self.find_task() {
                 Some(task) => {
                     idle = 0;
-                    self.list(task);
+                    match task {
+                        Task::Dir(dir) => self.list(dir),
+                        Task::Stat(chunk) => self.stat_chunk(chunk),
+                    }
                     self.shared.pending.fetch_sub(1, Ordering::AcqRel);
                 }
                 None if self.shared.pending.load(Ordering::Acquire) == 0 => break,
@@ -526,7 +559,13 @@ impl<'a> WalkThread<'a> {
     fn list(&mut self, task: DirTask) {
         // Every slice of a sliced directory lists it; only the first reports it unreadable.
         let reports_dir_errors = task.slice.is_none_or(|s| s.part == 0);
-        let fd = match open_dir(task.parent.as_fd(), &task.name) {
+        self.counts.calls += 1;
+        let opened = self
+            .shared
+            .options
+            .politeness
+            .call(|| open_dir(task.parent.as_fd(), &task.name));
+        let fd = match opened {
             Ok(fd) => Arc::new(fd),
             Err(e) if reports_dir_errors => {
                 return self.error(&task.path, WalkOperation::OpenDir, e);
@@ -543,63 +582,110 @@ impl<'a> WalkThread<'a> {
         }
         let mut buf = std::mem::take(&mut self.dirent_buf);
         let mut dir = RawDir::new(fd.as_fd(), &mut buf);
+        let mut chunk = StatTask {
+            dir: fd.clone(),
+            path: task.path,
+            names: Vec::new(),
+            descend: task.descend,
+            adopt_unplanned: task.adopt_unplanned,
+        };
+        let mut in_chunk = 0;
         while let Some(next) = dir.next() {
             let entry = match next {
                 Ok(entry) => entry,
                 Err(e) => {
                     if reports_dir_errors {
-                        self.error(&task.path, WalkOperation::ReadDir, e);
+                        self.error(&chunk.path, WalkOperation::ReadDir, e);
                     }
                     break;
                 }
             };
-            let name_c = entry.file_name();
-            let name = name_c.to_bytes();
-            if name == b"." || name == b".." {
+            let name = entry.file_name().to_bytes_with_nul();
+            let bare = &name[..name.len() - 1];
+            if bare == b"." || bare == b".." {
                 continue;
             }
-            if task.slice.is_some_and(|slice| !slice.contains(name)) {
+            if task.slice.is_some_and(|slice| !slice.contains(bare)) {
                 continue;
             }
             if let Some(exclude) = &options.exclude
-                && exclude.is_match(OsStr::from_bytes(name))
+                && exclude.is_match(OsStr::from_bytes(bare))
             {
                 continue;
             }
-            let meta = match stat_at(fd.as_fd(), name_c, &mut self.counts.timestamps_out_of_range) {
+            chunk.names.extend_from_slice(name);
+            in_chunk += 1;
+            if in_chunk == STAT_CHUNK {
+                // A big directory: its names go out in chunks any thread may steal.
+                let full = StatTask {
+                    dir: chunk.dir.clone(),
+                    path: chunk.path.clone(),
+                    names: std::mem::take(&mut chunk.names),
+                    descend: chunk.descend,
+                    adopt_unplanned: chunk.adopt_unplanned,
+                };
+                in_chunk = 0;
+                self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                self.local.push(Task::Stat(full));
+            }
+        }
+        self.dirent_buf = buf;
+        drop(fd);
+        self.stat_chunk(chunk);
+    }
+
+    /// Stats the names of one chunk: a row each, a task per subdirectory to enter.
+    fn stat_chunk(&mut self, chunk: StatTask) {
+        let options = self.shared.options;
+        let politeness = &*options.politeness;
+        let mut rest = chunk.names.as_slice();
+        while !rest.is_empty() {
+            let Ok(name_c) = CStr::from_bytes_until_nul(rest) else {
+                break;
+            };
+            rest = &rest[name_c.to_bytes_with_nul().len()..];
+            let name = name_c.to_bytes();
+            self.counts.calls += 1;
+            let stat = politeness.call(|| {
+                stat_at(
+                    chunk.dir.as_fd(),
+                    name_c,
+                    &mut self.counts.timestamps_out_of_range,
+                )
+            });
+            let meta = match stat {
                 Ok(meta) => meta,
                 Err(e) => {
-                    self.error(&join(&task.path, name), WalkOperation::Stat, e);
+                    self.error(&join(&chunk.path, name), WalkOperation::Stat, e);
                     continue;
                 }
             };
-            self.toc.append(&task.path, name, &meta);
+            self.toc.append(&chunk.path, name, &meta);
             self.count(&meta);
             if meta.kind == EntryKind::Dir
-                && (task.descend || task.adopt_unplanned)
+                && (chunk.descend || chunk.adopt_unplanned)
                 && (!options.one_file_system || meta.dev == self.shared.root_dev)
             {
-                let path = join(&task.path, name);
+                let path = join(&chunk.path, name);
                 // In a files-only listing, a subdirectory the plan does not know is new: this
                 // shard, whose slice holds its name and which wrote its row, walks it whole.
-                if task.descend || !self.shared.planned.contains(&path) {
+                if chunk.descend || !self.shared.planned.contains(&path) {
                     self.shared.pending.fetch_add(1, Ordering::AcqRel);
-                    self.local.push(DirTask {
-                        parent: fd.clone(),
+                    self.local.push(Task::Dir(DirTask {
+                        parent: chunk.dir.clone(),
                         name: name.to_vec(),
                         path,
                         descend: true,
                         adopt_unplanned: false,
                         slice: None,
                         is_start: false,
-                    });
+                    }));
                 }
             }
             if self.toc.len() >= options.batch_rows {
                 self.flush_toc();
             }
         }
-        self.dirent_buf = buf;
     }
 
     fn count(&mut self, meta: &EntryMeta) {

@@ -27,6 +27,7 @@ fn files_deleted_while_their_directory_is_listed_are_vanished_errors() {
         project_level: 1,
         seen_at: 0,
         shard: 0,
+        politeness: Default::default(),
     };
     let counters = WalkCounters::default();
     let deleted = AtomicBool::new(false);
@@ -88,6 +89,7 @@ fn walked_paths(
         project_level: 1,
         seen_at: 0,
         shard: 0,
+        politeness: Default::default(),
     };
     let paths = std::sync::Mutex::new(Vec::new());
     walk(

@@ -13,6 +13,7 @@ use crate::layout::{EntryCounts, SnapshotManifest, WalkSettings, run_id};
 use crate::phase::merge::merge_run;
 use crate::phase::plan::{PlanRequest, make_plan};
 use crate::phase::scan::{ScanRequest, scan_shard};
+use crate::politeness::PolitenessReport;
 use crate::store::Location;
 use crate::walk::WalkCounters;
 
@@ -25,6 +26,8 @@ pub struct RunRequest {
     pub part_bytes: usize,
     pub run: Option<String>,
     pub settings: WalkSettings,
+    pub max_ops_per_second: Option<u32>,
+    pub latency_guard_ms: Option<u32>,
 }
 
 /// Live totals over the shards of a local run, for the progress bar.
@@ -77,6 +80,8 @@ pub struct RunSummary {
     pub seconds: f64,
     pub entries_per_second: f64,
     pub output_bytes: u64,
+    /// File-system calls and how the budget and latency guard (of the last shard) did.
+    pub politeness: PolitenessReport,
     #[serde(flatten)]
     pub counts: EntryCounts,
     #[serde(skip)]
@@ -101,6 +106,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
     })
     .await?;
     let mut output_bytes = 0;
+    let mut politeness = PolitenessReport::default();
     for index in 0..plan.shards.len() as u32 {
         let success = scan_shard(
             ScanRequest {
@@ -109,11 +115,16 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
                 threads: request.threads,
                 part_bytes: request.part_bytes,
                 root_override: None,
+                max_ops_per_second: request.max_ops_per_second,
+                latency_guard_ms: request.latency_guard_ms,
             },
             progress.start_shard(),
         )
         .await?;
         output_bytes += success.output_bytes();
+        politeness.calls += success.politeness.calls;
+        politeness.max_ops_per_second = success.politeness.max_ops_per_second;
+        politeness.latency_guard = success.politeness.latency_guard;
     }
     // Every shard ran here, in this process: none may be missing.
     let (snapshot, manifest) = merge_run(&format!("{}/runs/{run}", request.output.url), 0).await?;
@@ -130,6 +141,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         entries_per_second: snapshot.counts.entries as f64 / seconds.max(1e-9),
         seconds,
         output_bytes,
+        politeness,
         counts: snapshot.counts.clone(),
         snapshot,
     })

@@ -15,6 +15,7 @@ use crate::layout::{
 };
 use crate::phase::{exclude_set, open_root, split_run_url};
 use crate::plan::planned_dirs;
+use crate::politeness::Politeness;
 use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
 use crate::store::Location;
 use crate::walk::{ShardBatch, WalkCounters, WalkOptions, walk};
@@ -33,6 +34,10 @@ pub struct ScanRequest {
     pub part_bytes: usize,
     /// Where the plan's root is mounted here, when not at the planned path.
     pub root_override: Option<PathBuf>,
+    /// File-system calls per second this shard may make.
+    pub max_ops_per_second: Option<u32>,
+    /// Halve the calls in flight while their p99 latency is above this many milliseconds.
+    pub latency_guard_ms: Option<u32>,
 }
 
 /// Loads and checks the plan at `plan_url`; returns it with its output location.
@@ -96,6 +101,11 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
         project_level: plan.settings.project_level,
         seen_at: plan.created.timestamp_nanos_opt().unwrap_or_default(),
         shard: request.index,
+        politeness: Arc::new(Politeness::new(
+            request.max_ops_per_second,
+            request.latency_guard_ms,
+            request.threads.max(1),
+        )),
     };
     let dir = shard_dir(&plan.run, request.index);
     let removed = output.delete_prefix(&dir).await?;
@@ -114,6 +124,7 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
     // subdirectories no shard was assigned (new since the plan's source was read).
     let planned = planned_dirs(&plan.shards);
     let walker_counters = counters.clone();
+    let politeness = options.politeness.clone();
     let walker = tokio::task::spawn_blocking(move || {
         walk(
             root,
@@ -184,6 +195,7 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
         },
         toc_files,
         error_files,
+        politeness: politeness.report(load(&c.calls)),
     };
     let relative = success_path(&plan.run, request.index);
     output
