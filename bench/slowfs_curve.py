@@ -39,7 +39,7 @@ def command(tool, threads, out):
 
 def files_found(tool, stdout):
     if tool == "scanjob":
-        return json.loads(stdout.strip().splitlines()[-1])["snapshot"]["counts"]["files"]
+        return json.loads(stdout.strip().splitlines()[-1])["files"]
     if tool == "floor":
         return json.loads(stdout.strip().splitlines()[-1])["files"]
     return None  # pdu prints sizes, not counts
