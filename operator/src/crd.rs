@@ -71,7 +71,7 @@ pub struct ScanJobSpec {
     pub worker: Worker,
     /// Five-field cron schedule (minute hour day-of-month month day-of-week) or a macro such as
     /// `@daily`. Without a schedule the ScanJob runs once.
-    #[x_kube(validation = Rule::new(r"self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*?/,#LW-]+( +[0-9A-Za-z*?/,#LW-]+){4})$')").message("spec.schedule must be a five-field cron expression such as '0 1 * * *' or a macro such as '@daily'"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(?i:([0-9*?/,#LW-]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT)+( +([0-9*?/,#LW-]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT)+){4}))$')").message("spec.schedule must be a five-field cron expression such as '0 1 * * *' or a macro such as '@daily'"))]
     #[schemars(length(max = 128))]
     pub schedule: Option<String>,
     /// IANA time zone of the schedule, e.g. `Europe/Berlin`; default UTC. An unknown zone sets
@@ -154,7 +154,7 @@ pub struct Source {
 /// Exactly one of the volume sources a shared file system is reached through.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.nfs) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.hostPath) ? 1 : 0) + (has(self.cephfs) ? 1 : 0) + (has(self.csi) ? 1 : 0) + (has(self.azureFile) ? 1 : 0) == 1").message("spec.source.volume must set exactly one of nfs, persistentVolumeClaim, hostPath, cephfs, csi, azureFile"))]
+#[x_kube(validation = Rule::new("(has(self.nfs) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.hostPath) ? 1 : 0) + (has(self.cephfs) ? 1 : 0) + (has(self.csi) ? 1 : 0) + (has(self.azureFile) ? 1 : 0) == 1").message("exactly one volume source must be set: nfs, persistentVolumeClaim, hostPath, cephfs, csi or azureFile"))]
 pub struct SourceVolume {
     /// An NFS export, e.g. `{server: isilon.example.com, path: /ifs/data}`.
     #[serde(skip_serializing_if = "Option::is_none")]

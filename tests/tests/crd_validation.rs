@@ -126,6 +126,15 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "schedule of five words",
+            "schedule-five-words",
+            with_spec("schedule-five-words", "  schedule: every night at one am\n"),
+            &[
+                "spec.schedule: Invalid value: \"every night at one am\"",
+                "spec.schedule must be a five-field cron expression",
+            ],
+        ),
+        case(
             "output url with scheme ftp://",
             "url-ftp",
             with_parts(
@@ -195,7 +204,7 @@ fn cases() -> Vec<Case> {
             ),
             &[
                 "spec.source.volume: Invalid value",
-                "spec.source.volume must set exactly one of nfs, persistentVolumeClaim, hostPath, cephfs, csi, azureFile",
+                "exactly one volume source must be set: nfs, persistentVolumeClaim, hostPath, cephfs, csi or azureFile",
             ],
         ),
         case(
@@ -204,7 +213,7 @@ fn cases() -> Vec<Case> {
             with_parts("volume-no-source", "    volume: {}\n", &s3_output, ""),
             &[
                 "spec.source.volume: Invalid value",
-                "must set exactly one of nfs, persistentVolumeClaim, hostPath, cephfs, csi, azureFile",
+                "exactly one volume source must be set",
             ],
         ),
         case(
