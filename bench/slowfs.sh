@@ -30,10 +30,10 @@ bash "$SHARED/bench/setup.sh" >"$OUT/setup.log" 2>&1
 export TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt TRUTH=/tmp/slow-tree-$FILES.truth.json
 export SLOWFS=$CACHE/slowfs-target/release/slowfs FLOOR=$CARGO_TARGET_DIR/release/floor
 export PDU=${BENCH_TOOLS:-/tmp/bench-tools}/bin/pdu SCANJOB=$CARGO_TARGET_DIR/release/scanjob
-if [ ! -f "$TREE/.complete" ]; then
+if [ ! -f "$TREE.complete" ]; then
   rm -rf "$TREE"
   python3 "$SHARED/bench/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TRUTH" >/dev/null
-  touch "$TREE/.complete"
+  touch "$TREE.complete"
 fi
 "$CACHE/plot-venv/bin/python" "$REPO/bench/slowfs_curve.py" "$OUT" --latency-us "$LAT" --threads "$THREADS"
 echo "table: $OUT/curve.md  plot: $OUT/curve.png"
