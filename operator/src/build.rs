@@ -137,6 +137,12 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 .max_ops_per_second
                 .map(|budget| (budget / pods).max(1));
             politeness(&mut a, share, spec.source.latency_guard_milliseconds);
+            // The worker gives up a little before the pod's deadline, so it can say why and
+            // exit retryable instead of being killed mid-call.
+            if let Some(deadline) = spec.worker.active_deadline_seconds {
+                let own = (deadline - (deadline / 10).clamp(1, 60)).max(1);
+                a.extend(["--deadline-seconds".into(), own.to_string()]);
+            }
             a
         }
         Step::Merge => vec![

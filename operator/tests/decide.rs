@@ -512,7 +512,9 @@ fn the_scan_job_is_indexed_hardened_and_fails_an_index_on_exit_code_3() {
             "--plan",
             "s3://toc/isilon/runs/20261123t000000z/plan.json",
             "--threads",
-            "32"
+            "32",
+            "--deadline-seconds",
+            "7140"
         ])
     );
     assert_eq!(c["envFrom"][0]["secretRef"]["name"], "toc-s3");
@@ -560,5 +562,39 @@ fn the_plan_job_walks_the_sub_path_with_the_spec_walk_options() {
             ".snapshot",
             "--one-file-system"
         ])
+    );
+}
+
+#[test]
+fn the_operations_budget_is_split_between_the_scan_pods() {
+    let mut sj = scanjob();
+    sj.spec.source.max_ops_per_second = Some(5000);
+    sj.spec.source.latency_guard_milliseconds = Some(50);
+    sj.spec.parallelism = 2;
+    let args = |sj: &ScanJob, shards: i32| {
+        let request = JobRequest {
+            run: "r".into(),
+            step: Step::Scan,
+            shards,
+        };
+        let job = serde_json::to_value(job(sj, &request, &defaults())).unwrap();
+        job["spec"]["template"]["spec"]["containers"][0]["args"].clone()
+    };
+    let a = args(&sj, 3);
+    let a: Vec<&str> = a
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let at = a.iter().position(|&x| x == "--max-ops-per-second").unwrap();
+    assert_eq!(a[at + 1], "2500", "two pods at once, half each: {a:?}");
+    let at = a.iter().position(|&x| x == "--latency-guard-ms").unwrap();
+    assert_eq!(a[at + 1], "50");
+    // One planned shard: one pod, the whole budget.
+    let a = args(&sj, 1);
+    assert!(
+        a.to_string().contains("\"--max-ops-per-second\",\"5000\""),
+        "{a}"
     );
 }

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +72,74 @@ struct PolitenessArgs {
     latency_guard_ms: Option<u32>,
 }
 
+/// For a shard on a file system that may turn slow or hang.
+#[derive(Args, Clone, Copy)]
+struct WatchdogArgs {
+    /// Give up after this many seconds: exit 1 (retryable) with a `deadline_exceeded` report,
+    /// even while calls hang in the kernel. Set it below the pod's activeDeadlineSeconds.
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    deadline_seconds: Option<u64>,
+    /// Print a progress line to stderr every this many seconds; 0 for none.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    progress_seconds: u64,
+}
+
+/// Watches a shard from a thread of its own: progress lines, and the deadline.
+fn start_watchdog(
+    args: WatchdogArgs,
+    index: u32,
+    counters: Arc<WalkCounters>,
+    termination_log: Option<PathBuf>,
+) {
+    if args.deadline_seconds.is_none() && args.progress_seconds == 0 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let spawned = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let deadline = args.deadline_seconds.map(Duration::from_secs);
+            let every = (args.progress_seconds > 0).then(|| Duration::from_secs(args.progress_seconds));
+            let mut next_progress = every;
+            loop {
+                let now = started.elapsed();
+                let wake = [deadline, next_progress].into_iter().flatten().min();
+                let Some(wake) = wake else { return };
+                std::thread::sleep(wake.saturating_sub(now));
+                let elapsed = started.elapsed();
+                let entries = counters.entries.load(Ordering::Relaxed);
+                let errors = counters.errors.load(Ordering::Relaxed);
+                if deadline.is_some_and(|d| elapsed >= d) {
+                    let message = format!(
+                        "shard {index} did not finish within {} s ({entries} entries, {errors} errors so far)",
+                        elapsed.as_secs()
+                    );
+                    eprintln!("scanjob: error: {message}");
+                    write_termination_log(
+                        termination_log.as_ref(),
+                        Failure {
+                            error: "deadline_exceeded".into(),
+                            message,
+                            retryable: true,
+                        }
+                        .into(),
+                    );
+                    // Walker threads may be stuck in calls that never return: leave now.
+                    std::process::exit(EXIT_RETRYABLE);
+                }
+                eprintln!(
+                    "scanjob: shard {index}: {entries} entries, {errors} errors, {:.0} entries/s after {} s",
+                    entries as f64 / elapsed.as_secs_f64().max(1e-9),
+                    elapsed.as_secs()
+                );
+                next_progress = next_progress.zip(every).map(|(n, e)| n + e);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no watchdog thread");
+    }
+}
+
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -109,6 +178,8 @@ enum Command {
         part_size: usize,
         #[command(flatten)]
         politeness: PolitenessArgs,
+        #[command(flatten)]
+        watchdog: WatchdogArgs,
     },
     /// Check every shard of a run and publish it as the latest snapshot.
     Merge {
@@ -205,6 +276,7 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
 /// Runs the command; its result becomes the termination message.
 async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
     let json = cli.json;
+    let termination_log = cli.termination_log.clone();
     match cli.command {
         Command::Plan {
             root,
@@ -260,8 +332,10 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
             root,
             part_size,
             politeness,
+            watchdog,
         } => {
             let counters = Arc::new(WalkCounters::default());
+            start_watchdog(watchdog, index, counters.clone(), termination_log.clone());
             let success = scan_shard(
                 ScanRequest {
                     plan_url: plan,
