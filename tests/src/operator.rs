@@ -145,6 +145,13 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts the operator for `ns`, logging to `<kubelet dir>/operator-<n>.log`.
     pub fn start(ns: &TestNamespace) -> Self {
+        let args = ["--namespace", &ns.name, "--worker-image", WORKER_IMAGE].map(String::from);
+        Self::start_with(ns, &args, &[])
+    }
+
+    /// Starts the operator with `args` (no `--http-addr`: it serves on a free local port) and
+    /// `env` on top of the test's own, e.g. `KUBECONFIG` naming other credentials.
+    pub fn start_with(ns: &TestNamespace, args: &[String], env: &[(String, String)]) -> Self {
         std::fs::create_dir_all(&ns.kubelet_dir).expect("creating the test's directory");
         let mut n = 0;
         let log = loop {
@@ -157,9 +164,10 @@ impl OperatorProcess {
         let port = free_port();
         let file = std::fs::File::create(&log).expect("creating the operator log");
         let child = Command::new(operator_binary())
-            .args(["--namespace", &ns.name, "--worker-image", WORKER_IMAGE])
+            .args(args)
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "info,scanjob_operator=debug,kube=warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
@@ -413,12 +421,17 @@ impl Harness {
     /// `images` maps extra image names (last path segment) to executables, e.g. wrappers made
     /// with [`wrapper_image`].
     pub async fn start(test: &str, images: &[(&str, PathBuf)]) -> Self {
+        Self::start_with_slots(test, images, 3).await
+    }
+
+    /// As [`Self::start`], with `slots` pods running at once.
+    pub async fn start_with_slots(test: &str, images: &[(&str, PathBuf)], slots: usize) -> Self {
         let mut ns = TestNamespace::create(test).await;
         install_crd(&ns.client).await;
         create_s3_secret(&ns).await;
         create_worker_service_account(&ns).await;
         let mut config = ns.kubelet_config();
-        config.slots = 3;
+        config.slots = slots;
         for (image, binary) in images {
             config.images.insert(*image, binary.clone());
         }
