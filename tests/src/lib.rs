@@ -2,5 +2,6 @@
 //! control plane and S3 server that `tests/run` starts.
 
 pub mod cluster;
+pub mod helm;
 pub mod kubelet;
 pub mod operator;
