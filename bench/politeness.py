@@ -106,6 +106,7 @@ def main():
             "```",
         ]
         for l in backoffs:
+            l = re.sub(r"\x1b\[[0-9;]*m", "", l)
             m = re.search(r"(\d\d:\d\d:\d\d\.\d+).*p99_ms=([\d.]+).*limit=(\d+)", l)
             lines.append(f"{m.group(1)}  p99 {float(m.group(2)):.1f} ms -> limit {m.group(3)}" if m else l)
         lines.append("```")
