@@ -686,6 +686,9 @@ impl<'a> WalkThread<'a> {
                 self.flush_toc();
             }
         }
+        // Live totals per chunk, not only per batch: on a slow mount a batch can take minutes,
+        // and progress lines read these.
+        self.counts.flush(self.shared.counters);
     }
 
     fn count(&mut self, meta: &EntryMeta) {
