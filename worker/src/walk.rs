@@ -12,7 +12,10 @@
 //!
 //! Rows stream out: each thread fills its own Arrow builders and hands full batches to a sink
 //! (the shard writer's bounded channel), so memory depends on batch size and thread count, not on
-//! the size of the tree or of one directory. Failures of one entry become error rows.
+//! the size of the tree. One exception: a big directory's names wait in stat chunks (see
+//! [`STAT_CHUNK`]) until a thread stats them, a few tens of bytes per name, so a directory of
+//! 2 M entries listed by one shard can hold ~60 MB of names at once. Failures of one entry
+//! become error rows.
 //!
 //! The walk never writes to the tree; directories are opened with `O_NOATIME` where the kernel
 //! permits it (owner or CAP_FOWNER), and files are never opened at all.
