@@ -37,5 +37,11 @@ else
 fi
 for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
 . "$CACHE/run/env.sh"
+OUT=${OUT:-/tmp/scanjob-scaleout}
+mkdir -p "$OUT"
 SCALEOUT_MNT=$MNT SCALEOUT_TRUTH=$TREE.truth.json SCALEOUT_THREADS=$THREADS \
-  CARGO_MANIFEST_DIR=$REPO/tests "$CARGO_TARGET_DIR/release/examples/scaleout_bench"
+  CARGO_MANIFEST_DIR=$REPO/tests "$CARGO_TARGET_DIR/release/examples/scaleout_bench" | tee "$OUT/scaleout.md"
+[ -x "$CACHE/plot-venv/bin/python" ] || python3 -m venv "$CACHE/plot-venv"
+"$CACHE/plot-venv/bin/python" -c 'import matplotlib' 2>/dev/null || "$CACHE/plot-venv/bin/pip" install -q matplotlib
+"$CACHE/plot-venv/bin/python" "$REPO/bench/scaleout_plot.py" "$OUT/scaleout.md" "$OUT/scaleout.png"
+echo "table: $OUT/scaleout.md  plot: $OUT/scaleout.png"
