@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::crd::ShardCounts;
 use crate::decide::Transition;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,7 +98,6 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn record(&self, transition: &Transition) {
-        let outcome = |o: &str| OutcomeLabel { outcome: o.into() };
         match transition {
             Transition::RunStarted { .. } | Transition::ShardFailed { .. } => {}
             Transition::RunSkipped { reason, .. } => {
@@ -109,33 +109,25 @@ impl Metrics {
             }
             Transition::RunSucceeded {
                 seconds, shards, ..
-            } => {
-                self.runs.get_or_create(&outcome("succeeded")).inc();
-                self.run_duration
-                    .get_or_create(&outcome("succeeded"))
-                    .observe(*seconds);
-                self.shards
-                    .get_or_create(&outcome("succeeded"))
-                    .inc_by(shards.succeeded.max(0) as u64);
-                self.shards
-                    .get_or_create(&outcome("failed"))
-                    .inc_by(shards.failed.max(0) as u64);
-            }
+            } => self.run_finished("succeeded", *seconds, shards),
             Transition::RunFailed {
                 seconds, shards, ..
-            } => {
-                self.runs.get_or_create(&outcome("failed")).inc();
-                self.run_duration
-                    .get_or_create(&outcome("failed"))
-                    .observe(*seconds);
-                self.shards
-                    .get_or_create(&outcome("succeeded"))
-                    .inc_by(shards.succeeded.max(0) as u64);
-                self.shards
-                    .get_or_create(&outcome("failed"))
-                    .inc_by(shards.failed.max(0) as u64);
-            }
+            } => self.run_finished("failed", *seconds, shards),
         }
+    }
+
+    fn run_finished(&self, outcome: &str, seconds: f64, shards: &ShardCounts) {
+        let label = |o: &str| OutcomeLabel { outcome: o.into() };
+        self.runs.get_or_create(&label(outcome)).inc();
+        self.run_duration
+            .get_or_create(&label(outcome))
+            .observe(seconds);
+        self.shards
+            .get_or_create(&label("succeeded"))
+            .inc_by(shards.succeeded.max(0) as u64);
+        self.shards
+            .get_or_create(&label("failed"))
+            .inc_by(shards.failed.max(0) as u64);
     }
 
     pub fn encode(&self) -> String {
