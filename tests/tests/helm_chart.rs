@@ -30,6 +30,29 @@ use serde_json::{Value, json};
 /// The release name of every install: its objects are then named plainly `scanjob`.
 const RELEASE: &str = "scanjob";
 
+/// `helm VERB RELEASE <chart> --namespace NS -f VALUES [EXTRA…]` (install or upgrade): success,
+/// output, and the command line for messages.
+fn helm_release(
+    verb: &str,
+    namespace: &str,
+    values: &Path,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let chart = chart_dir();
+    let mut args = vec![
+        verb,
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        namespace,
+        "-f",
+        values.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out) = helm(&args);
+    (ok, out, format!("helm {args:?}"))
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
@@ -613,18 +636,8 @@ async fn install(test: &str) -> Installed {
     kubelet.slots = 3;
     ns.start_kubelet(kubelet);
 
-    let chart = chart_dir();
-    let args = [
-        "install",
-        RELEASE,
-        chart.to_str().unwrap(),
-        "--namespace",
-        &ns.name,
-        "-f",
-        values.to_str().unwrap(),
-    ];
-    let (ok, out) = helm(&args);
-    assert!(ok, "helm {args:?}:\n{out}");
+    let (ok, out, command) = helm_release("install", &ns.name, &values, &[]);
+    assert!(ok, "{command}:\n{out}");
     assert!(out.contains("STATUS: deployed"), "{out}");
     Installed {
         ns,
@@ -806,22 +819,18 @@ async fn helm_upgrade_changes_the_deployment_and_uninstall_keeps_scanjobs_and_sn
     let values2 = t.scratch.join("values-2.yaml");
     let root = t.scratch.join("tree");
     std::fs::write(&values2, values_yaml(&root, &t.url, 3)).unwrap();
-    let chart = chart_dir();
-    let args = [
+    let (ok, out, command) = helm_release(
         "upgrade",
-        RELEASE,
-        chart.to_str().unwrap(),
-        "--namespace",
         &ns.name,
-        "-f",
-        values2.to_str().unwrap(),
-        "--set",
-        "operator.logFormat=text",
-        "--set",
-        "worker.image.tag=0.2.0",
-    ];
-    let (ok, out) = helm(&args);
-    assert!(ok, "helm {args:?}:\n{out}");
+        &values2,
+        &[
+            "--set",
+            "operator.logFormat=text",
+            "--set",
+            "worker.image.tag=0.2.0",
+        ],
+    );
+    assert!(ok, "{command}:\n{out}");
     assert!(out.contains("REVISION: 2"), "{out}");
     let after = t.deployment().await;
     assert!(
@@ -930,16 +939,7 @@ async fn helm_upgrade_changes_the_deployment_and_uninstall_keeps_scanjobs_and_sn
         .expect("the user's Secret is untouched");
 
     // Installing again adopts the kept ScanJob, with its status, instead of failing on it.
-    let args = [
-        "install",
-        RELEASE,
-        chart.to_str().unwrap(),
-        "--namespace",
-        &ns.name,
-        "-f",
-        values2.to_str().unwrap(),
-    ];
-    let (ok, out) = helm(&args);
+    let (ok, out, _) = helm_release("install", &ns.name, &values2, &[]);
     assert!(ok, "helm install after uninstall:\n{out}");
     let again = ns.api::<ScanJob>().get("nightly").await.unwrap();
     assert_eq!(again.metadata.uid, kept_uid, "the ScanJob was recreated");
@@ -954,17 +954,8 @@ async fn helm_upgrade_changes_the_deployment_and_uninstall_keeps_scanjobs_and_sn
     // A scan dropped from `scans:` is kept, not deleted.
     let no_scans = t.scratch.join("values-no-scans.yaml");
     std::fs::write(&no_scans, "watch:\n  scope: namespace\nscans: []\n").unwrap();
-    let args = [
-        "upgrade",
-        RELEASE,
-        chart.to_str().unwrap(),
-        "--namespace",
-        &ns.name,
-        "-f",
-        no_scans.to_str().unwrap(),
-    ];
-    let (ok, out) = helm(&args);
-    assert!(ok, "helm {args:?}:\n{out}");
+    let (ok, out, command) = helm_release("upgrade", &ns.name, &no_scans, &[]);
+    assert!(ok, "{command}:\n{out}");
     assert!(out.contains("REVISION: 2"), "{out}");
     let kept = ns.api::<ScanJob>().get_opt("nightly").await.unwrap();
     assert_eq!(
@@ -1012,20 +1003,10 @@ async fn bad_values_are_refused_by_helm_install_with_the_schemas_message() {
             "- at '/watch/scope': value must be one of 'cluster', 'namespace'",
         ),
     ];
-    let chart = chart_dir();
     for (what, values, message) in cases {
         let file = scratch.join(format!("{}.yaml", what.replace(' ', "-")));
         std::fs::write(&file, &values).unwrap();
-        let args = [
-            "install",
-            RELEASE,
-            chart.to_str().unwrap(),
-            "--namespace",
-            &ns.name,
-            "-f",
-            file.to_str().unwrap(),
-        ];
-        let (ok, out) = helm(&args);
+        let (ok, out, _) = helm_release("install", &ns.name, &file, &[]);
         assert!(!ok, "{what}: helm install accepted\n{values}\n{out}");
         assert!(
             out.contains("values don't meet the specifications of the schema(s)")
