@@ -59,21 +59,7 @@ fn every_path_is_there_byte_exact_beyond_path_max() {
     let ours: Vec<Vec<u8>> = rows.iter().map(|r| r.path.clone()).collect();
     let unique: BTreeSet<Vec<u8>> = ours.iter().cloned().collect();
     assert_eq!(unique.len(), ours.len(), "no path twice");
-    let truth = find_paths(&tree.root);
-    let missing: Vec<String> = truth
-        .difference(&unique)
-        .take(5)
-        .map(|p| String::from_utf8_lossy(p).into())
-        .collect();
-    let extra: Vec<String> = unique
-        .difference(&truth)
-        .take(5)
-        .map(|p| String::from_utf8_lossy(p).into())
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}, extra {extra:?}"
-    );
+    assert_same_paths("scan of the nasty tree", &unique, &find_paths(&tree.root));
 
     let non_utf8: Vec<&Row> = rows
         .iter()

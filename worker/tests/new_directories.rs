@@ -89,23 +89,7 @@ fn assert_exactly_the_tree(root: &Path, out: &Path, new_dirs: &[String], what: &
         .map(|p| String::from_utf8_lossy(p).into())
         .collect();
     assert!(twice.is_empty(), "{what}: listed twice: {twice:?}");
-    let truth = find_paths(root);
-    let missing: Vec<String> = truth
-        .difference(&unique)
-        .take(5)
-        .map(|p| String::from_utf8_lossy(p).into())
-        .collect();
-    let extra: Vec<String> = unique
-        .difference(&truth)
-        .take(5)
-        .map(|p| String::from_utf8_lossy(p).into())
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{what}: {} missing (e.g. {missing:?}), {} extra (e.g. {extra:?})",
-        truth.difference(&unique).count(),
-        unique.difference(&truth).count()
-    );
+    assert_same_paths(what, &unique, &find_paths(root));
     // Regular files by themselves, against find -type f.
     let files: BTreeSet<String> = rows
         .iter()

@@ -219,6 +219,26 @@ pub fn find_paths(root: &Path) -> BTreeSet<Vec<u8>> {
         .collect()
 }
 
+/// Panics unless `ours` holds exactly the paths of `truth`, naming how many differ and up to
+/// five of each kind.
+pub fn assert_same_paths(what: &str, ours: &BTreeSet<Vec<u8>>, truth: &BTreeSet<Vec<u8>>) {
+    let sample = |a: &BTreeSet<Vec<u8>>, b: &BTreeSet<Vec<u8>>| -> (usize, Vec<String>) {
+        let diff: Vec<&Vec<u8>> = a.difference(b).collect();
+        let shown = diff
+            .iter()
+            .take(5)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        (diff.len(), shown)
+    };
+    let (missing, missing_shown) = sample(truth, ours);
+    let (extra, extra_shown) = sample(ours, truth);
+    assert!(
+        missing == 0 && extra == 0,
+        "{what}: {missing} missing (e.g. {missing_shown:?}), {extra} extra (e.g. {extra_shown:?})"
+    );
+}
+
 /// Regular files as GNU find sees them: (dirname relative to root, uid, size).
 pub fn find_files(root: &Path) -> Vec<(String, u32, u64)> {
     let out = run_ok(Command::new("find").arg(root).args([
