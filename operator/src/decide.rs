@@ -165,7 +165,7 @@ impl Ctx<'_> {
         reason: &str,
         message: String,
     ) -> FinishedRun {
-        let seconds = (self.now - from_time(&run.start_time)).num_milliseconds() as f64 / 1000.0;
+        let seconds = self.seconds_since_start(run);
         if outcome == Outcome::Failed {
             self.transitions.push(Transition::RunFailed {
                 run: run.id.clone(),
@@ -184,6 +184,11 @@ impl Ctx<'_> {
             message,
             shards: run.shards.clone(),
         }
+    }
+
+    /// Wall seconds of `run` so far.
+    fn seconds_since_start(&self, run: &RunStatus) -> f64 {
+        (self.now - from_time(&run.start_time)).num_milliseconds() as f64 / 1000.0
     }
 
     fn request(&mut self, run: &RunStatus, step: Step, shards: i32) {
@@ -323,8 +328,7 @@ impl Ctx<'_> {
                 let finished = self.finish(&run, Outcome::Succeeded, "SnapshotPublished", message);
                 self.transitions.push(Transition::RunSucceeded {
                     run: run.id.clone(),
-                    seconds: (self.now - from_time(&run.start_time)).num_milliseconds() as f64
-                        / 1000.0,
+                    seconds: self.seconds_since_start(&run),
                     files: report.files,
                     bytes: report.bytes,
                     shards: run.shards.clone(),
