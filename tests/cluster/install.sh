@@ -36,6 +36,17 @@ if ! command -v etcd >/dev/null 2>&1; then
 fi
 command -v etcd >/dev/null 2>&1 || die "etcd not found after installing $ETCD_PACKAGE"
 
+# --- Chromium (renders report.html headless in the report test) -------------------------------
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium from Debian"
+  command -v apt-get >/dev/null 2>&1 || die "chromium is missing and there is no apt-get to install it"
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq || die "apt-get update failed (needed for chromium)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || die "apt-get install chromium failed"
+fi
+command -v chromium >/dev/null 2>&1 || die "chromium not found after installing it"
+
 # --- Kubernetes -------------------------------------------------------------------------------
 kube_ok() {
   local b

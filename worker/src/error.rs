@@ -42,11 +42,19 @@ pub enum Error {
         source: object_store::Error,
     },
 
-    #[error("writing {path}: {source}")]
+    #[error("Parquet file {path}: {source}")]
     Parquet {
         path: String,
         #[source]
         source: parquet::errors::ParquetError,
+    },
+
+    /// A query of the merge's insights (history join, diffs, rollups, duplicates) failed.
+    #[error("{what}: {source}")]
+    Query {
+        what: String,
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
     },
 
     #[error("{what}: {source}")]
@@ -58,6 +66,13 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn query(what: impl Into<String>, source: datafusion::error::DataFusionError) -> Self {
+        Self::Query {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
     pub fn store(url: &str, path: &str, source: object_store::Error) -> Self {
         Self::Store {
             url: url.to_string(),
@@ -78,6 +93,7 @@ impl Error {
             Self::Incomplete { .. }
             | Self::Store { .. }
             | Self::Parquet { .. }
+            | Self::Query { .. }
             | Self::Io { .. } => EXIT_RETRYABLE,
         }
     }
@@ -111,6 +127,7 @@ impl Error {
             Self::Corrupt { .. } => "corrupt",
             Self::Store { .. } => "store",
             Self::Parquet { .. } => "parquet",
+            Self::Query { .. } => "query",
             Self::Io { .. } => "io",
         }
     }

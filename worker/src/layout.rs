@@ -5,12 +5,17 @@
 //! <url>/runs/<run>/shards/<i>/part-<n>.parquet  ToC rows of shard i
 //! <url>/runs/<run>/shards/<i>/errors-<n>.parquet
 //! <url>/runs/<run>/shards/<i>/_SUCCESS.json     ShardSuccess, written last
+//! <url>/snapshots/<run>/toc/…/part-<n>.parquet  ToC with first_seen carried (when there is a
+//!                                               previous snapshot; else the shards' parts are it)
+//! <url>/snapshots/<run>/{diff,rollups,growth,duplicates}/…   derived tables (crate::insights)
+//! <url>/snapshots/<run>/summary.json, report.html
 //! <url>/snapshots/<run>/manifest.json           SnapshotManifest: the committed snapshot
 //! <url>/latest.json                             LatestPointer to the newest snapshot
 //! ```
 //!
 //! Readers start at `latest.json` (or a manifest): a shard's files count only once its
-//! `_SUCCESS.json` lists them, and a snapshot exists only once its manifest is written.
+//! `_SUCCESS.json` lists them, and a snapshot exists only once its manifest is written. The
+//! manifest is written after every file it names, and `latest.json` after the manifest.
 
 use std::collections::BTreeMap;
 
@@ -178,10 +183,30 @@ pub struct SnapshotManifest {
     /// The walk never opens files and asks for `O_NOATIME`, so atime is the users' last access
     /// unless something else on the system reads the files.
     pub atime_reflects_user_access: bool,
+    /// Whether the file system tracks access times at all, judged from the rows: `false` when
+    /// (nearly) no file was read after its last write, as on Isilon's default or `noatime`
+    /// mounts. Tiering by atime is meaningless then. Details in the summary's `atime`.
+    #[serde(default = "default_true")]
+    pub atime_reliable: bool,
+    /// The snapshot `first_seen` and the diff tables compare with; also the source of the
+    /// carried-forward rows.
     pub previous_run: Option<String>,
+    /// Rows copied from `previous_run` for the shards in `missing_shards` (their files were not
+    /// seen this time, so they keep their old `last_seen` and are not reported removed).
+    #[serde(default)]
+    pub carried_forward_rows: u64,
     /// Derived tables (rollups, diff, duplicates) by name, relative to the output URL.
     #[serde(default)]
     pub derived: BTreeMap<String, Vec<PartFile>>,
+    /// `summary.json` (the report's numbers) and `report.html`, relative to the output URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `latest.json`.

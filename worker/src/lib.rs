@@ -3,11 +3,13 @@
 //! A run turns a directory tree into a table of contents on object storage in three phases
 //! (DESIGN §1): [`phase::plan`] splits the tree into balanced shards ([`plan`]),
 //! [`phase::scan`] walks one shard ([`walk`]) into Parquet parts ([`writer`]) and
-//! [`phase::merge`] commits the snapshot. [`layout`] is the contract between them and readers;
+//! [`phase::merge`] commits the snapshot with what it tells ([`insights`]: history, diffs,
+//! rollups, duplicates, the report). [`layout`] is the contract between them and readers;
 //! [`schema`] is the table's shape; [`store`] resolves output URLs; [`report`] is the
 //! termination message the operator reads from each pod.
 
 pub mod error;
+pub mod insights;
 pub mod layout;
 pub mod pathbytes;
 pub mod phase;

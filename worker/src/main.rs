@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use scanjob_worker::error::{EXIT_RETRYABLE, Error};
+use scanjob_worker::insights::engine::EngineOptions;
+use scanjob_worker::insights::{InsightOptions, load_summary};
 use scanjob_worker::layout::{WalkSettings, run_id};
 use scanjob_worker::phase::local::{RunProgress, RunRequest, run_local};
-use scanjob_worker::phase::merge::merge_run;
+use scanjob_worker::phase::merge::{MergeOptions, merge_run};
 use scanjob_worker::phase::plan::{PlanRequest, make_plan};
 use scanjob_worker::phase::scan::{ScanRequest, scan_shard};
 use scanjob_worker::report::{Failure, Merged, PhaseResult, Planned, Scanned, TerminationMessage};
@@ -82,6 +84,41 @@ struct WatchdogArgs {
     /// Print a progress line to stderr every this many seconds; 0 for none.
     #[arg(long, value_name = "S", default_value_t = 30)]
     progress_seconds: u64,
+}
+
+/// What `merge` derives for each snapshot and how many snapshots it keeps.
+#[derive(Args, Clone, Copy)]
+struct MergeArgs {
+    /// After publishing, remove all but the K newest snapshots and their runs' files (never
+    /// the one latest.json names); at least 1. Default: keep everything.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    keep_snapshots: Option<u32>,
+    /// Files (and directory trees) smaller than this are not duplicate candidates.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    duplicate_min_size: u64,
+    /// Directories down to this depth get a row of recursive totals in rollups/by_directory.
+    #[arg(long, value_name = "D", default_value_t = 3)]
+    rollup_depth: u32,
+    /// Memory the merge's queries may hold (sorts and aggregates spill to disk beyond it).
+    #[arg(long, value_name = "BYTES", default_value_t = 2 << 30)]
+    merge_memory: usize,
+}
+
+impl MergeArgs {
+    fn options(self, max_missing_shards: u32) -> MergeOptions {
+        MergeOptions {
+            max_missing_shards,
+            keep_snapshots: self.keep_snapshots,
+            insights: InsightOptions {
+                rollup_depth: self.rollup_depth,
+                duplicate_min_size: self.duplicate_min_size,
+                engine: EngineOptions {
+                    memory_limit_bytes: self.merge_memory,
+                    ..EngineOptions::default()
+                },
+            },
+        }
+    }
 }
 
 /// Watches a shard from a thread of its own: progress lines, and the deadline.
@@ -193,6 +230,17 @@ enum Command {
         /// one has): the manifest's `missing_shards` names them.
         #[arg(long, default_value_t = 0, value_name = "N")]
         max_missing_shards: u32,
+        #[command(flatten)]
+        merge: MergeArgs,
+    },
+    /// Print the report of the latest (or a named) snapshot: totals, top directories,
+    /// extensions, owners and projects, age, growth, duplicates.
+    Report {
+        /// The output location (what `--out` was).
+        url: String,
+        /// A snapshot's run id; default: the one latest.json names.
+        #[arg(long)]
+        run: Option<String>,
     },
     /// Plan, scan and merge on this machine: the whole job without Kubernetes.
     Run {
@@ -211,6 +259,8 @@ enum Command {
         walk: WalkArgs,
         #[command(flatten)]
         politeness: PolitenessArgs,
+        #[command(flatten)]
+        merge: MergeArgs,
     },
 }
 
@@ -277,7 +327,24 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
 }
 
 /// Runs the command; its result becomes the termination message.
-async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
+async fn execute(cli: Cli) -> Result<Option<PhaseResult>, Error> {
+    if let Command::Report { url, run } = &cli.command {
+        let location = Location::parse(url)?;
+        let (_, summary) = load_summary(&location, run.as_deref()).await?;
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).expect("serialisable")
+            );
+        } else {
+            print!("{}", summary.render_text());
+        }
+        return Ok(None);
+    }
+    execute_phase(cli).await.map(Some)
+}
+
+async fn execute_phase(cli: Cli) -> Result<PhaseResult, Error> {
     let json = cli.json;
     let termination_log = cli.termination_log.clone();
     match cli.command {
@@ -364,11 +431,13 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
             });
             Ok(PhaseResult::Scan(Scanned::new(&success)))
         }
+        Command::Report { .. } => unreachable!("handled by execute"),
         Command::Merge {
             run,
             max_missing_shards,
+            merge,
         } => {
-            let (manifest, url) = merge_run(&run, max_missing_shards).await?;
+            let (manifest, url) = merge_run(&run, &merge.options(max_missing_shards)).await?;
             emit(json, &manifest, || {
                 format!(
                     "published run {}: {} files, {} directories, {}, {} errors",
@@ -390,6 +459,7 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
             run,
             walk,
             politeness,
+            merge,
         } => {
             let output = Location::parse(&out)?;
             let progress = Arc::new(RunProgress::default());
@@ -405,6 +475,7 @@ async fn execute(cli: Cli) -> Result<PhaseResult, Error> {
                     settings: walk.settings(),
                     max_ops_per_second: politeness.max_ops_per_second,
                     latency_guard_ms: politeness.latency_guard_ms,
+                    merge: merge.options(0),
                 },
                 &progress,
             )
@@ -503,8 +574,10 @@ fn main() -> ExitCode {
         .init();
     raise_open_file_limit();
     let termination_log = cli.termination_log.clone();
+    // The walk has threads of its own; the merge's queries run on these.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
@@ -526,7 +599,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(execute(cli)) {
         Ok(result) => {
-            write_termination_log(termination_log.as_ref(), result.into());
+            if let Some(result) = result {
+                write_termination_log(termination_log.as_ref(), result.into());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -10,7 +10,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Bumped whenever a column is added, removed or changes meaning; written into every Parquet
 /// file's key-value metadata and into the snapshot manifest.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `first_seen` is carried from the previous snapshot by `merge` (in 1 it was the scan time).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key under which [`SCHEMA_VERSION`] is stored in Parquet key-value metadata.
 pub const SCHEMA_VERSION_KEY: &str = "scanjob.schema_version";

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::layout::{EntryCounts, SnapshotManifest, WalkSettings, run_id};
-use crate::phase::merge::merge_run;
+use crate::phase::merge::{MergeOptions, merge_run};
 use crate::phase::plan::{PlanRequest, make_plan};
 use crate::phase::scan::{ScanRequest, scan_shard};
 use crate::politeness::PolitenessReport;
@@ -28,6 +28,8 @@ pub struct RunRequest {
     pub settings: WalkSettings,
     pub max_ops_per_second: Option<u32>,
     pub latency_guard_ms: Option<u32>,
+    /// Derived tables and retention; `max_missing_shards` is ignored (every shard runs here).
+    pub merge: MergeOptions,
 }
 
 /// Live totals over the shards of a local run, for the progress bar.
@@ -127,7 +129,12 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         politeness.latency_guard = success.politeness.latency_guard;
     }
     // Every shard ran here, in this process: none may be missing.
-    let (snapshot, manifest) = merge_run(&format!("{}/runs/{run}", request.output.url), 0).await?;
+    let merge = MergeOptions {
+        max_missing_shards: 0,
+        ..request.merge.clone()
+    };
+    let (snapshot, manifest) =
+        merge_run(&format!("{}/runs/{run}", request.output.url), &merge).await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(RunSummary {
         manifest,

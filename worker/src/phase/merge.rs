@@ -1,31 +1,53 @@
-//! `scanjob merge`: checks every shard of a run, commits `snapshots/<run>/manifest.json`, then
-//! points `latest.json` at it.
+//! `scanjob merge`: checks every shard of a run and the previous snapshot, derives the
+//! snapshot's history, diff, rollups, duplicates and report ([`crate::insights`]), commits
+//! `snapshots/<run>/manifest.json`, points `latest.json` at it, and applies retention.
 //!
 //! A shard counts only with a `_SUCCESS.json` of this plan. By default every shard must have
 //! one, else the run is [`Error::Incomplete`] and nothing is published. With
 //! `--max-missing-shards N`, a run missing 1..=N shards (with at least one shard done) is
 //! published anyway as a partial snapshot: its manifest's `missing_shards` names the shards
-//! whose rows it lacks, and `latest.json` moves to it like to any other snapshot. More missing
-//! shards than that is still `Incomplete`.
+//! whose rows this run did not scan, and `latest.json` moves to it like to any other snapshot.
+//! When a previous snapshot exists, the missing shards' rows are carried from it (with their
+//! old `last_seen`) and none of their files is reported removed. More missing shards than
+//! that is still `Incomplete`.
 
-use object_store::{PutMode, UpdateVersion};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use object_store::{ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::insights::{self, Inputs, InsightOptions, snapshot_dir};
 use crate::layout::{
-    EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardSuccess, ShardSummary,
+    EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, ShardSummary,
     SnapshotManifest, manifest_path, success_path,
 };
+use crate::pathbytes::parent_of;
 use crate::phase::scan::load_plan;
 use crate::phase::split_run_url;
 use crate::schema::SCHEMA_VERSION;
 use crate::store::Location;
+use crate::walk::NameSlice;
+use crate::writer::PartFile;
 
-/// Merges the run at `<output>/runs/<run>`, tolerating up to `max_missing_shards` shards
-/// without a `_SUCCESS.json`. Returns the manifest and its full URL.
+/// What `merge` does besides committing the snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct MergeOptions {
+    /// Shards that may lack a `_SUCCESS.json` (their rows are carried from the previous
+    /// snapshot when there is one).
+    pub max_missing_shards: u32,
+    /// After publishing, keep only this many newest snapshots (and their runs' files).
+    pub keep_snapshots: Option<u32>,
+    pub insights: InsightOptions,
+}
+
+/// Merges the run at `<output>/runs/<run>`: checks its shards and the previous snapshot,
+/// derives the snapshot's tables ([`crate::insights`]), writes the manifest, moves
+/// `latest.json`, and applies retention. Returns the manifest and its full URL.
 pub async fn merge_run(
     run_url: &str,
-    max_missing_shards: u32,
+    options: &MergeOptions,
 ) -> Result<(SnapshotManifest, String)> {
     let (base, run) = split_run_url(run_url, None).ok_or_else(|| Error::BadPlan {
         url: run_url.to_string(),
@@ -54,20 +76,86 @@ pub async fn merge_run(
         }
     }
     if !missing.is_empty() {
-        if successes.is_empty() || missing.len() > max_missing_shards as usize {
+        if successes.is_empty() || missing.len() > options.max_missing_shards as usize {
             return Err(Error::Incomplete { run, missing });
         }
         warn!(
             run,
             ?missing,
-            max_missing_shards,
-            "publishing a partial snapshot: these shards have no _SUCCESS.json and no rows in it"
+            max_missing_shards = options.max_missing_shards,
+            "publishing a partial snapshot: these shards have no _SUCCESS.json"
         );
     }
+    let toc_files: Vec<PartFile> = successes.iter().flat_map(|s| s.toc_files.clone()).collect();
+    check_parquet_files(&output, &toc_files, &format!("run {run}")).await?;
+    let previous = previous_snapshot(&output, &plan, &run).await?;
 
     let mut counts = EntryCounts::default();
     for s in &successes {
         counts.add(&s.counts);
+    }
+    let carried: Option<Arc<dyn Fn(&[u8]) -> bool + Send + Sync>> =
+        match (&previous, missing.is_empty()) {
+            (Some(_), false) => Some(Arc::new(owned_by(&plan, &missing))),
+            _ => None,
+        };
+    let created = chrono::Utc::now();
+    let outcome = insights::derive(
+        &output,
+        Inputs {
+            run: &run,
+            root: &plan.root,
+            project_level: plan.settings.project_level,
+            created,
+            counts: &counts,
+            toc_files,
+            missing_shards: missing.clone(),
+            previous: previous.as_ref(),
+            carried,
+        },
+        &options.insights,
+    )
+    .await?;
+
+    let dir = snapshot_dir(&run);
+    let summary_path = format!("{dir}/summary.json");
+    output
+        .put_json(&summary_path, &outcome.summary, PutMode::Overwrite)
+        .await
+        .map_err(|source| Error::store(&output.url, &summary_path, source))?;
+    let report_path = format!("{dir}/report.html");
+    output
+        .store
+        .put(
+            &output.path(&report_path),
+            PutPayload::from(insights::html::render(&outcome.summary)),
+        )
+        .await
+        .map_err(|source| Error::store(&output.url, &report_path, source))?;
+
+    let carried_from = previous
+        .as_ref()
+        .filter(|_| outcome.carried_rows > 0 || !missing.is_empty())
+        .map(|p| p.run.clone());
+    let mut shards: Vec<ShardSummary> = successes
+        .iter()
+        .map(|s| ShardSummary {
+            index: s.index,
+            entries: s.counts.entries,
+            errors: s.counts.errors,
+            duration_seconds: s.duration_seconds,
+            carried_forward_from: None,
+        })
+        .collect();
+    if let Some(from) = &carried_from {
+        shards.extend(missing.iter().map(|&index| ShardSummary {
+            index,
+            entries: 0,
+            errors: 0,
+            duration_seconds: 0.0,
+            carried_forward_from: Some(from.clone()),
+        }));
+        shards.sort_by_key(|s| s.index);
     }
     let manifest = SnapshotManifest {
         format: LAYOUT_FORMAT,
@@ -75,27 +163,22 @@ pub async fn merge_run(
         run: run.clone(),
         plan_id: plan.plan_id.clone(),
         root: plan.root.clone(),
-        created: chrono::Utc::now(),
+        created,
         counts,
-        toc_files: successes.iter().flat_map(|s| s.toc_files.clone()).collect(),
+        toc_files: outcome.toc_files,
         error_files: successes
             .iter()
             .flat_map(|s| s.error_files.clone())
             .collect(),
-        shards: successes
-            .iter()
-            .map(|s| ShardSummary {
-                index: s.index,
-                entries: s.counts.entries,
-                errors: s.counts.errors,
-                duration_seconds: s.duration_seconds,
-                carried_forward_from: None,
-            })
-            .collect(),
+        shards,
         missing_shards: missing,
         atime_reflects_user_access: true,
-        previous_run: plan.previous_run.clone(),
-        derived: Default::default(),
+        atime_reliable: outcome.summary.atime.reliable,
+        previous_run: previous.as_ref().map(|p| p.run.clone()),
+        carried_forward_rows: outcome.carried_rows,
+        derived: outcome.derived,
+        summary: Some(summary_path),
+        report: Some(report_path),
     };
     let relative = manifest_path(&run);
     output
@@ -108,10 +191,195 @@ pub async fn merge_run(
         files = manifest.counts.files,
         bytes = manifest.counts.bytes,
         missing_shards = manifest.missing_shards.len(),
+        carried_forward_rows = manifest.carried_forward_rows,
+        atime_reliable = manifest.atime_reliable,
         "snapshot published"
     );
+    if let Some(keep) = options.keep_snapshots {
+        let removed = retain_snapshots(&output, keep).await?;
+        if !removed.is_empty() {
+            info!(?removed, keep, "older snapshots removed");
+        }
+    }
     let url = format!("{}/{relative}", output.url);
     Ok((manifest, url))
+}
+
+/// The snapshot this run compares with: the one its plan was balanced by, else the one
+/// `latest.json` names if it is older than this run and of the same root. Checked to be
+/// complete and readable, so a broken previous snapshot stops the merge with a message
+/// instead of producing wrong history.
+async fn previous_snapshot(
+    output: &Location,
+    plan: &ShardPlan,
+    run: &str,
+) -> Result<Option<SnapshotManifest>> {
+    let candidate = match &plan.previous_run {
+        Some(previous) => Some(previous.clone()),
+        None => output
+            .get_json::<LatestPointer>(LATEST_PATH)
+            .await?
+            .map(|latest| latest.run),
+    };
+    let Some(previous) = candidate.filter(|p| p.as_str() < run) else {
+        info!(run, "no previous snapshot: first_seen starts now, no diff");
+        return Ok(None);
+    };
+    let path = manifest_path(&previous);
+    let what = format!("previous snapshot {}/{path}", output.url);
+    let Some(manifest) = output.get_json::<SnapshotManifest>(&path).await? else {
+        return Err(Error::Corrupt {
+            what,
+            reason: "does not exist (removed by hand?); point latest.json at a snapshot that \
+                     exists, or remove latest.json to start history over"
+                .into(),
+        });
+    };
+    if manifest.root != plan.root {
+        info!(
+            run,
+            previous, "previous snapshot is of another root: no history"
+        );
+        return Ok(None);
+    }
+    if manifest.schema_version > SCHEMA_VERSION {
+        return Err(Error::Corrupt {
+            what,
+            reason: format!(
+                "has schema version {}, newer than this scanjob's {SCHEMA_VERSION}; \
+                 merge with the scanjob that wrote it",
+                manifest.schema_version
+            ),
+        });
+    }
+    if manifest.schema_version < SCHEMA_VERSION {
+        warn!(
+            previous,
+            schema_version = manifest.schema_version,
+            "previous snapshot has an older schema version: its first_seen values are the \
+             times it was scanned, so history starts there"
+        );
+    }
+    check_parquet_files(output, &manifest.toc_files, &what).await?;
+    Ok(Some(manifest))
+}
+
+/// Reads the footer of every file: a missing or corrupt file stops the merge naming it,
+/// before anything of the new snapshot is written.
+#[allow(deprecated)]
+async fn check_parquet_files(output: &Location, files: &[PartFile], whose: &str) -> Result<()> {
+    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+    for file in files {
+        let what = format!("{whose}: {}/{}", output.url, file.path);
+        let meta = match output.store.head(&output.path(&file.path)).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::Corrupt {
+                    what,
+                    reason: "listed in its manifest but does not exist".into(),
+                });
+            }
+            Err(source) => return Err(Error::store(&output.url, &file.path, source)),
+        };
+        let reader = ParquetObjectReader::new(output.store.clone(), output.path(&file.path))
+            .with_file_size(meta.size);
+        if let Err(e) = ParquetRecordBatchStreamBuilder::new(reader).await {
+            return Err(Error::Corrupt {
+                what,
+                reason: format!("not a readable Parquet file: {e}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a path (relative to the root) is a row of one of `shards` in `plan`: the shard that
+/// lists its nearest planned ancestor (a subtree walks all below it; a files-only listing owns
+/// the entries in its name slice and the unplanned directories among them).
+fn owned_by(plan: &ShardPlan, shards: &[u32]) -> impl Fn(&[u8]) -> bool + Send + Sync + use<> {
+    let mut subtrees: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut listings: HashMap<Vec<u8>, Vec<(Option<NameSlice>, u32)>> = HashMap::new();
+    for shard in &plan.shards {
+        for subtree in &shard.subtrees {
+            subtrees.insert(subtree.0.clone(), shard.index);
+        }
+        for files_only in &shard.files_only {
+            listings
+                .entry(files_only.path.0.clone())
+                .or_default()
+                .push((files_only.slice, shard.index));
+        }
+    }
+    let wanted: Vec<u32> = shards.to_vec();
+    move |path: &[u8]| {
+        let mut child = path;
+        loop {
+            let parent = parent_of(child);
+            if let Some(shard) = subtrees.get(parent) {
+                return wanted.contains(shard);
+            }
+            if let Some(slices) = listings.get(parent) {
+                let name = insights::engine::name_of(child);
+                return slices
+                    .iter()
+                    .find(|(slice, _)| slice.is_none_or(|s| s.contains(name)))
+                    .is_some_and(|(_, shard)| wanted.contains(shard));
+            }
+            if parent.is_empty() {
+                return false;
+            }
+            child = parent;
+        }
+    }
+}
+
+/// Keeps the `keep` newest snapshots (and always the one `latest.json` names); removes the
+/// others' manifests first (so a half-removed snapshot is no snapshot), then their files and
+/// their runs' shard files. Returns the removed run ids.
+pub async fn retain_snapshots(output: &Location, keep: u32) -> Result<Vec<String>> {
+    let listing = output
+        .store
+        .list_with_delimiter(Some(&output.path("snapshots")))
+        .await
+        .map_err(|source| Error::store(&output.url, "snapshots", source))?;
+    let mut runs: Vec<String> = Vec::new();
+    for prefix in listing.common_prefixes {
+        let Some(run) = prefix.filename() else {
+            continue;
+        };
+        let manifest = output.path(&manifest_path(run));
+        match output.store.head(&manifest).await {
+            Ok(_) => runs.push(run.to_string()),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => return Err(Error::store(&output.url, &manifest_path(run), source)),
+        }
+    }
+    runs.sort();
+    let latest = output
+        .get_json::<LatestPointer>(LATEST_PATH)
+        .await?
+        .map(|l| l.run);
+    let cut = runs.len().saturating_sub(keep.max(1) as usize);
+    let mut removed = Vec::new();
+    for run in &runs[..cut] {
+        if latest.as_deref() == Some(run.as_str()) {
+            continue;
+        }
+        let manifest = manifest_path(run);
+        match output.store.delete(&output.path(&manifest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => return Err(Error::store(&output.url, &manifest, source)),
+        }
+        for prefix in [snapshot_dir(run), format!("runs/{run}")] {
+            output.delete_prefix(&prefix).await?;
+            // A local directory keeps the emptied folders; objects stores have none.
+            if let Some(dir) = output.url.strip_prefix("file://") {
+                let _ = std::fs::remove_dir_all(std::path::Path::new(dir).join(&prefix));
+            }
+        }
+        removed.push(run.clone());
+    }
+    Ok(removed)
 }
 
 /// Moves `latest.json` to `run`, never backwards to an older run, with a conditional write so

@@ -1,0 +1,435 @@
+//! The query engine the merge runs its big operations on: a DataFusion session over the
+//! Parquet files of the output location, with a bounded memory pool that spills to local disk,
+//! plus the few scalar functions SQL lacks for byte paths.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow_array::builder::{BinaryBuilder, BooleanBuilder, StringBuilder, UInt64Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampNanosecondType, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use datafusion::datasource::MemTable;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::pathbytes::parent_of;
+use crate::store::Location;
+use crate::writer::{PartFile, RollingWriter};
+
+/// The URL under which the output location's store is registered with the session.
+const STORE_URL: &str = "scanjob://output";
+
+/// Derived tables are small next to the ToC; parts roll over at this size like shard parts.
+const PART_BYTES: usize = 128 << 20;
+
+/// Settings of the session.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Memory the query operators may hold before they spill (sorts, aggregates) or fail
+    /// (a hash join's build side cannot spill).
+    pub memory_limit_bytes: usize,
+    /// Partitions of each scan and operator: the merge pod's cores.
+    pub target_partitions: usize,
+    /// Hash joins are fast but hold their build side in memory; sort-merge joins sort both
+    /// sides (spilling) and stream. [`Engine::joins_for`] picks by size.
+    pub prefer_hash_join: bool,
+}
+
+/// What one ToC row of a hash join's build side costs, generously (path bytes, hash table).
+pub const JOIN_BYTES_PER_ROW: usize = 256;
+
+impl EngineOptions {
+    /// Hash joins while a side of `rows` fits in half the memory limit, sort-merge beyond.
+    pub fn joins_for(mut self, rows: u64) -> Self {
+        self.prefer_hash_join =
+            (rows as usize).saturating_mul(JOIN_BYTES_PER_ROW) <= self.memory_limit_bytes / 2;
+        self
+    }
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            memory_limit_bytes: 2 << 30,
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            prefer_hash_join: true,
+        }
+    }
+}
+
+pub struct Engine {
+    pub ctx: SessionContext,
+    pub location: Location,
+}
+
+impl Engine {
+    pub fn new(location: &Location, options: &EngineOptions) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit_bytes)))
+            .build_arc()
+            .map_err(|e| Error::query("starting the query engine", e))?;
+        // Keep Binary/Utf8 as written (no view types), so the ToC's own schema comes back.
+        let config = SessionConfig::new()
+            .with_target_partitions(options.target_partitions.max(1))
+            .set_bool(
+                "datafusion.execution.parquet.schema_force_view_types",
+                false,
+            )
+            .set_bool(
+                "datafusion.optimizer.prefer_hash_join",
+                options.prefer_hash_join,
+            );
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let url = url::Url::parse(STORE_URL).expect("static URL");
+        ctx.register_object_store(&url, Arc::clone(&location.store));
+        for udf in [parent_udf(), entry_hash_udf(), inode_key_udf()] {
+            ctx.register_udf(udf);
+        }
+        Ok(Self {
+            ctx,
+            location: location.clone(),
+        })
+    }
+
+    fn url_of(&self, relative: &str) -> String {
+        format!("{STORE_URL}/{}", self.location.path(relative))
+    }
+
+    /// Registers `files` (relative to the output location) as table `name` with `schema`.
+    pub async fn register_files(
+        &self,
+        name: &str,
+        files: &[PartFile],
+        schema: &SchemaRef,
+    ) -> Result<()> {
+        let what = || format!("reading table {name}");
+        let _ = self.ctx.deregister_table(name);
+        if files.is_empty() {
+            let empty = MemTable::try_new(Arc::clone(schema), vec![vec![]])
+                .map_err(|e| Error::query(what(), e))?;
+            self.ctx
+                .register_table(name, Arc::new(empty))
+                .map_err(|e| Error::query(what(), e))?;
+            return Ok(());
+        }
+        let urls: Vec<String> = files.iter().map(|f| self.url_of(&f.path)).collect();
+        let options = ParquetReadOptions {
+            schema: Some(schema.as_ref()),
+            ..Default::default()
+        };
+        let df = self
+            .ctx
+            .read_parquet(urls, options)
+            .await
+            .map_err(|e| Error::query(what(), e))?;
+        self.ctx
+            .register_table(name, df.into_view())
+            .map_err(|e| Error::query(what(), e))?;
+        Ok(())
+    }
+
+    /// Registers record batches already in memory as table `name`.
+    pub fn register_batches(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let what = || format!("registering table {name}");
+        let _ = self.ctx.deregister_table(name);
+        let table =
+            MemTable::try_new(schema, vec![batches]).map_err(|e| Error::query(what(), e))?;
+        self.ctx
+            .register_table(name, Arc::new(table))
+            .map_err(|e| Error::query(what(), e))?;
+        Ok(())
+    }
+
+    pub async fn sql(&self, what: &str, query: &str) -> Result<DataFrame> {
+        self.ctx
+            .sql(query)
+            .await
+            .map_err(|e| Error::query(what.to_string(), e))
+    }
+
+    /// Runs `query` and returns every row (for small results).
+    pub async fn collect(&self, what: &str, query: &str) -> Result<Vec<RecordBatch>> {
+        self.sql(what, query)
+            .await?
+            .collect()
+            .await
+            .map_err(|e| Error::query(what.to_string(), e))
+    }
+
+    /// Runs `query` and streams its rows into Parquet parts `<dir>/<stem>-NNNNN.parquet`, one
+    /// writer per output partition so encoding runs on every core. Batches are cast to
+    /// `schema` when given (the ToC keeps its exact column types).
+    pub async fn write(
+        &self,
+        what: &str,
+        query: &str,
+        dir: &str,
+        stem: &'static str,
+        schema: Option<SchemaRef>,
+    ) -> Result<Vec<PartFile>> {
+        let df = self.sql(what, query).await?;
+        let out_schema: SchemaRef =
+            schema.unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
+        let streams = df
+            .execute_stream_partitioned()
+            .await
+            .map_err(|e| Error::query(what.to_string(), e))?;
+        let mut tasks = Vec::with_capacity(streams.len());
+        for (n, mut stream) in streams.into_iter().enumerate() {
+            let location = self.location.clone();
+            let schema = Arc::clone(&out_schema);
+            let dir = format!("{dir}/p{n}");
+            let what = what.to_string();
+            tasks.push(tokio::spawn(async move {
+                let mut writer =
+                    RollingWriter::new(location, dir, stem, Arc::clone(&schema), PART_BYTES);
+                let mut rows = 0usize;
+                while let Some(batch) = stream.next().await {
+                    let batch = match batch {
+                        Ok(b) => b,
+                        Err(e) => {
+                            writer.abort().await;
+                            return Err(Error::query(what, e));
+                        }
+                    };
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    let batch = conform(&batch, &schema).map_err(|e| Error::query(&what, e))?;
+                    rows += batch.num_rows();
+                    writer.write(&batch).await?;
+                }
+                if rows == 0 {
+                    writer.abort().await;
+                    return Ok(Vec::new());
+                }
+                writer.close().await
+            }));
+        }
+        let mut files = Vec::new();
+        for task in tasks {
+            files.extend(task.await.map_err(|e| Error::Io {
+                what: format!("{what}: writer task"),
+                source: std::io::Error::other(e),
+            })??);
+        }
+        Ok(files)
+    }
+}
+
+/// Casts `batch`'s columns to `schema` (same names and order).
+fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, datafusion::error::DataFusionError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(RecordBatch::try_new(
+            Arc::clone(schema),
+            batch.columns().to_vec(),
+        )?);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| datafusion::arrow::compute::cast(column, field.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// A 64-bit hash of `parts`, the same for the same input within one merge (SipHash with the
+/// standard library's fixed default keys).
+pub fn hash_of(parts: &[&[u8]]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for part in parts {
+        part.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// The last component of a relative path.
+pub fn name_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(slash) => &path[slash + 1..],
+        None => path,
+    }
+}
+
+fn array_arg(args: &[ColumnarValue], rows: usize) -> datafusion::error::Result<Vec<ArrayRef>> {
+    args.iter().map(|a| a.clone().into_array(rows)).collect()
+}
+
+fn rows_of(args: &[ColumnarValue]) -> usize {
+    args.iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(array) => Some(array.len()),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or(1)
+}
+
+/// `sj_parent(path)`: the parent directory's path ("" for entries of the root).
+fn parent_udf() -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "sj_parent",
+        vec![DataType::Binary],
+        DataType::Binary,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let paths = arrays[0].as_binary::<i32>();
+            let mut out = BinaryBuilder::with_capacity(paths.len(), paths.values().len());
+            for path in paths.iter() {
+                match path {
+                    Some(p) => out.append_value(parent_of(p)),
+                    None => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// `sj_entry_hash(path, size)`: hash of an entry's name and size, the unit of a directory
+/// tree's signature.
+fn entry_hash_udf() -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "sj_entry_hash",
+        vec![DataType::Binary, DataType::UInt64],
+        DataType::UInt64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let paths = arrays[0].as_binary::<i32>();
+            let sizes = arrays[1].as_primitive::<UInt64Type>();
+            let mut out = UInt64Builder::with_capacity(paths.len());
+            for (path, size) in paths.iter().zip(sizes.iter()) {
+                match (path, size) {
+                    (Some(p), Some(s)) => out.append_value(entry_hash(name_of(p), s)),
+                    _ => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+pub fn entry_hash(name: &[u8], size: u64) -> u64 {
+    hash_of(&[b"e", name, &size.to_le_bytes()])
+}
+
+/// `sj_inode_key(dev, inode)`: one value per inode, so hard links count once.
+fn inode_key_udf() -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "sj_inode_key",
+        vec![DataType::UInt64, DataType::UInt64],
+        DataType::UInt64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let devs = arrays[0].as_primitive::<UInt64Type>();
+            let inodes = arrays[1].as_primitive::<UInt64Type>();
+            let mut out = UInt64Builder::with_capacity(devs.len());
+            for (dev, inode) in devs.iter().zip(inodes.iter()) {
+                match (dev, inode) {
+                    (Some(d), Some(i)) => {
+                        out.append_value(hash_of(&[b"i", &d.to_le_bytes(), &i.to_le_bytes()]))
+                    }
+                    _ => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// `sj_age_bucket(ts)`: the age bucket of a timestamp relative to the snapshot's time.
+pub fn age_bucket_udf(now_ns: i64) -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "sj_age_bucket",
+        vec![DataType::Timestamp(
+            TimeUnit::Nanosecond,
+            Some("UTC".into()),
+        )],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let times = arrays[0].as_primitive::<TimestampNanosecondType>();
+            let mut out = StringBuilder::with_capacity(times.len(), times.len() * 8);
+            for t in times.iter() {
+                out.append_value(age_bucket(now_ns, t));
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// Age buckets in display order.
+pub const AGE_BUCKETS: [&str; 7] = [
+    "< 30 d", "< 90 d", "< 1 y", "< 3 y", "older", "future", "unknown",
+];
+
+pub fn age_bucket(now_ns: i64, t: Option<i64>) -> &'static str {
+    const DAY: i64 = 86_400 * 1_000_000_000;
+    let Some(t) = t else { return "unknown" };
+    let age = now_ns.saturating_sub(t);
+    if age < 0 {
+        "future"
+    } else if age < 30 * DAY {
+        "< 30 d"
+    } else if age < 90 * DAY {
+        "< 90 d"
+    } else if age < 365 * DAY {
+        "< 1 y"
+    } else if age < 3 * 365 * DAY {
+        "< 3 y"
+    } else {
+        "older"
+    }
+}
+
+/// `sj_carried(path)`: whether a previous snapshot's row belongs to a shard that failed in
+/// this run (its row is carried forward instead of reported removed).
+pub fn carried_udf(
+    owner: Arc<dyn Fn(&[u8]) -> bool + Send + Sync>,
+) -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "sj_carried",
+        vec![DataType::Binary],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let paths = arrays[0].as_binary::<i32>();
+            let mut out = BooleanBuilder::with_capacity(paths.len());
+            for path in paths.iter() {
+                out.append_value(path.is_some_and(|p| owner(p)));
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// Column `name` of `batches` as (index, array) pairs, for reading small results.
+pub fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("query result has column {name}"))
+}
+
+/// Whether `array[i]` is null.
+pub fn is_null(array: &dyn Array, i: usize) -> bool {
+    array.is_null(i)
+}

@@ -1,0 +1,258 @@
+//! History: the snapshot's ToC with `first_seen` carried from the previous snapshot, the rows
+//! of failed shards carried forward, and the diff against the previous snapshot (added,
+//! removed, changed, moved) with growth per owner and project.
+//!
+//! Every join here runs in the query engine. The previous snapshot's rows that belong to a
+//! shard which failed in this run (`sj_carried(path)`) are copied into the new ToC unchanged,
+//! keeping their old `last_seen`, and never count as removed (Robinhood's rule: a file not
+//! seen because its shard failed is not a deleted file).
+
+use crate::error::Result;
+use crate::insights::engine::Engine;
+use crate::schema::TOC_SCHEMA;
+use crate::writer::PartFile;
+
+/// Quoted column list of the ToC, with `alias.` in front of each when given.
+fn toc_columns(alias: &str, replace: &[(&str, &str)]) -> String {
+    TOC_SCHEMA
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            match replace.iter().find(|(n, _)| n == name) {
+                Some((_, expr)) => format!("{expr} AS \"{name}\""),
+                None if alias.is_empty() => format!("\"{name}\""),
+                None => format!("{alias}.\"{name}\""),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes the new ToC to `<dir>`: this run's rows with `first_seen` from the previous
+/// snapshot where the path was there before, plus the carried-forward rows.
+pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<PartFile>> {
+    let joined = toc_columns(
+        "c",
+        &[("first_seen", "COALESCE(p.first_seen, c.first_seen)")],
+    );
+    let mut query = format!(
+        "SELECT {joined} FROM cur c \
+         LEFT JOIN (SELECT path, first_seen FROM prev) p ON c.path = p.path"
+    );
+    if carry {
+        query.push_str(&format!(
+            " UNION ALL SELECT {} FROM prev WHERE sj_carried(path)",
+            toc_columns("", &[])
+        ));
+    }
+    engine
+        .write(
+            "joining first_seen from the previous snapshot",
+            &query,
+            dir,
+            "part",
+            Some(TOC_SCHEMA.clone()),
+        )
+        .await
+}
+
+/// Counts of the diff.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DiffCounts {
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+    pub moved: u64,
+}
+
+/// The rows that differ between `cur` and `prev` (outside carried shards), held in memory as
+/// table `delta`; then `moves`, and the `added`, `removed` and `changed` tables written under
+/// `dir`. Returns the tables' files by name and their counts.
+pub async fn write_diff(
+    engine: &Engine,
+    dir: &str,
+) -> Result<(Vec<(&'static str, Vec<PartFile>)>, DiffCounts)> {
+    let sides = |side: &str, a: &str| {
+        [
+            "path",
+            "path_display",
+            "size",
+            "mtime",
+            "uid",
+            "gid",
+            "mode",
+            "dev",
+            "inode",
+        ]
+        .iter()
+        .map(|c| format!("{a}.\"{c}\" AS {side}_{c}"))
+        .chain(std::iter::once(format!(
+            "CAST({a}.kind AS VARCHAR) AS {side}_kind"
+        )))
+        .collect::<Vec<_>>()
+        .join(", ")
+    };
+    let delta_query = format!(
+        "SELECT {}, {} FROM cur c \
+         FULL OUTER JOIN (SELECT * FROM prev WHERE NOT sj_carried(path)) p ON c.path = p.path \
+         WHERE c.path IS NULL OR p.path IS NULL \
+            OR c.uid <> p.uid OR c.gid <> p.gid OR c.mode <> p.mode \
+            OR (CAST(c.kind AS VARCHAR) <> 'dir' \
+                AND (c.size <> p.size OR c.mtime IS DISTINCT FROM p.mtime))",
+        sides("new", "c"),
+        sides("old", "p")
+    );
+    let delta = engine
+        .sql("diffing against the previous snapshot", &delta_query)
+        .await?;
+    let schema = std::sync::Arc::new(delta.schema().as_arrow().clone());
+    let batches = delta
+        .collect()
+        .await
+        .map_err(|e| crate::Error::query("diffing against the previous snapshot", e))?;
+    engine.register_batches("delta", schema, batches)?;
+
+    // A path gone and a path new with the same (dev, inode) and kind is a move, when that
+    // inode is unique on both sides (hard links and reused inodes stay added/removed).
+    let moves = engine
+        .collect(
+            "finding moves",
+            "WITH a AS (SELECT * FROM delta WHERE old_path IS NULL), \
+                  r AS (SELECT * FROM delta WHERE new_path IS NULL), \
+                  au AS (SELECT new_dev AS dev, new_inode AS inode FROM a \
+                         GROUP BY new_dev, new_inode HAVING count(*) = 1), \
+                  ru AS (SELECT old_dev AS dev, old_inode AS inode FROM r \
+                         GROUP BY old_dev, old_inode HAVING count(*) = 1) \
+             SELECT a.new_path, a.new_path_display, a.new_kind, a.new_size, a.new_mtime, \
+                    a.new_uid, a.new_gid, a.new_mode, \
+                    r.old_path, r.old_path_display, r.old_kind, r.old_size, r.old_mtime, \
+                    r.old_uid, r.old_gid, r.old_mode \
+             FROM a JOIN au ON a.new_dev = au.dev AND a.new_inode = au.inode \
+                    JOIN ru ON a.new_dev = ru.dev AND a.new_inode = ru.inode \
+                    JOIN r ON r.old_dev = ru.dev AND r.old_inode = ru.inode \
+             WHERE a.new_kind = r.old_kind",
+        )
+        .await?;
+    let moves_schema = match moves.first() {
+        Some(b) => b.schema(),
+        None => engine
+            .sql(
+                "finding moves",
+                "SELECT new_path, new_path_display, new_kind, new_size, new_mtime, new_uid, \
+                     new_gid, new_mode, old_path, old_path_display, old_kind, old_size, \
+                     old_mtime, old_uid, old_gid, old_mode FROM delta LIMIT 0",
+            )
+            .await?
+            .schema()
+            .as_arrow()
+            .clone()
+            .into(),
+    };
+    let moved = moves.iter().map(|b| b.num_rows() as u64).sum();
+    engine.register_batches("moves", moves_schema, moves)?;
+
+    let entry = |side: &str| {
+        format!(
+            "d.{side}_path AS path, d.{side}_path_display AS path_display, d.{side}_kind AS kind, \
+             d.{side}_size AS size, d.{side}_mtime AS mtime, d.{side}_uid AS uid, \
+             d.{side}_gid AS gid, d.{side}_mode AS mode"
+        )
+    };
+    let added = engine
+        .write(
+            "writing the added table",
+            &format!(
+                "SELECT {} FROM delta d LEFT ANTI JOIN moves m ON d.new_path = m.new_path \
+                 WHERE d.old_path IS NULL ORDER BY d.new_path",
+                entry("new")
+            ),
+            &format!("{dir}/added"),
+            "part",
+            None,
+        )
+        .await?;
+    let removed = engine
+        .write(
+            "writing the removed table",
+            &format!(
+                "SELECT {} FROM delta d LEFT ANTI JOIN moves m ON d.old_path = m.old_path \
+                 WHERE d.new_path IS NULL ORDER BY d.old_path",
+                entry("old")
+            ),
+            &format!("{dir}/removed"),
+            "part",
+            None,
+        )
+        .await?;
+    let changed_columns = |moved: bool| {
+        format!(
+            "new_path AS path, new_path_display AS path_display, \
+             {old_path} AS old_path, {old_display} AS old_path_display, new_kind AS kind, \
+             old_size, new_size AS size, old_mtime, new_mtime AS mtime, \
+             old_uid, new_uid AS uid, old_gid, new_gid AS gid, old_mode, new_mode AS mode, \
+             (new_kind <> 'dir' AND old_size <> new_size) AS size_changed, \
+             (new_kind <> 'dir' AND old_mtime IS DISTINCT FROM new_mtime) AS mtime_changed, \
+             (old_uid <> new_uid OR old_gid <> new_gid) AS owner_changed, \
+             (old_mode <> new_mode) AS mode_changed, {moved} AS moved",
+            old_path = if moved {
+                "old_path"
+            } else {
+                "CAST(NULL AS BYTEA)"
+            },
+            old_display = if moved {
+                "old_path_display"
+            } else {
+                "CAST(NULL AS VARCHAR)"
+            },
+        )
+    };
+    let changed = engine
+        .write(
+            "writing the changed table",
+            &format!(
+                "SELECT * FROM (\
+                   SELECT {} FROM delta WHERE old_path IS NOT NULL AND new_path IS NOT NULL \
+                   UNION ALL SELECT {} FROM moves) ORDER BY path",
+                changed_columns(false),
+                changed_columns(true)
+            ),
+            &format!("{dir}/changed"),
+            "part",
+            None,
+        )
+        .await?;
+    let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
+    let counts = DiffCounts {
+        added: rows(&added),
+        removed: rows(&removed),
+        changed: rows(&changed),
+        moved,
+    };
+    Ok((
+        vec![("added", added), ("removed", removed), ("changed", changed)],
+        counts,
+    ))
+}
+
+/// Files and bytes per owner (uid) and project, before and now.
+pub const GROWTH_QUERY: &str = "\
+WITH c AS (\
+  SELECT 'uid' AS dimension, CAST(uid AS VARCHAR) AS key, count(*) AS files, \
+         CAST(sum(size) AS BIGINT) AS bytes FROM toc WHERE kind = 'file' GROUP BY uid \
+  UNION ALL \
+  SELECT 'project', CAST(project AS VARCHAR), count(*), CAST(sum(size) AS BIGINT) \
+  FROM toc WHERE kind = 'file' GROUP BY project), \
+p AS (\
+  SELECT 'uid' AS dimension, CAST(uid AS VARCHAR) AS key, count(*) AS files, \
+         CAST(sum(size) AS BIGINT) AS bytes FROM prev WHERE kind = 'file' GROUP BY uid \
+  UNION ALL \
+  SELECT 'project', CAST(project AS VARCHAR), count(*), CAST(sum(size) AS BIGINT) \
+  FROM prev WHERE kind = 'file' GROUP BY project) \
+SELECT COALESCE(c.dimension, p.dimension) AS dimension, COALESCE(c.key, p.key) AS key, \
+       COALESCE(p.files, 0) AS files_before, COALESCE(p.bytes, 0) AS bytes_before, \
+       COALESCE(c.files, 0) AS files_now, COALESCE(c.bytes, 0) AS bytes_now, \
+       COALESCE(c.files, 0) - COALESCE(p.files, 0) AS files_delta, \
+       COALESCE(c.bytes, 0) - COALESCE(p.bytes, 0) AS bytes_delta \
+FROM c FULL OUTER JOIN p ON c.dimension = p.dimension AND c.key IS NOT DISTINCT FROM p.key \
+ORDER BY dimension, bytes_delta DESC, key";

@@ -1,0 +1,503 @@
+//! What the table of contents tells, derived by `merge` for every snapshot: history, diffs,
+//! rollups, duplicates, the atime check, and the report.
+//!
+//! Tables written beside the manifest (all Parquet, listed in the manifest's `derived` map):
+//!
+//! ```text
+//! snapshots/<run>/toc/…               the ToC with first_seen carried (when a previous snapshot exists)
+//! snapshots/<run>/diff/{added,removed,changed}/…   against the previous snapshot
+//! snapshots/<run>/growth/…            files and bytes per uid and project, before and now
+//! snapshots/<run>/rollups/by_{extension,uid,gid,project,directory}/…
+//! snapshots/<run>/rollups/age/…       mtime/atime age buckets per uid and project
+//! snapshots/<run>/duplicates/{files,trees}/…
+//! snapshots/<run>/summary.json        the report's numbers
+//! snapshots/<run>/report.html         self-contained report
+//! ```
+//!
+//! The big operations (the first_seen join, the diff, every group-by over the rows) run in
+//! DataFusion ([`engine`]) over the Parquet files in the object store, with a bounded memory
+//! pool. What the merge holds itself is bounded by the number of directories (the tree of
+//! recursive totals and signatures) and by the number of changed rows (the diff's `delta`).
+
+pub mod engine;
+pub mod history;
+pub mod html;
+pub mod rollup;
+pub mod summary;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::error::Result;
+use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf, carried_udf};
+use crate::insights::rollup::{i64s, strings, u64s};
+use crate::insights::summary::{
+    Bucket, Duplicates, Group, Growth, GrowthRow, Summary, Top, Totals, listed,
+};
+use crate::layout::{EntryCounts, SnapshotManifest};
+use crate::schema::TOC_SCHEMA;
+use crate::store::Location;
+use crate::writer::PartFile;
+
+/// Settings of the derived tables.
+#[derive(Debug, Clone)]
+pub struct InsightOptions {
+    /// Directories down to this depth get a row in `rollups/by_directory`.
+    pub rollup_depth: u32,
+    /// Smallest file (and directory tree) considered as a duplicate candidate.
+    pub duplicate_min_size: u64,
+    pub engine: EngineOptions,
+}
+
+impl Default for InsightOptions {
+    fn default() -> Self {
+        Self {
+            rollup_depth: 3,
+            duplicate_min_size: 1 << 20,
+            engine: EngineOptions::default(),
+        }
+    }
+}
+
+/// What this run's merge starts from.
+pub struct Inputs<'a> {
+    pub run: &'a str,
+    pub root: &'a str,
+    pub project_level: usize,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub counts: &'a EntryCounts,
+    /// This run's ToC parts (from its shards).
+    pub toc_files: Vec<PartFile>,
+    pub missing_shards: Vec<u32>,
+    /// The previous snapshot, already checked to be readable.
+    pub previous: Option<&'a SnapshotManifest>,
+    /// Whether a previous snapshot's row belongs to one of `missing_shards`.
+    pub carried: Option<Arc<dyn Fn(&[u8]) -> bool + Send + Sync>>,
+}
+
+/// What the merge records in the manifest.
+pub struct Outcome {
+    pub toc_files: Vec<PartFile>,
+    pub derived: BTreeMap<String, Vec<PartFile>>,
+    /// Rows copied from the previous snapshot for the missing shards.
+    pub carried_rows: u64,
+    pub summary: Summary,
+}
+
+pub fn snapshot_dir(run: &str) -> String {
+    format!("snapshots/{run}")
+}
+
+/// Derives every table of the snapshot and its summary.
+pub async fn derive(
+    location: &Location,
+    inputs: Inputs<'_>,
+    options: &InsightOptions,
+) -> Result<Outcome> {
+    let started = std::time::Instant::now();
+    let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
+    let largest = rows(&inputs.toc_files).max(inputs.previous.map_or(0, |p| rows(&p.toc_files)));
+    let engine_options = options.engine.clone().joins_for(largest);
+    if !engine_options.prefer_hash_join {
+        info!(
+            rows = largest,
+            "sort-merge joins: a hash join's side would not fit the memory limit"
+        );
+    }
+    let engine = Engine::new(location, &engine_options)?;
+    let dir = snapshot_dir(inputs.run);
+    let now_ns = inputs.created.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    engine.ctx.register_udf(age_bucket_udf(now_ns));
+    let carry = inputs.previous.is_some() && inputs.carried.is_some();
+    let carried = inputs
+        .carried
+        .clone()
+        .unwrap_or_else(|| Arc::new(|_: &[u8]| false));
+    engine.ctx.register_udf(carried_udf(carried));
+    engine
+        .register_files("cur", &inputs.toc_files, &TOC_SCHEMA)
+        .await?;
+
+    let mut derived = BTreeMap::new();
+    let mut carried_rows = 0;
+    let mut growth = None;
+    let toc_files = match inputs.previous {
+        Some(previous) => {
+            engine
+                .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
+                .await?;
+            let files = history::write_toc(&engine, &format!("{dir}/toc"), carry).await?;
+            let written = rows(&files);
+            let fresh = rows(&inputs.toc_files);
+            carried_rows = written.saturating_sub(fresh);
+            engine.register_files("toc", &files, &TOC_SCHEMA).await?;
+            let (tables, diff) = history::write_diff(&engine, &format!("{dir}/diff")).await?;
+            for (name, files) in tables {
+                derived.insert(format!("diff_{name}"), files);
+            }
+            let growth_rows = engine
+                .collect("computing growth", history::GROWTH_QUERY)
+                .await?;
+            derived.insert(
+                "growth".into(),
+                write_batches(&engine, &growth_rows, &format!("{dir}/growth")).await?,
+            );
+            growth = Some(growth_summary(previous, &growth_rows, diff));
+            files
+        }
+        None => {
+            engine
+                .register_files("toc", &inputs.toc_files, &TOC_SCHEMA)
+                .await?;
+            inputs.toc_files.clone()
+        }
+    };
+    info!(
+        run = inputs.run,
+        seconds = started.elapsed().as_secs_f64(),
+        "history done"
+    );
+
+    let mut groups: BTreeMap<&str, Vec<Group>> = BTreeMap::new();
+    for (name, query) in rollup::rollup_queries() {
+        let batches = engine.collect(&format!("rollup {name}"), &query).await?;
+        let key_column = name.trim_start_matches("by_");
+        let keys = strings(&batches, key_column);
+        let files = u64s(&batches, "files");
+        let bytes = u64s(&batches, "bytes");
+        groups.insert(
+            name,
+            keys.into_iter()
+                .zip(files.into_iter().zip(bytes))
+                .map(|(key, (files, bytes))| Group {
+                    key: key.unwrap_or_default(),
+                    files,
+                    bytes,
+                })
+                .collect(),
+        );
+        derived.insert(
+            format!("rollup_{name}"),
+            write_batches(&engine, &batches, &format!("{dir}/rollups/{name}")).await?,
+        );
+    }
+    let age_rows = engine
+        .collect("age histograms", &rollup::age_query())
+        .await?;
+    derived.insert(
+        "rollup_age".into(),
+        write_batches(&engine, &age_rows, &format!("{dir}/rollups/age")).await?,
+    );
+    let atime = rollup::atime_check(&engine).await?;
+
+    let tree = rollup::directory_tree(&engine).await?;
+    let (schema, batch) = rollup::directory_batch(&tree, options.rollup_depth)?;
+    derived.insert(
+        "rollup_by_directory".into(),
+        write_batch(
+            &engine,
+            schema,
+            batch,
+            &format!("{dir}/rollups/by_directory"),
+        )
+        .await?,
+    );
+    let directories: Vec<Group> = tree
+        .iter()
+        .filter(|(_, n)| n.files_direct > 0)
+        .map(|(p, n)| Group {
+            key: String::from_utf8_lossy(p).into_owned(),
+            files: n.files_direct,
+            bytes: n.bytes_direct,
+        })
+        .collect();
+
+    let trees = rollup::duplicate_trees(&engine, &tree, options.duplicate_min_size).await?;
+    drop(tree);
+    let (schema, batch) = rollup::duplicate_trees_batch(&trees)?;
+    derived.insert(
+        "duplicate_trees".into(),
+        write_batch(&engine, schema, batch, &format!("{dir}/duplicates/trees")).await?,
+    );
+    let dup_files = engine
+        .write(
+            "finding duplicate files",
+            &rollup::duplicate_files_query(options.duplicate_min_size),
+            &format!("{dir}/duplicates/files"),
+            "part",
+            None,
+        )
+        .await?;
+    let (file_groups, file_wasted_bytes) = if dup_files.is_empty() {
+        (0, 0)
+    } else {
+        engine
+            .register_files(
+                "duplicate_files",
+                &dup_files,
+                &parquet_schema(location, &dup_files[0]).await?,
+            )
+            .await?;
+        let totals = engine
+            .collect(
+                "totalling duplicate files",
+                "SELECT count(*) AS groups, CAST(sum(wasted_bytes) AS BIGINT) AS wasted \
+                 FROM duplicate_files",
+            )
+            .await?;
+        (u64s(&totals, "groups")[0], u64s(&totals, "wasted")[0])
+    };
+    derived.insert("duplicate_files".into(), dup_files);
+
+    let c = inputs.counts;
+    let summary = Summary {
+        run: inputs.run.to_string(),
+        root: inputs.root.to_string(),
+        created: inputs.created,
+        missing_shards: inputs.missing_shards.clone(),
+        carried_forward_from: carry
+            .then(|| inputs.previous.map(|p| p.run.clone()))
+            .flatten(),
+        project_level: inputs.project_level,
+        totals: totals_of(&engine, c).await?,
+        by_extension: listed(&groups["by_extension"]),
+        by_project: listed(&groups["by_project"]),
+        top_directories: Top::of(&directories),
+        top_extensions: Top::of(&groups["by_extension"]),
+        top_owners: Top::of(&groups["by_uid"]),
+        top_projects: Top::of(&groups["by_project"]),
+        age: age_totals(&age_rows),
+        atime,
+        growth,
+        duplicates: Duplicates {
+            min_size: options.duplicate_min_size,
+            file_groups,
+            file_wasted_bytes,
+            tree_groups: trees.len() as u64,
+            tree_wasted_bytes: trees.iter().map(|t| t.wasted_bytes).sum(),
+            top_trees: trees.iter().take(summary::TOP).cloned().collect(),
+        },
+    };
+    info!(
+        run = inputs.run,
+        seconds = started.elapsed().as_secs_f64(),
+        "insights done"
+    );
+    Ok(Outcome {
+        toc_files,
+        derived,
+        carried_rows,
+        summary,
+    })
+}
+
+/// Totals of the snapshot's rows (carried rows included); errors from this run's shards.
+async fn totals_of(engine: &Engine, counts: &EntryCounts) -> Result<Totals> {
+    let rows = engine
+        .collect(
+            "totalling kinds",
+            "SELECT CAST(kind AS VARCHAR) AS kind, count(*) AS entries, \
+                    CAST(sum(size) AS BIGINT) AS bytes FROM toc GROUP BY kind",
+        )
+        .await?;
+    let mut totals = Totals {
+        errors: counts.errors,
+        ..Totals::default()
+    };
+    let entries = u64s(&rows, "entries");
+    let bytes = u64s(&rows, "bytes");
+    for (i, kind) in strings(&rows, "kind").into_iter().enumerate() {
+        match kind.as_deref() {
+            Some("file") => {
+                totals.files += entries[i];
+                totals.bytes += bytes[i];
+            }
+            Some("dir") => totals.directories += entries[i],
+            Some("symlink") => totals.symlinks += entries[i],
+            _ => totals.other_kinds += entries[i],
+        }
+    }
+    Ok(totals)
+}
+
+fn age_totals(rows: &[arrow_array::RecordBatch]) -> BTreeMap<String, Vec<Bucket>> {
+    let dims = strings(rows, "dimension");
+    let times = strings(rows, "time");
+    let buckets = strings(rows, "bucket");
+    let files = u64s(rows, "files");
+    let bytes = u64s(rows, "bytes");
+    let mut out = BTreeMap::new();
+    for time in ["mtime", "atime"] {
+        let mut totals: Vec<Bucket> = AGE_BUCKETS
+            .iter()
+            .map(|b| Bucket {
+                bucket: b.to_string(),
+                files: 0,
+                bytes: 0,
+            })
+            .collect();
+        for i in 0..dims.len() {
+            // Every file has exactly one uid row per time kind.
+            if dims[i].as_deref() != Some("uid") || times[i].as_deref() != Some(time) {
+                continue;
+            }
+            if let Some(t) = totals
+                .iter_mut()
+                .find(|t| Some(t.bucket.as_str()) == buckets[i].as_deref())
+            {
+                t.files += files[i];
+                t.bytes += bytes[i];
+            }
+        }
+        totals.retain(|t| t.files > 0 || !matches!(t.bucket.as_str(), "future" | "unknown"));
+        out.insert(time.to_string(), totals);
+    }
+    out
+}
+
+fn growth_summary(
+    previous: &SnapshotManifest,
+    rows: &[arrow_array::RecordBatch],
+    diff: history::DiffCounts,
+) -> Growth {
+    let dims = strings(rows, "dimension");
+    let keys = strings(rows, "key");
+    let fb = u64s(rows, "files_before");
+    let bb = u64s(rows, "bytes_before");
+    let fnow = u64s(rows, "files_now");
+    let bnow = u64s(rows, "bytes_now");
+    let delta = i64s(rows, "bytes_delta");
+    let mut owners = Vec::new();
+    let mut projects = Vec::new();
+    let (mut files_before, mut bytes_before) = (0, 0);
+    for i in 0..dims.len() {
+        let row = GrowthRow {
+            key: keys[i].clone().unwrap_or_default(),
+            files_before: fb[i],
+            bytes_before: bb[i],
+            files_now: fnow[i],
+            bytes_now: bnow[i],
+            bytes_delta: delta[i].unwrap_or(0),
+        };
+        match dims[i].as_deref() {
+            Some("uid") => {
+                files_before += row.files_before;
+                bytes_before += row.bytes_before;
+                owners.push(row);
+            }
+            Some("project") => projects.push(row),
+            _ => {}
+        }
+    }
+    let rank = |rows: &mut Vec<GrowthRow>| {
+        rows.retain(|r| r.bytes_delta != 0 || r.files_now != r.files_before);
+        rows.sort_by(|a, b| {
+            b.bytes_delta
+                .abs()
+                .cmp(&a.bytes_delta.abs())
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        rows.truncate(summary::TOP);
+    };
+    rank(&mut owners);
+    rank(&mut projects);
+    Growth {
+        previous_run: previous.run.clone(),
+        files_before,
+        bytes_before,
+        diff,
+        owners,
+        projects,
+    }
+}
+
+async fn write_batches(
+    engine: &Engine,
+    batches: &[arrow_array::RecordBatch],
+    dir: &str,
+) -> Result<Vec<PartFile>> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let mut writer = crate::writer::RollingWriter::new(
+        engine.location.clone(),
+        dir.to_string(),
+        "part",
+        first.schema(),
+        usize::MAX,
+    );
+    for batch in batches {
+        writer.write(batch).await?;
+    }
+    writer.close().await
+}
+
+async fn write_batch(
+    engine: &Engine,
+    schema: arrow_schema::SchemaRef,
+    batch: arrow_array::RecordBatch,
+    dir: &str,
+) -> Result<Vec<PartFile>> {
+    let batch = arrow_array::RecordBatch::try_new(schema, batch.columns().to_vec())
+        .map_err(|e| crate::Error::query(format!("writing {dir}"), e.into()))?;
+    write_batches(engine, &[batch], dir).await
+}
+
+/// The Arrow schema stored in a Parquet file's footer.
+#[allow(deprecated)]
+async fn parquet_schema(location: &Location, file: &PartFile) -> Result<arrow_schema::SchemaRef> {
+    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+    let reader = ParquetObjectReader::new(location.store.clone(), location.path(&file.path))
+        .with_file_size(file.bytes);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|source| crate::Error::Parquet {
+            path: file.path.clone(),
+            source,
+        })?;
+    Ok(builder.schema().clone())
+}
+
+/// The manifest and summary of the snapshot `run`, or of the one `latest.json` names.
+pub async fn load_summary(
+    location: &Location,
+    run: Option<&str>,
+) -> Result<(SnapshotManifest, Summary)> {
+    let manifest_path = match run {
+        Some(run) => crate::layout::manifest_path(run),
+        None => {
+            let latest = location
+                .get_json::<crate::layout::LatestPointer>(crate::layout::LATEST_PATH)
+                .await?
+                .ok_or_else(|| crate::Error::Corrupt {
+                    what: format!("{}/{}", location.url, crate::layout::LATEST_PATH),
+                    reason: "does not exist: no snapshot has been published here".into(),
+                })?;
+            latest.manifest
+        }
+    };
+    let what = format!("{}/{manifest_path}", location.url);
+    let manifest = location
+        .get_json::<SnapshotManifest>(&manifest_path)
+        .await?
+        .ok_or_else(|| crate::Error::Corrupt {
+            what: what.clone(),
+            reason: "does not exist".into(),
+        })?;
+    let Some(summary_path) = &manifest.summary else {
+        return Err(crate::Error::Corrupt {
+            what,
+            reason: "has no summary (written by a scanjob before reports existed)".into(),
+        });
+    };
+    let summary = location
+        .get_json::<Summary>(summary_path)
+        .await?
+        .ok_or_else(|| crate::Error::Corrupt {
+            what: format!("{}/{summary_path}", location.url),
+            reason: "named by the manifest but does not exist".into(),
+        })?;
+    Ok((manifest, summary))
+}

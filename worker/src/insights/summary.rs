@@ -1,0 +1,328 @@
+//! `snapshots/<run>/summary.json`: the report's numbers (the talk's "bonus round" and more),
+//! computed once by the merge and read by `scanjob report` and `report.html`.
+//!
+//! Files means regular files (each hard link counts, like `find -type f`); bytes is the sum of
+//! their `size`. Top lists rank by the value, then by key, and hold at most [`TOP`] entries.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::insights::history::DiffCounts;
+use crate::insights::rollup::{AtimeCheck, TreeGroup};
+
+pub const TOP: usize = 5;
+
+/// Entries kept in the full per-extension and per-project lists of the summary (the Parquet
+/// rollups have all of them).
+pub const LIST_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Group {
+    pub key: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Top {
+    pub by_files: Vec<Group>,
+    pub by_bytes: Vec<Group>,
+}
+
+impl Top {
+    pub fn of(groups: &[Group]) -> Self {
+        let mut by_files = groups.to_vec();
+        by_files.sort_by(|a, b| b.files.cmp(&a.files).then_with(|| a.key.cmp(&b.key)));
+        by_files.truncate(TOP);
+        let mut by_bytes = groups.to_vec();
+        by_bytes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.key.cmp(&b.key)));
+        by_bytes.truncate(TOP);
+        Self { by_files, by_bytes }
+    }
+}
+
+/// Sorted by bytes (then key), at most [`LIST_LIMIT`].
+pub fn listed(groups: &[Group]) -> Vec<Group> {
+    let mut all = groups.to_vec();
+    all.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.key.cmp(&b.key)));
+    all.truncate(LIST_LIMIT);
+    all
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Totals {
+    pub files: u64,
+    pub bytes: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub other_kinds: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Bucket {
+    pub bucket: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrowthRow {
+    pub key: String,
+    pub files_before: u64,
+    pub bytes_before: u64,
+    pub files_now: u64,
+    pub bytes_now: u64,
+    pub bytes_delta: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Growth {
+    pub previous_run: String,
+    pub files_before: u64,
+    pub bytes_before: u64,
+    pub diff: DiffCounts,
+    /// Owners and projects with the largest growth in bytes (most negative last).
+    pub owners: Vec<GrowthRow>,
+    pub projects: Vec<GrowthRow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Duplicates {
+    /// Size threshold of candidate duplicate files and trees.
+    pub min_size: u64,
+    pub file_groups: u64,
+    pub file_wasted_bytes: u64,
+    pub tree_groups: u64,
+    pub tree_wasted_bytes: u64,
+    pub top_trees: Vec<TreeGroup>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub run: String,
+    pub root: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// Shards whose rows are missing (partial snapshot) or carried from the previous snapshot.
+    pub missing_shards: Vec<u32>,
+    pub carried_forward_from: Option<String>,
+    pub project_level: usize,
+    pub totals: Totals,
+    pub by_extension: Vec<Group>,
+    pub by_project: Vec<Group>,
+    pub top_directories: Top,
+    pub top_extensions: Top,
+    pub top_owners: Top,
+    pub top_projects: Top,
+    /// Totals per age bucket, by `mtime` and by `atime`.
+    pub age: BTreeMap<String, Vec<Bucket>>,
+    pub atime: AtimeCheck,
+    pub growth: Option<Growth>,
+    pub duplicates: Duplicates,
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn signed_bytes(delta: i64) -> String {
+    let sign = if delta < 0 { "-" } else { "+" };
+    format!("{sign}{}", human_bytes(delta.unsigned_abs()))
+}
+
+impl Summary {
+    /// The terminal report.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let t = &self.totals;
+        let _ = writeln!(
+            out,
+            "snapshot {} of {} ({})",
+            self.run, self.root, self.created
+        );
+        if !self.missing_shards.is_empty() {
+            let _ = writeln!(
+                out,
+                "partial: shards {:?} failed{}",
+                self.missing_shards,
+                self.carried_forward_from
+                    .as_deref()
+                    .map(|r| format!("; their rows are carried from {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "files {}  size {} ({} B)  directories {}  symlinks {}  other {}  errors {}",
+            t.files,
+            human_bytes(t.bytes),
+            t.bytes,
+            t.directories,
+            t.symlinks,
+            t.other_kinds,
+            t.errors
+        );
+        let top = |out: &mut String, title: &str, top: &Top| {
+            let _ = writeln!(out, "\ntop {TOP} {title} by files:");
+            for g in &top.by_files {
+                let _ = writeln!(
+                    out,
+                    "  {:>12}  {:>10}  {}",
+                    g.files,
+                    human_bytes(g.bytes),
+                    shown(&g.key)
+                );
+            }
+            let _ = writeln!(out, "top {TOP} {title} by size:");
+            for g in &top.by_bytes {
+                let _ = writeln!(
+                    out,
+                    "  {:>12}  {:>10}  {}",
+                    g.files,
+                    human_bytes(g.bytes),
+                    shown(&g.key)
+                );
+            }
+        };
+        top(
+            &mut out,
+            "directories (files directly inside)",
+            &self.top_directories,
+        );
+        top(&mut out, "extensions", &self.top_extensions);
+        top(&mut out, "owners (uid)", &self.top_owners);
+        if self.project_level > 0 {
+            top(
+                &mut out,
+                &format!("projects (path level {})", self.project_level),
+                &self.top_projects,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nper file type ({} extensions):",
+            self.by_extension.len()
+        );
+        for g in self.by_extension.iter().take(15) {
+            let _ = writeln!(
+                out,
+                "  {:>12}  {:>10}  {}",
+                g.files,
+                human_bytes(g.bytes),
+                shown(&g.key)
+            );
+        }
+        if self.project_level > 0 {
+            let _ = writeln!(out, "per project ({}):", self.by_project.len());
+            for g in self.by_project.iter().take(15) {
+                let _ = writeln!(
+                    out,
+                    "  {:>12}  {:>10}  {}",
+                    g.files,
+                    human_bytes(g.bytes),
+                    shown(&g.key)
+                );
+            }
+        }
+        for (time, buckets) in ["mtime", "atime"]
+            .iter()
+            .filter_map(|t| self.age.get(*t).map(|b| (t, b)))
+        {
+            let _ = writeln!(out, "\nage by {time}:");
+            for b in buckets {
+                let _ = writeln!(
+                    out,
+                    "  {:>8}  {:>12}  {:>10}",
+                    b.bucket,
+                    b.files,
+                    human_bytes(b.bytes)
+                );
+            }
+        }
+        let a = &self.atime;
+        let _ = writeln!(
+            out,
+            "atime {}: {:.1} % of {} files read after their last write",
+            if a.reliable {
+                "reliable"
+            } else {
+                "NOT tracked by this file system (tiering by atime would mislead)"
+            },
+            a.after_mtime * 100.0,
+            a.files
+        );
+        match &self.growth {
+            Some(g) => {
+                let _ = writeln!(
+                    out,
+                    "\nsince {}: files {} -> {}  size {} -> {}  added {}  removed {}  changed {}  moved {}",
+                    g.previous_run,
+                    g.files_before,
+                    t.files,
+                    human_bytes(g.bytes_before),
+                    human_bytes(t.bytes),
+                    g.diff.added,
+                    g.diff.removed,
+                    g.diff.changed,
+                    g.diff.moved
+                );
+                for (title, rows) in [("owners", &g.owners), ("projects", &g.projects)] {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let _ = writeln!(out, "growth by {title}:");
+                    for r in rows {
+                        let _ = writeln!(
+                            out,
+                            "  {:>12}  {}",
+                            signed_bytes(r.bytes_delta),
+                            shown(&r.key)
+                        );
+                    }
+                }
+            }
+            None => {
+                let _ = writeln!(out, "\nno previous snapshot: no growth or diff");
+            }
+        }
+        let d = &self.duplicates;
+        let _ = writeln!(
+            out,
+            "\nduplicates (>= {}): {} file groups wasting {}, {} directory trees wasting {}",
+            human_bytes(d.min_size),
+            d.file_groups,
+            human_bytes(d.file_wasted_bytes),
+            d.tree_groups,
+            human_bytes(d.tree_wasted_bytes)
+        );
+        for g in &d.top_trees {
+            let _ = writeln!(
+                out,
+                "  {:>10} wasted: {} copies of {} files, {}: {}",
+                human_bytes(g.wasted_bytes),
+                g.copies,
+                g.files,
+                human_bytes(g.bytes),
+                g.dirs.join(", ")
+            );
+        }
+        out
+    }
+}
+
+fn shown(key: &str) -> &str {
+    if key.is_empty() { "(none)" } else { key }
+}

@@ -1,0 +1,201 @@
+//! Bad input around the previous snapshot and the run's own files: each stops (or warns)
+//! with a message naming what is wrong, and `latest.json` never moves to a broken snapshot.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+use serde_json::Value;
+
+fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = dir.join("tree");
+    for d in ["a", "b/c"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+        for i in 0..20 {
+            std::fs::write(root.join(d).join(format!("f{i}.dat")), vec![0u8; i * 10]).unwrap();
+        }
+    }
+    let out = dir.join("toc");
+    scan(&root, &out, &["--run", "r1"]);
+    (root, out)
+}
+
+/// Plans (without reading the previous snapshot) and scans run `run`, then merges it.
+fn plan_scan_merge(root: &Path, out: &Path, run: &str, before_merge: impl FnOnce()) -> Output {
+    run_ok(
+        scanjob()
+            .arg("plan")
+            .arg(root)
+            .args(["--run", run, "--out"])
+            .arg(out),
+    );
+    run_ok(
+        scanjob()
+            .args(["scan", "--index", "0", "--plan"])
+            .arg(out.join(format!("runs/{run}/plan.json"))),
+    );
+    before_merge();
+    scanjob()
+        .args(["merge", "--run"])
+        .arg(out.join(format!("runs/{run}")))
+        .output()
+        .unwrap()
+}
+
+fn latest_run(out: &Path) -> String {
+    let latest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("latest.json")).unwrap()).unwrap();
+    latest["run"].as_str().unwrap().to_string()
+}
+
+fn first_toc_file(out: &Path, run: &str) -> PathBuf {
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(out.join(format!("snapshots/{run}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    out.join(manifest["toc_files"][0]["path"].as_str().unwrap())
+}
+
+fn set_schema_version(out: &Path, run: &str, version: u32) {
+    let path = out.join(format!("snapshots/{run}/manifest.json"));
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["schema_version"] = version.into();
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
+
+fn assert_failed(output: &Output, code: i32, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn an_older_schema_version_is_read_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = fixture(tmp.path());
+    set_schema_version(&out, "r1", 1);
+    let output = run_ok(
+        scanjob()
+            .arg("run")
+            .arg(&root)
+            .args(["--run", "r2", "--out"])
+            .arg(&out),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("older schema version"), "{stderr}");
+    let manifest = latest_manifest(&out);
+    assert_eq!(manifest["previous_run"], "r1");
+    assert_eq!(manifest["schema_version"], 2);
+    assert!(
+        manifest["derived"]["diff_added"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing added"
+    );
+}
+
+#[test]
+fn a_newer_schema_version_stops_the_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = fixture(tmp.path());
+    set_schema_version(&out, "r1", 99);
+    let output = plan_scan_merge(&root, &out, "r2", || {});
+    assert_failed(
+        &output,
+        3,
+        &["snapshots/r1/manifest.json", "schema version 99"],
+    );
+    assert_eq!(latest_run(&out), "r1");
+    assert!(!out.join("snapshots/r2/manifest.json").exists());
+}
+
+#[test]
+fn a_corrupt_previous_file_stops_the_merge_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = fixture(tmp.path());
+    let file = first_toc_file(&out, "r1");
+    std::fs::write(&file, b"PAR1 this is not parquet PAR1").unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    let output = plan_scan_merge(&root, &out, "r2", || {});
+    assert_failed(
+        &output,
+        3,
+        &["previous snapshot", &name, "not a readable Parquet file"],
+    );
+    assert_eq!(latest_run(&out), "r1");
+    assert!(!out.join("snapshots/r2/manifest.json").exists());
+
+    // `run` reads the previous snapshot to plan and stops there, naming the same file.
+    let output = scanjob()
+        .arg("run")
+        .arg(&root)
+        .args(["--run", "r3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains(&name),
+        "{stderr}"
+    );
+    assert_eq!(latest_run(&out), "r1");
+}
+
+#[test]
+fn a_manifest_naming_a_missing_file_stops_the_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = fixture(tmp.path());
+    let file = first_toc_file(&out, "r1");
+    std::fs::remove_file(&file).unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    let output = plan_scan_merge(&root, &out, "r2", || {});
+    assert_failed(
+        &output,
+        3,
+        &[&name, "listed in its manifest but does not exist"],
+    );
+    assert_eq!(latest_run(&out), "r1");
+}
+
+#[test]
+fn a_missing_previous_manifest_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = fixture(tmp.path());
+    std::fs::remove_file(out.join("snapshots/r1/manifest.json")).unwrap();
+    let output = plan_scan_merge(&root, &out, "r2", || {});
+    assert_failed(
+        &output,
+        3,
+        &["snapshots/r1/manifest.json", "does not exist"],
+    );
+    assert_eq!(latest_run(&out), "r1");
+}
+
+#[test]
+fn a_corrupt_part_of_this_run_stops_the_merge_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = fixture(tmp.path());
+    let part = out.join("runs/r2/shards/0/part-00000.parquet");
+    let output = plan_scan_merge(&root, &out, "r2", || {
+        let mut bytes = std::fs::read(&part).unwrap();
+        let n = bytes.len();
+        bytes.truncate(n / 2);
+        std::fs::write(&part, bytes).unwrap();
+    });
+    assert_failed(
+        &output,
+        3,
+        &[
+            "run r2",
+            "shards/0/part-00000.parquet",
+            "not a readable Parquet file",
+        ],
+    );
+    assert_eq!(latest_run(&out), "r1");
+    assert!(!out.join("snapshots/r2/manifest.json").exists());
+}
