@@ -82,12 +82,15 @@ pub fn extension_of(name: &str) -> String {
     }
 }
 
-/// The path component at `level` (1 = first component below the root), if the path is that deep.
-pub fn project_of(path: &str, level: usize) -> Option<&str> {
+/// The path component at `level` (1 = first component below the root): the project directory
+/// an entry is in, or is. An entry above that level, or a file at it, is in no project.
+pub fn project_of(path: &str, level: usize, is_dir: bool) -> Option<&str> {
     if level == 0 {
         return None;
     }
-    path.split('/').nth(level - 1)
+    let mut parts = path.split('/');
+    let project = parts.nth(level - 1)?;
+    (parts.next().is_some() || is_dir).then_some(project)
 }
 
 /// Builds ToC record batches row by row.
@@ -194,8 +197,11 @@ impl TocBatchBuilder {
         self.atime.append_option(meta.atime);
         self.ctime.append_option(meta.ctime);
         self.btime.append_option(meta.btime);
-        self.project
-            .append_option(project_of(&display, self.project_level));
+        self.project.append_option(project_of(
+            &display,
+            self.project_level,
+            matches!(meta.kind, EntryKind::Dir),
+        ));
         self.first_seen.append_value(self.seen_at);
         self.last_seen.append_value(self.seen_at);
         self.shard_col.append_value(self.shard);
@@ -367,9 +373,11 @@ mod tests {
 
     #[test]
     fn project_is_the_configured_level() {
-        assert_eq!(project_of("p1/sub/f.txt", 1), Some("p1"));
-        assert_eq!(project_of("p1/sub/f.txt", 2), Some("sub"));
-        assert_eq!(project_of("p1", 2), None);
-        assert_eq!(project_of("p1/x", 0), None);
+        assert_eq!(project_of("p1/sub/f.txt", 1, false), Some("p1"));
+        assert_eq!(project_of("p1/sub/f.txt", 2, false), Some("sub"));
+        assert_eq!(project_of("p1", 1, true), Some("p1"));
+        assert_eq!(project_of("README", 1, false), None);
+        assert_eq!(project_of("p1", 2, true), None);
+        assert_eq!(project_of("p1/x", 0, false), None);
     }
 }

@@ -16,19 +16,31 @@ struct Snapshot {
 }
 
 /// A 20 k-file mktree tree (timestamps spread over ten years, a realistic mix of extensions,
-/// owners and sizes; atime after mtime for most files), scanned once per test binary.
+/// owners and sizes; atime after mtime for most files) with a set of 10 MiB sparse files, then
+/// changed (the set copied, files removed) and scanned again: the second snapshot has growth,
+/// a diff and a duplicate tree. Made once per test binary.
 fn mktree_snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("tree");
         mktree(&root, 20_000);
+        let sparse_set = |name: &str| {
+            let set = root.join("datasets_000/extra").join(name);
+            std::fs::create_dir_all(&set).unwrap();
+            for i in 0..10 {
+                let file = std::fs::File::create(set.join(format!("x{i}.bin"))).unwrap();
+                file.set_len(10 << 20).unwrap();
+            }
+        };
+        sparse_set("set_a");
         let out = dir.path().join("toc");
-        scan(
-            &root,
-            &out,
-            &["--run", "r1", "--shards", "2", "--project-level", "1"],
-        );
+        let opts = ["--shards", "2", "--project-level", "2"];
+        scan(&root, &out, &[&["--run", "r1"][..], &opts].concat());
+        sparse_set("set_b");
+        std::fs::remove_file(root.join("datasets_000/extra/set_a/x0.bin")).unwrap();
+        std::fs::remove_file(root.join("datasets_000/extra/set_b/x0.bin")).unwrap();
+        scan(&root, &out, &[&["--run", "r2"][..], &opts].concat());
         Snapshot { out, _dir: dir }
     })
 }
@@ -51,7 +63,7 @@ fn report_json(out: &Path) -> Value {
 fn report_numbers_equal_duckdb_over_the_same_files() {
     let snap = mktree_snapshot();
     let report = report_json(&snap.out);
-    let manifest = snap.out.join("snapshots/r1/manifest.json");
+    let manifest = snap.out.join("snapshots/r2/manifest.json");
     let duck = run_ok(
         Command::new(python())
             .arg(manifest_dir().join("tests/report_numbers.py"))
@@ -75,7 +87,18 @@ fn report_numbers_equal_duckdb_over_the_same_files() {
         assert_eq!(report["totals"][key], duck["totals"][key], "totals.{key}");
     }
     assert!(report["totals"]["files"].as_u64().unwrap() >= 20_000);
-    assert!(report["growth"].is_null(), "first snapshot: no growth");
+    assert_eq!(report["growth"]["previous_run"], "r1");
+    assert_eq!(
+        report["growth"]["diff"]["added"], 10,
+        "set_b and its 9 files"
+    );
+    assert_eq!(report["growth"]["diff"]["removed"], 1, "set_a/x0.bin");
+    let trees = &report["duplicates"]["top_trees"];
+    assert_eq!(
+        trees[0]["dirs"],
+        serde_json::json!(["datasets_000/extra/set_a", "datasets_000/extra/set_b"])
+    );
+    assert_eq!(trees[0]["wasted_bytes"], 9 * (10u64 << 20));
 
     // The terminal report says the same numbers.
     let text = run_ok(scanjob().arg("report").arg(&snap.out));
@@ -88,14 +111,14 @@ fn report_numbers_equal_duckdb_over_the_same_files() {
         .as_str()
         .unwrap();
     assert!(text.contains(top_ext), "{text}");
-    assert!(text.contains("no previous snapshot"), "{text}");
+    assert!(text.contains("since r1:"), "{text}");
 }
 
 #[test]
 fn atime_check_tells_real_read_times_from_untracked_ones() {
     let snap = mktree_snapshot();
     let manifest: Value = serde_json::from_slice(
-        &std::fs::read(snap.out.join("snapshots/r1/manifest.json")).unwrap(),
+        &std::fs::read(snap.out.join("snapshots/r2/manifest.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -135,7 +158,7 @@ fn atime_check_tells_real_read_times_from_untracked_ones() {
 #[test]
 fn report_html_renders_in_headless_chromium() {
     let snap = mktree_snapshot();
-    let page = snap.out.join("snapshots/r1/report.html");
+    let page = snap.out.join("snapshots/r2/report.html");
     let html = std::fs::read_to_string(&page).unwrap();
     for external in ["src=\"http", "href=\"http", "src=\"//", "@import", "url("] {
         assert!(!html.contains(external), "self-contained: {external}");
@@ -152,7 +175,7 @@ fn report_html_renders_in_headless_chromium() {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=1280,2200",
+            "--window-size=1280,1500",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)

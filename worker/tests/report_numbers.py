@@ -47,21 +47,21 @@ kinds = dict(con.execute("SELECT kind::VARCHAR, count(*) FROM toc GROUP BY 1").f
 files_n, bytes_n = con.execute("SELECT count(*), coalesce(sum(size), 0)::BIGINT FROM f").fetchone()
 
 stamp, _, frac = created.rstrip("Z").partition(".")
-created_us = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S")) * 10**6 + int(
-    (frac or "0").ljust(9, "0")[:6]
+created_ns = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S")) * 10**9 + int(
+    (frac or "0").ljust(9, "0")[:9]
 )
-DAY = 86400 * 10**6
+DAY = 86400 * 10**9
 age = {}
 for column in ("mtime", "atime"):
     rows = dict(
         (b, (n, s))
         for b, n, s in con.execute(
             f"""SELECT CASE WHEN {column} IS NULL THEN 'unknown'
-                        WHEN {created_us} - epoch_us({column}) < 0 THEN 'future'
-                        WHEN {created_us} - epoch_us({column}) < 30 * {DAY} THEN '< 30 d'
-                        WHEN {created_us} - epoch_us({column}) < 90 * {DAY} THEN '< 90 d'
-                        WHEN {created_us} - epoch_us({column}) < 365 * {DAY} THEN '< 1 y'
-                        WHEN {created_us} - epoch_us({column}) < 3 * 365 * {DAY} THEN '< 3 y'
+                        WHEN {created_ns} - epoch_ns({column}) < 0 THEN 'future'
+                        WHEN {created_ns} - epoch_ns({column}) < 30 * {DAY} THEN '< 30 d'
+                        WHEN {created_ns} - epoch_ns({column}) < 90 * {DAY} THEN '< 90 d'
+                        WHEN {created_ns} - epoch_ns({column}) < 365 * {DAY} THEN '< 1 y'
+                        WHEN {created_ns} - epoch_ns({column}) < 3 * 365 * {DAY} THEN '< 3 y'
                         ELSE 'older' END, count(*), sum(size)::BIGINT FROM f GROUP BY 1"""
         ).fetchall()
     )

@@ -11,7 +11,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.1em;margin:1.6em 0 .5em;border-bottom:1px solid #d6dbe1}
 .sub{color:#5b6672}.warn{background:#fff4d6;border:1px solid #e8c560;padding:.5em .8em;border-radius:4px}
 .cards{display:flex;flex-wrap:wrap;gap:.8em}.card{background:#f3f5f8;border-radius:6px;padding:.6em 1em;min-width:8em}
-.card b{display:block;font-size:1.3em}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(330px,1fr));gap:1.2em}
+.card b{display:block;font-size:1.3em}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1.2em}
 table{border-collapse:collapse;width:100%}td{padding:2px 6px;vertical-align:middle;white-space:nowrap}
 td.k{max-width:16em;overflow:hidden;text-overflow:ellipsis}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bar{height:12px;background:#4a7fd0;border-radius:2px;min-width:1px}.bar.neg{background:#d05a4a}
