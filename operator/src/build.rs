@@ -145,13 +145,19 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             }
             a
         }
-        Step::Merge => vec![
-            "merge".into(),
-            "--run".into(),
-            format!("{url}/runs/{}", req.run),
-            "--max-missing-shards".into(),
-            spec.max_failed_shards.to_string(),
-        ],
+        Step::Merge => {
+            let mut a = vec![
+                "merge".into(),
+                "--run".into(),
+                format!("{url}/runs/{}", req.run),
+                "--max-missing-shards".into(),
+                spec.max_failed_shards.to_string(),
+            ];
+            if let Some(keep) = spec.output.keep_snapshots {
+                a.extend(["--keep-snapshots".into(), keep.to_string()]);
+            }
+            a
+        }
     };
     args.shrink_to_fit();
     args

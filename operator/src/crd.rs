@@ -216,6 +216,10 @@ pub struct Output {
     pub secret_ref: Option<LocalObjectReference>,
     /// For `file://` urls: the shared volume mounted read-write at the url's path.
     pub volume: Option<SourceVolume>,
+    /// After each published snapshot, keep only this many newest snapshots (and their runs'
+    /// shard files); the one `latest.json` names is never removed. All are kept when absent.
+    #[schemars(range(min = 1, max = 100000))]
+    pub keep_snapshots: Option<i64>,
 }
 
 /// How the worker pods of a run are placed and sized.

@@ -189,6 +189,7 @@ runs:
 fn failed_shards_within_max_failed_shards_are_merged_as_a_partial_snapshot() {
     let mut sj = with_status(scanjob(), &fixture("scanning.yaml"));
     sj.spec.max_failed_shards = 1;
+    sj.spec.output.keep_snapshots = Some(7);
     let obs = observed(
         r#"
 runs:
@@ -219,7 +220,9 @@ runs:
             "--run",
             "s3://toc/isilon/runs/20261123t000000z",
             "--max-missing-shards",
-            "1"
+            "1",
+            "--keep-snapshots",
+            "7"
         ]
     );
 }

@@ -69,6 +69,20 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "keepSnapshots 0",
+            "keep-snapshots-zero",
+            with_parts(
+                "keep-snapshots-zero",
+                &nfs_source,
+                &format!("{s3_output}    keepSnapshots: 0\n"),
+                "",
+            ),
+            &[
+                "spec.output.keepSnapshots: Invalid value: 0",
+                "spec.output.keepSnapshots in body should be greater than or equal to 1",
+            ],
+        ),
+        case(
             "parallelism 0",
             "parallelism-zero",
             with_spec("parallelism-zero", "  parallelism: 0\n"),
