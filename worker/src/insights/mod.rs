@@ -133,7 +133,12 @@ pub async fn derive(
             let fresh = rows(&inputs.toc_files);
             carried_rows = written.saturating_sub(fresh);
             engine.register_files("toc", &files, &TOC_SCHEMA).await?;
+            info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "first_seen joined"
+            );
             let (tables, diff) = history::write_diff(&engine, &format!("{dir}/diff")).await?;
+            info!(seconds = started.elapsed().as_secs_f64(), "diff done");
             for (name, files) in tables {
                 derived.insert(format!("diff_{name}"), files);
             }
@@ -192,7 +197,16 @@ pub async fn derive(
     );
     let atime = rollup::atime_check(&engine).await?;
 
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "age and atime done"
+    );
     let tree = rollup::directory_tree(&engine).await?;
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        dirs = tree.len(),
+        "directory tree done"
+    );
     let (schema, batch) = rollup::directory_batch(&tree, options.rollup_depth)?;
     derived.insert(
         "rollup_by_directory".into(),
@@ -220,6 +234,10 @@ pub async fn derive(
     derived.insert(
         "duplicate_trees".into(),
         write_batch(&engine, schema, batch, &format!("{dir}/duplicates/trees")).await?,
+    );
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "duplicate trees done"
     );
     let dup_files = engine
         .write(

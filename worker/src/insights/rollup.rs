@@ -481,22 +481,29 @@ pub fn duplicate_trees_batch(groups: &[TreeGroup]) -> Result<(SchemaRef, RecordB
 }
 
 /// Candidate duplicate files: regular files of at least `min_size` bytes sharing size and
-/// name, or size and mtime, counted by distinct inode so hard links are one copy.
+/// name, or size and mtime, counted by distinct inode so hard links are one copy. A cheap
+/// count first finds the keys held by more than one row; only those rows are then grouped with
+/// their paths and distinct inodes.
 pub fn duplicate_files_query(min_size: u64) -> String {
     format!(
-        "SELECT rule, size, name, mtime, copies, \
+        "WITH f AS (SELECT path_display, filename, size, mtime, \
+                           sj_inode_key(dev, inode) AS ino \
+                    FROM toc WHERE kind = 'file' AND size >= {min_size}), \
+              kn AS (SELECT size, filename FROM f GROUP BY size, filename HAVING count(*) > 1), \
+              km AS (SELECT size, mtime FROM f WHERE mtime IS NOT NULL \
+                     GROUP BY size, mtime HAVING count(*) > 1) \
+         SELECT rule, size, name, mtime, copies, \
                 CAST(size AS BIGINT) * (copies - 1) AS wasted_bytes, paths FROM (\
-           SELECT 'same name' AS rule, size, filename AS name, min(mtime) AS mtime, \
-                  count(DISTINCT sj_inode_key(dev, inode)) AS copies, \
-                  array_agg(path_display ORDER BY path_display) AS paths \
-           FROM toc WHERE kind = 'file' AND size >= {min_size} \
-           GROUP BY size, filename HAVING count(DISTINCT sj_inode_key(dev, inode)) > 1 \
+           SELECT 'same name' AS rule, f.size, f.filename AS name, min(f.mtime) AS mtime, \
+                  count(DISTINCT f.ino) AS copies, \
+                  array_agg(f.path_display ORDER BY f.path_display) AS paths \
+           FROM f JOIN kn ON f.size = kn.size AND f.filename = kn.filename \
+           GROUP BY f.size, f.filename HAVING count(DISTINCT f.ino) > 1 \
            UNION ALL \
-           SELECT 'same mtime', size, min(filename), mtime, \
-                  count(DISTINCT sj_inode_key(dev, inode)), \
-                  array_agg(path_display ORDER BY path_display) \
-           FROM toc WHERE kind = 'file' AND size >= {min_size} AND mtime IS NOT NULL \
-           GROUP BY size, mtime HAVING count(DISTINCT sj_inode_key(dev, inode)) > 1) \
+           SELECT 'same mtime', f.size, min(f.filename), f.mtime, count(DISTINCT f.ino), \
+                  array_agg(f.path_display ORDER BY f.path_display) \
+           FROM f JOIN km ON f.size = km.size AND f.mtime = km.mtime \
+           GROUP BY f.size, f.mtime HAVING count(DISTINCT f.ino) > 1) \
          ORDER BY wasted_bytes DESC, rule, size"
     )
 }
