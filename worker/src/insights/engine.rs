@@ -400,11 +400,12 @@ pub fn age_bucket(now_ns: i64, t: Option<i64>) -> &'static str {
     }
 }
 
+/// Whether a path (relative to the root) is a row of one of this run's failed shards.
+pub type PathPredicate = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// `sj_carried(path)`: whether a previous snapshot's row belongs to a shard that failed in
 /// this run (its row is carried forward instead of reported removed).
-pub fn carried_udf(
-    owner: Arc<dyn Fn(&[u8]) -> bool + Send + Sync>,
-) -> datafusion::logical_expr::ScalarUDF {
+pub fn carried_udf(owner: PathPredicate) -> datafusion::logical_expr::ScalarUDF {
     create_udf(
         "sj_carried",
         vec![DataType::Binary],

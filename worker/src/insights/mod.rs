@@ -74,7 +74,7 @@ pub struct Inputs<'a> {
     /// The previous snapshot, already checked to be readable.
     pub previous: Option<&'a SnapshotManifest>,
     /// Whether a previous snapshot's row belongs to one of `missing_shards`.
-    pub carried: Option<Arc<dyn Fn(&[u8]) -> bool + Send + Sync>>,
+    pub carried: Option<engine::PathPredicate>,
 }
 
 /// What the merge records in the manifest.

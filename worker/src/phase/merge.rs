@@ -94,7 +94,7 @@ pub async fn merge_run(
     for s in &successes {
         counts.add(&s.counts);
     }
-    let carried: Option<Arc<dyn Fn(&[u8]) -> bool + Send + Sync>> =
+    let carried: Option<crate::insights::engine::PathPredicate> =
         match (&previous, missing.is_empty()) {
             (Some(_), false) => Some(Arc::new(owned_by(&plan, &missing))),
             _ => None,
