@@ -26,7 +26,9 @@ ETCD_PORT=${SCANJOB_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 API_PORT=${SCANJOB_API_PORT:-26443}
 KCM_PORT=${SCANJOB_KCM_PORT:-26444}
-S3_PORT=${SCANJOB_S3_PORT:-28333}
+# Low enough that every weed port and its gRPC twin (+10000) stays below the kernel's ephemeral
+# range (32768 and up), where an outgoing connection (the apiserver's to etcd) may hold it.
+S3_PORT=${SCANJOB_S3_PORT:-18333}
 
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }

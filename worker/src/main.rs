@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use scanjob_worker::error::{EXIT_RETRYABLE, Error};
 use scanjob_worker::insights::engine::EngineOptions;
+use scanjob_worker::insights::summary::human_bytes;
 use scanjob_worker::insights::{InsightOptions, load_summary};
 use scanjob_worker::layout::{WalkSettings, run_id};
 use scanjob_worker::phase::local::{RunProgress, RunRequest, run_local};
@@ -278,17 +279,6 @@ fn raise_open_file_limit() {
             },
         );
     }
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// A spinner on a terminal with entries, bytes, rate and errors; nothing otherwise.

@@ -122,7 +122,8 @@ pub struct Summary {
     pub duplicates: Duplicates,
 }
 
-fn human_bytes(bytes: u64) -> String {
+/// Bytes in binary units, one decimal ("1.2 GiB"); plain bytes below 1 KiB.
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -177,25 +178,9 @@ impl Summary {
         );
         let top = |out: &mut String, title: &str, top: &Top| {
             let _ = writeln!(out, "\ntop {TOP} {title} by files:");
-            for g in &top.by_files {
-                let _ = writeln!(
-                    out,
-                    "  {:>12}  {:>10}  {}",
-                    g.files,
-                    human_bytes(g.bytes),
-                    shown(&g.key)
-                );
-            }
+            group_lines(out, &top.by_files);
             let _ = writeln!(out, "top {TOP} {title} by size:");
-            for g in &top.by_bytes {
-                let _ = writeln!(
-                    out,
-                    "  {:>12}  {:>10}  {}",
-                    g.files,
-                    human_bytes(g.bytes),
-                    shown(&g.key)
-                );
-            }
+            group_lines(out, &top.by_bytes);
         };
         top(
             &mut out,
@@ -216,26 +201,13 @@ impl Summary {
             "\nper file type ({} extensions):",
             self.by_extension.len()
         );
-        for g in self.by_extension.iter().take(15) {
-            let _ = writeln!(
-                out,
-                "  {:>12}  {:>10}  {}",
-                g.files,
-                human_bytes(g.bytes),
-                shown(&g.key)
-            );
-        }
+        group_lines(
+            &mut out,
+            &self.by_extension[..self.by_extension.len().min(15)],
+        );
         if self.project_level > 0 {
             let _ = writeln!(out, "per project ({}):", self.by_project.len());
-            for g in self.by_project.iter().take(15) {
-                let _ = writeln!(
-                    out,
-                    "  {:>12}  {:>10}  {}",
-                    g.files,
-                    human_bytes(g.bytes),
-                    shown(&g.key)
-                );
-            }
+            group_lines(&mut out, &self.by_project[..self.by_project.len().min(15)]);
         }
         for (time, buckets) in ["mtime", "atime"]
             .iter()
@@ -320,6 +292,20 @@ impl Summary {
             );
         }
         out
+    }
+}
+
+/// One line per group: files, size, key.
+fn group_lines(out: &mut String, groups: &[Group]) {
+    use std::fmt::Write;
+    for g in groups {
+        let _ = writeln!(
+            out,
+            "  {:>12}  {:>10}  {}",
+            g.files,
+            human_bytes(g.bytes),
+            shown(&g.key)
+        );
     }
 }
 
