@@ -157,7 +157,9 @@ impl Location {
             .map(|_| ())
     }
 
-    /// Deletes every object below `relative` (a retried shard starts from an empty prefix).
+    /// Deletes every object below `relative` (a retried shard starts from an empty prefix;
+    /// retention removes old snapshots). In a local directory the emptied folders go too, as
+    /// they do not exist in an object store.
     pub async fn delete_prefix(&self, relative: &str) -> Result<usize> {
         use futures::TryStreamExt;
         let prefix = self.path(relative);
@@ -174,6 +176,23 @@ impl Location {
                 Err(source) => return Err(Error::store(&self.url, relative, source)),
             }
         }
+        if let Some(root) = self.url.strip_prefix("file://") {
+            remove_empty_dirs(&FsPath::new(root).join(relative));
+        }
         Ok(paths.len())
     }
+}
+
+/// Removes `dir` and every directory below it that is (then) empty; anything holding a file
+/// stays.
+fn remove_empty_dirs(dir: &FsPath) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_dirs(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }

@@ -5,14 +5,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use common::*;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 /// p0..p5, each with s0..s3 of 60 files; every file has a size of its own (so no two
@@ -47,22 +45,6 @@ fn manifest(out: &Path, run: &str) -> Value {
     .unwrap()
 }
 
-/// Every batch of the files a manifest lists (a `toc_files` or `derived[name]` array).
-fn read_table(out: &Path, files: &Value) -> Vec<RecordBatch> {
-    let mut batches = Vec::new();
-    for file in files.as_array().unwrap_or(&Vec::new()) {
-        let path = out.join(file["path"].as_str().unwrap());
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            batches.push(batch.unwrap());
-        }
-    }
-    batches
-}
-
 fn strings(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for b in batches {
@@ -95,7 +77,7 @@ fn u64s(batches: &[RecordBatch], name: &str) -> Vec<u64> {
 
 /// path → (first_seen, last_seen) of a snapshot's ToC.
 fn seen(out: &Path, manifest: &Value) -> BTreeMap<String, (i64, i64)> {
-    let batches = read_table(out, &manifest["toc_files"]);
+    let batches = read_batches(out, &manifest["toc_files"]);
     let mut map = BTreeMap::new();
     for b in &batches {
         let path = b.column_by_name("path_display").unwrap().as_string::<i32>();
@@ -121,7 +103,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 fn paths_of(out: &Path, manifest: &Value, table: &str) -> BTreeSet<String> {
     strings(
-        &read_table(out, &manifest["derived"][table]),
+        &read_batches(out, &manifest["derived"][table]),
         "path_display",
     )
     .into_iter()
@@ -177,7 +159,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
     assert_eq!(paths_of(&out, &m2, "diff_added"), added);
     assert_eq!(paths_of(&out, &m2, "diff_removed"), set(&["p1/s0/f3.txt"]));
 
-    let changed = read_table(&out, &m2["derived"]["diff_changed"]);
+    let changed = read_batches(&out, &m2["derived"]["diff_changed"]);
     let paths = strings(&changed, "path_display");
     let old_paths = strings(&changed, "old_path_display");
     let flags = [
@@ -228,7 +210,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
     assert!(seen2.contains_key("p5/moved.txt") && !seen2.contains_key("p4/s2/f5.txt"));
 
     // Growth: the chowned file moved 1 file to uid 4242.
-    let growth = read_table(&out, &m2["derived"]["growth"]);
+    let growth = read_batches(&out, &m2["derived"]["growth"]);
     let (dims, keys) = (strings(&growth, "dimension"), strings(&growth, "key"));
     let (before, now) = (u64s(&growth, "files_before"), u64s(&growth, "files_now"));
     let i = (0..dims.len())
@@ -242,7 +224,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
     assert_eq!(now[p5] - before[p5], 61);
 
     // Duplicate trees: the copy, and not the hard-linked copy.
-    let trees = read_table(&out, &m2["derived"]["duplicate_trees"]);
+    let trees = read_batches(&out, &m2["derived"]["duplicate_trees"]);
     let s0_bytes: u64 = (1..=60).sum();
     assert_eq!(
         trees.iter().map(|b| b.num_rows()).sum::<usize>(),
@@ -260,7 +242,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
     assert_eq!(u64s(&trees, "files"), [60]);
 
     // Duplicate files: the 60 copied files by name; the hard links are one inode each.
-    let files = read_table(&out, &m2["derived"]["duplicate_files"]);
+    let files = read_batches(&out, &m2["derived"]["duplicate_files"]);
     let rules = strings(&files, "rule");
     let names = strings(&files, "name");
     let by_name: BTreeSet<String> = (0..rules.len())
@@ -340,7 +322,7 @@ fn a_failed_shard_carries_its_rows_forward_and_removes_nothing() {
     let success: Value =
         serde_json::from_slice(&std::fs::read(out.join("runs/r2/shards/1/_SUCCESS.json")).unwrap())
             .unwrap();
-    let region: BTreeSet<String> = read_table(&out, &success["toc_files"])
+    let region: BTreeSet<String> = read_batches(&out, &success["toc_files"])
         .iter()
         .flat_map(|b| {
             let c = b
@@ -467,7 +449,7 @@ fn uid_column_type_is_what_the_rollup_reads() {
     let out = tmp.path().join("toc");
     scan(&root, &out, &["--run", "r1"]);
     let m = manifest(&out, "r1");
-    let by_uid = read_table(&out, &m["derived"]["rollup_by_uid"]);
+    let by_uid = read_batches(&out, &m["derived"]["rollup_by_uid"]);
     let uid = by_uid[0].column_by_name("uid").unwrap();
     assert_eq!(uid.data_type(), &arrow_schema::DataType::UInt32);
     assert_eq!(

@@ -422,15 +422,3 @@ pub fn carried_udf(owner: PathPredicate) -> datafusion::logical_expr::ScalarUDF 
         }),
     )
 }
-
-/// Column `name` of `batches` as (index, array) pairs, for reading small results.
-pub fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
-    batch
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("query result has column {name}"))
-}
-
-/// Whether `array[i]` is null.
-pub fn is_null(array: &dyn Array, i: usize) -> bool {
-    array.is_null(i)
-}

@@ -152,39 +152,28 @@ pub async fn write_diff(
     let moved = moves.iter().map(|b| b.num_rows() as u64).sum();
     engine.register_batches("moves", moves_schema, moves)?;
 
-    let entry = |side: &str| {
-        format!(
-            "d.{side}_path AS path, d.{side}_path_display AS path_display, d.{side}_kind AS kind, \
-             d.{side}_size AS size, d.{side}_mtime AS mtime, d.{side}_uid AS uid, \
-             d.{side}_gid AS gid, d.{side}_mode AS mode"
-        )
+    // Added: the new side of rows with no old one; removed: the reverse. Moved paths are in
+    // `changed` instead.
+    let one_sided = |table: &'static str, side: &'static str, other: &'static str| async move {
+        let query = format!(
+            "SELECT d.{side}_path AS path, d.{side}_path_display AS path_display, \
+                    d.{side}_kind AS kind, d.{side}_size AS size, d.{side}_mtime AS mtime, \
+                    d.{side}_uid AS uid, d.{side}_gid AS gid, d.{side}_mode AS mode \
+             FROM delta d LEFT ANTI JOIN moves m ON d.{side}_path = m.{side}_path \
+             WHERE d.{other}_path IS NULL ORDER BY d.{side}_path"
+        );
+        engine
+            .write(
+                &format!("writing the {table} table"),
+                &query,
+                &format!("{dir}/{table}"),
+                "part",
+                None,
+            )
+            .await
     };
-    let added = engine
-        .write(
-            "writing the added table",
-            &format!(
-                "SELECT {} FROM delta d LEFT ANTI JOIN moves m ON d.new_path = m.new_path \
-                 WHERE d.old_path IS NULL ORDER BY d.new_path",
-                entry("new")
-            ),
-            &format!("{dir}/added"),
-            "part",
-            None,
-        )
-        .await?;
-    let removed = engine
-        .write(
-            "writing the removed table",
-            &format!(
-                "SELECT {} FROM delta d LEFT ANTI JOIN moves m ON d.old_path = m.old_path \
-                 WHERE d.new_path IS NULL ORDER BY d.old_path",
-                entry("old")
-            ),
-            &format!("{dir}/removed"),
-            "part",
-            None,
-        )
-        .await?;
+    let added = one_sided("added", "new", "old").await?;
+    let removed = one_sided("removed", "old", "new").await?;
     let changed_columns = |moved: bool| {
         format!(
             "new_path AS path, new_path_display AS path_display, \

@@ -207,16 +207,10 @@ pub async fn derive(
         dirs = tree.len(),
         "directory tree done"
     );
-    let (schema, batch) = rollup::directory_batch(&tree, options.rollup_depth)?;
+    let batch = rollup::directory_batch(&tree, options.rollup_depth)?;
     derived.insert(
         "rollup_by_directory".into(),
-        write_batch(
-            &engine,
-            schema,
-            batch,
-            &format!("{dir}/rollups/by_directory"),
-        )
-        .await?,
+        write_batches(&engine, &[batch], &format!("{dir}/rollups/by_directory")).await?,
     );
     let directories: Vec<Group> = tree
         .iter()
@@ -230,10 +224,10 @@ pub async fn derive(
 
     let trees = rollup::duplicate_trees(&engine, &tree, options.duplicate_min_size).await?;
     drop(tree);
-    let (schema, batch) = rollup::duplicate_trees_batch(&trees)?;
+    let batch = rollup::duplicate_trees_batch(&trees)?;
     derived.insert(
         "duplicate_trees".into(),
-        write_batch(&engine, schema, batch, &format!("{dir}/duplicates/trees")).await?,
+        write_batches(&engine, &[batch], &format!("{dir}/duplicates/trees")).await?,
     );
     info!(
         seconds = started.elapsed().as_secs_f64(),
@@ -452,17 +446,6 @@ async fn write_batches(
     writer.close().await
 }
 
-async fn write_batch(
-    engine: &Engine,
-    schema: arrow_schema::SchemaRef,
-    batch: arrow_array::RecordBatch,
-    dir: &str,
-) -> Result<Vec<PartFile>> {
-    let batch = arrow_array::RecordBatch::try_new(schema, batch.columns().to_vec())
-        .map_err(|e| crate::Error::query(format!("writing {dir}"), e.into()))?;
-    write_batches(engine, &[batch], dir).await
-}
-
 /// The Arrow schema stored in a Parquet file's footer.
 #[allow(deprecated)]
 async fn parquet_schema(location: &Location, file: &PartFile) -> Result<arrow_schema::SchemaRef> {
@@ -483,30 +466,31 @@ pub async fn load_summary(
     location: &Location,
     run: Option<&str>,
 ) -> Result<(SnapshotManifest, Summary)> {
-    let manifest_path = match run {
-        Some(run) => crate::layout::manifest_path(run),
-        None => {
-            let latest = location
-                .get_json::<crate::layout::LatestPointer>(crate::layout::LATEST_PATH)
+    let manifest = match run {
+        Some(run) => {
+            let path = crate::layout::manifest_path(run);
+            location
+                .get_json::<SnapshotManifest>(&path)
                 .await?
                 .ok_or_else(|| crate::Error::Corrupt {
-                    what: format!("{}/{}", location.url, crate::layout::LATEST_PATH),
-                    reason: "does not exist: no snapshot has been published here".into(),
-                })?;
-            latest.manifest
+                    what: format!("{}/{path}", location.url),
+                    reason: "does not exist".into(),
+                })?
         }
+        None => crate::previous::latest_manifest(location)
+            .await?
+            .ok_or_else(|| crate::Error::Corrupt {
+                what: format!("{}/{}", location.url, crate::layout::LATEST_PATH),
+                reason: "does not exist: no snapshot has been published here".into(),
+            })?,
     };
-    let what = format!("{}/{manifest_path}", location.url);
-    let manifest = location
-        .get_json::<SnapshotManifest>(&manifest_path)
-        .await?
-        .ok_or_else(|| crate::Error::Corrupt {
-            what: what.clone(),
-            reason: "does not exist".into(),
-        })?;
     let Some(summary_path) = &manifest.summary else {
         return Err(crate::Error::Corrupt {
-            what,
+            what: format!(
+                "{}/{}",
+                location.url,
+                crate::layout::manifest_path(&manifest.run)
+            ),
             reason: "has no summary (written by a scanjob before reports existed)".into(),
         });
     };

@@ -15,7 +15,7 @@ use arrow_array::builder::{
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
 use crate::error::{Error, Result};
 use crate::insights::engine::{Engine, hash_of, name_of};
@@ -273,10 +273,7 @@ fn timestamp_type() -> DataType {
 }
 
 /// The `by_directory` rollup: directories down to `max_depth` with recursive totals.
-pub fn directory_batch(
-    tree: &HashMap<Vec<u8>, DirNode>,
-    max_depth: u32,
-) -> Result<(SchemaRef, RecordBatch)> {
+pub fn directory_batch(tree: &HashMap<Vec<u8>, DirNode>, max_depth: u32) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("path", DataType::Binary, false),
         Field::new("path_display", DataType::Utf8, false),
@@ -322,9 +319,8 @@ pub fn directory_batch(
         Arc::new(files_direct.finish()),
         Arc::new(bytes_direct.finish()),
     ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
-        .map_err(|e| Error::query("building the directory rollup", e.into()))?;
-    Ok((schema, batch))
+    RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::query("building the directory rollup", e.into()))
 }
 
 /// One group of identical directory trees.
@@ -437,7 +433,7 @@ pub async fn duplicate_trees(
 }
 
 /// The `duplicate_trees` table.
-pub fn duplicate_trees_batch(groups: &[TreeGroup]) -> Result<(SchemaRef, RecordBatch)> {
+pub fn duplicate_trees_batch(groups: &[TreeGroup]) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("rank", DataType::UInt32, false),
         Field::new("files", DataType::UInt64, false),
@@ -475,9 +471,8 @@ pub fn duplicate_trees_batch(groups: &[TreeGroup]) -> Result<(SchemaRef, RecordB
         Arc::new(wasted.finish()),
         Arc::new(dirs.finish()),
     ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
-        .map_err(|e| Error::query("building the duplicate trees table", e.into()))?;
-    Ok((schema, batch))
+    RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::query("building the duplicate trees table", e.into()))
 }
 
 /// Candidate duplicate files: regular files of at least `min_size` bytes sharing size and

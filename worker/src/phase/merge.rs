@@ -133,10 +133,7 @@ pub async fn merge_run(
         .await
         .map_err(|source| Error::store(&output.url, &report_path, source))?;
 
-    let carried_from = previous
-        .as_ref()
-        .filter(|_| outcome.carried_rows > 0 || !missing.is_empty())
-        .map(|p| p.run.clone());
+    let carried_from = outcome.summary.carried_forward_from.clone();
     let mut shards: Vec<ShardSummary> = successes
         .iter()
         .map(|s| ShardSummary {
@@ -370,13 +367,8 @@ pub async fn retain_snapshots(output: &Location, keep: u32) -> Result<Vec<String
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(source) => return Err(Error::store(&output.url, &manifest, source)),
         }
-        for prefix in [snapshot_dir(run), format!("runs/{run}")] {
-            output.delete_prefix(&prefix).await?;
-            // A local directory keeps the emptied folders; objects stores have none.
-            if let Some(dir) = output.url.strip_prefix("file://") {
-                let _ = std::fs::remove_dir_all(std::path::Path::new(dir).join(&prefix));
-            }
-        }
+        output.delete_prefix(&snapshot_dir(run)).await?;
+        output.delete_prefix(&format!("runs/{run}")).await?;
         removed.push(run.clone());
     }
     Ok(removed)

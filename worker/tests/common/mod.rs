@@ -144,48 +144,55 @@ pub struct Row {
 /// Every row of the table `files` (manifest entries) under the local output `out`.
 pub fn read_rows(out: &Path, files: &Value) -> Vec<Row> {
     let mut rows = Vec::new();
-    for file in files.as_array().unwrap() {
+    for b in read_batches(out, files) {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let dict_str = |name: &str, i: usize| -> String {
+            let c = col(name);
+            if let Some(d) = c.as_dictionary_opt::<Int32Type>() {
+                let v = d.values().as_string::<i32>();
+                v.value(d.keys().value(i) as usize).to_string()
+            } else {
+                let d = c.as_dictionary::<Int8Type>();
+                let v = d.values().as_string::<i32>();
+                v.value(d.keys().value(i) as usize).to_string()
+            }
+        };
+        for i in 0..b.num_rows() {
+            let mtime = col("mtime");
+            let mtime = mtime.as_primitive::<TimestampNanosecondType>();
+            rows.push(Row {
+                path: col("path").as_binary::<i32>().value(i).to_vec(),
+                path_display: col("path_display").as_string::<i32>().value(i).to_string(),
+                path_is_utf8: col("path_is_utf8").as_boolean().value(i),
+                dirname: dict_str("dirname", i),
+                extension: dict_str("extension", i),
+                kind: dict_str("kind", i),
+                size: col("size").as_primitive::<UInt64Type>().value(i),
+                uid: col("uid").as_primitive::<UInt32Type>().value(i),
+                mode: col("mode").as_primitive::<UInt32Type>().value(i),
+                nlink: col("nlink").as_primitive::<UInt32Type>().value(i),
+                inode: col("inode").as_primitive::<UInt64Type>().value(i),
+                mtime: mtime.is_valid(i).then(|| mtime.value(i)),
+                shard: col("shard").as_primitive::<UInt32Type>().value(i),
+            });
+        }
+    }
+    rows
+}
+
+/// Every batch of the files a manifest lists (its `toc_files`, or a `derived[name]` array)
+/// under the local output `out`; none for a missing list.
+pub fn read_batches(out: &Path, files: &Value) -> Vec<arrow_array::RecordBatch> {
+    let mut batches = Vec::new();
+    for file in files.as_array().map(Vec::as_slice).unwrap_or_default() {
         let path = out.join(file["path"].as_str().unwrap());
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
             .unwrap()
             .build()
             .unwrap();
-        for batch in reader {
-            let b = batch.unwrap();
-            let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
-            let dict_str = |name: &str, i: usize| -> String {
-                let c = col(name);
-                if let Some(d) = c.as_dictionary_opt::<Int32Type>() {
-                    let v = d.values().as_string::<i32>();
-                    v.value(d.keys().value(i) as usize).to_string()
-                } else {
-                    let d = c.as_dictionary::<Int8Type>();
-                    let v = d.values().as_string::<i32>();
-                    v.value(d.keys().value(i) as usize).to_string()
-                }
-            };
-            for i in 0..b.num_rows() {
-                let mtime = col("mtime");
-                let mtime = mtime.as_primitive::<TimestampNanosecondType>();
-                rows.push(Row {
-                    path: col("path").as_binary::<i32>().value(i).to_vec(),
-                    path_display: col("path_display").as_string::<i32>().value(i).to_string(),
-                    path_is_utf8: col("path_is_utf8").as_boolean().value(i),
-                    dirname: dict_str("dirname", i),
-                    extension: dict_str("extension", i),
-                    kind: dict_str("kind", i),
-                    size: col("size").as_primitive::<UInt64Type>().value(i),
-                    uid: col("uid").as_primitive::<UInt32Type>().value(i),
-                    mode: col("mode").as_primitive::<UInt32Type>().value(i),
-                    nlink: col("nlink").as_primitive::<UInt32Type>().value(i),
-                    inode: col("inode").as_primitive::<UInt64Type>().value(i),
-                    mtime: mtime.is_valid(i).then(|| mtime.value(i)),
-                    shard: col("shard").as_primitive::<UInt32Type>().value(i),
-                });
-            }
-        }
+        batches.extend(reader.map(Result::unwrap));
     }
-    rows
+    batches
 }
 
 /// The latest snapshot's manifest under a local output directory.
