@@ -135,7 +135,17 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
 
     // The changes between the runs.
     std::fs::write(root.join("p0/new.txt"), b"0123456789").unwrap();
-    std::fs::remove_file(root.join("p1/s0/f3.txt")).unwrap();
+    let removed = root.join("p1/s0/f3.txt");
+    let removed_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&removed).unwrap());
+    std::fs::remove_file(&removed).unwrap();
+    // ext4 hands the freed inode number to the next new file: that file is added, not moved.
+    let reborn = root.join("p1/s0/reborn.txt");
+    std::fs::write(&reborn, b"new content").unwrap();
+    let reborn_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&reborn).unwrap());
+    eprintln!(
+        "inode reused by a new file: {}",
+        reborn_inode == removed_inode
+    );
     let grown = root.join("p2/s1/f0.txt");
     let mut data = std::fs::read(&grown).unwrap();
     data.extend_from_slice(b"more");
@@ -154,7 +164,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
     let m2 = manifest(&out, "r2");
     assert_eq!(m2["previous_run"], "r1");
 
-    let mut added = set(&["p0/new.txt", "p5/copy_of_s0"]);
+    let mut added = set(&["p0/new.txt", "p1/s0/reborn.txt", "p5/copy_of_s0"]);
     added.extend((0..60).map(|i| format!("p5/copy_of_s0/f{i}.txt")));
     assert_eq!(paths_of(&out, &m2, "diff_added"), added);
     assert_eq!(paths_of(&out, &m2, "diff_removed"), set(&["p1/s0/f3.txt"]));
@@ -280,7 +290,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
     let summary: Value =
         serde_json::from_slice(&std::fs::read(out.join("snapshots/r2/summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["growth"]["diff"]["added"], 62);
+    assert_eq!(summary["growth"]["diff"]["added"], 63);
     assert_eq!(summary["growth"]["diff"]["removed"], 1);
     assert_eq!(summary["growth"]["diff"]["changed"], 3);
     assert_eq!(summary["growth"]["diff"]["moved"], 1);

@@ -114,7 +114,11 @@ pub async fn write_diff(
     engine.register_batches("delta", schema, batches)?;
 
     // A path gone and a path new with the same (dev, inode) and kind is a move, when that
-    // inode is unique on both sides (hard links and reused inodes stay added/removed).
+    // inode is unique on both sides (hard links stay added/removed) and the mtime, and for a
+    // file the size, are unchanged: rename(2) keeps both, while a file system that hands a
+    // deleted file's inode number to the next new file (ext4 does, at once) gives that file
+    // its own. A file renamed and rewritten between two runs therefore reads as removed and
+    // added.
     let moves = engine
         .collect(
             "finding moves",
@@ -131,7 +135,9 @@ pub async fn write_diff(
              FROM a JOIN au ON a.new_dev = au.dev AND a.new_inode = au.inode \
                     JOIN ru ON a.new_dev = ru.dev AND a.new_inode = ru.inode \
                     JOIN r ON r.old_dev = ru.dev AND r.old_inode = ru.inode \
-             WHERE a.new_kind = r.old_kind",
+             WHERE a.new_kind = r.old_kind \
+               AND (a.new_mtime IS NOT DISTINCT FROM r.old_mtime) \
+               AND (a.new_kind = 'dir' OR a.new_size = r.old_size)",
         )
         .await?;
     let moves_schema = match moves.first() {
