@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, BooleanBuilder, StringBuilder, UInt64Builder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt64Type};
+use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
@@ -84,11 +84,29 @@ impl Engine {
             .set_bool(
                 "datafusion.optimizer.prefer_hash_join",
                 options.prefer_hash_join,
+            )
+            // Every join is written with its build side first (the narrower one: the previous
+            // snapshot's path and first_seen, the repeated keys of duplicates), and a build
+            // side that fits half the pool is collected once and probed by every partition,
+            // so the wide side streams through without being repartitioned.
+            .set_bool("datafusion.optimizer.join_reordering", false)
+            .set_usize(
+                "datafusion.optimizer.hash_join_single_partition_threshold",
+                options.memory_limit_bytes / 2,
+            )
+            .set_usize(
+                "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+                options.memory_limit_bytes / 2 / JOIN_BYTES_PER_ROW,
             );
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let url = url::Url::parse(STORE_URL).expect("static URL");
         ctx.register_object_store(&url, Arc::clone(&location.store));
-        for udf in [parent_udf(), entry_hash_udf(), inode_key_udf()] {
+        for udf in [
+            parent_udf(),
+            entry_hash_udf(),
+            inode_key_udf(),
+            change_sig_udf(),
+        ] {
             ctx.register_udf(udf);
         }
         Ok(Self {
@@ -151,11 +169,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Plans `query`; with debug logging on, logs its physical plan.
     pub async fn sql(&self, what: &str, query: &str) -> Result<DataFrame> {
-        self.ctx
+        let df = self
+            .ctx
             .sql(query)
             .await
-            .map_err(|e| Error::query(what.to_string(), e))
+            .map_err(|e| Error::query(what.to_string(), e))?;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let plan = df
+                .clone()
+                .create_physical_plan()
+                .await
+                .map_err(|e| Error::query(what.to_string(), e))?;
+            let plan = datafusion::physical_plan::displayable(plan.as_ref()).indent(true);
+            tracing::debug!(what, "plan:\n{plan}");
+        }
+        Ok(df)
     }
 
     /// Runs `query` and returns every row (for small results).
@@ -327,6 +357,52 @@ fn entry_hash_udf() -> datafusion::logical_expr::ScalarUDF {
 
 pub fn entry_hash(name: &[u8], size: u64) -> u64 {
     hash_of(&[b"e", name, &size.to_le_bytes()])
+}
+
+/// `sj_change_sig(is_dir, size, mtime, uid, gid, mode)`: a hash of what the diff compares.
+/// A directory's size and mtime change with every entry, so they are left out for one.
+fn change_sig_udf() -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "sj_change_sig",
+        vec![
+            DataType::Boolean,
+            DataType::UInt64,
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            DataType::UInt32,
+            DataType::UInt32,
+            DataType::UInt32,
+        ],
+        DataType::UInt64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let is_dir = arrays[0].as_boolean();
+            let size = arrays[1].as_primitive::<UInt64Type>();
+            let mtime = arrays[2].as_primitive::<TimestampNanosecondType>();
+            let [uid, gid, mode] =
+                [&arrays[3], &arrays[4], &arrays[5]].map(|a| a.as_primitive::<UInt32Type>());
+            let mut out = UInt64Builder::with_capacity(is_dir.len());
+            for i in 0..is_dir.len() {
+                let owner = [uid.value(i), gid.value(i), mode.value(i)];
+                let owner: Vec<u8> = owner.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let sig = if is_dir.value(i) {
+                    hash_of(&[b"d", &owner])
+                } else {
+                    let mtime = match mtime.is_null(i) {
+                        true => [0xff; 9],
+                        false => {
+                            let mut b = [0u8; 9];
+                            b[1..].copy_from_slice(&mtime.value(i).to_le_bytes());
+                            b
+                        }
+                    };
+                    hash_of(&[b"f", &owner, &size.value(i).to_le_bytes(), &mtime])
+                };
+                out.append_value(sig);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
 }
 
 /// `sj_inode_key(dev, inode)`: one value per inode, so hard links count once.

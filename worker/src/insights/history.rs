@@ -37,8 +37,8 @@ pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<Pa
         &[("first_seen", "COALESCE(p.first_seen, c.first_seen)")],
     );
     let mut query = format!(
-        "SELECT {joined} FROM cur c \
-         LEFT JOIN (SELECT path, first_seen FROM prev) p ON c.path = p.path"
+        "SELECT {joined} FROM (SELECT path, first_seen FROM prev) p \
+         RIGHT JOIN cur c ON p.path = c.path"
     );
     if carry {
         query.push_str(&format!(
@@ -93,24 +93,36 @@ pub async fn write_diff(
         .collect::<Vec<_>>()
         .join(", ")
     };
+    // The full outer join holds only the path and a hash of what is compared per row; the
+    // rows that differ (few, next to the ToC) then get their columns from both sides.
+    let sig = "sj_change_sig(CAST(kind AS VARCHAR) = 'dir', size, mtime, uid, gid, mode)";
+    let keys_query = format!(
+        "SELECT c.path AS new_key, p.path AS old_key \
+         FROM (SELECT path, {sig} AS sig FROM prev WHERE NOT sj_carried(path)) p \
+         FULL OUTER JOIN (SELECT path, {sig} AS sig FROM cur) c ON p.path = c.path \
+         WHERE c.path IS NULL OR p.path IS NULL OR c.sig <> p.sig"
+    );
+    let what = "diffing against the previous snapshot";
+    let keys = engine.sql(what, &keys_query).await?;
+    let schema = std::sync::Arc::new(keys.schema().as_arrow().clone());
+    let batches = keys
+        .collect()
+        .await
+        .map_err(|e| crate::Error::query(what, e))?;
+    engine.register_batches("delta_keys", schema, batches)?;
     let delta_query = format!(
-        "SELECT {}, {} FROM cur c \
-         FULL OUTER JOIN (SELECT * FROM prev WHERE NOT sj_carried(path)) p ON c.path = p.path \
-         WHERE c.path IS NULL OR p.path IS NULL \
-            OR c.uid <> p.uid OR c.gid <> p.gid OR c.mode <> p.mode \
-            OR (CAST(c.kind AS VARCHAR) <> 'dir' \
-                AND (c.size <> p.size OR c.mtime IS DISTINCT FROM p.mtime))",
+        "SELECT {}, {} FROM delta_keys k \
+         LEFT JOIN cur c ON k.new_key = c.path \
+         LEFT JOIN prev p ON k.old_key = p.path",
         sides("new", "c"),
         sides("old", "p")
     );
-    let delta = engine
-        .sql("diffing against the previous snapshot", &delta_query)
-        .await?;
+    let delta = engine.sql(what, &delta_query).await?;
     let schema = std::sync::Arc::new(delta.schema().as_arrow().clone());
     let batches = delta
         .collect()
         .await
-        .map_err(|e| crate::Error::query("diffing against the previous snapshot", e))?;
+        .map_err(|e| crate::Error::query(what, e))?;
     engine.register_batches("delta", schema, batches)?;
 
     // A path gone and a path new with the same (dev, inode) and kind is a move, when that

@@ -492,12 +492,12 @@ pub fn duplicate_files_query(min_size: u64) -> String {
            SELECT 'same name' AS rule, f.size, f.filename AS name, min(f.mtime) AS mtime, \
                   count(DISTINCT f.ino) AS copies, \
                   array_agg(f.path_display ORDER BY f.path_display) AS paths \
-           FROM f JOIN kn ON f.size = kn.size AND f.filename = kn.filename \
+           FROM kn JOIN f ON f.size = kn.size AND f.filename = kn.filename \
            GROUP BY f.size, f.filename HAVING count(DISTINCT f.ino) > 1 \
            UNION ALL \
            SELECT 'same mtime', f.size, min(f.filename), f.mtime, count(DISTINCT f.ino), \
                   array_agg(f.path_display ORDER BY f.path_display) \
-           FROM f JOIN km ON f.size = km.size AND f.mtime = km.mtime \
+           FROM km JOIN f ON f.size = km.size AND f.mtime = km.mtime \
            GROUP BY f.size, f.mtime HAVING count(DISTINCT f.ino) > 1) \
          ORDER BY wasted_bytes DESC, rule, size"
     )
