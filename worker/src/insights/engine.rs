@@ -188,13 +188,35 @@ impl Engine {
         Ok(df)
     }
 
+    /// Runs `query` and registers its rows, held in memory, as table `name` (for small
+    /// results that several later queries read); returns them too.
+    pub async fn materialize(
+        &self,
+        name: &str,
+        what: &str,
+        query: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        let df = self.sql(what, query).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| Error::query(what.to_string(), e))?;
+        self.register_batches(name, schema, batches.clone())?;
+        Ok(batches)
+    }
+
     /// Runs `query` and returns every row (for small results).
     pub async fn collect(&self, what: &str, query: &str) -> Result<Vec<RecordBatch>> {
-        self.sql(what, query)
+        let started = std::time::Instant::now();
+        let batches = self
+            .sql(what, query)
             .await?
             .collect()
             .await
-            .map_err(|e| Error::query(what.to_string(), e))
+            .map_err(|e| Error::query(what.to_string(), e))?;
+        tracing::debug!(what, seconds = started.elapsed().as_secs_f64(), "collected");
+        Ok(batches)
     }
 
     /// Runs `query` and streams its rows into Parquet parts `<dir>/<stem>-NNNNN.parquet`, one

@@ -103,13 +103,7 @@ pub async fn write_diff(
          WHERE c.path IS NULL OR p.path IS NULL OR c.sig <> p.sig"
     );
     let what = "diffing against the previous snapshot";
-    let keys = engine.sql(what, &keys_query).await?;
-    let schema = std::sync::Arc::new(keys.schema().as_arrow().clone());
-    let batches = keys
-        .collect()
-        .await
-        .map_err(|e| crate::Error::query(what, e))?;
-    engine.register_batches("delta_keys", schema, batches)?;
+    engine.materialize("delta_keys", what, &keys_query).await?;
     let delta_query = format!(
         "SELECT {}, {} FROM delta_keys k \
          LEFT JOIN cur c ON k.new_key = c.path \
@@ -117,13 +111,7 @@ pub async fn write_diff(
         sides("new", "c"),
         sides("old", "p")
     );
-    let delta = engine.sql(what, &delta_query).await?;
-    let schema = std::sync::Arc::new(delta.schema().as_arrow().clone());
-    let batches = delta
-        .collect()
-        .await
-        .map_err(|e| crate::Error::query(what, e))?;
-    engine.register_batches("delta", schema, batches)?;
+    engine.materialize("delta", what, &delta_query).await?;
 
     // A path gone and a path new with the same (dev, inode) and kind is a move, when that
     // inode is unique on both sides (hard links stay added/removed) and the mtime, and for a
@@ -242,20 +230,27 @@ pub async fn write_diff(
     ))
 }
 
-/// Files and bytes per owner (uid) and project, before and now.
+/// Files and bytes of the previous snapshot per uid and project: table `prev_groups`.
+pub const PREV_GROUPS_QUERY: &str = "\
+SELECT uid, CAST(project AS VARCHAR) AS project, count(*) AS files, \
+       CAST(sum(size) AS BIGINT) AS bytes \
+FROM prev WHERE kind = 'file' GROUP BY uid, CAST(project AS VARCHAR)";
+
+/// Files and bytes per uid and project, before (`prev_groups`, from [`PREV_GROUPS_QUERY`]) and
+/// now (`owner_groups`).
 pub const GROWTH_QUERY: &str = "\
 WITH c AS (\
-  SELECT 'uid' AS dimension, CAST(uid AS VARCHAR) AS key, count(*) AS files, \
-         CAST(sum(size) AS BIGINT) AS bytes FROM toc WHERE kind = 'file' GROUP BY uid \
+  SELECT 'uid' AS dimension, CAST(uid AS VARCHAR) AS key, CAST(sum(files) AS BIGINT) AS files, \
+         CAST(sum(bytes) AS BIGINT) AS bytes FROM owner_groups GROUP BY uid \
   UNION ALL \
-  SELECT 'project', CAST(project AS VARCHAR), count(*), CAST(sum(size) AS BIGINT) \
-  FROM toc WHERE kind = 'file' GROUP BY project), \
+  SELECT 'project', project, CAST(sum(files) AS BIGINT), CAST(sum(bytes) AS BIGINT) \
+  FROM owner_groups GROUP BY project), \
 p AS (\
-  SELECT 'uid' AS dimension, CAST(uid AS VARCHAR) AS key, count(*) AS files, \
-         CAST(sum(size) AS BIGINT) AS bytes FROM prev WHERE kind = 'file' GROUP BY uid \
+  SELECT 'uid' AS dimension, CAST(uid AS VARCHAR) AS key, CAST(sum(files) AS BIGINT) AS files, \
+         CAST(sum(bytes) AS BIGINT) AS bytes FROM prev_groups GROUP BY uid \
   UNION ALL \
-  SELECT 'project', CAST(project AS VARCHAR), count(*), CAST(sum(size) AS BIGINT) \
-  FROM prev WHERE kind = 'file' GROUP BY project) \
+  SELECT 'project', project, CAST(sum(files) AS BIGINT), CAST(sum(bytes) AS BIGINT) \
+  FROM prev_groups GROUP BY project) \
 SELECT COALESCE(c.dimension, p.dimension) AS dimension, COALESCE(c.key, p.key) AS key, \
        COALESCE(p.files, 0) AS files_before, COALESCE(p.bytes, 0) AS bytes_before, \
        COALESCE(c.files, 0) AS files_now, COALESCE(c.bytes, 0) AS bytes_now, \

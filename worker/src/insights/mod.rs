@@ -133,6 +133,7 @@ pub async fn derive(
             let fresh = rows(&inputs.toc_files);
             carried_rows = written.saturating_sub(fresh);
             engine.register_files("toc", &files, &TOC_SCHEMA).await?;
+            group_owners(&engine).await?;
             info!(
                 seconds = started.elapsed().as_secs_f64(),
                 "first_seen joined"
@@ -142,6 +143,13 @@ pub async fn derive(
             for (name, files) in tables {
                 derived.insert(format!("diff_{name}"), files);
             }
+            engine
+                .materialize(
+                    "prev_groups",
+                    "grouping the previous snapshot's owners",
+                    history::PREV_GROUPS_QUERY,
+                )
+                .await?;
             let growth_rows = engine
                 .collect("computing growth", history::GROWTH_QUERY)
                 .await?;
@@ -156,6 +164,7 @@ pub async fn derive(
             engine
                 .register_files("toc", &inputs.toc_files, &TOC_SCHEMA)
                 .await?;
+            group_owners(&engine).await?;
             inputs.toc_files.clone()
         }
     };
@@ -303,6 +312,18 @@ pub async fn derive(
         carried_rows,
         summary,
     })
+}
+
+/// Registers `owner_groups` ([`rollup::OWNER_GROUPS_QUERY`]) over the registered `toc`.
+async fn group_owners(engine: &Engine) -> Result<()> {
+    engine
+        .materialize(
+            "owner_groups",
+            "grouping files by owner, project and age",
+            rollup::OWNER_GROUPS_QUERY,
+        )
+        .await?;
+    Ok(())
 }
 
 /// Totals of the snapshot's rows (carried rows included); errors from this run's shards.

@@ -85,37 +85,52 @@ fn cast_column(batches: &[RecordBatch], name: &str, to: &DataType) -> Vec<ArrayR
         .collect()
 }
 
-/// The small rollup tables: name and query over `toc`.
+/// Files grouped by owner, project and the age buckets of their mtime and atime: the one scan
+/// of the ToC that the per-owner and per-project rollups, the age histograms and growth are
+/// rolled up from. Collected as table `owner_groups`; it holds one row per distinct (uid, gid,
+/// project, mtime bucket, atime bucket), which is small next to the files.
+pub const OWNER_GROUPS_QUERY: &str = "\
+SELECT uid, gid, CAST(project AS VARCHAR) AS project, sj_age_bucket(mtime) AS mtime_bucket, \
+       sj_age_bucket(atime) AS atime_bucket, count(*) AS files, \
+       CAST(sum(size) AS BIGINT) AS bytes, max(mtime) AS newest_mtime, \
+       max(atime) AS newest_atime \
+FROM toc WHERE kind = 'file' \
+GROUP BY uid, gid, CAST(project AS VARCHAR), sj_age_bucket(mtime), sj_age_bucket(atime)";
+
+/// The small rollup tables: name and query (over `toc` for extensions, over `owner_groups`
+/// for the rest).
 pub fn rollup_queries() -> Vec<(&'static str, String)> {
-    let per = |key: &str, group: &str| {
+    let totals = "CAST(sum(files) AS BIGINT) AS files, CAST(sum(bytes) AS BIGINT) AS bytes, \
+                  max(newest_mtime) AS newest_mtime, max(newest_atime) AS newest_atime";
+    let per_owner = |key: &str| {
         format!(
-            "SELECT {key}, count(*) AS files, CAST(sum(size) AS BIGINT) AS bytes, \
-             max(mtime) AS newest_mtime, max(atime) AS newest_atime \
-             FROM toc WHERE kind = 'file' GROUP BY {group} ORDER BY bytes DESC, files DESC"
+            "SELECT {key}, {totals} FROM owner_groups GROUP BY {key} \
+             ORDER BY bytes DESC, files DESC"
         )
     };
     vec![
         (
             "by_extension",
-            per("CAST(extension AS VARCHAR) AS extension", "extension"),
+            "SELECT CAST(extension AS VARCHAR) AS extension, count(*) AS files, \
+             CAST(sum(size) AS BIGINT) AS bytes, max(mtime) AS newest_mtime, \
+             max(atime) AS newest_atime \
+             FROM toc WHERE kind = 'file' GROUP BY extension ORDER BY bytes DESC, files DESC"
+                .to_string(),
         ),
-        ("by_uid", per("uid", "uid")),
-        ("by_gid", per("gid", "gid")),
-        (
-            "by_project",
-            per("CAST(project AS VARCHAR) AS project", "project"),
-        ),
+        ("by_uid", per_owner("uid")),
+        ("by_gid", per_owner("gid")),
+        ("by_project", per_owner("project")),
     ]
 }
 
-/// Age histograms of mtime and atime per owner and project.
+/// Age histograms of mtime and atime per owner and project (from `owner_groups`).
 pub fn age_query() -> String {
     let part = |dim: &str, key: &str, time: &str| {
         format!(
             "SELECT '{dim}' AS dimension, CAST({key} AS VARCHAR) AS key, '{time}' AS time, \
-             sj_age_bucket({time}) AS bucket, count(*) AS files, \
-             CAST(sum(size) AS BIGINT) AS bytes \
-             FROM toc WHERE kind = 'file' GROUP BY {key}, sj_age_bucket({time})"
+             {time}_bucket AS bucket, CAST(sum(files) AS BIGINT) AS files, \
+             CAST(sum(bytes) AS BIGINT) AS bytes \
+             FROM owner_groups GROUP BY {key}, {time}_bucket"
         )
     };
     format!(
