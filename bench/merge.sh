@@ -7,7 +7,10 @@
 #
 # For each size: a mktree tree (--seed 42, under $BENCH_TREES, default /tmp, made once), a
 # first snapshot r1 (`scanjob run --threads 2`), then run r2 planned from r1 and scanned, so
-# its merge has a previous snapshot of the same size to join and diff with. Measured (median
+# its merge has a previous snapshot of the same size to join and diff with. Between the two
+# runs 0.5 % of the files go and as many new ones come (a directory `.bench-churn-a` that only
+# r1 sees, `.bench-churn-b` that only r2 sees; both are removed afterwards), so the diff has
+# rows to write. Measured (median
 # of RUNS, default 3, each a fresh merge of r2): `scanjob merge --run OUT/runs/r2`, and, for
 # comparison, the merge of a first snapshot (r1 again: no previous, no join, no diff). Memory
 # is the merge process's peak RSS (/usr/bin/time, via ../shared/bench/measure.py).
@@ -35,6 +38,17 @@ mkdir -p "$OUT"
 (cd "$REPO" && cargo build --release -q -p scanjob-worker --bin scanjob)
 SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 
+# make_files DIR N: N small files of assorted sizes in DIR.
+make_files() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(d, exist_ok=True)
+for i in range(n):
+    with open(os.path.join(d, "f%d.dat" % i), "wb") as f:
+        f.write(b"x" * (i % 4096))
+PY
+}
 measure() { python3 "$SHARED/bench/measure.py" -- "$1"; }
 # Median of RUNS measurements of command $1: "wall_s maxrss_mib".
 median_of() {
@@ -52,8 +66,8 @@ print("%.3f %.1f" % (statistics.median(r["wall_s"] for r in rows),
 
 report=$OUT/merge.md
 {
-  echo "| ToC rows | files | merge with previous: wall | peak RSS | first snapshot: wall | peak RSS | derived tables |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| ToC rows | files | added (and removed) | merge with previous: wall | peak RSS | first snapshot: wall | peak RSS | derived tables |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$report"
 for files in $SIZES; do
   tree=$TREES/bench-tree-$((files / 1000))k
@@ -63,7 +77,12 @@ for files in $SIZES; do
       --summary "$tree.summary.json" >/dev/null
   fi
   toc=$(mktemp -d "$OUT/merge-toc-XXXX")
+  churn=$((files / 200))
+  trap 'rm -rf "$tree/.bench-churn-a" "$tree/.bench-churn-b"' EXIT
+  make_files "$tree/.bench-churn-a" "$churn"
   "$SCANJOB" run "$tree" --out "$toc" --run r1 --threads 2 --json >"$OUT/merge-r1.json"
+  rm -rf "$tree/.bench-churn-a"
+  make_files "$tree/.bench-churn-b" "$churn"
   "$SCANJOB" plan "$tree" --out "$toc" --previous "$toc" --run r2 >/dev/null
   "$SCANJOB" scan --plan "$toc/runs/r2/plan.json" --index 0 --threads 2 --progress-seconds 0 >/dev/null
   read -r wall rss < <(median_of "$SCANJOB merge --run $toc/runs/r2")
@@ -72,9 +91,11 @@ for files in $SIZES; do
     "$toc/snapshots/r2/manifest.json")
   tables=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(len(m["derived"]))' \
     "$toc/snapshots/r2/manifest.json")
-  echo "| $rows | $files | $wall s | $rss MiB | $wall1 s | $rss1 MiB | $tables |" >>"$report"
+  added=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["growth"]["diff"]["added"])' \
+    "$toc/snapshots/r2/summary.json")
+  echo "| $rows | $files | $added | $wall s | $rss MiB | $wall1 s | $rss1 MiB | $tables |" >>"$report"
   echo "merge bench: $files files done" >&2
-  rm -rf "$toc"
+  rm -rf "$toc" "$tree/.bench-churn-b"
 done
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); runs: $RUNS" >>"$report"
 cat "$report"

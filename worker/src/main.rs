@@ -100,9 +100,14 @@ struct MergeArgs {
     /// Directories down to this depth get a row of recursive totals in rollups/by_directory.
     #[arg(long, value_name = "D", default_value_t = 3)]
     rollup_depth: u32,
-    /// Memory the merge's queries may hold (sorts and aggregates spill to disk beyond it).
+    /// Memory the merge's queries may hold: sorts and aggregates spill to disk beyond it, and
+    /// the big joins run in as many passes over the rows as it takes for one to fit half of it.
     #[arg(long, value_name = "BYTES", default_value_t = 2 << 30)]
     merge_memory: usize,
+    /// Rows per pass of the big joins [default: as many as half of --merge-memory holds, at
+    /// 256 bytes a row].
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    merge_join_rows: Option<u64>,
 }
 
 impl MergeArgs {
@@ -115,6 +120,7 @@ impl MergeArgs {
                 duplicate_min_size: self.duplicate_min_size,
                 engine: EngineOptions {
                     memory_limit_bytes: self.merge_memory,
+                    join_pass_rows: self.merge_join_rows,
                     ..EngineOptions::default()
                 },
             },

@@ -113,18 +113,47 @@ fn paths_of(out: &Path, manifest: &Value, table: &str) -> BTreeSet<String> {
 
 #[test]
 fn two_runs_give_exact_diff_history_and_duplicates() {
+    two_runs(&[]);
+}
+
+/// The same with the joins in several passes, as a large snapshot under a memory limit runs.
+#[test]
+fn joins_in_passes_give_the_same_history() {
+    let m2 = two_runs(&["--merge-join-rows", "500"]);
+    let passes: BTreeSet<String> = m2["toc_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap();
+            let rest = path.strip_prefix("snapshots/r2/toc/").unwrap();
+            rest.split('/').next().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        passes.len() > 1,
+        "the ToC was joined in one pass: {passes:?}"
+    );
+}
+
+/// Two runs around known changes; returns the second run's manifest.
+fn two_runs(extra: &[&str]) -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let root = fixture(tmp.path());
     let out = tmp.path().join("toc");
     let opts = [
-        "--shards",
-        "3",
-        "--duplicate-min-size",
-        "1",
-        "--project-level",
-        "1",
-    ];
-    scan(&root, &out, &[&["--run", "r1"][..], &opts].concat());
+        &[
+            "--shards",
+            "3",
+            "--duplicate-min-size",
+            "1",
+            "--project-level",
+            "1",
+        ][..],
+        extra,
+    ]
+    .concat();
+    scan(&root, &out, &[&["--run", "r1"][..], &opts[..]].concat());
     let m1 = manifest(&out, "r1");
     assert!(m1["previous_run"].is_null(), "first run: {m1}");
     assert!(
@@ -160,7 +189,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
         std::fs::copy(root.join("p0/s0").join(&name), copy.join(&name)).unwrap();
     }
 
-    scan(&root, &out, &[&["--run", "r2"][..], &opts].concat());
+    scan(&root, &out, &[&["--run", "r2"][..], &opts[..]].concat());
     let m2 = manifest(&out, "r2");
     assert_eq!(m2["previous_run"], "r1");
 
@@ -296,6 +325,7 @@ fn two_runs_give_exact_diff_history_and_duplicates() {
     assert_eq!(summary["growth"]["diff"]["moved"], 1);
     assert_eq!(summary["duplicates"]["tree_groups"], 1);
     assert!(out.join("snapshots/r2/report.html").exists());
+    m2
 }
 
 /// Robinhood's rule: a shard that failed reports none of its files as removed; its rows come
@@ -369,6 +399,9 @@ fn a_failed_shard_carries_its_rows_forward_and_removes_nothing() {
                 "1",
                 "--duplicate-min-size",
                 "1",
+                // Carried rows join in the first of several passes.
+                "--merge-join-rows",
+                "300",
                 "--run",
             ])
             .arg(out.join("runs/r2")),

@@ -5,7 +5,9 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, BooleanBuilder, StringBuilder, UInt64Builder};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -36,19 +38,27 @@ pub struct EngineOptions {
     pub memory_limit_bytes: usize,
     /// Partitions of each scan and operator: the merge pod's cores.
     pub target_partitions: usize,
-    /// Hash joins are fast but hold their build side in memory; sort-merge joins sort both
-    /// sides (spilling) and stream. [`Engine::joins_for`] picks by size.
-    pub prefer_hash_join: bool,
+    /// The big joins (first_seen, the diff) run in this many passes, each over the rows whose
+    /// path hashes to it, so that one pass's build side fits half the memory limit.
+    /// [`EngineOptions::passes_for`] sets it from the row count.
+    pub join_passes: u32,
+    /// Rows per join pass; by default as many as half the memory limit holds.
+    pub join_pass_rows: Option<u64>,
 }
 
 /// What one ToC row of a hash join's build side costs, generously (path bytes, hash table).
 pub const JOIN_BYTES_PER_ROW: usize = 256;
 
 impl EngineOptions {
-    /// Hash joins while a side of `rows` fits in half the memory limit, sort-merge beyond.
-    pub fn joins_for(mut self, rows: u64) -> Self {
-        self.prefer_hash_join =
-            (rows as usize).saturating_mul(JOIN_BYTES_PER_ROW) <= self.memory_limit_bytes / 2;
+    /// As many join passes as it takes for `rows` rows' build side to fit half the memory
+    /// limit (hash joins cannot spill; DataFusion's sort-merge join over wide rows failed to
+    /// spill under tight limits, so the rows are split instead).
+    pub fn passes_for(mut self, rows: u64) -> Self {
+        let budget = self
+            .join_pass_rows
+            .unwrap_or((self.memory_limit_bytes / 2 / JOIN_BYTES_PER_ROW) as u64)
+            .max(1);
+        self.join_passes = rows.div_ceil(budget).clamp(1, u32::MAX as u64) as u32;
         self
     }
 }
@@ -58,7 +68,8 @@ impl Default for EngineOptions {
         Self {
             memory_limit_bytes: 2 << 30,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            prefer_hash_join: true,
+            join_passes: 1,
+            join_pass_rows: None,
         }
     }
 }
@@ -66,6 +77,7 @@ impl Default for EngineOptions {
 pub struct Engine {
     pub ctx: SessionContext,
     pub location: Location,
+    pub join_passes: u32,
 }
 
 impl Engine {
@@ -81,15 +93,16 @@ impl Engine {
                 "datafusion.execution.parquet.schema_force_view_types",
                 false,
             )
-            .set_bool(
-                "datafusion.optimizer.prefer_hash_join",
-                options.prefer_hash_join,
-            )
             // Every join is written with its build side first (the narrower one: the previous
             // snapshot's path and first_seen, the repeated keys of duplicates), and a build
             // side that fits half the pool is collected once and probed by every partition,
             // so the wide side streams through without being repartitioned.
             .set_bool("datafusion.optimizer.join_reordering", false)
+            // In several passes, decode a pass's other columns only for the rows it keeps.
+            .set_bool(
+                "datafusion.execution.parquet.pushdown_filters",
+                options.join_passes > 1,
+            )
             .set_usize(
                 "datafusion.optimizer.hash_join_single_partition_threshold",
                 options.memory_limit_bytes / 2,
@@ -102,6 +115,7 @@ impl Engine {
         let url = url::Url::parse(STORE_URL).expect("static URL");
         ctx.register_object_store(&url, Arc::clone(&location.store));
         for udf in [
+            pass_udf(options.join_passes),
             parent_udf(),
             entry_hash_udf(),
             inode_key_udf(),
@@ -112,7 +126,22 @@ impl Engine {
         Ok(Self {
             ctx,
             location: location.clone(),
+            join_passes: options.join_passes.max(1),
         })
+    }
+
+    /// The condition that keeps the rows of join pass `pass` in a table with a `path` column
+    /// (`alias.path` when `alias` is given); always true with a single pass.
+    pub fn pass_filter(&self, alias: &str, pass: u32) -> String {
+        if self.join_passes <= 1 {
+            return "TRUE".to_string();
+        }
+        let column = if alias.is_empty() {
+            "path".to_string()
+        } else {
+            format!("{alias}.path")
+        };
+        format!("sj_pass({column}) = {pass}")
     }
 
     fn url_of(&self, relative: &str) -> String {
@@ -300,10 +329,10 @@ fn conform(
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
-/// A 64-bit hash of `parts`, the same for the same input within one merge (SipHash with the
-/// standard library's fixed default keys).
+/// A 64-bit hash of `parts` (xxHash64, seed 0): the same for the same input in every merge,
+/// and fast enough to run per row.
 pub fn hash_of(parts: &[&[u8]]) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = twox_hash::XxHash64::with_seed(0);
     for part in parts {
         part.hash(&mut hasher);
     }
@@ -329,6 +358,27 @@ fn rows_of(args: &[ColumnarValue]) -> usize {
             ColumnarValue::Scalar(_) => None,
         })
         .unwrap_or(1)
+}
+
+/// `sj_pass(path)`: the join pass (0..passes) a path belongs to.
+fn pass_udf(passes: u32) -> datafusion::logical_expr::ScalarUDF {
+    let passes = passes.max(1) as u64;
+    create_udf(
+        "sj_pass",
+        vec![DataType::Binary],
+        DataType::UInt32,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let paths = arrays[0].as_binary::<i32>();
+            let mut out = UInt32Builder::with_capacity(paths.len());
+            for path in paths.iter() {
+                let pass = hash_of(&[b"p", path.unwrap_or_default()]) % passes;
+                out.append_value(pass as u32);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
 }
 
 /// `sj_parent(path)`: the parent directory's path ("" for entries of the root).
@@ -405,21 +455,22 @@ fn change_sig_udf() -> datafusion::logical_expr::ScalarUDF {
                 [&arrays[3], &arrays[4], &arrays[5]].map(|a| a.as_primitive::<UInt32Type>());
             let mut out = UInt64Builder::with_capacity(is_dir.len());
             for i in 0..is_dir.len() {
-                let owner = [uid.value(i), gid.value(i), mode.value(i)];
-                let owner: Vec<u8> = owner.iter().flat_map(|v| v.to_le_bytes()).collect();
-                let sig = if is_dir.value(i) {
-                    hash_of(&[b"d", &owner])
-                } else {
-                    let mtime = match mtime.is_null(i) {
-                        true => [0xff; 9],
+                let mut hasher = twox_hash::XxHash64::with_seed(0);
+                hasher.write_u8(is_dir.value(i).into());
+                hasher.write_u32(uid.value(i));
+                hasher.write_u32(gid.value(i));
+                hasher.write_u32(mode.value(i));
+                if !is_dir.value(i) {
+                    hasher.write_u64(size.value(i));
+                    match mtime.is_null(i) {
+                        true => hasher.write_u8(0),
                         false => {
-                            let mut b = [0u8; 9];
-                            b[1..].copy_from_slice(&mtime.value(i).to_le_bytes());
-                            b
+                            hasher.write_u8(1);
+                            hasher.write_i64(mtime.value(i));
                         }
-                    };
-                    hash_of(&[b"f", &owner, &size.value(i).to_le_bytes(), &mtime])
-                };
+                    }
+                }
+                let sig = hasher.finish();
                 out.append_value(sig);
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))

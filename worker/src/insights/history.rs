@@ -30,31 +30,44 @@ fn toc_columns(alias: &str, replace: &[(&str, &str)]) -> String {
 }
 
 /// Writes the new ToC to `<dir>`: this run's rows with `first_seen` from the previous
-/// snapshot where the path was there before, plus the carried-forward rows.
+/// snapshot where the path was there before, plus the carried-forward rows. With several join
+/// passes, pass `i` writes its rows under `<dir>/<i>`.
 pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<PartFile>> {
     let joined = toc_columns(
         "c",
         &[("first_seen", "COALESCE(p.first_seen, c.first_seen)")],
     );
-    let mut query = format!(
-        "SELECT {joined} FROM (SELECT path, first_seen FROM prev) p \
-         RIGHT JOIN cur c ON p.path = c.path"
-    );
-    if carry {
-        query.push_str(&format!(
-            " UNION ALL SELECT {} FROM prev WHERE sj_carried(path)",
-            toc_columns("", &[])
-        ));
+    let mut files = Vec::new();
+    for pass in 0..engine.join_passes {
+        let mut query = format!(
+            "SELECT {joined} FROM (SELECT path, first_seen FROM prev WHERE {}) p \
+             RIGHT JOIN (SELECT * FROM cur WHERE {}) c ON p.path = c.path",
+            engine.pass_filter("", pass),
+            engine.pass_filter("", pass),
+        );
+        if carry && pass == 0 {
+            query.push_str(&format!(
+                " UNION ALL SELECT {} FROM prev WHERE sj_carried(path)",
+                toc_columns("", &[])
+            ));
+        }
+        let dir = match engine.join_passes {
+            1 => dir.to_string(),
+            _ => format!("{dir}/{pass}"),
+        };
+        files.extend(
+            engine
+                .write(
+                    "joining first_seen from the previous snapshot",
+                    &query,
+                    &dir,
+                    "part",
+                    Some(TOC_SCHEMA.clone()),
+                )
+                .await?,
+        );
     }
-    engine
-        .write(
-            "joining first_seen from the previous snapshot",
-            &query,
-            dir,
-            "part",
-            Some(TOC_SCHEMA.clone()),
-        )
-        .await
+    Ok(files)
 }
 
 /// Counts of the diff.
@@ -96,14 +109,30 @@ pub async fn write_diff(
     // The full outer join holds only the path and a hash of what is compared per row; the
     // rows that differ (few, next to the ToC) then get their columns from both sides.
     let sig = "sj_change_sig(CAST(kind AS VARCHAR) = 'dir', size, mtime, uid, gid, mode)";
-    let keys_query = format!(
-        "SELECT c.path AS new_key, p.path AS old_key \
-         FROM (SELECT path, {sig} AS sig FROM prev WHERE NOT sj_carried(path)) p \
-         FULL OUTER JOIN (SELECT path, {sig} AS sig FROM cur) c ON p.path = c.path \
-         WHERE c.path IS NULL OR p.path IS NULL OR c.sig <> p.sig"
-    );
     let what = "diffing against the previous snapshot";
-    engine.materialize("delta_keys", what, &keys_query).await?;
+    let mut keys = Vec::new();
+    for pass in 0..engine.join_passes {
+        let keys_query = format!(
+            "SELECT c.path AS new_key, p.path AS old_key \
+             FROM (SELECT path, {sig} AS sig FROM prev \
+                   WHERE NOT sj_carried(path) AND {filter}) p \
+             FULL OUTER JOIN (SELECT path, {sig} AS sig FROM cur WHERE {filter}) c \
+               ON p.path = c.path \
+             WHERE c.path IS NULL OR p.path IS NULL OR c.sig <> p.sig",
+            filter = engine.pass_filter("", pass)
+        );
+        keys.push(engine.sql(what, &keys_query).await?);
+    }
+    let schema = std::sync::Arc::new(keys[0].schema().as_arrow().clone());
+    let mut batches = Vec::new();
+    for df in keys {
+        batches.extend(
+            df.collect()
+                .await
+                .map_err(|e| crate::Error::query(what, e))?,
+        );
+    }
+    engine.register_batches("delta_keys", schema, batches)?;
     let delta_query = format!(
         "SELECT {}, {} FROM delta_keys k \
          LEFT JOIN cur c ON k.new_key = c.path \

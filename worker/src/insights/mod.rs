@@ -99,11 +99,12 @@ pub async fn derive(
     let started = std::time::Instant::now();
     let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
     let largest = rows(&inputs.toc_files).max(inputs.previous.map_or(0, |p| rows(&p.toc_files)));
-    let engine_options = options.engine.clone().joins_for(largest);
-    if !engine_options.prefer_hash_join {
+    let engine_options = options.engine.clone().passes_for(largest);
+    if engine_options.join_passes > 1 {
         info!(
             rows = largest,
-            "sort-merge joins: a hash join's side would not fit the memory limit"
+            passes = engine_options.join_passes,
+            "joins in passes: one pass's build side fits half the memory limit"
         );
     }
     let engine = Engine::new(location, &engine_options)?;
