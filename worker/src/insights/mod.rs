@@ -16,8 +16,10 @@
 //!
 //! The big operations (the first_seen join, the diff, every group-by over the rows) run in
 //! DataFusion ([`engine`]) over the Parquet files in the object store, with a bounded memory
-//! pool. What the merge holds itself is bounded by the number of directories (the tree of
-//! recursive totals and signatures) and by the number of changed rows (the diff's `delta`).
+//! pool; the first_seen join and the diff run in passes over path hashes when one build side
+//! would not fit half of it. What the merge holds itself is bounded by the number of
+//! directories (the tree of recursive totals and signatures), of distinct (uid, gid, project,
+//! age bucket) groups (`owner_groups`), and of changed rows (the diff's `delta`).
 
 pub mod engine;
 pub mod history;
