@@ -8,6 +8,7 @@
 //! [`schema`] is the table's shape; [`store`] resolves output URLs; [`report`] is the
 //! termination message the operator reads from each pod.
 
+pub mod cgroup;
 pub mod error;
 pub mod insights;
 pub mod layout;

@@ -101,9 +101,11 @@ struct MergeArgs {
     #[arg(long, value_name = "D", default_value_t = 3)]
     rollup_depth: u32,
     /// Memory the merge's queries may hold: sorts and aggregates spill to disk beyond it, and
-    /// the big joins run in as many passes over the rows as it takes for one to fit half of it.
-    #[arg(long, value_name = "BYTES", default_value_t = 2 << 30)]
-    merge_memory: usize,
+    /// the big joins run in as many passes over the rows as it takes for one to fit half of it
+    /// [default: half the memory limit of the process's cgroup (a pod's limit), or 2 GiB
+    /// without one].
+    #[arg(long, value_name = "BYTES")]
+    merge_memory: Option<usize>,
     /// Rows per pass of the big joins [default: as many as half of --merge-memory holds, at
     /// 256 bytes a row].
     #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -119,7 +121,9 @@ impl MergeArgs {
                 rollup_depth: self.rollup_depth,
                 duplicate_min_size: self.duplicate_min_size,
                 engine: EngineOptions {
-                    memory_limit_bytes: self.merge_memory,
+                    memory_limit_bytes: self.merge_memory.unwrap_or_else(|| {
+                        EngineOptions::memory_limit_for(scanjob_worker::cgroup::memory_limit())
+                    }),
                     join_pass_rows: self.merge_join_rows,
                     ..EngineOptions::default()
                 },

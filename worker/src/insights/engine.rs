@@ -49,7 +49,20 @@ pub struct EngineOptions {
 /// What one ToC row of a hash join's build side costs, generously (path bytes, hash table).
 pub const JOIN_BYTES_PER_ROW: usize = 256;
 
+/// The pool without a cgroup memory limit.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
 impl EngineOptions {
+    /// The pool for a process whose cgroup allows `cgroup_limit` bytes: half of it (the rest
+    /// is the process itself, Parquet buffers and what the merge holds outside the pool), or
+    /// [`DEFAULT_MEMORY_LIMIT`] without a limit.
+    pub fn memory_limit_for(cgroup_limit: Option<u64>) -> usize {
+        match cgroup_limit {
+            Some(limit) => (limit / 2).max(64 << 20) as usize,
+            None => DEFAULT_MEMORY_LIMIT,
+        }
+    }
+
     /// As many join passes as it takes for `rows` rows' build side to fit half the memory
     /// limit (hash joins cannot spill; DataFusion's sort-merge join over wide rows failed to
     /// spill under tight limits, so the rows are split instead).
@@ -66,7 +79,7 @@ impl EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
-            memory_limit_bytes: 2 << 30,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             join_passes: 1,
             join_pass_rows: None,

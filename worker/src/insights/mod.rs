@@ -102,13 +102,12 @@ pub async fn derive(
     let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
     let largest = rows(&inputs.toc_files).max(inputs.previous.map_or(0, |p| rows(&p.toc_files)));
     let engine_options = options.engine.clone().passes_for(largest);
-    if engine_options.join_passes > 1 {
-        info!(
-            rows = largest,
-            passes = engine_options.join_passes,
-            "joins in passes: one pass's build side fits half the memory limit"
-        );
-    }
+    info!(
+        rows = largest,
+        memory_pool = engine_options.memory_limit_bytes,
+        join_passes = engine_options.join_passes,
+        "query memory pool; the big joins run in passes when one side would not fit half of it"
+    );
     let engine = Engine::new(location, &engine_options)?;
     let dir = snapshot_dir(inputs.run);
     let now_ns = inputs.created.timestamp_nanos_opt().unwrap_or(i64::MAX);
