@@ -2,7 +2,11 @@
 //! of failed shards carried forward, and the diff against the previous snapshot (added,
 //! removed, changed, moved) with growth per owner and project.
 //!
-//! Every join here runs in the query engine. The previous snapshot's rows that belong to a
+//! Every join here runs in the query engine, with the narrow side as the build side: the
+//! previous snapshot's `path, first_seen` for the ToC, and `path` with a hash of the compared
+//! columns (`sj_change_sig`) for the diff, whose differing rows alone are then fetched whole.
+//! When a build side would not fit half the memory pool, both joins run in passes over a hash
+//! of the path (`sj_pass`). The previous snapshot's rows that belong to a
 //! shard which failed in this run (`sj_carried(path)`) are copied into the new ToC unchanged,
 //! keeping their old `last_seen`, and never count as removed (Robinhood's rule: a file not
 //! seen because its shard failed is not a deleted file).
