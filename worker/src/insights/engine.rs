@@ -143,18 +143,14 @@ impl Engine {
         })
     }
 
-    /// The condition that keeps the rows of join pass `pass` in a table with a `path` column
-    /// (`alias.path` when `alias` is given); always true with a single pass.
-    pub fn pass_filter(&self, alias: &str, pass: u32) -> String {
+    /// The condition that keeps the rows of join pass `pass` in a table with a `path` column;
+    /// always true with a single pass.
+    pub fn pass_filter(&self, pass: u32) -> String {
         if self.join_passes <= 1 {
-            return "TRUE".to_string();
-        }
-        let column = if alias.is_empty() {
-            "path".to_string()
+            "TRUE".to_string()
         } else {
-            format!("{alias}.path")
-        };
-        format!("sj_pass({column}) = {pass}")
+            format!("sj_pass(path) = {pass}")
+        }
     }
 
     fn url_of(&self, relative: &str) -> String {
@@ -231,21 +227,32 @@ impl Engine {
     }
 
     /// Runs `query` and registers its rows, held in memory, as table `name` (for small
-    /// results that several later queries read); returns them too.
-    pub async fn materialize(
-        &self,
-        name: &str,
-        what: &str,
-        query: &str,
-    ) -> Result<Vec<RecordBatch>> {
-        let df = self.sql(what, query).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df
-            .collect()
-            .await
-            .map_err(|e| Error::query(what.to_string(), e))?;
-        self.register_batches(name, schema, batches.clone())?;
-        Ok(batches)
+    /// results that several later queries read).
+    pub async fn materialize(&self, name: &str, what: &str, query: &str) -> Result<()> {
+        self.materialize_all(name, what, &[query.to_string()]).await
+    }
+
+    /// [`Engine::materialize`] for the rows of several queries of one schema, run one after
+    /// the other (one per join pass, so that only one pass's build side is held at a time).
+    pub async fn materialize_all(&self, name: &str, what: &str, queries: &[String]) -> Result<()> {
+        let mut schema = None;
+        let mut batches = Vec::new();
+        for query in queries {
+            let df = self.sql(what, query).await?;
+            schema.get_or_insert_with(|| Arc::new(df.schema().as_arrow().clone()));
+            batches.extend(
+                df.collect()
+                    .await
+                    .map_err(|e| Error::query(what.to_string(), e))?,
+            );
+        }
+        let schema = schema.ok_or_else(|| {
+            Error::query(
+                what.to_string(),
+                datafusion::error::DataFusionError::Internal("no query".into()),
+            )
+        })?;
+        self.register_batches(name, schema, batches)
     }
 
     /// Runs `query` and returns every row (for small results).

@@ -43,11 +43,10 @@ pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<Pa
     );
     let mut files = Vec::new();
     for pass in 0..engine.join_passes {
+        let filter = engine.pass_filter(pass);
         let mut query = format!(
-            "SELECT {joined} FROM (SELECT path, first_seen FROM prev WHERE {}) p \
-             RIGHT JOIN (SELECT * FROM cur WHERE {}) c ON p.path = c.path",
-            engine.pass_filter("", pass),
-            engine.pass_filter("", pass),
+            "SELECT {joined} FROM (SELECT path, first_seen FROM prev WHERE {filter}) p \
+             RIGHT JOIN (SELECT * FROM cur WHERE {filter}) c ON p.path = c.path"
         );
         if carry && pass == 0 {
             query.push_str(&format!(
@@ -114,29 +113,22 @@ pub async fn write_diff(
     // rows that differ (few, next to the ToC) then get their columns from both sides.
     let sig = "sj_change_sig(CAST(kind AS VARCHAR) = 'dir', size, mtime, uid, gid, mode)";
     let what = "diffing against the previous snapshot";
-    let mut keys = Vec::new();
-    for pass in 0..engine.join_passes {
-        let keys_query = format!(
-            "SELECT c.path AS new_key, p.path AS old_key \
-             FROM (SELECT path, {sig} AS sig FROM prev \
-                   WHERE NOT sj_carried(path) AND {filter}) p \
-             FULL OUTER JOIN (SELECT path, {sig} AS sig FROM cur WHERE {filter}) c \
-               ON p.path = c.path \
-             WHERE c.path IS NULL OR p.path IS NULL OR c.sig <> p.sig",
-            filter = engine.pass_filter("", pass)
-        );
-        keys.push(engine.sql(what, &keys_query).await?);
-    }
-    let schema = std::sync::Arc::new(keys[0].schema().as_arrow().clone());
-    let mut batches = Vec::new();
-    for df in keys {
-        batches.extend(
-            df.collect()
-                .await
-                .map_err(|e| crate::Error::query(what, e))?,
-        );
-    }
-    engine.register_batches("delta_keys", schema, batches)?;
+    let keys_queries: Vec<String> = (0..engine.join_passes)
+        .map(|pass| {
+            format!(
+                "SELECT c.path AS new_key, p.path AS old_key \
+                 FROM (SELECT path, {sig} AS sig FROM prev \
+                       WHERE NOT sj_carried(path) AND {filter}) p \
+                 FULL OUTER JOIN (SELECT path, {sig} AS sig FROM cur WHERE {filter}) c \
+                   ON p.path = c.path \
+                 WHERE c.path IS NULL OR p.path IS NULL OR c.sig <> p.sig",
+                filter = engine.pass_filter(pass)
+            )
+        })
+        .collect();
+    engine
+        .materialize_all("delta_keys", what, &keys_queries)
+        .await?;
     let delta_query = format!(
         "SELECT {}, {} FROM delta_keys k \
          LEFT JOIN cur c ON k.new_key = c.path \

@@ -324,8 +324,7 @@ async fn group_owners(engine: &Engine) -> Result<()> {
             "grouping files by owner, project and age",
             rollup::OWNER_GROUPS_QUERY,
         )
-        .await?;
-    Ok(())
+        .await
 }
 
 /// Totals of the snapshot's rows (carried rows included); errors from this run's shards.
