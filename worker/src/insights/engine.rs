@@ -10,7 +10,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -380,47 +380,52 @@ fn rows_of(args: &[ColumnarValue]) -> usize {
         .unwrap_or(1)
 }
 
-/// `sj_pass(path)`: the join pass (0..passes) a path belongs to.
-fn pass_udf(passes: u32) -> datafusion::logical_expr::ScalarUDF {
-    let passes = passes.max(1) as u64;
+/// A scalar function of one path (`BYTEA`) column: `per_array` maps the paths of a batch to
+/// the result column.
+fn path_udf(
+    name: &str,
+    returns: DataType,
+    per_array: impl Fn(&BinaryArray) -> ArrayRef + Send + Sync + 'static,
+) -> datafusion::logical_expr::ScalarUDF {
     create_udf(
-        "sj_pass",
+        name,
         vec![DataType::Binary],
-        DataType::UInt32,
+        returns,
         Volatility::Immutable,
         Arc::new(move |args: &[ColumnarValue]| {
             let arrays = array_arg(args, rows_of(args))?;
-            let paths = arrays[0].as_binary::<i32>();
-            let mut out = UInt32Builder::with_capacity(paths.len());
-            for path in paths.iter() {
-                let pass = hash_of(&[b"p", path.unwrap_or_default()]) % passes;
-                out.append_value(pass as u32);
-            }
-            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+            Ok(ColumnarValue::Array(per_array(
+                arrays[0].as_binary::<i32>(),
+            )))
         }),
     )
 }
 
+/// `sj_pass(path)`: the join pass (0..passes) a path belongs to.
+fn pass_udf(passes: u32) -> datafusion::logical_expr::ScalarUDF {
+    let passes = passes.max(1) as u64;
+    path_udf("sj_pass", DataType::UInt32, move |paths| {
+        let mut out = UInt32Builder::with_capacity(paths.len());
+        for path in paths.iter() {
+            let pass = hash_of(&[b"p", path.unwrap_or_default()]) % passes;
+            out.append_value(pass as u32);
+        }
+        Arc::new(out.finish())
+    })
+}
+
 /// `sj_parent(path)`: the parent directory's path ("" for entries of the root).
 fn parent_udf() -> datafusion::logical_expr::ScalarUDF {
-    create_udf(
-        "sj_parent",
-        vec![DataType::Binary],
-        DataType::Binary,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = array_arg(args, rows_of(args))?;
-            let paths = arrays[0].as_binary::<i32>();
-            let mut out = BinaryBuilder::with_capacity(paths.len(), paths.values().len());
-            for path in paths.iter() {
-                match path {
-                    Some(p) => out.append_value(parent_of(p)),
-                    None => out.append_null(),
-                }
+    path_udf("sj_parent", DataType::Binary, |paths| {
+        let mut out = BinaryBuilder::with_capacity(paths.len(), paths.values().len());
+        for path in paths.iter() {
+            match path {
+                Some(p) => out.append_value(parent_of(p)),
+                None => out.append_null(),
             }
-            Ok(ColumnarValue::Array(Arc::new(out.finish())))
-        }),
-    )
+        }
+        Arc::new(out.finish())
+    })
 }
 
 /// `sj_entry_hash(path, size)`: hash of an entry's name and size, the unit of a directory
@@ -482,16 +487,14 @@ fn change_sig_udf() -> datafusion::logical_expr::ScalarUDF {
                 hasher.write_u32(mode.value(i));
                 if !is_dir.value(i) {
                     hasher.write_u64(size.value(i));
-                    match mtime.is_null(i) {
-                        true => hasher.write_u8(0),
-                        false => {
-                            hasher.write_u8(1);
-                            hasher.write_i64(mtime.value(i));
-                        }
+                    if mtime.is_null(i) {
+                        hasher.write_u8(0);
+                    } else {
+                        hasher.write_u8(1);
+                        hasher.write_i64(mtime.value(i));
                     }
                 }
-                let sig = hasher.finish();
-                out.append_value(sig);
+                out.append_value(hasher.finish());
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         }),
@@ -575,19 +578,11 @@ pub type PathPredicate = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 /// `sj_carried(path)`: whether a previous snapshot's row belongs to a shard that failed in
 /// this run (its row is carried forward instead of reported removed).
 pub fn carried_udf(owner: PathPredicate) -> datafusion::logical_expr::ScalarUDF {
-    create_udf(
-        "sj_carried",
-        vec![DataType::Binary],
-        DataType::Boolean,
-        Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let arrays = array_arg(args, rows_of(args))?;
-            let paths = arrays[0].as_binary::<i32>();
-            let mut out = BooleanBuilder::with_capacity(paths.len());
-            for path in paths.iter() {
-                out.append_value(path.is_some_and(|p| owner(p)));
-            }
-            Ok(ColumnarValue::Array(Arc::new(out.finish())))
-        }),
-    )
+    path_udf("sj_carried", DataType::Boolean, move |paths| {
+        let mut out = BooleanBuilder::with_capacity(paths.len());
+        for path in paths.iter() {
+            out.append_value(path.is_some_and(|p| owner(p)));
+        }
+        Arc::new(out.finish())
+    })
 }
