@@ -57,10 +57,14 @@ fn strip_nulls(value: &mut Value) {
     }
 }
 
-/// Writes the decided status when it differs from the observed one.
-pub async fn status(api: &Api<ScanJob>, sj: &ScanJob, decision: &Decision) -> Result<()> {
+/// Writes the decided status when it differs from the observed one. The write is conditional
+/// on the resourceVersion the decision was made from: a reconcile that read a stale copy of
+/// the ScanJob (the cache not yet showing the operator's own last status write) gets a
+/// conflict, and its status is not written. Returns whether the decision was made from the
+/// current ScanJob.
+pub async fn status(api: &Api<ScanJob>, sj: &ScanJob, decision: &Decision) -> Result<bool> {
     if sj.status.as_ref() == Some(&decision.status) {
-        return Ok(());
+        return Ok(true);
     }
     let mut status = serde_json::to_value(&decision.status).map_err(|source| Error::Serialize {
         what: "status",
@@ -70,15 +74,21 @@ pub async fn status(api: &Api<ScanJob>, sj: &ScanJob, decision: &Decision) -> Re
     let patch = json!({
         "apiVersion": ScanJob::api_version(&()),
         "kind": ScanJob::kind(&()),
+        "metadata": {"name": sj.name_any(), "resourceVersion": sj.resource_version()},
         "status": status,
     });
-    api.patch_status(
-        &sj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    match api
+        .patch_status(
+            &sj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One Event per transition, on the ScanJob.

@@ -62,7 +62,12 @@ async fn reconcile(sj: Arc<ScanJob>, ctx: Arc<Context>) -> Result<Action> {
     let decision = crate::decide::decide(&sj, &observed, chrono::Utc::now());
 
     crate::apply::jobs(&jobs, &sj, &decision, &ctx.defaults).await?;
-    crate::apply::status(&scanjobs, &sj, &decision).await?;
+    if !crate::apply::status(&scanjobs, &sj, &decision).await? {
+        // Decided from a stale copy: its transitions did not happen. Decide again once the
+        // cache has the current ScanJob.
+        tracing::debug!(scanjob = %name, "status conflict: the ScanJob changed since it was read");
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     crate::apply::events(&ctx.recorder, &sj, &decision.transitions).await;
     for t in &decision.transitions {
         ctx.metrics.record(t);
