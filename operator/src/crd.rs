@@ -3,13 +3,14 @@
 //! schema (OpenAPI bounds and CEL rules) so a bad spec is refused at `kubectl apply`, naming the
 //! field, instead of failing later in reconcile.
 //!
-//! Beyond DESIGN §2's sketch: the source volume is one of the six ways a shared file system is
-//! mounted (nfs, persistentVolumeClaim, hostPath, cephfs, csi, azureFile), not any VolumeSource;
-//! `source` also takes `projectLevel`, `maxOpsPerSecond` and `latencyGuardMilliseconds`;
-//! `output.volume` mounts a `file://` output; `worker` also takes `serviceAccountName`,
-//! `securityContext` and `activeDeadlineSeconds`. The status adds `lastRun` (how the newest run
-//! ended), `concurrentRuns` (concurrencyPolicy Allow), `lastSkippedSchedule`, `lastRunNow`, the
-//! run's `trigger` and `stage`, and `shards` ("done/total") for the printer column.
+//! docs/design.md §2 maps the resource and its rules. The source volume is one of the six ways
+//! a shared file system is mounted (nfs, persistentVolumeClaim, hostPath, cephfs, csi,
+//! azureFile), not any VolumeSource. `source` also takes `projectLevel`, `maxOpsPerSecond` and
+//! `latencyGuardMilliseconds`; `output.volume` mounts a `file://` output; `worker` takes
+//! `serviceAccountName`, `securityContext` and `activeDeadlineSeconds` beside image, threads,
+//! resources and scheduling. The status has `lastRun` (how the newest run ended),
+//! `concurrentRuns` (concurrencyPolicy Allow), `lastSkippedSchedule`, `lastRunNow`, the run's
+//! `trigger` and `stage`, and `shards` ("done/total") for the printer column.
 
 use std::collections::BTreeMap;
 

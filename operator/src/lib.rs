@@ -1,5 +1,5 @@
 //! The ScanJob operator: the `ScanJob` resource and the controller that turns each run into a
-//! plan Job, an Indexed scan Job and a merge Job (DESIGN §1–§2).
+//! plan Job, an Indexed scan Job and a merge Job (docs/design.md §1–§2).
 //!
 //! Reconcile is a pipeline, one module per step: [`observe`] reads the Jobs and their pods'
 //! termination messages; [`decide`] (pure) decides the next status, Jobs and events; [`build`]

@@ -1,4 +1,4 @@
-//! The object layout (DESIGN §3), the contract between plan, scan, merge and readers:
+//! The object layout (docs/design.md §3), the contract between plan, scan, merge and readers:
 //!
 //! ```text
 //! <url>/runs/<run>/plan.json                    ShardPlan

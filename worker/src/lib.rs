@@ -1,7 +1,7 @@
 //! The scanjob scan engine.
 //!
 //! A run turns a directory tree into a table of contents on object storage in three phases
-//! (DESIGN §1): [`phase::plan`] splits the tree into balanced shards ([`plan`]),
+//! (docs/design.md §1): [`phase::plan`] splits the tree into balanced shards ([`plan`]),
 //! [`phase::scan`] walks one shard ([`walk`]) into Parquet parts ([`writer`]) and
 //! [`phase::merge`] commits the snapshot with what it tells ([`insights`]: history, diffs,
 //! rollups, duplicates, the report). [`layout`] is the contract between them and readers;

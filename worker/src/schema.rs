@@ -1,4 +1,4 @@
-//! The table of contents schema (DESIGN §4) and the errors table.
+//! The table of contents schema (docs/design.md §4) and the errors table.
 //!
 //! One row per directory entry below the scan root. `path` keeps the exact bytes so that names
 //! which are not UTF-8 survive a round trip; the lossy `path_display`, `dirname` and `filename`
