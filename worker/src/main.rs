@@ -188,9 +188,10 @@ fn start_watchdog(
     }
 }
 
-/// At least 16 walker threads, more on bigger machines. Measured (README, "Latency-bound file
-/// systems"): on a file system with 1 ms per metadata request, 16 threads scan 7× faster than 2;
-/// on a warm local disk they cost 8 % more wall time than 2 and ~80 MiB more memory.
+/// At least 16 walker threads, more on bigger machines. Measured (docs/latency.md, "The
+/// default thread count"): on a file system with 1 ms per metadata request, 16 threads scan 7×
+/// faster than 2; on a warm local disk they cost 8 % more wall time than 2 and ~80 MiB more
+/// memory.
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(16, |n| n.get().max(16))
 }
