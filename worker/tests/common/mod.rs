@@ -27,7 +27,7 @@ pub fn manifest_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
-/// The repository's `../shared` folder (beside the clone, as in CI).
+/// The benchmark harness's folder (mktree.py), which sits beside the clone, as in CI.
 pub fn shared_dir() -> PathBuf {
     let dir = manifest_dir().join("../../shared");
     assert!(
