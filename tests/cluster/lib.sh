@@ -16,6 +16,9 @@ DUCKDB_VERSION=2.0.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 
 KUBE_BIN=$SCANJOB_CACHE/kube-$KUBE_VERSION
+# The OCI archives of the images (built from the release binaries by images.py, imported into
+# containerd by up.sh) and of the pause image.
+IMAGES_DIR=$SCANJOB_CACHE/images
 TOOLS_BIN=$SCANJOB_CACHE/bin
 VENV=$SCANJOB_CACHE/venv
 RUN_DIR=$SCANJOB_CACHE/run
@@ -26,6 +29,10 @@ ETCD_PORT=${SCANJOB_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 API_PORT=${SCANJOB_API_PORT:-26443}
 KCM_PORT=${SCANJOB_KCM_PORT:-26444}
+# The node: the kubelet's API and healthz, kube-scheduler's secure port.
+KUBELET_PORT=${SCANJOB_KUBELET_PORT:-26250}
+KUBELET_HEALTHZ_PORT=$((KUBELET_PORT - 2))
+SCHED_PORT=${SCANJOB_SCHED_PORT:-26459}
 # Low enough that every weed port and its gRPC twin (+10000) stays below the kernel's ephemeral
 # range (32768 and up), where an outgoing connection (the apiserver's to etcd) may hold it.
 S3_PORT=${SCANJOB_S3_PORT:-18333}
@@ -33,8 +40,20 @@ S3_PORT=${SCANJOB_S3_PORT:-18333}
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
+# The node's state: containerd's root and state, the kubelet's root, pod logs. Everything of the
+# node lives under these, and down.sh unmounts and removes them.
+NODE_DIR=$RUN_DIR/node
+CONTAINERD_DIR=$NODE_DIR/containerd
+CONTAINERD_SOCK=$CONTAINERD_DIR/containerd.sock
+KUBELET_DIR=$NODE_DIR/kubelet
+# The cgroup (in every v1 hierarchy, or under the v2 root) that holds every pod.
+CGROUP_ROOT=scanjob-test
+# The node registers under the machine's hostname, which must resolve to a loopback address: the
+# apiserver reaches the kubelet (logs, exec) by hostname, never through another interface.
+NODE_NAME=$(hostname)
+
 # The processes up.sh starts, in stop order. Each has $RUN_DIR/pids/<name>.pid.
-SERVICES=(kube-controller-manager kube-apiserver etcd weed)
+SERVICES=(kubelet containerd kube-scheduler kube-controller-manager kube-apiserver etcd weed)
 
 # Every loopback port the services listen on (weed opens gRPC twins at +10000 and a few extras);
 # down.sh checks that none is left bound and up.sh that none is taken before starting.
@@ -46,7 +65,7 @@ WEED_LANCE_PORT=$((S3_PORT - 151))
 WEED_METRICS_PORT=$((S3_PORT + 768))
 WEED_ADMIN_PORT=$((S3_PORT + 1313))
 ALL_PORTS=(
-  "$KCM_PORT" "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"
+  "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$SCHED_PORT" "$KCM_PORT" "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"
   "$S3_PORT" $((S3_PORT + 10000)) "$WEED_MASTER_PORT" $((WEED_MASTER_PORT + 10000))
   "$WEED_VOLUME_PORT" $((WEED_VOLUME_PORT + 10000)) "$WEED_FILER_PORT" $((WEED_FILER_PORT + 10000))
   "$WEED_ICEBERG_PORT" "$WEED_LANCE_PORT" "$WEED_METRICS_PORT" "$WEED_ADMIN_PORT" $((WEED_ADMIN_PORT + 10000))
@@ -61,7 +80,7 @@ is_ours() {
   local exe
   exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
   case "$exe" in
-  "$SCANJOB_CACHE"/* | */etcd) return 0 ;;
+  "$SCANJOB_CACHE"/* | */etcd | */containerd) return 0 ;;
   *) return 1 ;;
   esac
 }
@@ -80,3 +99,6 @@ stop_pid() {
     sleep 0.1
   done
 }
+
+# ctr against the test node's containerd, in the namespace the kubelet uses.
+node_ctr() { ctr -a "$CONTAINERD_SOCK" -n k8s.io "$@"; }

@@ -2,7 +2,11 @@
 # Start the test cluster on 127.0.0.1 only and write $SCANJOB_CACHE/run/env.sh:
 #   etcd, kube-apiserver (static token auth, RBAC, self-signed CA), kube-controller-manager
 #   (Job controller, garbage collector, ServiceAccount and token controllers) and SeaweedFS S3
-#   with SigV4 keys and a bucket. Anything left by an earlier run is stopped and wiped first.
+#   with SigV4 keys and a bucket; and a node: kube-scheduler, containerd + runc and a kubelet that
+#   registers "$(hostname)" and runs the pods, from images built here out of the release binaries
+#   (images.py) and imported into containerd. Pods use the host's network (hostNetwork): every
+#   connection of the test run stays on 127.0.0.1. Anything left by an earlier run is stopped and
+#   wiped first.
 #   Logs: $SCANJOB_CACHE/run/logs/*.log (printed in part when a service does not come up).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -12,19 +16,30 @@ ETCD=$(command -v etcd || true)
 KUBECTL=$KUBE_BIN/kubectl
 HELM=$TOOLS_BIN/helm
 WEED=$VENV/bin/weed
-for b in "$ETCD" "$KUBE_BIN/kube-apiserver" "$KUBE_BIN/kube-controller-manager" "$KUBECTL" "$HELM" "$WEED" "$VENV/bin/python"; do
+for b in "$ETCD" "$KUBE_BIN/kube-apiserver" "$KUBE_BIN/kube-controller-manager" "$KUBE_BIN/kube-scheduler" \
+  "$KUBE_BIN/kubelet" "$KUBECTL" "$HELM" "$WEED" "$VENV/bin/python" "$(command -v containerd || true)" "$(command -v runc || true)"; do
   [ -n "$b" ] && [ -x "$b" ] || die "missing ${b:-etcd}: run tests/cluster/install.sh first"
 done
 command -v openssl >/dev/null || die "openssl is missing"
 command -v ss >/dev/null || die "ss (iproute2) is missing"
+getent ahostsv4 "$NODE_NAME" | grep -q '^127\.' \
+  || die "the hostname $NODE_NAME does not resolve to a loopback address (/etc/hosts): the apiserver reaches the kubelet by it"
+ROOT=$(cd "$HERE/../.." && pwd)
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCANJOB_CACHE/target}
+VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -1)
+for b in scanjob scanjob-operator; do
+  [ -x "$CARGO_TARGET_DIR/release/$b" ] || die "missing $CARGO_TARGET_DIR/release/$b: cargo build --release --workspace first"
+done
 
 # A killed earlier run may have left processes and data behind.
 bash "$HERE/down.sh"
+left=$(awk -v p="$RUN_DIR/" 'index($2, p) == 1 {print $2}' /proc/self/mounts)
+[ -z "$left" ] || die "mounts left under $RUN_DIR after down.sh; not wiping it: $left"
 for port in "${ALL_PORTS[@]}"; do
   [ -z "$(ss -Hltn "sport = :$port")" ] || die "port $port is taken by another program: $(ss -Hltnp "sport = :$port")"
 done
-rm -rf "$RUN_DIR"
-mkdir -p "$RUN_DIR"/{pids,logs,pki,etcd,s3}
+rm -rf --one-file-system "$RUN_DIR"
+mkdir -p "$RUN_DIR"/{pids,logs,pki,etcd,s3} "$CONTAINERD_DIR"/{root,state,runc,net.d} "$KUBELET_DIR"/{root,pki,pod-logs}
 cd "$RUN_DIR"
 
 TOKEN=scanjob-test-admin-$(openssl rand -hex 16)
@@ -65,12 +80,24 @@ openssl req -newkey rsa:2048 -nodes -keyout pki/apiserver.key -out pki/apiserver
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >pki/apiserver.ext
 openssl x509 -req -in pki/apiserver.csr -CA pki/ca.crt -CAkey pki/ca.key -CAcreateserial \
   -out pki/apiserver.crt -days 2 -extfile pki/apiserver.ext 2>/dev/null
+# The apiserver's client certificate for the kubelet's API (logs, exec).
+openssl req -newkey rsa:2048 -nodes -keyout pki/kubelet-client.key -out pki/kubelet-client.csr \
+  -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n' >pki/kubelet-client.ext
+openssl x509 -req -in pki/kubelet-client.csr -CA pki/ca.crt -CAkey pki/ca.key -CAcreateserial \
+  -out pki/kubelet-client.crt -days 2 -extfile pki/kubelet-client.ext 2>/dev/null
 openssl genrsa -out pki/sa.key 2048 2>/dev/null
 openssl rsa -in pki/sa.key -pubout -out pki/sa.pub 2>/dev/null
-echo "$TOKEN,scanjob-test-admin,scanjob-test-admin,system:masters" >pki/tokens.csv
+KUBELET_TOKEN=scanjob-test-node-$(openssl rand -hex 16)
+{
+  echo "$TOKEN,scanjob-test-admin,scanjob-test-admin,system:masters"
+  # The kubelet and kube-scheduler; a test cluster of one node needs no node authorizer.
+  echo "$KUBELET_TOKEN,system:node:$NODE_NAME,system:node:$NODE_NAME,system:masters"
+} >pki/tokens.csv
 chmod 600 pki/*.key pki/tokens.csv
 
-cat >kubeconfig <<KC
+write_kubeconfig() { # FILE TOKEN
+  cat >"$1" <<KC
 apiVersion: v1
 kind: Config
 clusters:
@@ -81,13 +108,16 @@ clusters:
 users:
 - name: scanjob-test-admin
   user:
-    token: $TOKEN
+    token: $2
 contexts:
 - name: scanjob-test
   context: {cluster: scanjob-test, user: scanjob-test-admin, namespace: default}
 current-context: scanjob-test
 KC
-chmod 600 kubeconfig
+  chmod 600 "$1"
+}
+write_kubeconfig kubeconfig "$TOKEN"
+write_kubeconfig node.kubeconfig "$KUBELET_TOKEN"
 
 # --- etcd ---------------------------------------------------------------------------------------
 start etcd "$ETCD" --name scanjob-test --data-dir "$RUN_DIR/etcd" --unsafe-no-fsync \
@@ -117,7 +147,9 @@ start kube-apiserver "$KUBE_BIN/kube-apiserver" --bind-address=127.0.0.1 --adver
   --token-auth-file=pki/tokens.csv --authorization-mode=RBAC --anonymous-auth=false \
   --service-account-issuer="https://127.0.0.1:$API_PORT" --service-account-key-file=pki/sa.pub \
   --service-account-signing-key-file=pki/sa.key --service-cluster-ip-range=10.0.0.0/24 \
-  --allow-privileged=true --endpoint-reconciler-type=none --profiling=false
+  --allow-privileged=true --endpoint-reconciler-type=none --profiling=false \
+  --kubelet-client-certificate=pki/kubelet-client.crt --kubelet-client-key=pki/kubelet-client.key \
+  --kubelet-preferred-address-types=Hostname,InternalIP
 api_ready() {
   [ "$(curl -s --cacert pki/ca.crt -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$API_PORT/readyz")" = ok ]
 }
@@ -125,8 +157,7 @@ wait_for kube-apiserver 120 api_ready
 
 # --- kube-controller-manager ---------------------------------------------------------------------
 # The default controller set includes job, garbage-collector, serviceaccount, serviceaccount-token
-# and namespace (test namespaces are deleted through it). There is no scheduler and no kubelet:
-# the tests' kubelet stand-in runs pods that have no node.
+# and namespace (test namespaces are deleted through it).
 start kube-controller-manager "$KUBE_BIN/kube-controller-manager" --kubeconfig=kubeconfig \
   --authentication-kubeconfig=kubeconfig --authorization-kubeconfig=kubeconfig \
   --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --leader-elect=false \
@@ -137,6 +168,135 @@ wait_for kube-controller-manager 60 kcm_ready
 # Pods are admitted only once the namespace has its "default" ServiceAccount.
 sa_ready() { KUBECONFIG=$RUN_DIR/kubeconfig "$KUBECTL" get serviceaccount default -n default; }
 wait_for kube-controller-manager 60 sa_ready
+
+# --- kube-scheduler -------------------------------------------------------------------------------
+start kube-scheduler "$KUBE_BIN/kube-scheduler" --kubeconfig=node.kubeconfig \
+  --authentication-kubeconfig=node.kubeconfig --authorization-kubeconfig=node.kubeconfig \
+  --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --leader-elect=false --profiling=false
+
+# --- images: built from the release binaries and the Containerfile, rebuilt when either changed --
+mkdir -p "$IMAGES_DIR"
+images_stamp=$IMAGES_DIR/.inputs
+images_inputs=$(cd "$ROOT" && sha256sum Containerfile tests/cluster/images.py \
+  "$CARGO_TARGET_DIR/release/scanjob" "$CARGO_TARGET_DIR/release/scanjob-operator" | cut -c1-64 | tr '\n' ' ')
+images_inputs="$VERSION $images_inputs"
+if [ "$(cat "$images_stamp" 2>/dev/null)" != "$images_inputs" ]; then
+  t_img=$(date +%s)
+  python3 "$HERE/images.py" build --containerfile "$ROOT/Containerfile" --bin-dir "$CARGO_TARGET_DIR/release" \
+    --tag "$VERSION" --out "$IMAGES_DIR" >"$IMAGES_DIR/images.json" || die "building the images failed"
+  echo "$images_inputs" >"$images_stamp"
+  log "images built in $(($(date +%s) - t_img)) s: $(tr '\n' ' ' <"$IMAGES_DIR/images.json")"
+fi
+
+# --- containerd ----------------------------------------------------------------------------------
+# Started by hand with everything under $CONTAINERD_DIR. cgroupfs, since PID 1 need not be systemd.
+# restrict_oom_score_adj: without CAP_SYS_RESOURCE in the bounding set (as on the test machines), the
+# negative oom_score_adj containerd gives sandboxes makes runc fail ("can't get final child's PID
+# from pipe"); true keeps every container at or above containerd's own score.
+[ -e /run/containerd ] || touch "$NODE_DIR/made-run-containerd"   # shim sockets, hard-coded in 1.6
+[ -e /var/lib/cni ] || touch "$NODE_DIR/made-var-lib-cni"         # libcni's result cache, hard-coded
+cat >"$CONTAINERD_DIR/config.toml" <<TOML
+version = 2
+root = "$CONTAINERD_DIR/root"
+state = "$CONTAINERD_DIR/state"
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[ttrpc]
+  address = "$CONTAINERD_SOCK.ttrpc"
+[debug]
+  address = "$CONTAINERD_DIR/debug.sock"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/scanjob/pause:1.0"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "$(command -v runc)"
+        Root = "$CONTAINERD_DIR/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$CONTAINERD_DIR/net.d"
+    max_conf_num = 1
+TOML
+# Every pod runs with hostNetwork, so the only network is loopback: it makes the node Ready, and a
+# pod without hostNetwork fails to start (containerd 1.6 wants an eth0) instead of getting a route.
+cat >"$CONTAINERD_DIR/net.d/10-loopback.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "scanjob-test-lo", "plugins": [{"type": "loopback"}]}
+JSON
+start containerd containerd --config "$CONTAINERD_DIR/config.toml"
+ctr_ready() { node_ctr version; }
+wait_for containerd 30 ctr_ready
+for image in pause scanjob scanjob-operator; do
+  node_ctr images import "$IMAGES_DIR/$image.tar" >/dev/null || die "importing $IMAGES_DIR/$image.tar into containerd failed"
+done
+
+# --- kubelet -------------------------------------------------------------------------------------
+[ -e /var/lib/kubelet ] || touch "$NODE_DIR/made-var-lib-kubelet"       # device-plugins socket, hard-coded
+[ -e /var/log/containers ] || touch "$NODE_DIR/made-var-log-containers" # log symlinks, hard-coded
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  mkdir -p "/sys/fs/cgroup/$CGROUP_ROOT"
+else
+  for c in /sys/fs/cgroup/*/; do   # the kubelet wants its cgroupRoot in every v1 hierarchy
+    case "$c" in */unified/) continue ;; esac
+    [ -L "${c%/}" ] || mkdir -p "$c$CGROUP_ROOT"
+  done
+  cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$CGROUP_ROOT/cpuset.cpus"
+  cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$CGROUP_ROOT/cpuset.mems"
+fi
+cat >"$KUBELET_DIR/config.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false               # kubelet >= 1.35 refuses a cgroup v1 host without it
+cgroupDriver: cgroupfs
+cgroupRoot: /$CGROUP_ROOT
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+failSwapOn: false
+oomScoreAdj: 0                    # -999 needs CAP_SYS_RESOURCE
+address: 127.0.0.1
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $RUN_DIR/pki/ca.crt}
+authorization: {mode: Webhook}
+podLogsDir: $KUBELET_DIR/pod-logs
+makeIPTablesUtilChains: false     # no rules in the host's firewall
+hairpinMode: none
+imageGCHighThresholdPercent: 100  # images are imported, never pulled: never collect them
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "1Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}
+evictionPressureTransitionPeriod: 5s
+nodeStatusUpdateFrequency: 2s
+syncFrequency: 5s
+fileCheckFrequency: 5s
+maxPods: 60
+serializeImagePulls: false
+YAML
+start kubelet "$KUBE_BIN/kubelet" --config="$KUBELET_DIR/config.yaml" --kubeconfig="$RUN_DIR/node.kubeconfig" \
+  --root-dir="$KUBELET_DIR/root" --cert-dir="$KUBELET_DIR/pki" --hostname-override="$NODE_NAME" --v=2
+kubelet_ready() { curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"; }
+wait_for kubelet 60 kubelet_ready
+sched_ready() { [ "$(curl -sk "https://127.0.0.1:$SCHED_PORT/healthz")" = ok ]; }
+wait_for kube-scheduler 60 sched_ready
+node_ready() {
+  [ "$(KUBECONFIG=$RUN_DIR/kubeconfig "$KUBECTL" get node "$NODE_NAME" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+wait_for kubelet 120 node_ready
 
 # --- S3 readiness: a SigV4-signed HEAD on the bucket; an unsigned request must be refused --------
 s3_code() { curl -s -o /dev/null -w '%{http_code}' -I "$@" "http://127.0.0.1:$S3_PORT/$S3_BUCKET"; }
@@ -160,6 +320,13 @@ export AWS_ALLOW_HTTP=true
 export SCANJOB_TEST_BUCKET=$S3_BUCKET
 export SCANJOB_PYTHON=$VENV/bin/python
 export SCANJOB_CLUSTER_LOGS=$RUN_DIR/logs
+export SCANJOB_NODE_NAME=$NODE_NAME
+export SCANJOB_CONTAINERD_SOCK=$CONTAINERD_SOCK
+export SCANJOB_IMAGES_DIR=$IMAGES_DIR
+export SCANJOB_IMAGES_PY=$HERE/images.py
+export SCANJOB_POD_LOGS=$KUBELET_DIR/pod-logs
+export SCANJOB_IMAGE_TAG=$VERSION
+export SCANJOB_API_PORT=$API_PORT
 ENV
 log "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s: kube-apiserver https://127.0.0.1:$API_PORT, S3 http://127.0.0.1:$S3_PORT/$S3_BUCKET; logs in $RUN_DIR/logs"
 cat env.sh
