@@ -10,8 +10,9 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvFromSource, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec,
-    SeccompProfile, SecretEnvSource, SecurityContext, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, PodSecurityContext,
+    PodSpec, PodTemplateSpec, SeccompProfile, SecretEnvSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -27,6 +28,13 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 pub const CONTAINER: &str = "scanjob";
 /// The uid and gid worker pods run as unless `spec.worker.securityContext` says otherwise.
 pub const DEFAULT_UID: i64 = 65532;
+/// Where every pod has a writable scratch volume (an emptyDir): the root file system is
+/// read-only, and the merge's query engine spills to the temporary directory.
+pub const SCRATCH_MOUNT: &str = "/tmp";
+/// The worker pods' log filter: the worker's `info` lines, everything else at `warn`.
+pub const WORKER_LOG_FILTER: &str = "warn,scanjob_worker=info,scanjob=info";
+/// The capability `spec.worker.readAllFiles` adds: read and search any file and directory.
+pub const READ_ALL_CAPABILITY: &str = "DAC_READ_SEARCH";
 
 /// The three steps of a run, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
@@ -190,6 +198,17 @@ fn labels(sj: &ScanJob, req: &JobRequest) -> BTreeMap<String, String> {
 }
 
 fn pod_security_context(sj: &ScanJob) -> PodSecurityContext {
+    let mut context = default_pod_security_context(sj);
+    if let Some(uid) = sj.spec.worker.run_as_user {
+        context.run_as_user = Some(uid);
+        if uid == 0 {
+            context.run_as_non_root = Some(false);
+        }
+    }
+    context
+}
+
+fn default_pod_security_context(sj: &ScanJob) -> PodSecurityContext {
     sj.spec
         .worker
         .security_context
@@ -206,14 +225,19 @@ fn pod_security_context(sj: &ScanJob) -> PodSecurityContext {
         })
 }
 
-/// Nothing a scanner needs: no privilege escalation, no capabilities, no writes to its image.
-fn container_security_context() -> SecurityContext {
+/// Nothing a scanner needs: no privilege escalation, no capabilities, no writes to its image;
+/// with `readAllFiles`, the one capability that reads everything.
+fn container_security_context(sj: &ScanJob) -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".into()]),
-            ..Capabilities::default()
+            add: sj
+                .spec
+                .worker
+                .read_all_files
+                .then(|| vec![READ_ALL_CAPABILITY.into()]),
         }),
         ..SecurityContext::default()
     }
@@ -240,6 +264,19 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
             ..VolumeMount::default()
         });
     }
+    volumes.push(Volume {
+        name: "scratch".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: worker.scratch_size_limit.clone(),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    mounts.push(VolumeMount {
+        name: "scratch".into(),
+        mount_path: SCRATCH_MOUNT.into(),
+        ..VolumeMount::default()
+    });
     if let (Some(volume), Some(path)) = (&spec.output.volume, output_mount(sj)) {
         volumes.push(volume.to_volume("output"));
         mounts.push(VolumeMount {
@@ -266,14 +303,23 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
                 .unwrap_or_else(|| defaults.image.clone()),
         ),
         args: Some(args(sj, req)),
-        env: Some(vec![EnvVar {
-            name: "SCANJOB_TERMINATION_LOG".into(),
-            value: Some(TERMINATION_LOG.into()),
-            ..EnvVar::default()
-        }]),
+        env: Some(vec![
+            EnvVar {
+                name: "SCANJOB_TERMINATION_LOG".into(),
+                value: Some(TERMINATION_LOG.into()),
+                ..EnvVar::default()
+            },
+            // A few lines per step (the plan's shards, a shard's totals, the merge's memory
+            // pool and passes), so `kubectl logs` tells what a pod decided.
+            EnvVar {
+                name: "RUST_LOG".into(),
+                value: Some(WORKER_LOG_FILTER.into()),
+                ..EnvVar::default()
+            },
+        ]),
         env_from,
         resources: worker.resources.clone(),
-        security_context: Some(container_security_context()),
+        security_context: Some(container_security_context(sj)),
         termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(mounts),
@@ -293,6 +339,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
                     .unwrap_or_else(|| defaults.service_account.clone()),
             ),
             automount_service_account_token: Some(false),
+            host_network: worker.host_network.then_some(true),
             security_context: Some(pod_security_context(sj)),
             node_selector: (!worker.node_selector.is_empty()).then(|| worker.node_selector.clone()),
             tolerations: (!worker.tolerations.is_empty()).then(|| worker.tolerations.clone()),

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{
     LocalObjectReference, NFSVolumeSource, PersistentVolumeClaimVolumeSource, PodSecurityContext,
     ResourceRequirements, Toleration, Volume,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -226,6 +227,7 @@ pub struct Output {
 /// How the worker pods of a run are placed and sized.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.readAllFiles) || !self.readAllFiles || (has(self.runAsUser) && self.runAsUser == 0)").message("spec.worker.readAllFiles needs spec.worker.runAsUser: 0 (Linux drops added capabilities when a process of another uid starts under no-new-privileges)").field_path(".readAllFiles"))]
 pub struct Worker {
     /// Worker image; default: the operator's `--worker-image`.
     #[x_kube(validation = Rule::new("size(self) > 0").message("spec.worker.image must not be empty"))]
@@ -249,6 +251,23 @@ pub struct Worker {
     /// Seconds a scan pod may run before it is stopped and retried.
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+    /// The uid worker pods run as, over the default (65532) or `securityContext`'s. A uid that
+    /// owns the whole tree, or 0 with `readAllFiles`, reads every entry; other uids get an error
+    /// row for each directory they may not read.
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_user: Option<i64>,
+    /// Add the one capability that reads every file and directory whatever its permissions,
+    /// CAP_DAC_READ_SEARCH, to the worker containers (every other capability stays dropped; the
+    /// root file system stays read-only). Needs `runAsUser: 0`.
+    #[serde(default)]
+    pub read_all_files: bool,
+    /// Run worker pods in the node's network namespace (`hostNetwork`), for an object store
+    /// reached only from the node itself.
+    #[serde(default)]
+    pub host_network: bool,
+    /// Size limit of the scratch volume (an emptyDir at /tmp) where the merge spills sorts and
+    /// aggregates that exceed its memory pool; default: no limit.
+    pub scratch_size_limit: Option<Quantity>,
 }
 
 /// What to do with a due run while another run is active.

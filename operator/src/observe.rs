@@ -170,13 +170,45 @@ fn pod_report(pod: &Pod) -> Option<(String, PodReport)> {
         .as_ref()
         .map(|t| t.0.to_string())
         .unwrap_or_default();
+    let mut message = terminated.message.clone().unwrap_or_default();
+    if let Some(killed) = killed_by_node(status, terminated) {
+        // The worker could not say why it ended: the node's reason leads, then any log tail.
+        message = match message.trim() {
+            "" => killed,
+            tail => format!("{killed}; {tail}"),
+        };
+    }
     Some((
         started,
         PodReport {
             step,
             index,
             exit_code: terminated.exit_code,
-            message: terminated.message.clone().unwrap_or_default(),
+            message,
         },
     ))
+}
+
+/// Why the node ended a container the worker did not end itself: the kernel's OOM killer, or
+/// the pod's `activeDeadlineSeconds`.
+fn killed_by_node(
+    status: &k8s_openapi::api::core::v1::PodStatus,
+    terminated: &k8s_openapi::api::core::v1::ContainerStateTerminated,
+) -> Option<String> {
+    if terminated.reason.as_deref() == Some("OOMKilled") {
+        return Some(format!(
+            "OOMKilled: the container exceeded its memory limit (exit code {})",
+            terminated.exit_code
+        ));
+    }
+    match status.reason.as_deref() {
+        Some(reason @ "DeadlineExceeded") => Some(format!(
+            "{reason}: {}",
+            status
+                .message
+                .as_deref()
+                .unwrap_or("the pod ran longer than spec.worker.activeDeadlineSeconds")
+        )),
+        _ => None,
+    }
 }

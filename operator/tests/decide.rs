@@ -533,6 +533,76 @@ fn the_scan_job_is_indexed_hardened_and_fails_an_index_on_exit_code_3() {
 }
 
 #[test]
+fn every_pod_has_a_writable_scratch_volume_and_no_host_network_by_default() {
+    let sj = scanjob();
+    for step in [Step::Plan, Step::Scan, Step::Merge] {
+        let request = JobRequest {
+            run: "20261123t000000z".into(),
+            step,
+            shards: 3,
+        };
+        let job = serde_json::to_value(job(&sj, &request, &defaults())).unwrap();
+        let pod = &job["spec"]["template"]["spec"];
+        let scratch = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "scratch")
+            .unwrap_or_else(|| panic!("{step:?}: no scratch volume"));
+        assert_eq!(scratch["emptyDir"], serde_json::json!({}), "{step:?}");
+        let mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "scratch")
+            .unwrap_or_else(|| panic!("{step:?}: scratch not mounted"));
+        assert_eq!(mount["mountPath"], "/tmp", "{step:?}");
+        assert_eq!(mount.get("readOnly"), None, "{step:?}");
+        assert_eq!(pod.get("hostNetwork"), None, "{step:?}");
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["capabilities"],
+            serde_json::json!({"drop": ["ALL"]}),
+            "{step:?}"
+        );
+    }
+}
+
+#[test]
+fn read_all_files_runs_as_root_with_only_dac_read_search() {
+    let mut sj = scanjob();
+    sj.spec.worker.run_as_user = Some(0);
+    sj.spec.worker.read_all_files = true;
+    sj.spec.worker.host_network = true;
+    sj.spec.worker.scratch_size_limit = Some(
+        k8s_openapi::apimachinery::pkg::api::resource::Quantity("10Gi".into()),
+    );
+    let request = JobRequest {
+        run: "20261123t000000z".into(),
+        step: Step::Scan,
+        shards: 3,
+    };
+    let job = serde_json::to_value(job(&sj, &request, &defaults())).unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"], 0);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], false);
+    assert_eq!(pod["hostNetwork"], true);
+    let c = &pod["containers"][0]["securityContext"];
+    assert_eq!(
+        c["capabilities"],
+        serde_json::json!({"add": ["DAC_READ_SEARCH"], "drop": ["ALL"]})
+    );
+    assert_eq!(c["allowPrivilegeEscalation"], false);
+    assert_eq!(c["readOnlyRootFilesystem"], true);
+    let scratch = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "scratch")
+        .unwrap();
+    assert_eq!(scratch["emptyDir"]["sizeLimit"], "10Gi");
+}
+
+#[test]
 fn the_plan_job_walks_the_sub_path_with_the_spec_walk_options() {
     let sj = scanjob();
     let request = JobRequest {
