@@ -47,8 +47,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let h = Harness::start("bench-operator", &[]).await;
-    let root = h.ns.kubelet_dir.join("tree");
+    let h = Harness::start("bench-operator").await;
+    let root = h.ns.dir.join("tree");
     let files = small_tree(&root, 4, 250);
     let op_pid = h.operator.as_ref().expect("operator").pid();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -145,7 +145,7 @@ async fn main() {
             .map(|l| l.items.len())
             .unwrap_or(0);
     println!(
-        "100 more ScanJobs applied at once (1 shard each): all published after {all_done:.1} s (kubelet stand-in: 3 pods at a time)"
+        "100 more ScanJobs applied at once (1 shard each): all published after {all_done:.1} s (pods on the test node)"
     );
     println!(
         "operator memory with 105 ScanJobs and {jobs} Jobs: RSS {:.1} MiB (peak {:.1} MiB)",

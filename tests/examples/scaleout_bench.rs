@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_yaml};
+use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_yaml_with_worker};
 use scanjob_operator::crd::Phase;
 
 #[tokio::main]
@@ -24,20 +24,19 @@ async fn main() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(2);
-    let h = Harness::start_with_slots("bench-scaleout", &[], 8).await;
+    let h = Harness::start("bench-scaleout").await;
     println!("tree: {files} files behind {mnt}; 8 shards, {threads} walker threads per pod");
     println!("| parallelism | wall s (apply → published) | files/s | speed-up |");
     println!("|---:|---:|---:|---:|");
     let mut base = None;
     for parallelism in [1, 2, 4, 8] {
         let name = format!("scaleout-p{parallelism}");
-        let yaml = scanjob_yaml(
+        let yaml = scanjob_yaml_with_worker(
             &name,
             std::path::Path::new(&mnt),
             &format!("{}/{name}", h.url),
-            &format!(
-                "  shards: 8\n  parallelism: {parallelism}\n  worker: {{threads: {threads}}}\n"
-            ),
+            &format!("threads: {threads}"),
+            &format!("  shards: 8\n  parallelism: {parallelism}\n"),
         );
         let start = Instant::now();
         h.apply(&yaml);

@@ -1,5 +1,5 @@
-//! Reaching the test control plane from a test: the client, a namespace of its own with a
-//! kubelet stand-in, and waits that explain themselves when they time out.
+//! Reaching the test cluster from a test: the client, a namespace of its own with a directory
+//! for its trees and logs, and waits that explain themselves when they time out.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,8 +9,6 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-
-use crate::kubelet::{KubeletConfig, KubeletHandle};
 
 const RUN_HINT: &str = "run the tests with `tests/run` (it installs and starts the control plane and S3), \
      or `source $SCANJOB_CACHE/run/env.sh` after `tests/cluster/up.sh`";
@@ -34,12 +32,13 @@ pub async fn client() -> Client {
     client
 }
 
-/// Where stand-in pods keep their logs and termination messages: kept after the run for failures.
-pub fn kubelet_dir() -> PathBuf {
+/// Where tests keep the trees their pods scan (as hostPath volumes) and the logs of operators
+/// they start: kept after the run for failures.
+pub fn tests_dir() -> PathBuf {
     let base = std::env::var_os("SCANJOB_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    base.join("run").join("kubelet")
+    base.join("run").join("e2e")
 }
 
 fn unique_suffix() -> String {
@@ -50,12 +49,12 @@ fn unique_suffix() -> String {
     format!("{:x}{:05x}", std::process::id() % 4096, nanos % 0xfffff)
 }
 
-/// A namespace of one test, with its own kubelet stand-in, so tests run in parallel.
+/// A namespace of one test, so tests run in parallel, and a host directory of its own.
 pub struct TestNamespace {
     pub client: Client,
     pub name: String,
-    pub kubelet_dir: PathBuf,
-    kubelet: Option<KubeletHandle>,
+    /// `tests_dir()/<namespace>`: trees to scan, operator logs.
+    pub dir: PathBuf,
 }
 
 impl TestNamespace {
@@ -81,22 +80,9 @@ impl TestNamespace {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let kubelet_dir = kubelet_dir().join(&name);
-        Self {
-            client,
-            name,
-            kubelet_dir,
-            kubelet: None,
-        }
-    }
-
-    /// The stand-in's configuration for this namespace, to adjust before [`Self::start_kubelet`].
-    pub fn kubelet_config(&self) -> KubeletConfig {
-        KubeletConfig::for_namespace(&self.name, &self.kubelet_dir)
-    }
-
-    pub fn start_kubelet(&mut self, config: KubeletConfig) {
-        self.kubelet = Some(KubeletHandle::spawn(self.client.clone(), config));
+        let dir = tests_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        Self { client, name, dir }
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -117,18 +103,20 @@ impl TestNamespace {
             .iter()
             .map(|p| {
                 let status = p.status.as_ref();
-                let term = status
+                let state = status
                     .and_then(|s| s.container_statuses.as_ref())
                     .and_then(|c| c.first())
-                    .and_then(|c| c.state.as_ref())
-                    .and_then(|s| s.terminated.as_ref());
+                    .and_then(|c| c.state.as_ref());
+                let term = state.and_then(|s| s.terminated.as_ref());
+                let waiting = state.and_then(|s| s.waiting.as_ref());
                 format!(
-                    "{} phase={:?} reason={:?} exit={:?} message={:?}",
+                    "{} phase={:?} reason={:?} exit={:?} message={:?} waiting={:?}",
                     p.metadata.name.as_deref().unwrap_or(""),
                     status.and_then(|s| s.phase.as_deref()),
                     status.and_then(|s| s.reason.as_deref()),
                     term.map(|t| t.exit_code),
                     term.and_then(|t| t.message.as_deref()),
+                    waiting.map(|w| (w.reason.as_deref(), w.message.as_deref())),
                 )
             })
             .collect::<Vec<_>>()
@@ -158,10 +146,9 @@ impl TestNamespace {
             }
             if tokio::time::Instant::now() >= deadline {
                 panic!(
-                    "Job {name} not finished after {timeout:?}; status: {}\n  pods:\n  {}\n  pod logs under {}",
+                    "Job {name} not finished after {timeout:?}; status: {}\n  pods:\n  {}",
                     serde_json::to_string(&job.status).unwrap_or_default(),
                     self.describe_pods().await,
-                    self.kubelet_dir.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -197,9 +184,8 @@ impl TestNamespace {
         }
     }
 
-    /// Stops the stand-in and deletes the namespace (its controller deletes what is in it).
-    pub async fn delete(mut self) {
-        self.kubelet.take();
+    /// Deletes the namespace (its controller deletes what is in it; the kubelet stops the pods).
+    pub async fn delete(self) {
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(&self.name, &DeleteParams::background())
             .await;

@@ -1,20 +1,13 @@
 //! The Helm chart under test: rendering it, validating what it renders against the Kubernetes
-//! schemas, installing it into a test namespace, and running the operator binary out of cluster
-//! as the chart's Deployment runs it, with the credentials of the chart's ServiceAccount.
+//! schemas, installing it into a test namespace, and reading what its Deployment runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
-use crate::cluster::TestNamespace;
-use crate::operator::{OperatorProcess, kubectl, workspace_dir};
-
-/// Pods the operator creates carry this label; the chart's own operator pod does not, so a
-/// stand-in scoped by it runs worker pods and leaves the Deployment's pod Pending.
-pub const WORKER_POD_SELECTOR: &str = "app.kubernetes.io/managed-by=scanjob-operator";
+use crate::operator::{kubectl, workspace_dir};
 
 pub fn chart_dir() -> PathBuf {
     workspace_dir().join("charts/scanjob")
@@ -220,9 +213,8 @@ pub fn can_i(kubeconfig: &Path, question: &[&str]) -> bool {
     }
 }
 
-/// The operator container's command line and env from `deployment`, as the kubelet would run
-/// it: `--http-addr` dropped (the test picks a local port), downward-API `POD_NAME` set to a
-/// pod-like name. Panics on env it does not know how to resolve, so new wiring is noticed.
+/// The operator container's command line and env from `deployment`: `--http-addr` dropped,
+/// downward-API `POD_NAME` set to a pod-like name. Panics on env it does not know how to resolve, so new wiring is noticed.
 pub fn operator_command(deployment: &Deployment) -> (Vec<String>, Vec<(String, String)>) {
     let name = deployment.metadata.name.clone().unwrap_or_default();
     let container = deployment
@@ -259,32 +251,4 @@ pub fn operator_command(deployment: &Deployment) -> (Vec<String>, Vec<(String, S
         })
         .collect();
     (args, env)
-}
-
-/// Starts `scanjob-operator` as `deployment` runs it, but out of cluster with the credentials
-/// in `kubeconfig`, and waits until `/readyz` answers 200.
-pub async fn start_operator_as_deployed(
-    ns: &TestNamespace,
-    deployment: &Deployment,
-    kubeconfig: &Path,
-) -> OperatorProcess {
-    let (args, mut env) = operator_command(deployment);
-    env.push((
-        "KUBECONFIG".into(),
-        kubeconfig.to_string_lossy().into_owned(),
-    ));
-    let operator = OperatorProcess::start_with(ns, &args, &env);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if operator.get("/readyz").is_some_and(|(code, _)| code == 200) {
-            return operator;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator started as Deployment {:?} is not ready after 30 s (args {args:?}):\n{}",
-            deployment.metadata.name,
-            operator.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

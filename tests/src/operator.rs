@@ -17,10 +17,8 @@ use scanjob_operator::crd::{Phase, ScanJob};
 use serde_json::json;
 
 use crate::cluster::TestNamespace;
-use crate::kubelet::scanjob_binary;
-
-/// The image ScanJobs in tests name; the stand-in maps its last segment to the built binary.
-pub const WORKER_IMAGE: &str = "ghcr.io/scanjob/scanjob:dev";
+pub use crate::node::WORKER_IMAGE;
+use crate::node::scanjob_binary;
 /// The Secret with the S3 settings of the test store.
 pub const S3_SECRET: &str = "toc-s3";
 
@@ -143,7 +141,7 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// Starts the operator for `ns`, logging to `<kubelet dir>/operator-<n>.log`.
+    /// Starts the operator for `ns`, logging to `<test dir>/operator-<n>.log`.
     pub fn start(ns: &TestNamespace) -> Self {
         let args = ["--namespace", &ns.name, "--worker-image", WORKER_IMAGE].map(String::from);
         Self::start_with(ns, &args, &[])
@@ -152,10 +150,10 @@ impl OperatorProcess {
     /// Starts the operator with `args` (no `--http-addr`: it serves on a free local port) and
     /// `env` on top of the test's own, e.g. `KUBECONFIG` naming other credentials.
     pub fn start_with(ns: &TestNamespace, args: &[String], env: &[(String, String)]) -> Self {
-        std::fs::create_dir_all(&ns.kubelet_dir).expect("creating the test's directory");
+        std::fs::create_dir_all(&ns.dir).expect("creating the test's directory");
         let mut n = 0;
         let log = loop {
-            let candidate = ns.kubelet_dir.join(format!("operator-{n}.log"));
+            let candidate = ns.dir.join(format!("operator-{n}.log"));
             if !candidate.exists() {
                 break candidate;
             }
@@ -240,22 +238,6 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
     Some((code, body.to_owned()))
 }
 
-/// Writes an executable script `name` into `dir` that stands in for the worker image: it runs
-/// `body` (sh) and then the real `scanjob` with the pod's arguments.
-pub fn wrapper_image(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).expect("creating the script directory");
-    let path = dir.join(name);
-    let script = format!(
-        "#!/bin/sh\n{body}\nexec '{}' \"$@\"\n",
-        scanjob_binary().display()
-    );
-    std::fs::write(&path, script).expect("writing the wrapper image");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .expect("making the wrapper executable");
-    path
-}
-
 /// `kubectl <args>` with the test kubeconfig: (success, stdout + stderr).
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use std::io::Write;
@@ -325,10 +307,28 @@ pub fn phase(sj: &ScanJob) -> Option<Phase> {
 }
 
 /// A ScanJob over a hostPath `root`, publishing to `url` with the S3 Secret; `extra` is more
-/// spec YAML, indented by two spaces.
+/// spec YAML, indented by two spaces, without `worker:` (see [`scanjob_yaml_with_worker`]).
 pub fn scanjob_yaml(name: &str, root: &Path, url: &str, extra: &str) -> String {
+    scanjob_yaml_with_worker(name, root, url, "", extra)
+}
+
+/// As [`scanjob_yaml`], with `worker` more fields of `spec.worker` in YAML flow style (e.g.
+/// `image: 'example.com/slow-scanjob:1', threads: 2`). Worker pods use the node's network: the
+/// test S3 server listens on 127.0.0.1 only.
+pub fn scanjob_yaml_with_worker(
+    name: &str,
+    root: &Path,
+    url: &str,
+    worker: &str,
+    extra: &str,
+) -> String {
+    assert!(
+        !extra.contains("\n  worker:") && !extra.starts_with("  worker:"),
+        "pass spec.worker fields as `worker`, not in `extra`"
+    );
+    let sep = if worker.is_empty() { "" } else { ", " };
     format!(
-        "apiVersion: scanjob.dev/v1alpha1\nkind: ScanJob\nmetadata:\n  name: {name}\nspec:\n  source:\n    volume:\n      hostPath: {{path: '{}', type: Directory}}\n  output:\n    url: {url}\n    secretRef: {{name: {S3_SECRET}}}\n{extra}",
+        "apiVersion: scanjob.dev/v1alpha1\nkind: ScanJob\nmetadata:\n  name: {name}\nspec:\n  source:\n    volume:\n      hostPath: {{path: '{}', type: Directory}}\n  output:\n    url: {url}\n    secretRef: {{name: {S3_SECRET}}}\n  worker: {{hostNetwork: true{sep}{worker}}}\n{extra}",
         root.display()
     )
 }
@@ -407,7 +407,7 @@ pub async fn job_names(ns: &TestNamespace, name: &str) -> Vec<String> {
 }
 
 /// A test namespace with everything a ScanJob needs: the CRD, the S3 Secret, the worker
-/// ServiceAccount, a kubelet stand-in (three slots) and an operator watching the namespace.
+/// ServiceAccount and an operator watching the namespace; the node runs the pods.
 pub struct Harness {
     pub ns: TestNamespace,
     pub operator: Option<OperatorProcess>,
@@ -418,24 +418,11 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// `images` maps extra image names (last path segment) to executables, e.g. wrappers made
-    /// with [`wrapper_image`].
-    pub async fn start(test: &str, images: &[(&str, PathBuf)]) -> Self {
-        Self::start_with_slots(test, images, 3).await
-    }
-
-    /// As [`Self::start`], with `slots` pods running at once.
-    pub async fn start_with_slots(test: &str, images: &[(&str, PathBuf)], slots: usize) -> Self {
-        let mut ns = TestNamespace::create(test).await;
+    pub async fn start(test: &str) -> Self {
+        let ns = TestNamespace::create(test).await;
         install_crd(&ns.client).await;
         create_s3_secret(&ns).await;
         create_worker_service_account(&ns).await;
-        let mut config = ns.kubelet_config();
-        config.slots = slots;
-        for (image, binary) in images {
-            config.images.insert(*image, binary.clone());
-        }
-        ns.start_kubelet(config);
         let operator = OperatorProcess::start(&ns);
         let log = operator.log.clone();
         let url = format!("s3://{}/{}/toc", bucket(), ns.name);

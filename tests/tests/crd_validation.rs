@@ -3,10 +3,8 @@
 //! the field and says what is wrong, and nothing is created. A valid ScanJob is accepted, so the
 //! rules are not simply refusing everything. No operator and no kubelet: this is the API alone.
 
-use std::path::Path;
-
 use scanjob_e2e::cluster::TestNamespace;
-use scanjob_e2e::operator::{install_crd, kubectl, kubectl_apply, scanjob_yaml};
+use scanjob_e2e::operator::{S3_SECRET, install_crd, kubectl, kubectl_apply};
 
 const URL: &str = "s3://scanjob-test/crd-validation/toc";
 const NFS: &str = "nfs: {server: nfs.example.com, path: /export}";
@@ -24,7 +22,12 @@ struct Case {
 /// A ScanJob over the hostPath `/data` publishing to [`URL`], with more spec YAML `extra`
 /// (indented by two spaces).
 fn with_spec(name: &str, extra: &str) -> String {
-    scanjob_yaml(name, Path::new("/data"), URL, extra)
+    with_parts(
+        name,
+        "    volume:\n      hostPath: {path: '/data', type: Directory}\n",
+        &format!("    url: {URL}\n    secretRef: {{name: {S3_SECRET}}}\n"),
+        extra,
+    )
 }
 
 /// A ScanJob with its own `source` and `output` bodies (each indented by four spaces) and more
@@ -390,6 +393,24 @@ fn cases() -> Vec<Case> {
                 "spec.worker.image: Invalid value: \"\"",
                 "spec.worker.image must not be empty",
             ],
+        ),
+        case(
+            "worker.readAllFiles without runAsUser 0",
+            "read-all-nonroot",
+            with_spec(
+                "read-all-nonroot",
+                "  worker:\n    runAsUser: 1000\n    readAllFiles: true\n",
+            ),
+            &[
+                "spec.worker.readAllFiles",
+                "spec.worker.readAllFiles needs spec.worker.runAsUser: 0",
+            ],
+        ),
+        case(
+            "worker.runAsUser negative",
+            "run-as-negative",
+            with_spec("run-as-negative", "  worker:\n    runAsUser: -1\n"),
+            &["spec.worker.runAsUser in body should be greater than or equal to 0"],
         ),
         case(
             "name longer than 40 characters",

@@ -1,24 +1,23 @@
 //! The Helm chart (charts/scanjob): it lints clean and renders valid Kubernetes objects, and
-//! installed into the real control plane its ServiceAccount's RBAC is enough for a full run of
-//! the operator (run out of cluster as the Deployment runs it, with a TokenRequest token) and
-//! no more; upgrades change the Deployment; uninstall keeps ScanJobs and snapshots; bad values
-//! die at `helm install` with the schema's message.
+//! installed into the real cluster its Deployment runs the operator image on the node, becomes
+//! Ready through its probes, and with its ServiceAccount's RBAC (and no more) runs a whole scan;
+//! upgrades change the Deployment; uninstall keeps ScanJobs and snapshots; bad values die at
+//! `helm install` with the schema's message.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::ListParams;
 use scanjob_e2e::cluster::{self, TestNamespace};
 use scanjob_e2e::helm::{
-    WORKER_POD_SELECTOR, can_i, chart_dir, control_plane_version, documents, find, helm,
-    kinds_and_names, kubernetes_validate, render, service_account_kubeconfig,
-    start_operator_as_deployed,
+    can_i, chart_dir, control_plane_version, documents, find, helm, kinds_and_names,
+    kubernetes_validate, render, service_account_kubeconfig,
 };
 use scanjob_e2e::operator::{
     S3_SECRET, bucket, create_s3_secret, install_crd, job_names, kubectl, operator_binary,
@@ -240,7 +239,7 @@ async fn the_chart_defaults_match_the_operator_and_the_containerfile() {
         (image, "scanjob-operator"),
         (arg("--worker-image"), "scanjob"),
     ] {
-        let target = scanjob_e2e::kubelet::image_name(image);
+        let target = scanjob_e2e::node::image_name(image);
         assert_eq!(
             image,
             format!("ghcr.io/scanjob/{target}:{}", env!("CARGO_PKG_VERSION"))
@@ -605,9 +604,8 @@ async fn the_rendered_operator_is_hardened_and_its_rbac_is_exactly_what_it_uses(
 }
 
 /// A test namespace with the chart installed in watch scope namespace, the S3 Secret, a small
-/// tree and `scans:` describing a ScanJob `nightly` over it, and a kubelet stand-in that runs
-/// only pods the operator made: the chart's own operator pod stays Pending (its image is not
-/// mapped either), because the operator runs out of cluster instead.
+/// tree and `scans:` describing a ScanJob `nightly` over it. The node runs the chart's operator
+/// pod from the operator image, and the worker pods it creates.
 struct Installed {
     ns: TestNamespace,
     scratch: PathBuf,
@@ -615,15 +613,25 @@ struct Installed {
     files: usize,
 }
 
+/// Values for the test node: the API server and S3 listen on 127.0.0.1 only, so the operator
+/// and worker pods use the node's network, the operator reaches the API server there rather
+/// than through the `kubernetes` Service (there is no service proxy), and it serves its
+/// endpoints on a port of its own (tests install in parallel on one node).
 fn values_yaml(root: &Path, url: &str, shards: u32) -> String {
+    let api_port = std::env::var("SCANJOB_API_PORT")
+        .unwrap_or_else(|_| panic!("SCANJOB_API_PORT is not set: run the tests with `tests/run`"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port");
     format!(
-        "watch:\n  scope: namespace\nscans:\n  - name: nightly\n    spec:\n      source:\n        volume:\n          hostPath: {{path: '{}', type: Directory}}\n      output:\n        url: {url}\n        secretRef: {{name: {S3_SECRET}}}\n      shards: {shards}\n      parallelism: 2\n      successfulRunsHistoryLimit: 0\n",
+        "watch:\n  scope: namespace\noperator:\n  hostNetwork: true\n  port: {port}\n  env:\n    - {{name: KUBERNETES_SERVICE_HOST, value: '127.0.0.1'}}\n    - {{name: KUBERNETES_SERVICE_PORT, value: '{api_port}'}}\nscans:\n  - name: nightly\n    spec:\n      source:\n        volume:\n          hostPath: {{path: '{}', type: Directory}}\n      output:\n        url: {url}\n        secretRef: {{name: {S3_SECRET}}}\n      worker: {{hostNetwork: true}}\n      shards: {shards}\n      parallelism: 2\n      successfulRunsHistoryLimit: 0\n",
         root.display()
     )
 }
 
 async fn install(test: &str) -> Installed {
-    let mut ns = TestNamespace::create(test).await;
+    let ns = TestNamespace::create(test).await;
     create_s3_secret(&ns).await;
     let scratch = scratch_dir(&ns.name);
     let root = scratch.join("tree");
@@ -631,10 +639,6 @@ async fn install(test: &str) -> Installed {
     let url = format!("s3://{}/{}/toc", bucket(), ns.name);
     let values = scratch.join("values.yaml");
     std::fs::write(&values, values_yaml(&root, &url, 2)).expect("writing values");
-    let mut kubelet = ns.kubelet_config();
-    kubelet.label_selector = Some(WORKER_POD_SELECTOR.into());
-    kubelet.slots = 3;
-    ns.start_kubelet(kubelet);
 
     let (ok, out, command) = helm_release("install", &ns.name, &values, &[]);
     assert!(ok, "{command}:\n{out}");
@@ -663,11 +667,69 @@ impl Installed {
         path
     }
 
+    /// Waits until the operator pod of Deployment generation `generation` or later is Ready
+    /// (its readiness probe passed: the ScanJob watch synced); returns the pod.
+    async fn wait_operator_ready(&self, generation: i64) -> Pod {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let deployment = self.deployment().await;
+            let status = deployment.status.clone().unwrap_or_default();
+            let current = status.observed_generation.unwrap_or(0) >= generation
+                && status.updated_replicas == Some(1)
+                && status.ready_replicas == Some(1)
+                && status.replicas == Some(1);
+            if current {
+                let pods = self
+                    .ns
+                    .api::<Pod>()
+                    .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+                    .await
+                    .expect("listing operator pods")
+                    .items;
+                let ready = pods.into_iter().find(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|cs| {
+                                cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                });
+                if let Some(pod) = ready {
+                    return pod;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator Deployment is not Ready after 120 s: {status:?}\n  pods:\n  {}\n{}",
+                self.ns.describe_pods().await,
+                self.operator_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The operator container's log (`kubectl logs` of the Deployment's pod).
+    fn operator_logs(&self) -> String {
+        let (_, out) = kubectl(
+            &[
+                "logs",
+                "-n",
+                &self.ns.name,
+                &format!("deployment/{RELEASE}"),
+            ],
+            None,
+        );
+        out
+    }
+
     /// Waits for the run of `nightly` to succeed; returns its manifest URL.
-    async fn wait_published(&self, log: &Path) -> String {
+    async fn wait_published(&self) -> String {
+        let log = self.scratch.join("operator.log");
+        let _ = std::fs::write(&log, self.operator_logs());
         let sj = wait_scanjob(
             &self.ns,
-            log,
+            &log,
             "nightly",
             Duration::from_secs(120),
             "Succeeded",
@@ -730,7 +792,6 @@ async fn the_charts_service_account_may_run_a_whole_scan_and_nothing_more() {
         .await
         .expect("the worker ServiceAccount");
     assert_eq!(worker.automount_service_account_token, Some(false));
-    let deployment = t.deployment().await;
 
     // The operator's identity, from the TokenRequest API.
     let kubeconfig = t.operator_kubeconfig();
@@ -771,9 +832,15 @@ async fn the_charts_service_account_may_run_a_whole_scan_and_nothing_more() {
         );
     }
 
-    // The operator binary, started as the Deployment starts it, with only those credentials.
-    let operator = start_operator_as_deployed(ns, &deployment, &kubeconfig).await;
-    let manifest = t.wait_published(&operator.log).await;
+    // The Deployment's pod runs the operator image with only those credentials.
+    let pod = t.wait_operator_ready(1).await;
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some(RELEASE));
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some(scanjob_e2e::node::OPERATOR_IMAGE)
+    );
+    let manifest = t.wait_published().await;
     let snap = read_snapshot(&manifest);
     assert_eq!(snap["kinds"]["file"], json!(t.files), "{snap}");
     let reasons: Vec<String> = scanjob_events(ns, "nightly")
@@ -792,16 +859,15 @@ async fn the_charts_service_account_may_run_a_whole_scan_and_nothing_more() {
             tokio::time::Instant::now() < deadline,
             "the finished run's Jobs are not deleted: {:?}\n{}",
             job_names(ns, "nightly").await,
-            operator.log_text()
+            t.operator_logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let log = operator.log_text();
+    let log = t.operator_logs();
     assert!(
         !log.to_lowercase().contains("forbidden") && !log.contains("reconcile failed"),
         "the operator was refused something:\n{log}"
     );
-    assert!(operator.terminate(), "the operator did not stop on SIGTERM");
     t.delete().await;
 }
 
@@ -809,11 +875,9 @@ async fn the_charts_service_account_may_run_a_whole_scan_and_nothing_more() {
 async fn helm_upgrade_changes_the_deployment_and_uninstall_keeps_scanjobs_and_snapshots() {
     let t = install("helm-upgrade").await;
     let ns = &t.ns;
-    let kubeconfig = t.operator_kubeconfig();
     let before = t.deployment().await;
-    let operator = start_operator_as_deployed(ns, &before, &kubeconfig).await;
-    let manifest = t.wait_published(&operator.log).await;
-    assert!(operator.terminate(), "the operator did not stop on SIGTERM");
+    let first = t.wait_operator_ready(1).await;
+    let manifest = t.wait_published().await;
 
     // Upgrade: text logs, another worker image, three shards.
     let values2 = t.scratch.join("values-2.yaml");
@@ -856,15 +920,30 @@ async fn helm_upgrade_changes_the_deployment_and_uninstall_keeps_scanjobs_and_sn
         sj.spec.shards, 3,
         "scans: in the new values reach the ScanJob"
     );
-    // The process started from the new Deployment logs text, not JSON.
-    let operator = start_operator_as_deployed(ns, &after, &kubeconfig).await;
-    let log = operator.log_text();
-    let first = log.lines().next().unwrap_or_default();
-    assert!(
-        !first.is_empty() && !first.starts_with('{') && first.contains("scanjob-operator starting"),
-        "not a text log line: {first:?}"
+    // The pod of the new Deployment replaced the old one and logs text, not JSON.
+    let second = t
+        .wait_operator_ready(after.metadata.generation.unwrap_or(2))
+        .await;
+    assert_ne!(
+        second.metadata.uid, first.metadata.uid,
+        "a new operator pod"
     );
-    assert!(operator.terminate(), "the operator did not stop on SIGTERM");
+    let (_, log) = kubectl(
+        &[
+            "logs",
+            "-n",
+            &ns.name,
+            second.metadata.name.as_deref().unwrap(),
+        ],
+        None,
+    );
+    let first_line = log.lines().next().unwrap_or_default();
+    assert!(
+        !first_line.is_empty()
+            && !first_line.starts_with('{')
+            && first_line.contains("scanjob-operator starting"),
+        "not a text log line: {first_line:?}"
+    );
 
     // Uninstall: the release's objects go; the CRD, the ScanJob and the snapshot stay.
     let (ok, out) = helm(&["uninstall", RELEASE, "--namespace", &ns.name]);

@@ -1,5 +1,5 @@
-//! The real Job controller drives Indexed Jobs whose pods the kubelet stand-in runs as the
-//! `scanjob` binary: completion, and a failed index through `podFailurePolicy` / `FailIndex`.
+//! The real Job controller drives Indexed Jobs whose pods the node runs from the worker image:
+//! completion, and a failed index through `podFailurePolicy` / `FailIndex`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,12 +9,11 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use scanjob_e2e::cluster::TestNamespace;
-use scanjob_e2e::kubelet::scanjob_binary;
+use scanjob_e2e::node::{WORKER_IMAGE, scanjob_binary};
 use serde_json::json;
 
 /// The exit code `scanjob` uses for bad input that a retry will not fix.
 const EXIT_NOT_RETRIABLE: i32 = 3;
-const IMAGE: &str = "ghcr.io/scanjob/scanjob:dev";
 
 fn scanjob() -> PathBuf {
     let bin = scanjob_binary();
@@ -47,13 +46,15 @@ fn scan_job(name: &str, plan: &Planned) -> Job {
             "template": {"spec": {
                 "restartPolicy": "Never",
                 "terminationGracePeriodSeconds": 1,
+                // The test node's only network is loopback.
+                "hostNetwork": true,
                 "volumes": [
                     {"name": "root", "hostPath": {"path": root, "type": "Directory"}},
                     {"name": "toc", "hostPath": {"path": out, "type": "Directory"}},
                 ],
                 "containers": [{
                     "name": "scanjob",
-                    "image": IMAGE,
+                    "image": WORKER_IMAGE,
                     "args": ["scan", "--plan", plan.url, "--index", "$(JOB_COMPLETION_INDEX)"],
                     "env": [{"name": "SCANJOB_TERMINATION_LOG", "value": "/dev/termination-log"}],
                     "volumeMounts": [
@@ -75,8 +76,8 @@ struct Planned {
 }
 
 fn plan(ns: &TestNamespace, shards: u32) -> Planned {
-    let root = ns.kubelet_dir.join("root");
-    let out = ns.kubelet_dir.join("toc");
+    let root = ns.dir.join("root");
+    let out = ns.dir.join("toc");
     for dir in ["a", "b", "c/d"] {
         std::fs::create_dir_all(root.join(dir)).expect("creating scan root");
         std::fs::write(root.join(dir).join("file.txt"), dir).expect("writing scan root");
@@ -95,7 +96,24 @@ fn plan(ns: &TestNamespace, shards: u32) -> Planned {
         String::from_utf8_lossy(&plan.stderr)
     );
     let url = format!("file://{}", find_plan(&out).display());
+    // The pods run as the image's user, 65532: the shards' output must be theirs to write.
+    chown_tree(&out, 65532);
     Planned { root, out, url }
+}
+
+fn chown_tree(dir: &Path, uid: u32) {
+    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).expect("chown");
+    for entry in std::fs::read_dir(dir)
+        .expect("listing the output")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            chown_tree(&path, uid);
+        } else {
+            std::os::unix::fs::chown(&path, Some(uid), Some(uid)).expect("chown");
+        }
+    }
 }
 
 /// Parses a Job's index list ("0,2-4") into its indexes.
@@ -158,13 +176,12 @@ fn termination_message(pod: &Pod) -> &str {
     terminated.and_then(|t| t.message.as_deref()).unwrap_or("")
 }
 
-/// Plans `shards` shards in a fresh namespace, runs the 3-completion scan Job under the kubelet
-/// stand-in and waits for it to finish: the namespace, the plan, the finished Job and a
+/// Plans `shards` shards in a fresh namespace, runs the 3-completion scan Job on the node and
+/// waits for it to finish: the namespace, the plan, the finished Job and a
 /// description of its pods for failure messages.
 async fn run_scan_job(test: &str, shards: u32) -> (TestNamespace, Planned, Job, String) {
-    let mut ns = TestNamespace::create(test).await;
+    let ns = TestNamespace::create(test).await;
     let planned = plan(&ns, shards);
-    ns.start_kubelet(ns.kubelet_config());
     ns.api::<Job>()
         .create(&PostParams::default(), &scan_job("scan", &planned))
         .await

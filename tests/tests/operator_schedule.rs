@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Timelike, Utc};
 use kube::api::{Patch, PatchParams};
 use scanjob_e2e::operator::{
-    Harness, OperatorProcess, job_names, scanjob_events, scanjob_yaml, small_tree, wrapper_image,
+    Harness, OperatorProcess, job_names, scanjob_events, scanjob_yaml, scanjob_yaml_with_worker,
+    small_tree,
 };
 use scanjob_operator::crd::{Phase, ScanJob};
 
@@ -60,8 +61,8 @@ fn count(events: &[(String, String)], reason: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_per_minute_schedule_runs_every_minute_keeps_its_history_limit_and_suspends() {
-    let h = Harness::start("sched-minute", &[]).await;
-    let root = h.ns.kubelet_dir.join("tree");
+    let h = Harness::start("sched-minute").await;
+    let root = h.ns.dir.join("tree");
     small_tree(&root, 3, 20);
     h.apply(&scanjob_yaml(
         "minutely",
@@ -162,16 +163,16 @@ async fn a_per_minute_schedule_runs_every_minute_keeps_its_history_limit_and_sus
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forbid_skips_a_tick_while_a_run_is_active() {
-    let scripts = std::env::temp_dir().join(format!("scanjob-e2e-forbid-{}", std::process::id()));
-    let slow = wrapper_image(&scripts, "slow-scanjob", r#"[ "$1" = scan ] && sleep 75"#);
-    let h = Harness::start("sched-forbid", &[("slow-scanjob", slow)]).await;
-    let root = h.ns.kubelet_dir.join("tree");
+    let slow = scanjob_e2e::node::wrapper_image("slower-scanjob", r#"[ "$1" = scan ] && sleep 75"#);
+    let h = Harness::start("sched-forbid").await;
+    let root = h.ns.dir.join("tree");
     small_tree(&root, 2, 5);
-    h.apply(&scanjob_yaml(
+    h.apply(&scanjob_yaml_with_worker(
         "forbid",
         &root,
         &h.url,
-        "  schedule: '* * * * *'\n  concurrencyPolicy: Forbid\n  worker: {image: 'example.com/slow-scanjob:1'}\n",
+        &format!("image: '{slow}'"),
+        "  schedule: '* * * * *'\n  concurrencyPolicy: Forbid\n",
     ));
     let events = wait_events(
         &h,
@@ -192,18 +193,17 @@ async fn forbid_skips_a_tick_while_a_run_is_active() {
     );
     assert!(st.current_run.is_some(), "the first run is still active");
     assert!(st.concurrent_runs.is_empty());
-    let _ = std::fs::remove_dir_all(&scripts);
     h.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_back_from_an_outage_honours_starting_deadline_seconds() {
-    let mut h = Harness::start("sched-outage", &[]).await;
+    let mut h = Harness::start("sched-outage").await;
     // The operator is away while the schedule comes due.
     if let Some(op) = h.operator.take() {
         op.kill();
     }
-    let root = h.ns.kubelet_dir.join("tree");
+    let root = h.ns.dir.join("tree");
     small_tree(&root, 2, 5);
     for (name, deadline) in [("strict", 10), ("lenient", 3600)] {
         h.apply(&scanjob_yaml(

@@ -4,7 +4,8 @@
     python read_snapshot.py --exists s3://bucket/key      prints true or false
 
 Prints JSON: the manifest, the rows of the table of contents by kind, bytes in files, the
-number of distinct paths, and the shards the rows came from. S3 settings come from AWS_*.
+number of distinct paths, the shards the rows came from, and the errors table's rows (path and
+kind). S3 settings come from AWS_*.
 """
 import collections
 import json
@@ -40,6 +41,11 @@ def main(url):
     table = pq.read_table(files, filesystem=fs, columns=["path", "kind", "size", "shard"])
     kinds = collections.Counter(table.column("kind").to_pylist())
     file_sizes = pc.filter(table.column("size"), pc.equal(table.column("kind"), "file"))
+    errors = []
+    if manifest.get("error_files"):
+        err = pq.read_table([f"{base}/{f['path']}" for f in manifest["error_files"]], filesystem=fs)
+        errors = [{"path": p.decode("utf-8", "replace"), "kind": k}
+                  for p, k in zip(err.column("path").to_pylist(), err.column("kind").to_pylist())]
     print(json.dumps({
         "manifest": manifest,
         "latest": latest,
@@ -48,6 +54,7 @@ def main(url):
         "file_bytes": pc.sum(file_sizes).as_py() or 0,
         "distinct_paths": pc.count_distinct(table.column("path")).as_py(),
         "shards": sorted(set(table.column("shard").to_pylist())),
+        "errors": sorted(errors, key=lambda e: e["path"]),
     }))
 
 

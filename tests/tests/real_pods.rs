@@ -1,0 +1,423 @@
+//! What only a real node shows: the security context the kernel enforces on a worker container,
+//! the identity that reads a whole store, a scan container killed or its pod deleted in the
+//! middle of a shard, a shard past its deadline, an OOM-killed merge, and the merge's pool sized
+//! from its cgroup. Tests read the container's process on the host (`/proc`) through containerd,
+//! and check the published rows against the tree.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams};
+use scanjob_e2e::cluster::phase;
+use scanjob_e2e::node::{container_id, container_pid, kill, mount_options, proc_status};
+use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_events, scanjob_yaml_with_worker};
+use scanjob_operator::crd::{Phase, ScanJob};
+use serde_json::Value;
+
+/// A tree of `dirs` directories of `files` files, plus `locked/` (mode 000, 3 files of 999 bytes)
+/// and `private/` (owned by uid 1000, mode 700, 2 files): what a scan pod's identity may not read.
+/// Returns the file count a reader of everything sees.
+fn tree_with_private_dirs(root: &Path, dirs: usize, files: usize) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let n = scanjob_e2e::operator::small_tree(root, dirs, files);
+    let locked = root.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    for i in 0..3 {
+        std::fs::write(locked.join(format!("secret-{i}.dat")), vec![b's'; 999]).unwrap();
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let private = root.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    for i in 0..2 {
+        let f = private.join(format!("notes-{i}.txt"));
+        std::fs::write(&f, b"mine").unwrap();
+        std::os::unix::fs::chown(&f, Some(1000), Some(1000)).unwrap();
+    }
+    std::os::unix::fs::chown(&private, Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    n + 5
+}
+
+/// The first running scan container of ScanJob `name` (of shard `index` when given): its pod and
+/// host pid, waiting up to two minutes.
+async fn running_scan_container(h: &Harness, name: &str, index: Option<&str>) -> (Pod, u32) {
+    let selector = format!("scanjob.dev/name={name},scanjob.dev/step=scan");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let pods =
+            h.ns.api::<Pod>()
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .expect("listing scan pods");
+        for pod in pods.items {
+            let of_index = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                .map(String::as_str);
+            if phase(&pod) != "Running" || index.is_some_and(|i| of_index != Some(i)) {
+                continue;
+            }
+            if let Some(pid) = container_id(&pod).and_then(|id| container_pid(&id)) {
+                return (pod, pid);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no running scan container of {name} after 2 min:\n  {}",
+            h.ns.describe_pods().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn success(sj: &ScanJob) -> scanjob_operator::crd::SuccessfulRun {
+    sj.status
+        .as_ref()
+        .and_then(|s| s.last_successful_run.clone())
+        .expect("lastSuccessfulRun")
+}
+
+fn error_paths(snap: &Value) -> Vec<String> {
+    snap["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["path"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Two shards scanned at once, each retried up to twice.
+const TWO_SHARDS: &str = "  shards: 2\n  parallelism: 2\n  backoffLimitPerShard: 2\n";
+
+/// `yaml` with `spec.source.maxOpsPerSecond: ops`: a scan slow enough to look at (the budget is
+/// split between the scan pods).
+fn slowed(yaml: String, ops: u32) -> String {
+    let slowed = yaml.replace(
+        "\n  source:\n",
+        &format!("\n  source:\n    maxOpsPerSecond: {ops}\n"),
+    );
+    assert_ne!(slowed, yaml, "no spec.source in {yaml}");
+    slowed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_container_runs_as_65532_with_no_capability_and_a_read_only_root() {
+    let h = Harness::start("pods-hardened").await;
+    let root = h.ns.dir.join("tree");
+    let files = tree_with_private_dirs(&root, 2, 300);
+    h.apply(&slowed(
+        scanjob_yaml_with_worker("hardened", &root, &h.url, "", TWO_SHARDS),
+        80,
+    ));
+    let (pod, pid) = running_scan_container(&h, "hardened", None).await;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    assert!(exe.ends_with("scanjob"), "pid {pid} runs {}", exe.display());
+    // What the kernel holds the process to, not what the pod spec asks for.
+    assert_eq!(
+        proc_status(pid, "Uid").as_deref(),
+        Some("65532\t65532\t65532\t65532")
+    );
+    assert_eq!(
+        proc_status(pid, "Gid").as_deref(),
+        Some("65532\t65532\t65532\t65532")
+    );
+    assert_eq!(
+        proc_status(pid, "CapEff").as_deref(),
+        Some("0000000000000000")
+    );
+    assert_eq!(
+        proc_status(pid, "CapBnd").as_deref(),
+        Some("0000000000000000")
+    );
+    assert_eq!(proc_status(pid, "NoNewPrivs").as_deref(), Some("1"));
+    assert_eq!(
+        proc_status(pid, "Seccomp").as_deref(),
+        Some("2"),
+        "RuntimeDefault is a seccomp filter"
+    );
+    let ro = |path: &str| {
+        mount_options(pid, path)
+            .unwrap_or_else(|| panic!("{path} is not a mount of pid {pid}"))
+            .split(',')
+            .any(|o| o == "ro")
+    };
+    assert!(ro("/"), "the root file system is read-only");
+    assert!(ro("/scan"), "the source is mounted read-only");
+    assert!(!ro("/tmp"), "the scratch volume is writable");
+    let pod_spec = pod.spec.as_ref().unwrap();
+    assert_eq!(pod_spec.host_network, Some(true));
+
+    let sj = h.wait_finished("hardened", Phase::Succeeded).await;
+    let snap = read_snapshot(&success(&sj).snapshot);
+    // uid 65532 may not list locked/ nor private/: two error rows, their 5 files missing.
+    assert_eq!(snap["kinds"]["file"], Value::from(files - 5), "{snap}");
+    assert_eq!(error_paths(&snap), ["locked", "private"], "{snap}");
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_all_files_lists_every_entry_and_root_without_it_does_not() {
+    let h = Harness::start("pods-identity").await;
+    let root = h.ns.dir.join("tree");
+    let files = tree_with_private_dirs(&root, 2, 120);
+
+    // uid 0 with every capability dropped is no better than any uid at a mode-700 directory of
+    // another user, or a mode-000 one.
+    h.apply(&scanjob_yaml_with_worker(
+        "root-no-caps",
+        &root,
+        &h.url,
+        "runAsUser: 0",
+        "  shards: 1\n",
+    ));
+    let sj = h.wait_finished("root-no-caps", Phase::Succeeded).await;
+    let snap = read_snapshot(&success(&sj).snapshot);
+    assert_eq!(snap["kinds"]["file"], Value::from(files - 5), "{snap}");
+    assert_eq!(error_paths(&snap), ["locked", "private"], "{snap}");
+
+    // The opt-in: uid 0 and CAP_DAC_READ_SEARCH, nothing else. Every entry is a row.
+    let url = format!("{}-all", h.url);
+    h.apply(&slowed(
+        scanjob_yaml_with_worker(
+            "read-all",
+            &root,
+            &url,
+            "runAsUser: 0, readAllFiles: true",
+            TWO_SHARDS,
+        ),
+        40,
+    ));
+    let (_, pid) = running_scan_container(&h, "read-all", None).await;
+    assert_eq!(proc_status(pid, "Uid").as_deref(), Some("0\t0\t0\t0"));
+    // CAP_DAC_READ_SEARCH is capability 2.
+    assert_eq!(
+        proc_status(pid, "CapEff").as_deref(),
+        Some("0000000000000004")
+    );
+    assert_eq!(
+        proc_status(pid, "CapBnd").as_deref(),
+        Some("0000000000000004")
+    );
+    assert_eq!(proc_status(pid, "NoNewPrivs").as_deref(), Some("1"));
+    let sj = h.wait_finished("read-all", Phase::Succeeded).await;
+    let snap = read_snapshot(&success(&sj).snapshot);
+    assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(error_paths(&snap), Vec::<String>::new(), "{snap}");
+    assert_eq!(snap["distinct_paths"], snap["rows"], "{snap}");
+    h.delete().await;
+}
+
+/// Runs ScanJob `name` over a fresh tree, does `fault` to shard 1's running container, and
+/// checks that the run publishes every file exactly once. Returns the harness, the pod the fault
+/// hit and the pods of shard 1 after the run, for the caller's own checks.
+async fn a_shard_survives(
+    test: &str,
+    name: &str,
+    fault: impl AsyncFnOnce(&Harness, &Pod, u32),
+) -> (Harness, Pod, Vec<Pod>) {
+    let h = Harness::start(test).await;
+    let root = h.ns.dir.join("tree");
+    let files = scanjob_e2e::operator::small_tree(&root, 4, 150);
+    h.apply(&slowed(
+        scanjob_yaml_with_worker(name, &root, &h.url, "", TWO_SHARDS),
+        80,
+    ));
+    let (pod, pid) = running_scan_container(&h, name, Some("1")).await;
+    // Let it write some of its rows first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fault(&h, &pod, pid).await;
+    let sj = h.wait_finished(name, Phase::Succeeded).await;
+    let done = success(&sj);
+    let snap = read_snapshot(&done.snapshot);
+    assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(snap["distinct_paths"], snap["rows"], "no row twice: {snap}");
+    assert_eq!(snap["shards"], serde_json::json!([0, 1]), "{snap}");
+    let reasons: Vec<String> = scanjob_events(&h.ns, name)
+        .await
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(reasons.first().map(String::as_str), Some("RunStarted"));
+    assert_eq!(reasons.last().map(String::as_str), Some("RunSucceeded"));
+    let of_shard_1 =
+        h.ns.api::<Pod>()
+            .list(
+                &ListParams::default()
+                    .labels(&format!("scanjob.dev/name={name},scanjob.dev/step=scan")),
+            )
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                    .is_some_and(|i| i == "1")
+            })
+            .collect();
+    (h, pod, of_shard_1)
+}
+
+fn exit_code(pod: &Pod) -> Option<i32> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    Some(status.state.as_ref()?.terminated.as_ref()?.exit_code)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_process_killed_mid_shard_is_retried_with_no_row_lost_or_doubled() {
+    let (h, killed, pods) =
+        a_shard_survives("pods-kill", "killed", async |_, _, pid| kill(pid)).await;
+    let of = |uid: &Option<String>| pods.iter().find(|p| &p.metadata.uid == uid);
+    let first = of(&killed.metadata.uid).expect("the killed pod is kept");
+    assert_eq!(exit_code(first), Some(137), "SIGKILL: {:?}", first.status);
+    assert_eq!(phase(first), "Failed");
+    assert!(
+        pods.iter()
+            .any(|p| p.metadata.uid != killed.metadata.uid && phase(p) == "Succeeded"),
+        "a second pod of shard 1 succeeded:\n  {}",
+        h.ns.describe_pods().await
+    );
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_pod_deleted_mid_shard_is_retried_with_no_row_lost_or_doubled() {
+    let (h, deleted, pods) = a_shard_survives("pods-delete", "deleted", async |h, pod, _| {
+        let name = pod.metadata.name.as_deref().unwrap();
+        h.ns.api::<Pod>()
+            .delete(name, &DeleteParams::default().grace_period(1))
+            .await
+            .expect("deleting the scan pod");
+    })
+    .await;
+    assert!(
+        pods.iter()
+            .any(|p| p.metadata.uid != deleted.metadata.uid && phase(p) == "Succeeded"),
+        "a new pod of shard 1 succeeded:\n  {}",
+        h.ns.describe_pods().await
+    );
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_shard_ends_at_its_deadline_and_fails_the_run_saying_so() {
+    // Shard 1 never returns (its process sleeps on, as one blocked on a dead mount would).
+    let hung = scanjob_e2e::node::wrapper_image(
+        "hung-scanjob",
+        r#"[ "$1" = scan ] && [ "$JOB_COMPLETION_INDEX" = 1 ] && exec sleep 3600"#,
+    );
+    let h = Harness::start("pods-deadline").await;
+    let root = h.ns.dir.join("tree");
+    scanjob_e2e::operator::small_tree(&root, 2, 10);
+    h.apply(&scanjob_yaml_with_worker(
+        "hung",
+        &root,
+        &h.url,
+        &format!("image: '{hung}', activeDeadlineSeconds: 8"),
+        "  shards: 2\n  parallelism: 2\n  backoffLimitPerShard: 0\n  maxFailedShards: 0\n",
+    ));
+    let sj = h.wait_finished("hung", Phase::Failed).await;
+    let last = sj.status.as_ref().unwrap().last_run.clone().unwrap();
+    assert_eq!(last.reason, "ShardsFailed", "{last:?}");
+    assert!(
+        last.message.contains("DeadlineExceeded") || last.message.contains("deadline"),
+        "the message says the shard ran out of time: {}",
+        last.message
+    );
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_termination_message_reaches_the_status_and_the_merge_pool_follows_the_pod_limit() {
+    let h = Harness::start("pods-message").await;
+    let root = h.ns.dir.join("tree");
+    let files = scanjob_e2e::operator::small_tree(&root, 3, 7);
+    h.apply(&scanjob_yaml_with_worker(
+        "message",
+        &root,
+        &h.url,
+        "resources: {limits: {memory: 256Mi}}",
+        "  shards: 1\n",
+    ));
+    let sj = h.wait_finished("message", Phase::Succeeded).await;
+    assert_eq!(success(&sj).files, files as i64);
+    // The merge pod's terminated state carries the worker's JSON, as the kubelet read it from
+    // /dev/termination-log.
+    let pods =
+        h.ns.api::<Pod>()
+            .list(&ListParams::default().labels("scanjob.dev/name=message,scanjob.dev/step=merge"))
+            .await
+            .unwrap()
+            .items;
+    let message = pods
+        .iter()
+        .find_map(|p| {
+            p.status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .message
+                .clone()
+        })
+        .expect("a termination message on the merge pod");
+    let report: Value = serde_json::from_str(&message).expect("JSON");
+    assert_eq!(report["files"], Value::from(files), "{report}");
+    // The merge sized its query pool from its own cgroup: half of the 256 MiB limit.
+    let merge_pod = pods[0].metadata.name.as_deref().unwrap();
+    let log = scanjob_e2e::node::pod_logs(&h.ns.name, merge_pod);
+    let pool = log
+        .lines()
+        .find(|l| l.contains("query memory pool"))
+        .unwrap_or_else(|| panic!("no pool line in the merge log:\n{log}"));
+    assert!(pool.contains(&(128u64 << 20).to_string()), "{pool}");
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oom_killed_merge_fails_the_run_with_a_message_that_says_so() {
+    // The merge step holds 200 MB in a pod limited to 96 MiB: the kernel kills it.
+    let greedy = scanjob_e2e::node::wrapper_image(
+        "greedy-merge",
+        r#"if [ "$1" = merge ]; then x=$(head -c 200000000 /dev/zero | tr '\0' a); echo "${#x}"; fi"#,
+    );
+    let h = Harness::start("pods-oom").await;
+    let root = h.ns.dir.join("tree");
+    scanjob_e2e::operator::small_tree(&root, 2, 10);
+    h.apply(&scanjob_yaml_with_worker(
+        "oom",
+        &root,
+        &h.url,
+        &format!("image: '{greedy}', resources: {{limits: {{memory: 96Mi}}}}"),
+        "  shards: 1\n  backoffLimitPerShard: 1\n",
+    ));
+    let sj = h.wait_finished("oom", Phase::Failed).await;
+    let last = sj.status.as_ref().unwrap().last_run.clone().unwrap();
+    assert_eq!(last.reason, "MergeFailed", "{last:?}");
+    assert!(
+        last.message.contains("OOMKilled"),
+        "the message names the OOM kill: {}",
+        last.message
+    );
+    // backoffLimitPerShard 1: the merge ran twice before the run failed.
+    let merges =
+        h.ns.api::<Pod>()
+            .list(&ListParams::default().labels("scanjob.dev/name=oom,scanjob.dev/step=merge"))
+            .await
+            .unwrap()
+            .items;
+    assert_eq!(merges.len(), 2, "{}", h.ns.describe_pods().await);
+    for pod in &merges {
+        assert_eq!(exit_code(pod), Some(137), "{:?}", pod.status);
+    }
+    h.delete().await;
+}
