@@ -12,6 +12,20 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$SCANJOB_CACHE" "$KUBE_BIN" "$TOOLS_BIN"
 
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed ($2)"; }
+
+# apt_install WHAT PACKAGE...: Debian packages, or a failure that names WHAT and the packages.
+apt_install() {
+  local what=$1 sudo=
+  shift
+  log "installing $* from Debian"
+  command -v apt-get >/dev/null 2>&1 || die "$what is missing and there is no apt-get to install $*"
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq || die "apt-get update failed (needed for $*)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+  # A package's own service (etcd, containerd) would run beside the ones the tests start.
+  $sudo systemctl disable --now etcd containerd >/dev/null 2>&1 || true
+}
 need curl "apt-get install curl"
 need openssl "apt-get install openssl"
 need go "Go $GO_REQUIRED_MINOR is needed to build Kubernetes"
@@ -26,16 +40,7 @@ case "$go_version" in
 esac
 
 # --- etcd -------------------------------------------------------------------------------------
-if ! command -v etcd >/dev/null 2>&1; then
-  log "installing $ETCD_PACKAGE from Debian"
-  command -v apt-get >/dev/null 2>&1 || die "etcd is missing and there is no apt-get to install $ETCD_PACKAGE"
-  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq || die "apt-get update failed (needed for $ETCD_PACKAGE)"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$ETCD_PACKAGE" >/dev/null \
-    || die "apt-get install $ETCD_PACKAGE failed"
-  # The Debian package starts a system etcd on 2379; the tests run their own on loopback.
-  $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
-fi
+command -v etcd >/dev/null 2>&1 || apt_install etcd "$ETCD_PACKAGE"
 command -v etcd >/dev/null 2>&1 || die "etcd not found after installing $ETCD_PACKAGE"
 
 # --- The node's container runtime ---------------------------------------------------------------
@@ -47,27 +52,11 @@ node_ok() {
   command -v containerd >/dev/null && command -v runc >/dev/null && command -v ctr >/dev/null \
     && [ -x /usr/lib/cni/loopback ] && [ -x /usr/bin/catatonit ] && [ -x /bin/busybox ] && command -v strip >/dev/null
 }
-if ! node_ok; then
-  log "installing ${NODE_PACKAGES[*]} from Debian"
-  command -v apt-get >/dev/null 2>&1 || die "the container runtime is missing and there is no apt-get to install ${NODE_PACKAGES[*]}"
-  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq || die "apt-get update failed (needed for ${NODE_PACKAGES[*]})"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${NODE_PACKAGES[@]}" >/dev/null \
-    || die "apt-get install ${NODE_PACKAGES[*]} failed"
-  # A package's own service would run a second containerd on the default socket.
-  $sudo systemctl disable --now containerd >/dev/null 2>&1 || true
-fi
+node_ok || apt_install "the container runtime" "${NODE_PACKAGES[@]}"
 node_ok || die "containerd, runc, the CNI loopback plugin, catatonit, busybox or strip missing after installing ${NODE_PACKAGES[*]}"
 
 # --- Chromium (renders report.html headless in the report test) -------------------------------
-if ! command -v chromium >/dev/null 2>&1; then
-  log "installing chromium from Debian"
-  command -v apt-get >/dev/null 2>&1 || die "chromium is missing and there is no apt-get to install it"
-  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq || die "apt-get update failed (needed for chromium)"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null \
-    || die "apt-get install chromium failed"
-fi
+command -v chromium >/dev/null 2>&1 || apt_install chromium chromium
 command -v chromium >/dev/null 2>&1 || die "chromium not found after installing it"
 
 # --- Kubernetes -------------------------------------------------------------------------------

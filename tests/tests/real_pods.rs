@@ -304,28 +304,45 @@ async fn a_scan_pod_deleted_mid_shard_is_retried_with_no_row_lost_or_doubled() {
     h.delete().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_hung_shard_ends_at_its_deadline_and_fails_the_run_saying_so() {
-    // Shard 1 never returns (its process sleeps on, as one blocked on a dead mount would).
-    let hung = scanjob_e2e::node::wrapper_image(
-        "hung-scanjob",
-        r#"[ "$1" = scan ] && [ "$JOB_COMPLETION_INDEX" = 1 ] && exec sleep 3600"#,
-    );
-    let h = Harness::start("pods-deadline").await;
+/// Runs ScanJob `name` over a small tree with the worker image wrapped by `script` (see
+/// [`scanjob_e2e::node::wrapper_image`]) and `worker` / `spec` YAML, and returns how the run
+/// failed once it has.
+async fn a_failed_run(
+    h: &Harness,
+    name: &str,
+    script: &str,
+    worker: &str,
+    spec: &str,
+) -> scanjob_operator::crd::FinishedRun {
+    let image = scanjob_e2e::node::wrapper_image(&format!("{name}-scanjob"), script);
     let root = h.ns.dir.join("tree");
     scanjob_e2e::operator::small_tree(&root, 2, 10);
     h.apply(&scanjob_yaml_with_worker(
-        "hung",
+        name,
         &root,
         &h.url,
-        &format!("image: '{hung}', activeDeadlineSeconds: 8"),
-        "  shards: 2\n  parallelism: 2\n  backoffLimitPerShard: 0\n  maxFailedShards: 0\n",
+        &format!("image: '{image}', {worker}"),
+        spec,
     ));
-    let sj = h.wait_finished("hung", Phase::Failed).await;
-    let last = sj.status.as_ref().unwrap().last_run.clone().unwrap();
+    let sj = h.wait_finished(name, Phase::Failed).await;
+    sj.status.and_then(|s| s.last_run).expect("lastRun")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_shard_ends_at_its_deadline_and_fails_the_run_saying_so() {
+    let h = Harness::start("pods-deadline").await;
+    // Shard 1 never returns (its process sleeps on, as one blocked on a dead mount would).
+    let last = a_failed_run(
+        &h,
+        "hung",
+        r#"[ "$1" = scan ] && [ "$JOB_COMPLETION_INDEX" = 1 ] && exec sleep 3600"#,
+        "activeDeadlineSeconds: 8",
+        "  shards: 2\n  parallelism: 2\n  backoffLimitPerShard: 0\n  maxFailedShards: 0\n",
+    )
+    .await;
     assert_eq!(last.reason, "ShardsFailed", "{last:?}");
     assert!(
-        last.message.contains("DeadlineExceeded") || last.message.contains("deadline"),
+        last.message.contains("shard 1: DeadlineExceeded"),
         "the message says the shard ran out of time: {}",
         last.message
     );
@@ -385,23 +402,16 @@ async fn the_termination_message_reaches_the_status_and_the_merge_pool_follows_t
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oom_killed_merge_fails_the_run_with_a_message_that_says_so() {
-    // The merge step holds 200 MB in a pod limited to 96 MiB: the kernel kills it.
-    let greedy = scanjob_e2e::node::wrapper_image(
-        "greedy-merge",
-        r#"if [ "$1" = merge ]; then x=$(head -c 200000000 /dev/zero | tr '\0' a); echo "${#x}"; fi"#,
-    );
     let h = Harness::start("pods-oom").await;
-    let root = h.ns.dir.join("tree");
-    scanjob_e2e::operator::small_tree(&root, 2, 10);
-    h.apply(&scanjob_yaml_with_worker(
+    // The merge step holds 200 MB in a pod limited to 96 MiB: the kernel kills it.
+    let last = a_failed_run(
+        &h,
         "oom",
-        &root,
-        &h.url,
-        &format!("image: '{greedy}', resources: {{limits: {{memory: 96Mi}}}}"),
+        r#"if [ "$1" = merge ]; then x=$(head -c 200000000 /dev/zero | tr '\0' a); echo "${#x}"; fi"#,
+        "resources: {limits: {memory: 96Mi}}",
         "  shards: 1\n  backoffLimitPerShard: 1\n",
-    ));
-    let sj = h.wait_finished("oom", Phase::Failed).await;
-    let last = sj.status.as_ref().unwrap().last_run.clone().unwrap();
+    )
+    .await;
     assert_eq!(last.reason, "MergeFailed", "{last:?}");
     assert!(
         last.message.contains("OOMKilled"),
