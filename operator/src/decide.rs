@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use serde::Deserialize;
+use scanjob_contract::layout::run_id;
+use scanjob_contract::termination::{PhaseResult, TerminationMessage};
 
 use crate::build::{JobRequest, Step};
 use crate::crd::{
@@ -66,37 +67,16 @@ pub struct Decision {
     pub requeue_after: std::time::Duration,
 }
 
-/// What the plan pod reports (the worker's termination message).
-#[derive(Debug, Deserialize)]
-struct PlanReport {
-    shards: i32,
-}
-
-/// What the merge pod reports.
-#[derive(Debug, Deserialize)]
-struct MergeReport {
-    snapshot: String,
-    files: u64,
-    directories: u64,
-    bytes: u64,
-    #[serde(default)]
-    errors: u64,
-    #[serde(default)]
-    missing_shards: Vec<u32>,
-}
-
-/// What a failed worker reports.
-#[derive(Debug, Deserialize)]
-struct ErrorReport {
-    error: String,
-    message: String,
+/// A pod's termination message, when it is the worker's JSON.
+fn termination(message: &str) -> Option<TerminationMessage> {
+    serde_json::from_str(message).ok()
 }
 
 /// A failed pod's message for humans: the worker's `label: message`, or the raw text.
 fn failure_text(message: &str) -> String {
-    match serde_json::from_str::<ErrorReport>(message) {
-        Ok(e) => format!("{}: {}", e.error, e.message),
-        Err(_) => message.trim().to_owned(),
+    match termination(message) {
+        Some(TerminationMessage::Failure(e)) => format!("{}: {}", e.error, e.message),
+        _ => message.trim().to_owned(),
     }
 }
 
@@ -106,11 +86,6 @@ pub fn to_time(t: DateTime<Utc>) -> Time {
 
 pub fn from_time(t: &Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
-}
-
-/// A run id from its scheduled time, as the worker formats it.
-pub fn run_id(at: DateTime<Utc>) -> String {
-    at.format("%Y%m%dt%H%M%Sz").to_string()
 }
 
 /// Counts the indexes in a Job's index list ("0,2-4" has 4).
@@ -236,8 +211,12 @@ impl Ctx<'_> {
                 }
                 let shards = jobs
                     .report(Step::Plan, None, true)
-                    .and_then(|r| serde_json::from_str::<PlanReport>(&r.message).ok())
-                    .map(|p| p.shards)
+                    .and_then(|r| match termination(&r.message) {
+                        Some(TerminationMessage::Success(PhaseResult::Plan(p))) => {
+                            i32::try_from(p.shards).ok()
+                        }
+                        _ => None,
+                    })
                     .filter(|&n| n >= 1)
                     .unwrap_or(self.sj.spec.shards);
                 run.shards = ShardCounts {
@@ -304,9 +283,14 @@ impl Ctx<'_> {
                 if !merge.complete {
                     return Progress::Active(run);
                 }
-                let report = jobs
-                    .report(Step::Merge, None, true)
-                    .and_then(|r| serde_json::from_str::<MergeReport>(&r.message).ok());
+                let report = jobs.report(Step::Merge, None, true).and_then(|r| {
+                    match termination(&r.message) {
+                        Some(TerminationMessage::Success(
+                            PhaseResult::Merge(m) | PhaseResult::Run(m),
+                        )) => Some(m),
+                        _ => None,
+                    }
+                });
                 let Some(report) = report else {
                     let why = "the merge pod completed without a readable report".to_owned();
                     return Progress::Finished(

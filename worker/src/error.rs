@@ -2,10 +2,7 @@
 //! input a retry cannot fix (3) from failures a retry may fix (1), which a Job's
 //! `podFailurePolicy` uses to fail an index at once instead of retrying it.
 
-/// Exit code for failures that may pass on retry (store unreachable, I/O).
-pub const EXIT_RETRYABLE: i32 = 1;
-/// Exit code for input that is wrong and stays wrong (missing root, bad plan, index out of range).
-pub const EXIT_BAD_INPUT: i32 = 3;
+pub use scanjob_contract::exit::{EXIT_PERMANENT, EXIT_RETRYABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -89,7 +86,7 @@ impl Error {
             | Self::BadExclude { .. }
             | Self::BadPlan { .. }
             | Self::IndexOutOfRange { .. }
-            | Self::Corrupt { .. } => EXIT_BAD_INPUT,
+            | Self::Corrupt { .. } => EXIT_PERMANENT,
             Self::Incomplete { .. }
             | Self::Store { .. }
             | Self::Parquet { .. }

@@ -52,38 +52,3 @@ pub fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>> {
         reason: e.to_string(),
     })
 }
-
-/// Splits `<output>/runs/<run>[/<file>]` into the output location URL and the run id.
-pub fn split_run_url(url: &str, file: Option<&str>) -> Option<(String, String)> {
-    let mut rest = url.trim_end_matches('/');
-    if let Some(file) = file {
-        rest = rest.strip_suffix(file)?.strip_suffix('/')?;
-    }
-    let (base, run) = rest.rsplit_once('/')?;
-    let base = base.strip_suffix("/runs")?;
-    Some((base.to_string(), run.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_urls_split_into_output_and_run() {
-        assert_eq!(
-            split_run_url(
-                "s3://b/toc/runs/20261123t010000z/plan.json",
-                Some("plan.json")
-            ),
-            Some(("s3://b/toc".into(), "20261123t010000z".into()))
-        );
-        assert_eq!(
-            split_run_url("/data/toc/runs/r1/", None),
-            Some(("/data/toc".into(), "r1".into()))
-        );
-        assert_eq!(
-            split_run_url("/data/toc/r1/plan.json", Some("plan.json")),
-            None
-        );
-    }
-}
