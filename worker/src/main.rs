@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use scanjob_contract::exit::TERMINATION_LOG_ENV;
+use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_worker::error::{EXIT_RETRYABLE, Error};
 use scanjob_worker::insights::engine::EngineOptions;
 use scanjob_worker::insights::summary::human_bytes;
@@ -548,22 +548,26 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            if e.use_stderr() {
-                // The first line says what is wrong; the rest is usage help.
-                let text = e.to_string();
-                let line = text.lines().next().unwrap_or_default();
-                let message = line.strip_prefix("error: ").unwrap_or(line).to_string();
-                write_termination_log(
-                    termination_log_from_raw_args().as_ref(),
-                    Failure {
-                        error: "usage".into(),
-                        message,
-                        retryable: false,
-                    }
-                    .into(),
-                );
+            if !e.use_stderr() {
+                // --help and --version.
+                e.exit();
             }
-            e.exit();
+            // The first line says what is wrong; the rest is usage help.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or_default();
+            let message = line.strip_prefix("error: ").unwrap_or(line).to_string();
+            write_termination_log(
+                termination_log_from_raw_args().as_ref(),
+                Failure {
+                    error: "usage".into(),
+                    message,
+                    retryable: false,
+                }
+                .into(),
+            );
+            // The same command line fails the same way: a retry cannot pass.
+            let _ = e.print();
+            return ExitCode::from(EXIT_PERMANENT as u8);
         }
     };
     tracing_subscriber::fmt()

@@ -413,7 +413,7 @@ async fn publish(output: &Location, run: &str, manifest: &str) -> Result<()> {
             Err(source) => return Err(Error::store(&output.url, LATEST_PATH, source)),
         }
     }
-    Err(Error::Corrupt {
+    Err(Error::Contended {
         what: format!("{}/{LATEST_PATH}", output.url),
         reason: "changed under five consecutive conditional writes".into(),
     })
