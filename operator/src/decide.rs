@@ -56,6 +56,19 @@ pub enum Transition {
     },
 }
 
+impl Transition {
+    /// The Event's reason (and action): one per kind of transition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Transition::RunStarted { .. } => "RunStarted",
+            Transition::RunSkipped { .. } => "RunSkipped",
+            Transition::ShardFailed { .. } => "ShardFailed",
+            Transition::RunSucceeded { .. } => "RunSucceeded",
+            Transition::RunFailed { .. } => "RunFailed",
+        }
+    }
+}
+
 /// What the reconcile does next, in this order: create Jobs, delete runs, write status, emit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
