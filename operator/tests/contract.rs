@@ -63,12 +63,7 @@ fn report(
     exit_code: i32,
     message: TerminationMessage,
 ) -> PodReport {
-    PodReport {
-        step,
-        index,
-        exit_code,
-        message: message.to_line(),
-    }
+    PodReport::new(step, index, exit_code, message.to_line())
 }
 
 fn observed(jobs: RunJobs) -> Observed {
