@@ -1,5 +1,7 @@
 //! The phases of a run, each usable alone (one Kubernetes Job per phase) or chained by
-//! [`local::run_local`] on one machine: plan → scan every shard → merge.
+//! [`local::run_local`] on one machine: plan → scan every shard → merge. Each takes its
+//! request and returns what it wrote; the command line and the termination message are the
+//! binary's.
 
 pub mod local;
 pub mod merge;
