@@ -95,15 +95,14 @@ pub async fn status(api: &Api<ScanJob>, sj: &ScanJob, decision: &Decision) -> Re
 pub async fn events(recorder: &Recorder, sj: &ScanJob, transitions: &[Transition]) {
     let reference = sj.object_ref(&());
     for t in transitions {
-        let (type_, reason, note) = match t {
+        let reason = t.reason();
+        let (type_, note) = match t {
             Transition::RunStarted { run, trigger } => (
                 EventType::Normal,
-                "RunStarted",
                 format!("run {run} started ({trigger:?})"),
             ),
             Transition::RunSkipped { time, reason } => (
                 EventType::Normal,
-                "RunSkipped",
                 format!("run due at {} skipped: {reason}", time.to_rfc3339()),
             ),
             Transition::ShardFailed {
@@ -112,7 +111,6 @@ pub async fn events(recorder: &Recorder, sj: &ScanJob, transitions: &[Transition
                 message,
             } => (
                 EventType::Warning,
-                "ShardFailed",
                 format!("run {run} shard {index} failed: {message}"),
             ),
             Transition::RunSucceeded {
@@ -123,7 +121,6 @@ pub async fn events(recorder: &Recorder, sj: &ScanJob, transitions: &[Transition
                 ..
             } => (
                 EventType::Normal,
-                "RunSucceeded",
                 format!(
                     "run {run} published {files} files ({}) in {seconds:.0} s",
                     crate::decide::human_bytes(*bytes)
@@ -136,7 +133,6 @@ pub async fn events(recorder: &Recorder, sj: &ScanJob, transitions: &[Transition
                 ..
             } => (
                 EventType::Warning,
-                "RunFailed",
                 format!("run {run} failed ({reason}): {message}"),
             ),
         };

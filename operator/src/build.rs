@@ -17,10 +17,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-use crate::crd::{NAME_LABEL, RUN_LABEL, STEP_LABEL, ScanJob};
+use scanjob_contract::args::{MergeArgs, PlanArgs, ScanArgs, WalkArgs};
+use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
+use scanjob_contract::layout::{plan_path, run_dir, url_of};
 
-/// The worker's exit code for bad input a retry will not fix (`scanjob` exits 3).
-pub const EXIT_PERMANENT: i32 = 3;
+use crate::crd::{NAME_LABEL, RUN_LABEL, STEP_LABEL, ScanJob};
 /// Where the source volume is mounted in plan and scan pods.
 pub const SOURCE_MOUNT: &str = "/scan";
 /// Where pods write their one-line JSON summary; the operator copies it into the status.
@@ -103,81 +104,57 @@ fn scan_root(sj: &ScanJob) -> String {
     }
 }
 
+/// A spec number as the worker's flag type. The CRD schema keeps each in that type's range
+/// except the unbounded operations budget, which saturates rather than fail the worker's parse.
+fn flag<T: TryFrom<i64>>(value: impl Into<i64>, saturated: T) -> T {
+    T::try_from(value.into().max(0)).unwrap_or(saturated)
+}
+
+/// The worker's command line for one step (the contract crate spells the flags).
 fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
     let spec = &sj.spec;
     let url = output_url(sj);
-    let mut args: Vec<String> = match req.step {
-        Step::Plan => {
-            let mut a = vec![
-                "plan".into(),
-                scan_root(sj),
-                "--shards".into(),
-                spec.shards.to_string(),
-                "--out".into(),
-                url.clone(),
-                "--previous".into(),
-                url,
-                "--run".into(),
-                req.run.clone(),
-                "--project-level".into(),
-                spec.source.project_level.to_string(),
-            ];
-            for glob in &spec.source.exclude {
-                a.extend(["--exclude".into(), glob.clone()]);
-            }
-            if spec.source.one_file_system {
-                a.push("--one-file-system".into());
-            }
-            a
+    match req.step {
+        Step::Plan => PlanArgs {
+            root: scan_root(sj),
+            shards: flag(spec.shards, u32::MAX),
+            out: url.clone(),
+            previous: Some(url),
+            run: Some(req.run.clone()),
+            walk: WalkArgs {
+                exclude: spec.source.exclude.clone(),
+                one_file_system: spec.source.one_file_system,
+                project_level: flag(spec.source.project_level, usize::MAX),
+            },
         }
+        .to_args(),
         Step::Scan => {
-            let mut a = vec![
-                "scan".into(),
-                "--plan".into(),
-                format!("{url}/runs/{}/plan.json", req.run),
-            ];
-            if let Some(threads) = spec.worker.threads {
-                a.extend(["--threads".into(), threads.to_string()]);
-            }
             let pods = i64::from(spec.parallelism.min(req.shards).max(1));
-            let share = spec
-                .source
-                .max_ops_per_second
-                .map(|budget| (budget / pods).max(1));
-            politeness(&mut a, share, spec.source.latency_guard_milliseconds);
-            // The worker gives up a little before the pod's deadline, so it can say why and
-            // exit retryable instead of being killed mid-call.
-            if let Some(deadline) = spec.worker.active_deadline_seconds {
-                let own = (deadline - (deadline / 10).clamp(1, 60)).max(1);
-                a.extend(["--deadline-seconds".into(), own.to_string()]);
+            ScanArgs {
+                plan: url_of(&url, &plan_path(&req.run)),
+                threads: spec.worker.threads.map(|n| flag(n, usize::MAX)),
+                max_ops_per_second: spec
+                    .source
+                    .max_ops_per_second
+                    .map(|budget| flag((budget / pods).max(1), u32::MAX)),
+                latency_guard_ms: spec
+                    .source
+                    .latency_guard_milliseconds
+                    .map(|ms| flag(ms, u32::MAX)),
+                // The worker gives up a little before the pod's deadline, so it can say why
+                // and exit retryable instead of being killed mid-call.
+                deadline_seconds: spec.worker.active_deadline_seconds.map(|deadline| {
+                    flag((deadline - (deadline / 10).clamp(1, 60)).max(1), u64::MAX)
+                }),
             }
-            a
+            .to_args()
         }
-        Step::Merge => {
-            let mut a = vec![
-                "merge".into(),
-                "--run".into(),
-                format!("{url}/runs/{}", req.run),
-                "--max-missing-shards".into(),
-                spec.max_failed_shards.to_string(),
-            ];
-            if let Some(keep) = spec.output.keep_snapshots {
-                a.extend(["--keep-snapshots".into(), keep.to_string()]);
-            }
-            a
+        Step::Merge => MergeArgs {
+            run: url_of(&url, &run_dir(&req.run)),
+            max_missing_shards: flag(spec.max_failed_shards, u32::MAX),
+            keep_snapshots: spec.output.keep_snapshots.map(|k| flag(k, u32::MAX)),
         }
-    };
-    args.shrink_to_fit();
-    args
-}
-
-/// The operations budget and latency guard flags, when set.
-fn politeness(args: &mut Vec<String>, ops_per_second: Option<i64>, guard_ms: Option<i64>) {
-    if let Some(ops) = ops_per_second {
-        args.extend(["--max-ops-per-second".into(), ops.to_string()]);
-    }
-    if let Some(ms) = guard_ms {
-        args.extend(["--latency-guard-ms".into(), ms.to_string()]);
+        .to_args(),
     }
 }
 
@@ -305,7 +282,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
         args: Some(args(sj, req)),
         env: Some(vec![
             EnvVar {
-                name: "SCANJOB_TERMINATION_LOG".into(),
+                name: TERMINATION_LOG_ENV.into(),
                 value: Some(TERMINATION_LOG.into()),
                 ..EnvVar::default()
             },

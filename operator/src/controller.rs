@@ -157,3 +157,139 @@ pub fn recorder(client: Client) -> Recorder {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! The reconcile's IO against a scripted API server: a decision made from a stale copy of
+    //! the ScanJob is written nowhere and announced nowhere.
+
+    use http::Method;
+    use kube::runtime::events::Reporter;
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures::{ApiServer, Exchange};
+    use crate::metrics::OutcomeLabel;
+
+    const JOBS: &str = "/apis/batch/v1/namespaces/data/jobs";
+    const PODS: &str = "/api/v1/namespaces/data/pods";
+    const STATUS: &str = "/apis/scanjob.dev/v1alpha1/namespaces/data/scanjobs/nightly/status";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/data/events";
+
+    /// The ScanJob as a cache may still show it after its run was published: merging, while
+    /// the run's Jobs are already gone.
+    fn merging_scanjob() -> ScanJob {
+        let mut sj: ScanJob =
+            serde_saphyr::from_str(include_str!("../tests/fixtures/scanjob.yaml")).unwrap();
+        sj.metadata.resource_version = Some("41".into());
+        sj.status = Some(
+            serde_json::from_value(json!({
+                "currentRun": {
+                    "id": "20261123t000000z", "trigger": "Schedule",
+                    "scheduledTime": "2026-11-23T00:00:00Z", "startTime": "2026-11-23T00:00:02Z",
+                    "stage": "Merging",
+                    "shards": {"total": 3, "succeeded": 3, "failed": 0, "active": 0}
+                },
+                "lastScheduleTime": "2026-11-23T00:00:00Z"
+            }))
+            .unwrap(),
+        );
+        sj
+    }
+
+    fn context(server: &ApiServer) -> Arc<Context> {
+        let client = server.client();
+        Arc::new(Context {
+            client: client.clone(),
+            namespace: Some("data".into()),
+            defaults: WorkerDefaults {
+                image: "scanjob".into(),
+                service_account: "scanjob-worker".into(),
+            },
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "scanjob-operator".into(),
+                    instance: None,
+                },
+            ),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    fn empty_list(kind: &str, api_version: &str) -> serde_json::Value {
+        json!({"kind": kind, "apiVersion": api_version, "metadata": {}, "items": []})
+    }
+
+    /// The reads of one reconcile of the merging run: no Jobs, no pods.
+    fn reads() -> Vec<Exchange> {
+        vec![
+            Exchange::new(Method::GET, JOBS, 200, empty_list("JobList", "batch/v1")),
+            Exchange::new(Method::GET, PODS, 200, empty_list("PodList", "v1")),
+        ]
+    }
+
+    fn failed_runs(ctx: &Context) -> u64 {
+        ctx.metrics
+            .runs
+            .get_or_create(&OutcomeLabel {
+                outcome: "failed".into(),
+            })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn a_decision_from_a_stale_scanjob_is_dropped_and_made_again() {
+        let mut script = reads();
+        script.push(Exchange::conflict(Method::PATCH, STATUS));
+        let server = ApiServer::new(script);
+        let ctx = context(&server);
+        let action = reconcile(Arc::new(merging_scanjob()), ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_millis(500)));
+        assert_eq!(
+            server.seen(),
+            [
+                format!("GET {JOBS}"),
+                format!("GET {PODS}"),
+                format!("PATCH {STATUS}")
+            ],
+            "no Event for a run failure that was never written"
+        );
+        assert_eq!(server.unused(), 0);
+        assert_eq!(failed_runs(&ctx), 0, "nor a metric");
+    }
+
+    /// The same reconcile from a current ScanJob announces the decision: the stale path above
+    /// is the conflict's doing, not the script's.
+    #[tokio::test]
+    async fn a_decision_from_the_current_scanjob_is_written_and_announced() {
+        let mut script = reads();
+        script.push(Exchange::new(
+            Method::PATCH,
+            STATUS,
+            200,
+            serde_json::to_value(merging_scanjob()).unwrap(),
+        ));
+        script.push(Exchange::new(
+            Method::POST,
+            EVENTS,
+            201,
+            json!({
+                "apiVersion": "events.k8s.io/v1", "kind": "Event",
+                "metadata": {"name": "nightly.1", "namespace": "data"},
+                "eventTime": "2026-11-23T00:20:00.000000Z"
+            }),
+        ));
+        let server = ApiServer::new(script);
+        let ctx = context(&server);
+        let action = reconcile(Arc::new(merging_scanjob()), ctx.clone())
+            .await
+            .unwrap();
+        assert_ne!(action, Action::requeue(Duration::from_millis(500)));
+        assert_eq!(server.seen().last(), Some(&format!("POST {EVENTS}")));
+        assert_eq!(server.unused(), 0);
+        assert_eq!(failed_runs(&ctx), 1);
+    }
+}

@@ -2,6 +2,10 @@
 //! planner's output): from the ScanJob, what was observed and the time, decide the next status,
 //! the Jobs to create, the runs to delete and the events to emit. Pure: no client, no clock.
 //!
+//! [`decide`] is five steps: move the active runs on by their Jobs, see whether a run is due,
+//! start it within the concurrency policy, expire old runs beyond the history limits, and show
+//! the result ([`crate::status`]).
+//!
 //! A run's identity is written to the status before its first Job exists (stage Pending), and a
 //! step's Job is only ever created when the run moves into that step. So a restarted operator
 //! continues a run from its Jobs, and a Job removed by a TTL is never created again.
@@ -9,16 +13,17 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use serde::Deserialize;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use scanjob_contract::layout::run_id;
+use scanjob_contract::termination::Merged;
 
 use crate::build::{JobRequest, Step};
 use crate::crd::{
-    ConcurrencyPolicy, FinishedRun, Outcome, Phase, RUN_NOW_ANNOTATION, RunStatus, ScanJob,
-    ScanJobStatus, ShardCounts, SkippedSchedule, Stage, SuccessfulRun, Trigger,
+    ConcurrencyPolicy, FinishedRun, Outcome, RUN_NOW_ANNOTATION, RunStatus, ScanJob, ScanJobStatus,
+    ShardCounts, SkippedSchedule, Stage, SuccessfulRun, Trigger,
 };
 use crate::observe::{JobState, Observed, RunJobs};
-use crate::schedule::{Due, Schedule};
+use crate::schedule::{Due, Schedule, ScheduleError};
 
 /// Longest wait before looking again when nothing is due: a safety net under the watches.
 pub const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(300);
@@ -55,6 +60,19 @@ pub enum Transition {
     },
 }
 
+impl Transition {
+    /// The Event's reason (and action): one per kind of transition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Transition::RunStarted { .. } => "RunStarted",
+            Transition::RunSkipped { .. } => "RunSkipped",
+            Transition::ShardFailed { .. } => "ShardFailed",
+            Transition::RunSucceeded { .. } => "RunSucceeded",
+            Transition::RunFailed { .. } => "RunFailed",
+        }
+    }
+}
+
 /// What the reconcile does next, in this order: create Jobs, delete runs, write status, emit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -66,51 +84,12 @@ pub struct Decision {
     pub requeue_after: std::time::Duration,
 }
 
-/// What the plan pod reports (the worker's termination message).
-#[derive(Debug, Deserialize)]
-struct PlanReport {
-    shards: i32,
-}
-
-/// What the merge pod reports.
-#[derive(Debug, Deserialize)]
-struct MergeReport {
-    snapshot: String,
-    files: u64,
-    directories: u64,
-    bytes: u64,
-    #[serde(default)]
-    errors: u64,
-    #[serde(default)]
-    missing_shards: Vec<u32>,
-}
-
-/// What a failed worker reports.
-#[derive(Debug, Deserialize)]
-struct ErrorReport {
-    error: String,
-    message: String,
-}
-
-/// A failed pod's message for humans: the worker's `label: message`, or the raw text.
-fn failure_text(message: &str) -> String {
-    match serde_json::from_str::<ErrorReport>(message) {
-        Ok(e) => format!("{}: {}", e.error, e.message),
-        Err(_) => message.trim().to_owned(),
-    }
-}
-
 pub fn to_time(t: DateTime<Utc>) -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).unwrap_or_default())
 }
 
 pub fn from_time(t: &Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
-}
-
-/// A run id from its scheduled time, as the worker formats it.
-pub fn run_id(at: DateTime<Utc>) -> String {
-    at.format("%Y%m%dt%H%M%Sz").to_string()
 }
 
 /// Counts the indexes in a Job's index list ("0,2-4" has 4).
@@ -144,20 +123,458 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Decides the next step for `sj` given its observed Jobs at `now`.
+pub fn decide(sj: &ScanJob, observed: &Observed, now: DateTime<Utc>) -> Decision {
+    let schedule = Schedule::parse(sj.spec.schedule.as_deref(), sj.spec.time_zone.as_deref());
+    let mut pass = Pass::new(sj, now);
+    let mut active = pass.advance_runs(observed);
+    if let Some(due) = pass.due_run(&schedule) {
+        pass.start(due, &mut active, observed);
+    }
+    pass.status.current_run = active.pop();
+    pass.status.concurrent_runs = active;
+    pass.expire_history(observed);
+    let next = match &schedule {
+        Ok(Some(s)) if !sj.spec.suspend => s.next_after(now),
+        _ => None,
+    };
+    let old = sj.status.clone().unwrap_or_default();
+    let schedule_error = schedule.as_ref().err();
+    crate::status::show(sj, &old, &mut pass.status, next, schedule_error, now);
+    pass.decision(next)
+}
+
 /// How one active run moves on.
 enum Progress {
     Active(RunStatus),
     Finished(FinishedRun, Option<SuccessfulRun>),
 }
 
-struct Ctx<'a> {
+/// A due run: when it was scheduled and why it starts.
+struct DueRun {
+    time: DateTime<Utc>,
+    trigger: Trigger,
+}
+
+/// One reconcile's decision as it is being made.
+struct Pass<'a> {
     sj: &'a ScanJob,
     now: DateTime<Utc>,
+    /// The status being decided, from the observed one.
+    status: ScanJobStatus,
     create: Vec<JobRequest>,
+    delete_runs: Vec<String>,
     transitions: Vec<Transition>,
 }
 
-impl Ctx<'_> {
+impl<'a> Pass<'a> {
+    fn new(sj: &'a ScanJob, now: DateTime<Utc>) -> Self {
+        let mut status = sj.status.clone().unwrap_or_default();
+        status.observed_generation = sj.metadata.generation;
+        Self {
+            sj,
+            now,
+            status,
+            create: Vec::new(),
+            delete_runs: Vec::new(),
+            transitions: Vec::new(),
+        }
+    }
+
+    /// Step 1: moves every active run on by its Jobs, oldest first; returns those still active.
+    fn advance_runs(&mut self, observed: &Observed) -> Vec<RunStatus> {
+        let mut active: Vec<RunStatus> = self.status.concurrent_runs.drain(..).collect();
+        active.extend(self.status.current_run.take());
+        let empty = RunJobs::default();
+        let mut still_active = Vec::new();
+        for run in active {
+            let jobs = observed.runs.get(&run.id).unwrap_or(&empty);
+            match self.advance(run, jobs) {
+                Progress::Active(run) => still_active.push(run),
+                Progress::Finished(finished, success) => self.record_finished(finished, success),
+            }
+        }
+        still_active
+    }
+
+    fn record_finished(&mut self, finished: FinishedRun, success: Option<SuccessfulRun>) {
+        if success.is_some() {
+            self.status.last_successful_run = success;
+        }
+        if self
+            .status
+            .last_run
+            .as_ref()
+            .is_none_or(|last| last.id <= finished.id)
+        {
+            self.status.last_run = Some(finished);
+        }
+    }
+
+    /// Step 2: the run due now, by the schedule or a run-now request, if any.
+    fn due_run(&mut self, schedule: &Result<Option<Schedule>, ScheduleError>) -> Option<DueRun> {
+        let spec = &self.sj.spec;
+        let created = self
+            .sj
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(from_time)
+            .unwrap_or(self.now);
+        let handled = [
+            self.status.last_schedule_time.as_ref().map(from_time),
+            self.status
+                .last_skipped_schedule
+                .as_ref()
+                .map(|s| from_time(&s.time)),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(created);
+        let mut due = None;
+        match schedule {
+            Ok(None) if self.status.last_schedule_time.is_none() => {
+                due = Some(DueRun {
+                    time: created,
+                    trigger: Trigger::Once,
+                });
+            }
+            Ok(Some(s)) if !spec.suspend => {
+                match crate::schedule::due(s, self.now, handled, spec.starting_deadline_seconds) {
+                    Due::Run(time) => {
+                        due = Some(DueRun {
+                            time,
+                            trigger: Trigger::Schedule,
+                        })
+                    }
+                    Due::Missed(time) => self.skip(time, "MissedStartingDeadline"),
+                    Due::Nothing => {}
+                }
+            }
+            _ => {}
+        }
+        let run_now = self
+            .sj
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RUN_NOW_ANNOTATION))
+            .filter(|v| Some(*v) != self.status.last_run_now.as_ref())
+            .cloned();
+        if let Some(value) = run_now {
+            self.status.last_run_now = Some(value);
+            // A run already due this pass serves the request too.
+            if schedule.is_ok() && due.is_none() {
+                due = Some(DueRun {
+                    time: self.now,
+                    trigger: Trigger::RunNow,
+                });
+            }
+        }
+        due
+    }
+
+    /// Step 3: starts the due run within the concurrency policy.
+    fn start(&mut self, due: DueRun, active: &mut Vec<RunStatus>, observed: &Observed) {
+        let spec = &self.sj.spec;
+        let busy = !active.is_empty();
+        let start = match spec.concurrency_policy {
+            _ if !busy => true,
+            ConcurrencyPolicy::Allow => true,
+            ConcurrencyPolicy::Forbid => {
+                self.skip(due.time, "ConcurrentRunActive");
+                false
+            }
+            ConcurrencyPolicy::Replace => {
+                for run in active.drain(..) {
+                    let message = format!("replaced by the run due at {}", due.time.to_rfc3339());
+                    let finished = self.finish(&run, Outcome::Failed, "Replaced", message);
+                    self.delete_runs.push(run.id.clone());
+                    self.status.last_run = Some(finished);
+                }
+                true
+            }
+        };
+        let id = run_id(due.time);
+        let known = observed.runs.contains_key(&id)
+            || active.iter().any(|r| r.id == id)
+            || self.status.last_run.as_ref().is_some_and(|r| r.id == id);
+        if start && !known {
+            self.transitions.push(Transition::RunStarted {
+                run: id.clone(),
+                trigger: due.trigger,
+            });
+            active.push(RunStatus {
+                id,
+                trigger: due.trigger,
+                scheduled_time: to_time(due.time),
+                start_time: to_time(self.now),
+                stage: Stage::Pending,
+                shards: ShardCounts {
+                    total: spec.shards,
+                    ..ShardCounts::default()
+                },
+                failed_indexes: None,
+            });
+        }
+        if start && due.trigger != Trigger::RunNow {
+            self.status.last_schedule_time = Some(to_time(due.time));
+        }
+    }
+
+    /// Step 4: finished runs beyond the history limits lose their Jobs.
+    fn expire_history(&mut self, observed: &Observed) {
+        let spec = &self.sj.spec;
+        let active_ids: BTreeSet<&str> = self
+            .status
+            .current_run
+            .iter()
+            .chain(&self.status.concurrent_runs)
+            .map(|r| r.id.as_str())
+            .collect();
+        let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
+        for (id, jobs) in observed.runs.iter().rev() {
+            if active_ids.contains(id.as_str()) || self.delete_runs.contains(id) {
+                continue;
+            }
+            if jobs.merge.as_ref().is_some_and(|m| m.complete) {
+                succeeded.push(id.clone());
+            } else {
+                failed.push(id.clone());
+            }
+        }
+        self.delete_runs.extend(
+            succeeded
+                .into_iter()
+                .skip(spec.successful_runs_history_limit.max(0) as usize),
+        );
+        self.delete_runs.extend(
+            failed
+                .into_iter()
+                .skip(spec.failed_runs_history_limit.max(0) as usize),
+        );
+    }
+
+    /// The decision, looking again soon while a run waits for its Jobs, else at the next
+    /// scheduled time (at most [`MAX_REQUEUE`] away).
+    fn decision(self, next: Option<DateTime<Utc>>) -> Decision {
+        let pending = self
+            .status
+            .current_run
+            .as_ref()
+            .is_some_and(|r| r.stage == Stage::Pending);
+        let requeue_after = if !self.create.is_empty() || pending {
+            // The status written now records the run; its Jobs follow on the next pass.
+            std::time::Duration::from_secs(1)
+        } else {
+            next.map(|t| {
+                (t - self.now).to_std().unwrap_or_default() + std::time::Duration::from_millis(500)
+            })
+            .unwrap_or(MAX_REQUEUE)
+            .min(MAX_REQUEUE)
+        };
+        Decision {
+            create: self.create,
+            delete_runs: self.delete_runs,
+            status: self.status,
+            transitions: self.transitions,
+            requeue_after,
+        }
+    }
+
+    /// Records a scheduled time that will not run, once.
+    fn skip(&mut self, time: DateTime<Utc>, reason: &str) {
+        let already = self
+            .status
+            .last_skipped_schedule
+            .as_ref()
+            .is_some_and(|s| from_time(&s.time) >= time);
+        if already {
+            return;
+        }
+        self.status.last_skipped_schedule = Some(SkippedSchedule {
+            time: to_time(time),
+            reason: reason.to_owned(),
+        });
+        self.transitions.push(Transition::RunSkipped {
+            time,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Moves one active run on by what its Jobs say.
+    fn advance(&mut self, mut run: RunStatus, jobs: &RunJobs) -> Progress {
+        match run.stage {
+            Stage::Pending => {
+                self.request(&run, Step::Plan, 1);
+                run.stage = Stage::Planning;
+                Progress::Active(run)
+            }
+            Stage::Planning => self.after_plan(run, jobs),
+            Stage::Scanning => self.after_scan(run, jobs),
+            Stage::Merging => self.after_merge(run, jobs),
+        }
+    }
+
+    /// A planning run scans as many shards as its plan pod planned once the plan Job completes.
+    fn after_plan(&mut self, mut run: RunStatus, jobs: &RunJobs) -> Progress {
+        let Some(plan) = jobs.get(Step::Plan) else {
+            return self.vanished(&run, Step::Plan);
+        };
+        if let Some((reason, message)) = &plan.failed {
+            let why = jobs
+                .failure(Step::Plan, None)
+                .unwrap_or_else(|| format!("{reason}: {message}"));
+            return self.failed(&run, "PlanFailed", why);
+        }
+        if !plan.complete {
+            return Progress::Active(run);
+        }
+        let shards = jobs
+            .planned_shards()
+            .and_then(|n| i32::try_from(n).ok())
+            .filter(|&n| n >= 1)
+            .unwrap_or(self.sj.spec.shards);
+        run.shards = ShardCounts {
+            total: shards,
+            ..ShardCounts::default()
+        };
+        self.request(&run, Step::Scan, shards);
+        run.stage = Stage::Scanning;
+        Progress::Active(run)
+    }
+
+    /// A scanning run merges once every shard, or all but `maxFailedShards`, succeeded.
+    fn after_scan(&mut self, mut run: RunStatus, jobs: &RunJobs) -> Progress {
+        let Some(scan) = jobs.get(Step::Scan) else {
+            return self.vanished(&run, Step::Scan);
+        };
+        self.shard_progress(&mut run, scan, jobs);
+        if scan.complete {
+            self.request(&run, Step::Merge, 1);
+            run.stage = Stage::Merging;
+            return Progress::Active(run);
+        }
+        let Some((reason, message)) = &scan.failed else {
+            return Progress::Active(run);
+        };
+        let allowed = self.sj.spec.max_failed_shards;
+        if reason == "FailedIndexes" && run.shards.failed <= allowed && run.shards.succeeded > 0 {
+            self.request(&run, Step::Merge, 1);
+            run.stage = Stage::Merging;
+            return Progress::Active(run);
+        }
+        let failed = indexes(run.failed_indexes.as_deref());
+        let first = failed.iter().next().and_then(|&i| {
+            jobs.failure(Step::Scan, Some(i))
+                .map(|why| format!("shard {i}: {why}"))
+        });
+        let why = match first {
+            Some(first) => format!(
+                "{} of {} shards failed (maxFailedShards {allowed}); {first}",
+                run.shards.failed, run.shards.total
+            ),
+            None => format!("scan Job failed: {reason}: {message}"),
+        };
+        self.failed(&run, "ShardsFailed", why)
+    }
+
+    /// A merging run has succeeded once its merge pod says what it published.
+    fn after_merge(&mut self, run: RunStatus, jobs: &RunJobs) -> Progress {
+        let Some(merge) = jobs.get(Step::Merge) else {
+            return self.vanished(&run, Step::Merge);
+        };
+        if let Some((reason, message)) = &merge.failed {
+            let why = jobs
+                .failure(Step::Merge, None)
+                .unwrap_or_else(|| format!("{reason}: {message}"));
+            return self.failed(&run, "MergeFailed", why);
+        }
+        if !merge.complete {
+            return Progress::Active(run);
+        }
+        match jobs.published() {
+            Some(published) => self.published(&run, published),
+            None => self.failed(
+                &run,
+                "MergeFailed",
+                "the merge pod completed without a readable report".to_owned(),
+            ),
+        }
+    }
+
+    fn published(&mut self, run: &RunStatus, report: &Merged) -> Progress {
+        let message = format!(
+            "published {} files, {} directories, {} in files{}",
+            report.files,
+            report.directories,
+            human_bytes(report.bytes),
+            if report.missing_shards.is_empty() {
+                String::new()
+            } else {
+                format!("; shards {:?} missing", report.missing_shards)
+            }
+        );
+        let finished = self.finish(run, Outcome::Succeeded, "SnapshotPublished", message);
+        self.transitions.push(Transition::RunSucceeded {
+            run: run.id.clone(),
+            seconds: self.seconds_since_start(run),
+            files: report.files,
+            bytes: report.bytes,
+            shards: run.shards.clone(),
+        });
+        let success = SuccessfulRun {
+            id: run.id.clone(),
+            completion_time: to_time(self.now),
+            files: report.files as i64,
+            directories: report.directories as i64,
+            bytes: report.bytes as i64,
+            size: human_bytes(report.bytes),
+            errors: report.errors as i64,
+            snapshot: report.snapshot.clone(),
+            missing_shards: report
+                .missing_shards
+                .iter()
+                .map(|&i| i64::from(i))
+                .collect(),
+        };
+        Progress::Finished(finished, Some(success))
+    }
+
+    /// Shard counts from the scan Job, and an event for every newly failed shard.
+    fn shard_progress(&mut self, run: &mut RunStatus, scan: &JobState, jobs: &RunJobs) {
+        let before = indexes(run.failed_indexes.as_deref());
+        let now_failed = indexes(scan.failed_indexes.as_deref());
+        for &index in now_failed.difference(&before) {
+            let message = jobs
+                .failure(Step::Scan, Some(index))
+                .unwrap_or_else(|| "no termination message".into());
+            self.transitions.push(Transition::ShardFailed {
+                run: run.id.clone(),
+                index,
+                message,
+            });
+        }
+        run.shards.succeeded = count_indexes(scan.completed_indexes.as_deref());
+        run.shards.failed = now_failed.len() as i32;
+        run.shards.active = scan.active;
+        run.failed_indexes = scan.failed_indexes.clone();
+    }
+
+    fn vanished(&mut self, run: &RunStatus, step: Step) -> Progress {
+        let message = format!(
+            "the {} Job of run {} was deleted before it finished",
+            step.as_str(),
+            run.id
+        );
+        self.failed(run, "JobDeleted", message)
+    }
+
+    fn failed(&mut self, run: &RunStatus, reason: &str, message: String) -> Progress {
+        Progress::Finished(self.finish(run, Outcome::Failed, reason, message), None)
+    }
+
     fn finish(
         &mut self,
         run: &RunStatus,
@@ -198,511 +615,4 @@ impl Ctx<'_> {
             shards,
         });
     }
-
-    fn vanished(&mut self, run: &RunStatus, step: Step) -> Progress {
-        let message = format!(
-            "the {} Job of run {} was deleted before it finished",
-            step.as_str(),
-            run.id
-        );
-        Progress::Finished(
-            self.finish(run, Outcome::Failed, "JobDeleted", message),
-            None,
-        )
-    }
-
-    /// Moves one active run on by what its Jobs say.
-    fn advance(&mut self, mut run: RunStatus, jobs: &RunJobs) -> Progress {
-        match run.stage {
-            Stage::Pending => {
-                self.request(&run, Step::Plan, 1);
-                run.stage = Stage::Planning;
-                Progress::Active(run)
-            }
-            Stage::Planning => {
-                let Some(plan) = jobs.get(Step::Plan) else {
-                    return self.vanished(&run, Step::Plan);
-                };
-                if let Some((reason, message)) = &plan.failed {
-                    let why = jobs
-                        .report(Step::Plan, None, false)
-                        .map(|r| failure_text(&r.message))
-                        .unwrap_or_else(|| format!("{reason}: {message}"));
-                    let finished = self.finish(&run, Outcome::Failed, "PlanFailed", why);
-                    return Progress::Finished(finished, None);
-                }
-                if !plan.complete {
-                    return Progress::Active(run);
-                }
-                let shards = jobs
-                    .report(Step::Plan, None, true)
-                    .and_then(|r| serde_json::from_str::<PlanReport>(&r.message).ok())
-                    .map(|p| p.shards)
-                    .filter(|&n| n >= 1)
-                    .unwrap_or(self.sj.spec.shards);
-                run.shards = ShardCounts {
-                    total: shards,
-                    ..ShardCounts::default()
-                };
-                self.request(&run, Step::Scan, shards);
-                run.stage = Stage::Scanning;
-                Progress::Active(run)
-            }
-            Stage::Scanning => {
-                let Some(scan) = jobs.get(Step::Scan) else {
-                    return self.vanished(&run, Step::Scan);
-                };
-                self.shard_progress(&mut run, scan, jobs);
-                if scan.complete {
-                    self.request(&run, Step::Merge, 1);
-                    run.stage = Stage::Merging;
-                    return Progress::Active(run);
-                }
-                let Some((reason, message)) = &scan.failed else {
-                    return Progress::Active(run);
-                };
-                let allowed = self.sj.spec.max_failed_shards;
-                if reason == "FailedIndexes"
-                    && run.shards.failed <= allowed
-                    && run.shards.succeeded > 0
-                {
-                    self.request(&run, Step::Merge, 1);
-                    run.stage = Stage::Merging;
-                    return Progress::Active(run);
-                }
-                let failed = indexes(run.failed_indexes.as_deref());
-                let first = failed.iter().next().and_then(|&i| {
-                    jobs.report(Step::Scan, Some(i), false)
-                        .map(|r| format!("shard {i}: {}", failure_text(&r.message)))
-                });
-                let why = match first {
-                    Some(first) => format!(
-                        "{} of {} shards failed (maxFailedShards {allowed}); {first}",
-                        run.shards.failed, run.shards.total
-                    ),
-                    None => format!("scan Job failed: {reason}: {message}"),
-                };
-                Progress::Finished(
-                    self.finish(&run, Outcome::Failed, "ShardsFailed", why),
-                    None,
-                )
-            }
-            Stage::Merging => {
-                let Some(merge) = jobs.get(Step::Merge) else {
-                    return self.vanished(&run, Step::Merge);
-                };
-                if let Some((reason, message)) = &merge.failed {
-                    let why = jobs
-                        .report(Step::Merge, None, false)
-                        .map(|r| failure_text(&r.message))
-                        .unwrap_or_else(|| format!("{reason}: {message}"));
-                    return Progress::Finished(
-                        self.finish(&run, Outcome::Failed, "MergeFailed", why),
-                        None,
-                    );
-                }
-                if !merge.complete {
-                    return Progress::Active(run);
-                }
-                let report = jobs
-                    .report(Step::Merge, None, true)
-                    .and_then(|r| serde_json::from_str::<MergeReport>(&r.message).ok());
-                let Some(report) = report else {
-                    let why = "the merge pod completed without a readable report".to_owned();
-                    return Progress::Finished(
-                        self.finish(&run, Outcome::Failed, "MergeFailed", why),
-                        None,
-                    );
-                };
-                let message = format!(
-                    "published {} files, {} directories, {} in files{}",
-                    report.files,
-                    report.directories,
-                    human_bytes(report.bytes),
-                    if report.missing_shards.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; shards {:?} missing", report.missing_shards)
-                    }
-                );
-                let finished = self.finish(&run, Outcome::Succeeded, "SnapshotPublished", message);
-                self.transitions.push(Transition::RunSucceeded {
-                    run: run.id.clone(),
-                    seconds: self.seconds_since_start(&run),
-                    files: report.files,
-                    bytes: report.bytes,
-                    shards: run.shards.clone(),
-                });
-                let success = SuccessfulRun {
-                    id: run.id.clone(),
-                    completion_time: to_time(self.now),
-                    files: report.files as i64,
-                    directories: report.directories as i64,
-                    bytes: report.bytes as i64,
-                    size: human_bytes(report.bytes),
-                    errors: report.errors as i64,
-                    snapshot: report.snapshot,
-                    missing_shards: report
-                        .missing_shards
-                        .iter()
-                        .map(|&i| i64::from(i))
-                        .collect(),
-                };
-                Progress::Finished(finished, Some(success))
-            }
-        }
-    }
-
-    /// Shard counts from the scan Job, and an event for every newly failed shard.
-    fn shard_progress(&mut self, run: &mut RunStatus, scan: &JobState, jobs: &RunJobs) {
-        let before = indexes(run.failed_indexes.as_deref());
-        let now_failed = indexes(scan.failed_indexes.as_deref());
-        for &index in now_failed.difference(&before) {
-            let message = jobs
-                .report(Step::Scan, Some(index), false)
-                .map(|r| failure_text(&r.message))
-                .unwrap_or_else(|| "no termination message".into());
-            self.transitions.push(Transition::ShardFailed {
-                run: run.id.clone(),
-                index,
-                message,
-            });
-        }
-        run.shards.succeeded = count_indexes(scan.completed_indexes.as_deref());
-        run.shards.failed = now_failed.len() as i32;
-        run.shards.active = scan.active;
-        run.failed_indexes = scan.failed_indexes.clone();
-    }
-}
-
-/// A due run: when it was scheduled and why it starts.
-struct DueRun {
-    time: DateTime<Utc>,
-    trigger: Trigger,
-}
-
-/// Decides the next step for `sj` given its observed Jobs at `now`.
-pub fn decide(sj: &ScanJob, observed: &Observed, now: DateTime<Utc>) -> Decision {
-    let spec = &sj.spec;
-    let old = sj.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    status.observed_generation = sj.metadata.generation;
-    let mut ctx = Ctx {
-        sj,
-        now,
-        create: Vec::new(),
-        transitions: Vec::new(),
-    };
-    let mut delete_runs = Vec::new();
-
-    // 1. Move active runs on, oldest first.
-    let mut active: Vec<RunStatus> = status.concurrent_runs.drain(..).collect();
-    active.extend(status.current_run.take());
-    let empty = RunJobs::default();
-    let mut still_active = Vec::new();
-    for run in active {
-        let jobs = observed.runs.get(&run.id).unwrap_or(&empty);
-        match ctx.advance(run, jobs) {
-            Progress::Active(run) => still_active.push(run),
-            Progress::Finished(finished, success) => {
-                if success.is_some() {
-                    status.last_successful_run = success;
-                }
-                if status
-                    .last_run
-                    .as_ref()
-                    .is_none_or(|last| last.id <= finished.id)
-                {
-                    status.last_run = Some(finished);
-                }
-            }
-        }
-    }
-
-    // 2. Is a run due?
-    let schedule = Schedule::parse(spec.schedule.as_deref(), spec.time_zone.as_deref());
-    let created = sj
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(from_time)
-        .unwrap_or(now);
-    let handled = [
-        status.last_schedule_time.as_ref().map(from_time),
-        status
-            .last_skipped_schedule
-            .as_ref()
-            .map(|s| from_time(&s.time)),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or(created);
-    let mut due: Option<DueRun> = None;
-    match &schedule {
-        Ok(None) if status.last_schedule_time.is_none() => {
-            due = Some(DueRun {
-                time: created,
-                trigger: Trigger::Once,
-            });
-        }
-        Ok(Some(s)) if !spec.suspend => {
-            match crate::schedule::due(s, now, handled, spec.starting_deadline_seconds) {
-                Due::Run(time) => {
-                    due = Some(DueRun {
-                        time,
-                        trigger: Trigger::Schedule,
-                    })
-                }
-                Due::Missed(time) => skip(&mut status, &mut ctx, time, "MissedStartingDeadline"),
-                Due::Nothing => {}
-            }
-        }
-        _ => {}
-    }
-    let run_now = sj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(RUN_NOW_ANNOTATION))
-        .filter(|v| Some(*v) != status.last_run_now.as_ref())
-        .cloned();
-    if let Some(value) = run_now {
-        status.last_run_now = Some(value);
-        // A run already due this pass serves the request too.
-        if schedule.is_ok() && due.is_none() {
-            due = Some(DueRun {
-                time: now,
-                trigger: Trigger::RunNow,
-            });
-        }
-    }
-
-    // 3. Start it, within the concurrency policy.
-    if let Some(due) = due {
-        let busy = !still_active.is_empty();
-        let start = match spec.concurrency_policy {
-            _ if !busy => true,
-            ConcurrencyPolicy::Allow => true,
-            ConcurrencyPolicy::Forbid => {
-                skip(&mut status, &mut ctx, due.time, "ConcurrentRunActive");
-                false
-            }
-            ConcurrencyPolicy::Replace => {
-                for run in still_active.drain(..) {
-                    let message = format!("replaced by the run due at {}", due.time.to_rfc3339());
-                    let finished = ctx.finish(&run, Outcome::Failed, "Replaced", message);
-                    delete_runs.push(run.id.clone());
-                    status.last_run = Some(finished);
-                }
-                true
-            }
-        };
-        let id = run_id(due.time);
-        let known = observed.runs.contains_key(&id)
-            || still_active.iter().any(|r| r.id == id)
-            || status.last_run.as_ref().is_some_and(|r| r.id == id);
-        if start && !known {
-            ctx.transitions.push(Transition::RunStarted {
-                run: id.clone(),
-                trigger: due.trigger,
-            });
-            still_active.push(RunStatus {
-                id,
-                trigger: due.trigger,
-                scheduled_time: to_time(due.time),
-                start_time: to_time(now),
-                stage: Stage::Pending,
-                shards: ShardCounts {
-                    total: spec.shards,
-                    ..ShardCounts::default()
-                },
-                failed_indexes: None,
-            });
-        }
-        if start && due.trigger != Trigger::RunNow {
-            status.last_schedule_time = Some(to_time(due.time));
-        }
-    }
-    status.current_run = still_active.pop();
-    status.concurrent_runs = still_active;
-
-    // 4. History: finished runs beyond the limits lose their Jobs.
-    let active_ids: BTreeSet<&str> = status
-        .current_run
-        .iter()
-        .chain(&status.concurrent_runs)
-        .map(|r| r.id.as_str())
-        .collect();
-    let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
-    for (id, jobs) in observed.runs.iter().rev() {
-        if active_ids.contains(id.as_str()) || delete_runs.contains(id) {
-            continue;
-        }
-        if jobs.merge.as_ref().is_some_and(|m| m.complete) {
-            succeeded.push(id.clone());
-        } else {
-            failed.push(id.clone());
-        }
-    }
-    delete_runs.extend(
-        succeeded
-            .into_iter()
-            .skip(spec.successful_runs_history_limit.max(0) as usize),
-    );
-    delete_runs.extend(
-        failed
-            .into_iter()
-            .skip(spec.failed_runs_history_limit.max(0) as usize),
-    );
-
-    // 5. What to show.
-    let next = match &schedule {
-        Ok(Some(s)) if !spec.suspend => s.next_after(now),
-        _ => None,
-    };
-    status.next_schedule_time = next.map(to_time);
-    status.phase = Some(phase(&status));
-    status.shards = status
-        .current_run
-        .as_ref()
-        .map(|r| &r.shards)
-        .or(status.last_run.as_ref().map(|r| &r.shards))
-        .map(|s| format!("{}/{}", s.succeeded, s.total));
-    status.conditions = conditions(sj, &old, &status, schedule.as_ref().err(), now);
-
-    let requeue_after = if !ctx.create.is_empty()
-        || status
-            .current_run
-            .as_ref()
-            .is_some_and(|r| r.stage == Stage::Pending)
-    {
-        // The status written now records the run; its Jobs follow on the next pass.
-        std::time::Duration::from_secs(1)
-    } else {
-        next.map(|t| (t - now).to_std().unwrap_or_default() + std::time::Duration::from_millis(500))
-            .unwrap_or(MAX_REQUEUE)
-            .min(MAX_REQUEUE)
-    };
-    Decision {
-        create: ctx.create,
-        delete_runs,
-        status,
-        transitions: ctx.transitions,
-        requeue_after,
-    }
-}
-
-fn skip(status: &mut ScanJobStatus, ctx: &mut Ctx<'_>, time: DateTime<Utc>, reason: &str) {
-    let already = status
-        .last_skipped_schedule
-        .as_ref()
-        .is_some_and(|s| from_time(&s.time) >= time);
-    if already {
-        return;
-    }
-    status.last_skipped_schedule = Some(SkippedSchedule {
-        time: to_time(time),
-        reason: reason.to_owned(),
-    });
-    ctx.transitions.push(Transition::RunSkipped {
-        time,
-        reason: reason.to_owned(),
-    });
-}
-
-fn phase(status: &ScanJobStatus) -> Phase {
-    match (&status.current_run, &status.last_run) {
-        (Some(run), _) => match run.stage {
-            Stage::Pending | Stage::Planning => Phase::Planning,
-            Stage::Scanning => Phase::Scanning,
-            Stage::Merging => Phase::Merging,
-        },
-        (None, Some(last)) if last.outcome == Outcome::Succeeded => Phase::Succeeded,
-        (None, Some(_)) => Phase::Failed,
-        (None, None) => Phase::Idle,
-    }
-}
-
-/// Ready, Progressing and Degraded; `lastTransitionTime` moves only when a status flips.
-fn conditions(
-    sj: &ScanJob,
-    old: &ScanJobStatus,
-    status: &ScanJobStatus,
-    schedule_error: Option<&crate::schedule::ScheduleError>,
-    now: DateTime<Utc>,
-) -> Vec<Condition> {
-    let generation = sj.metadata.generation;
-    let make = |kind: &str, ok: bool, reason: &str, message: String| {
-        let previous = old.conditions.iter().find(|c| c.type_ == kind);
-        let value = if ok { "True" } else { "False" };
-        let since = match previous {
-            Some(p) if p.status == value => p.last_transition_time.clone(),
-            _ => to_time(now),
-        };
-        Condition {
-            type_: kind.to_owned(),
-            status: value.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            observed_generation: generation,
-            last_transition_time: since,
-        }
-    };
-    let ready = match &status.last_successful_run {
-        Some(s) => make(
-            "Ready",
-            true,
-            "SnapshotPublished",
-            format!("run {} published {} files ({})", s.id, s.files, s.size),
-        ),
-        None => make(
-            "Ready",
-            false,
-            "NoSnapshot",
-            "no snapshot published yet".into(),
-        ),
-    };
-    let progressing = match &status.current_run {
-        Some(run) => {
-            let reason = match run.stage {
-                Stage::Pending => "RunPending",
-                Stage::Planning => "Planning",
-                Stage::Scanning => "Scanning",
-                Stage::Merging => "Merging",
-            };
-            make(
-                "Progressing",
-                true,
-                reason,
-                format!(
-                    "run {}: {}/{} shards done",
-                    run.id, run.shards.succeeded, run.shards.total
-                ),
-            )
-        }
-        None if sj.spec.suspend => make(
-            "Progressing",
-            false,
-            "Suspended",
-            "spec.suspend is true".into(),
-        ),
-        None => make("Progressing", false, "Idle", "no run is active".into()),
-    };
-    let degraded = match (schedule_error, &status.last_run) {
-        (Some(e), _) => make("Degraded", true, e.reason(), e.to_string()),
-        (None, Some(last)) if last.outcome == Outcome::Failed => make(
-            "Degraded",
-            true,
-            &last.reason,
-            format!("run {} failed: {}", last.id, last.message),
-        ),
-        _ => make(
-            "Degraded",
-            false,
-            "AsExpected",
-            "the last run did not fail".into(),
-        ),
-    };
-    vec![ready, progressing, degraded]
 }

@@ -1,6 +1,7 @@
 //! The observe step: what exists of a ScanJob's runs in the cluster, read fresh from the API
-//! (not a cache, so a Job created by the previous reconcile is always seen). Only Jobs and the
-//! termination messages of their pods; the operator never reads the file system or the store.
+//! (not a cache, so a Job created by the previous reconcile is always seen), as typed values:
+//! each Job's state and each worker pod's termination message, parsed once here. Only Jobs and
+//! pods; the operator never reads the file system or the store.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
+use scanjob_contract::termination::{Merged, PhaseResult, TerminationMessage};
 use serde::Deserialize;
 
 use crate::build::{CONTAINER, Step};
@@ -57,13 +59,53 @@ impl JobState {
 
 /// A terminated worker container's report.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "RawPodReport")]
 pub struct PodReport {
     pub step: Step,
     /// The completion index of a scan pod.
     pub index: Option<u32>,
     pub exit_code: i32,
-    /// The termination message (the worker's one-line JSON, or log tail on a crash).
+    /// The termination message as the pod status holds it (the worker's one-line JSON, or the
+    /// log tail of a crash).
     pub message: String,
+    /// `message` parsed, when it is the worker's.
+    pub said: Option<TerminationMessage>,
+}
+
+/// A pod report as written in fixtures: the message as text.
+#[derive(Deserialize)]
+struct RawPodReport {
+    step: Step,
+    index: Option<u32>,
+    exit_code: i32,
+    message: String,
+}
+
+impl From<RawPodReport> for PodReport {
+    fn from(raw: RawPodReport) -> Self {
+        Self::new(raw.step, raw.index, raw.exit_code, raw.message)
+    }
+}
+
+impl PodReport {
+    pub fn new(step: Step, index: Option<u32>, exit_code: i32, message: String) -> Self {
+        let said = serde_json::from_str(&message).ok();
+        Self {
+            step,
+            index,
+            exit_code,
+            message,
+            said,
+        }
+    }
+
+    /// Why the pod failed, for humans: the worker's `label: message`, or the raw text.
+    pub fn failure_text(&self) -> String {
+        match &self.said {
+            Some(TerminationMessage::Failure(f)) => format!("{}: {}", f.error, f.message),
+            _ => self.message.trim().to_owned(),
+        }
+    }
 }
 
 /// The Jobs and pod reports of one run.
@@ -99,6 +141,29 @@ impl RunJobs {
             .iter()
             .rev()
             .find(|r| r.step == step && r.index == index && (r.exit_code == 0) == success)
+    }
+
+    /// Why the newest failed pod of `step` (and `index`) failed, in the worker's words.
+    pub fn failure(&self, step: Step, index: Option<u32>) -> Option<String> {
+        self.report(step, index, false).map(PodReport::failure_text)
+    }
+
+    /// How many shards the plan pod planned.
+    pub fn planned_shards(&self) -> Option<u32> {
+        match &self.report(Step::Plan, None, true)?.said {
+            Some(TerminationMessage::Success(PhaseResult::Plan(plan))) => Some(plan.shards),
+            _ => None,
+        }
+    }
+
+    /// What the merge pod published.
+    pub fn published(&self) -> Option<&Merged> {
+        match &self.report(Step::Merge, None, true)?.said {
+            Some(TerminationMessage::Success(PhaseResult::Merge(m) | PhaseResult::Run(m))) => {
+                Some(m)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -180,12 +245,7 @@ fn pod_report(pod: &Pod) -> Option<(String, PodReport)> {
     }
     Some((
         started,
-        PodReport {
-            step,
-            index,
-            exit_code: terminated.exit_code,
-            message,
-        },
+        PodReport::new(step, index, terminated.exit_code, message),
     ))
 }
 

@@ -38,17 +38,9 @@ fn after(mut sj: ScanJob, d: &Decision) -> ScanJob {
     sj
 }
 
+/// The reasons of the Events the decision's transitions become.
 fn reasons(d: &Decision) -> Vec<&'static str> {
-    d.transitions
-        .iter()
-        .map(|t| match t {
-            Transition::RunStarted { .. } => "RunStarted",
-            Transition::RunSkipped { .. } => "RunSkipped",
-            Transition::ShardFailed { .. } => "ShardFailed",
-            Transition::RunSucceeded { .. } => "RunSucceeded",
-            Transition::RunFailed { .. } => "RunFailed",
-        })
-        .collect()
+    d.transitions.iter().map(Transition::reason).collect()
 }
 
 fn condition<'a>(d: &'a Decision, kind: &str) -> (&'a str, &'a str) {

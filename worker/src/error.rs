@@ -1,11 +1,8 @@
-//! The worker's one error type. Every variant says what the user can act on; `exit_code` splits
-//! input a retry cannot fix (3) from failures a retry may fix (1), which a Job's
-//! `podFailurePolicy` uses to fail an index at once instead of retrying it.
+//! The worker's one error type. Every variant says what the user can act on; `exit_code` says
+//! what a retry would do: 3 only when a retry cannot succeed (the same input fails the same
+//! way), 1 whenever it might. A Job's `podFailurePolicy` fails an index at once on 3.
 
-/// Exit code for failures that may pass on retry (store unreachable, I/O).
-pub const EXIT_RETRYABLE: i32 = 1;
-/// Exit code for input that is wrong and stays wrong (missing root, bad plan, index out of range).
-pub const EXIT_BAD_INPUT: i32 = 3;
+pub use scanjob_contract::exit::{EXIT_PERMANENT, EXIT_RETRYABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,6 +30,10 @@ pub enum Error {
 
     #[error("{what} is corrupt: {reason}")]
     Corrupt { what: String, reason: String },
+
+    /// Another writer kept winning a conditional write; the next attempt may win.
+    #[error("{what}: {reason}")]
+    Contended { what: String, reason: String },
 
     #[error("object store {url}/{path}: {source}")]
     Store {
@@ -81,16 +82,23 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error.
+    /// The process exit code for this error: [`EXIT_PERMANENT`] only when a retry with the
+    /// same input cannot succeed.
     pub fn exit_code(&self) -> i32 {
         match self {
+            // Wrong input, read the same way by every attempt.
             Self::BadRoot { .. }
             | Self::BadOutputUrl { .. }
             | Self::BadExclude { .. }
             | Self::BadPlan { .. }
             | Self::IndexOutOfRange { .. }
-            | Self::Corrupt { .. } => EXIT_BAD_INPUT,
+            | Self::Corrupt { .. } => EXIT_PERMANENT,
+            // A shard may still commit, a writer let go, a store or file server come back.
+            // Store, Parquet and query errors mix transient causes (timeouts, throttling, I/O,
+            // memory) with lasting ones the error type does not tell apart: retrying a lasting
+            // one costs an attempt, failing a transient one for good costs the run.
             Self::Incomplete { .. }
+            | Self::Contended { .. }
             | Self::Store { .. }
             | Self::Parquet { .. }
             | Self::Query { .. }
@@ -125,6 +133,7 @@ impl Error {
             Self::IndexOutOfRange { .. } => "index_out_of_range",
             Self::Incomplete { .. } => "incomplete",
             Self::Corrupt { .. } => "corrupt",
+            Self::Contended { .. } => "contended",
             Self::Store { .. } => "store",
             Self::Parquet { .. } => "parquet",
             Self::Query { .. } => "query",
@@ -134,3 +143,108 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind, and what a retry of the same command would do.
+    #[test]
+    fn only_errors_no_retry_can_fix_are_permanent() {
+        let io = || std::io::Error::other("EIO");
+        let s = String::new;
+        let cases = [
+            (
+                Error::BadRoot {
+                    path: s(),
+                    reason: s(),
+                },
+                EXIT_PERMANENT,
+            ),
+            (
+                Error::BadOutputUrl {
+                    url: s(),
+                    reason: s(),
+                },
+                EXIT_PERMANENT,
+            ),
+            (
+                Error::BadExclude {
+                    pattern: s(),
+                    reason: s(),
+                },
+                EXIT_PERMANENT,
+            ),
+            (
+                Error::BadPlan {
+                    url: s(),
+                    reason: s(),
+                },
+                EXIT_PERMANENT,
+            ),
+            (
+                Error::IndexOutOfRange {
+                    index: 3,
+                    shards: 2,
+                    run: s(),
+                },
+                EXIT_PERMANENT,
+            ),
+            (
+                Error::Corrupt {
+                    what: s(),
+                    reason: s(),
+                },
+                EXIT_PERMANENT,
+            ),
+            // A shard may still commit.
+            (
+                Error::Incomplete {
+                    run: s(),
+                    missing: vec![1],
+                },
+                EXIT_RETRYABLE,
+            ),
+            // Another merge moved latest.json meanwhile; the next attempt reads it anew.
+            (
+                Error::Contended {
+                    what: s(),
+                    reason: s(),
+                },
+                EXIT_RETRYABLE,
+            ),
+            (
+                Error::store(
+                    "s3://b",
+                    "p",
+                    object_store::Error::Generic {
+                        store: "S3",
+                        source: Box::new(io()),
+                    },
+                ),
+                EXIT_RETRYABLE,
+            ),
+            (
+                Error::Io {
+                    what: s(),
+                    source: io(),
+                },
+                EXIT_RETRYABLE,
+            ),
+            (
+                Error::Parquet {
+                    path: s(),
+                    source: parquet::errors::ParquetError::External(Box::new(io())),
+                },
+                EXIT_RETRYABLE,
+            ),
+            (
+                Error::query("q", datafusion::error::DataFusionError::IoError(io())),
+                EXIT_RETRYABLE,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{}", error.label());
+        }
+    }
+}

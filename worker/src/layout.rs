@@ -24,40 +24,13 @@ use serde::{Deserialize, Serialize};
 use crate::plan::ShardAssignment;
 use crate::writer::PartFile;
 
+// The paths the operator names too are declared in the contract crate.
+pub use scanjob_contract::layout::{
+    LATEST_PATH, PLAN_FILE, manifest_path, plan_path, run_dir, run_id, shard_dir, snapshot_dir,
+    split_run_url, success_path, url_of, valid_run_id,
+};
+
 pub const LAYOUT_FORMAT: u32 = 1;
-
-pub fn plan_path(run: &str) -> String {
-    format!("runs/{run}/plan.json")
-}
-
-pub fn shard_dir(run: &str, index: u32) -> String {
-    format!("runs/{run}/shards/{index}")
-}
-
-pub fn success_path(run: &str, index: u32) -> String {
-    format!("{}/_SUCCESS.json", shard_dir(run, index))
-}
-
-pub fn manifest_path(run: &str) -> String {
-    format!("snapshots/{run}/manifest.json")
-}
-
-pub const LATEST_PATH: &str = "latest.json";
-
-/// A run id from a (scheduled) time: sortable, and the same for the same schedule slot, so a
-/// restarted controller finds the run it started instead of starting another.
-pub fn run_id(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y%m%dt%H%M%Sz").to_string()
-}
-
-/// Whether `run` looks like an id we would generate or accept (safe as one path segment).
-pub fn valid_run_id(run: &str) -> bool {
-    !run.is_empty()
-        && run.len() <= 63
-        && run
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
 
 /// Options every shard of a run walks with, fixed at planning time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -5,8 +5,11 @@
 //! [`phase::scan`] walks one shard ([`walk`]) into Parquet parts ([`writer`]) and
 //! [`phase::merge`] commits the snapshot with what it tells ([`insights`]: history, diffs,
 //! rollups, duplicates, the report). [`layout`] is the contract between them and readers;
-//! [`schema`] is the table's shape; [`store`] resolves output URLs; [`report`] is the
+//! [`schema`] is the table's shape; [`store`] resolves output URLs; [`report`] makes the
 //! termination message the operator reads from each pod.
+//!
+//! It reads the scanned tree (never writes it) and reads and writes the output location; of
+//! Kubernetes it knows only what the `scanjob-contract` crate declares.
 
 pub mod cgroup;
 pub mod error;

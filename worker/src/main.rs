@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_worker::error::{EXIT_RETRYABLE, Error};
 use scanjob_worker::insights::engine::EngineOptions;
 use scanjob_worker::insights::summary::human_bytes;
@@ -17,12 +18,12 @@ use scanjob_worker::phase::local::{RunProgress, RunRequest, run_local};
 use scanjob_worker::phase::merge::{MergeOptions, merge_run};
 use scanjob_worker::phase::plan::{PlanRequest, make_plan};
 use scanjob_worker::phase::scan::{ScanRequest, scan_shard};
-use scanjob_worker::report::{Failure, Merged, PhaseResult, Planned, Scanned, TerminationMessage};
+use scanjob_worker::report::{
+    Failure, PhaseResult, TerminationMessage, failure, merged, planned, scanned,
+};
 use scanjob_worker::store::Location;
 use scanjob_worker::walk::WalkCounters;
 use serde::Serialize;
-
-const TERMINATION_LOG_ENV: &str = "SCANJOB_TERMINATION_LOG";
 
 /// Scan a file system into a Parquet table of contents.
 #[derive(Parser)]
@@ -394,7 +395,7 @@ async fn execute_phase(cli: Cli) -> Result<PhaseResult, Error> {
                     plan.estimated_imbalance
                 )
             });
-            Ok(PhaseResult::Plan(Planned::new(&plan, &url)))
+            Ok(PhaseResult::Plan(planned(&plan, &url)))
         }
         Command::Scan {
             plan,
@@ -430,7 +431,7 @@ async fn execute_phase(cli: Cli) -> Result<PhaseResult, Error> {
                     success.duration_seconds
                 )
             });
-            Ok(PhaseResult::Scan(Scanned::new(&success)))
+            Ok(PhaseResult::Scan(scanned(&success)))
         }
         Command::Report { .. } => unreachable!("handled by execute"),
         Command::Merge {
@@ -449,7 +450,7 @@ async fn execute_phase(cli: Cli) -> Result<PhaseResult, Error> {
                     manifest.counts.errors
                 )
             });
-            Ok(PhaseResult::Merge(Merged::new(&manifest, &url)))
+            Ok(PhaseResult::Merge(merged(&manifest, &url)))
         }
         Command::Run {
             root,
@@ -507,7 +508,7 @@ async fn execute_phase(cli: Cli) -> Result<PhaseResult, Error> {
                     summary.manifest
                 )
             });
-            Ok(PhaseResult::Run(Merged::new(
+            Ok(PhaseResult::Run(merged(
                 &summary.snapshot,
                 &summary.manifest,
             )))
@@ -548,22 +549,26 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            if e.use_stderr() {
-                // The first line says what is wrong; the rest is usage help.
-                let text = e.to_string();
-                let line = text.lines().next().unwrap_or_default();
-                let message = line.strip_prefix("error: ").unwrap_or(line).to_string();
-                write_termination_log(
-                    termination_log_from_raw_args().as_ref(),
-                    Failure {
-                        error: "usage".into(),
-                        message,
-                        retryable: false,
-                    }
-                    .into(),
-                );
+            if !e.use_stderr() {
+                // --help and --version.
+                e.exit();
             }
-            e.exit();
+            // The first line says what is wrong; the rest is usage help.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or_default();
+            let message = line.strip_prefix("error: ").unwrap_or(line).to_string();
+            write_termination_log(
+                termination_log_from_raw_args().as_ref(),
+                Failure {
+                    error: "usage".into(),
+                    message,
+                    retryable: false,
+                }
+                .into(),
+            );
+            // The same command line fails the same way: a retry cannot pass.
+            let _ = e.print();
+            return ExitCode::from(EXIT_PERMANENT as u8);
         }
     };
     tracing_subscriber::fmt()
@@ -609,8 +614,136 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("scanjob: error: {}", e.chain());
-            write_termination_log(termination_log.as_ref(), Failure::new(&e).into());
+            write_termination_log(termination_log.as_ref(), failure(&e).into());
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The command lines the operator writes (the contract crate's `args`) parse with this
+    //! binary's own parser into the values they were made from.
+
+    use scanjob_contract::args::{
+        MergeArgs as MergeLine, PlanArgs, ScanArgs, WalkArgs as WalkLine,
+    };
+
+    use super::*;
+
+    fn parse(args: Vec<String>) -> Command {
+        let line = std::iter::once("scanjob".to_string()).chain(args);
+        match Cli::try_parse_from(line) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("the worker rejects the operator's command line: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_operators_plan_line_parses_into_its_values() {
+        let line = PlanArgs {
+            root: "/scan/projects".into(),
+            shards: 12,
+            out: "s3://toc/isilon".into(),
+            previous: Some("s3://toc/isilon".into()),
+            run: Some("20261123t000000z".into()),
+            walk: WalkLine {
+                exclude: vec![".snapshot".into(), "*.tmp".into()],
+                one_file_system: true,
+                project_level: 2,
+            },
+        };
+        let Command::Plan {
+            root,
+            shards,
+            out,
+            previous,
+            run,
+            walk,
+        } = parse(line.to_args())
+        else {
+            panic!("not a plan command");
+        };
+        assert_eq!(root, PathBuf::from(&line.root));
+        assert_eq!(
+            (shards, out, previous, run),
+            (line.shards, line.out, line.previous, line.run)
+        );
+        assert_eq!(
+            (walk.exclude, walk.one_file_system, walk.project_level),
+            (
+                line.walk.exclude,
+                line.walk.one_file_system,
+                line.walk.project_level
+            )
+        );
+    }
+
+    #[test]
+    fn the_operators_scan_line_parses_into_its_values() {
+        let line = ScanArgs {
+            plan: "s3://toc/isilon/runs/20261123t000000z/plan.json".into(),
+            threads: Some(32),
+            max_ops_per_second: Some(2500),
+            latency_guard_ms: Some(50),
+            deadline_seconds: Some(7140),
+        };
+        // An Indexed Job's pod gets its index from the environment; here it is a flag.
+        let mut args = line.to_args();
+        args.extend(["--index".into(), "4".into()]);
+        let Command::Scan {
+            plan,
+            index,
+            threads,
+            politeness,
+            watchdog,
+            ..
+        } = parse(args)
+        else {
+            panic!("not a scan command");
+        };
+        assert_eq!((plan, index, Some(threads)), (line.plan, 4, line.threads));
+        assert_eq!(
+            (politeness.max_ops_per_second, politeness.latency_guard_ms),
+            (line.max_ops_per_second, line.latency_guard_ms)
+        );
+        assert_eq!(watchdog.deadline_seconds, line.deadline_seconds);
+    }
+
+    #[test]
+    fn the_operators_merge_line_parses_into_its_values() {
+        let line = MergeLine {
+            run: "s3://toc/isilon/runs/20261123t000000z".into(),
+            max_missing_shards: 2,
+            keep_snapshots: Some(7),
+        };
+        let Command::Merge {
+            run,
+            max_missing_shards,
+            merge,
+        } = parse(line.to_args())
+        else {
+            panic!("not a merge command");
+        };
+        assert_eq!(
+            (run, max_missing_shards, merge.keep_snapshots),
+            (line.run, line.max_missing_shards, line.keep_snapshots)
+        );
+    }
+
+    #[test]
+    fn the_least_the_operator_passes_parses_too() {
+        let scan = ScanArgs {
+            plan: "file:///toc/runs/r/plan.json".into(),
+            ..ScanArgs::default()
+        };
+        let mut args = scan.to_args();
+        args.extend(["--index".into(), "0".into()]);
+        assert!(matches!(parse(args), Command::Scan { .. }));
+        let merge = MergeLine {
+            run: "file:///toc/runs/r".into(),
+            ..MergeLine::default()
+        };
+        assert!(matches!(parse(merge.to_args()), Command::Merge { .. }));
     }
 }

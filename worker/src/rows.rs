@@ -323,6 +323,23 @@ impl ErrorBatchBuilder {
     }
 }
 
+/// One value per [`ErrorKind`], indexed by the kind itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PerErrorKind<T>([T; ErrorKind::ALL.len()]);
+
+impl<T> std::ops::Index<ErrorKind> for PerErrorKind<T> {
+    type Output = T;
+    fn index(&self, kind: ErrorKind) -> &T {
+        &self.0[kind as usize]
+    }
+}
+
+impl<T> std::ops::IndexMut<ErrorKind> for PerErrorKind<T> {
+    fn index_mut(&mut self, kind: ErrorKind) -> &mut T {
+        &mut self.0[kind as usize]
+    }
+}
+
 /// Error classes that the shard report counts separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
@@ -335,6 +352,15 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (the order of [`PerErrorKind`]'s slots).
+    pub const ALL: [Self; 5] = [
+        Self::Vanished,
+        Self::PermissionDenied,
+        Self::NameTooLong,
+        Self::Io,
+        Self::Other,
+    ];
+
     pub fn of(error: &rustix::io::Errno) -> Self {
         use rustix::io::Errno;
         match *error {

@@ -51,7 +51,8 @@ use serde::{Deserialize, Serialize};
 use crate::pathbytes::{PathBytes, join, parent_of};
 use crate::politeness::Politeness;
 use crate::rows::{
-    EntryKind, EntryMeta, ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation,
+    EntryKind, EntryMeta, ErrorBatchBuilder, ErrorKind, PerErrorKind, TocBatchBuilder,
+    WalkOperation,
 };
 
 /// Where a shard's walk starts, relative to the scan root.
@@ -189,12 +190,10 @@ pub struct WalkCounters {
     pub other_kinds: AtomicU64,
     /// Sum of `st_size` over regular files (every hard link counts, like `find`).
     pub file_bytes: AtomicU64,
+    /// Entries that became error rows, of every kind.
     pub errors: AtomicU64,
-    pub vanished: AtomicU64,
-    pub permission_denied: AtomicU64,
-    pub name_too_long: AtomicU64,
-    pub io_errors: AtomicU64,
-    pub other_errors: AtomicU64,
+    /// The same errors by kind.
+    pub errors_by_kind: PerErrorKind<AtomicU64>,
     /// Timestamps that do not fit i64 nanoseconds (beyond year 2262 or before 1677): stored as null.
     pub timestamps_out_of_range: AtomicU64,
     /// File-system calls made: directory opens and stats.
@@ -202,21 +201,20 @@ pub struct WalkCounters {
 }
 
 impl WalkCounters {
-    /// Errors by kind, as the shard report states them.
+    /// Errors of `kind` so far.
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors_by_kind[kind].load(Ordering::Relaxed)
+    }
+
+    /// Errors by kind, as the shard report states them: the kinds that occurred.
     pub fn errors_by_kind(&self) -> BTreeMap<String, u64> {
-        [
-            (ErrorKind::Vanished, &self.vanished),
-            (ErrorKind::PermissionDenied, &self.permission_denied),
-            (ErrorKind::NameTooLong, &self.name_too_long),
-            (ErrorKind::Io, &self.io_errors),
-            (ErrorKind::Other, &self.other_errors),
-        ]
-        .into_iter()
-        .filter_map(|(kind, n)| {
-            let n = n.load(Ordering::Relaxed);
-            (n > 0).then(|| (kind.as_str().to_string(), n))
-        })
-        .collect()
+        ErrorKind::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let n = self.errors_of(kind);
+                (n > 0).then(|| (kind.as_str().to_string(), n))
+            })
+            .collect()
     }
 }
 
@@ -230,7 +228,7 @@ struct LocalCounts {
     symlinks: u64,
     other_kinds: u64,
     file_bytes: u64,
-    errors: [u64; 5],
+    errors: PerErrorKind<u64>,
     timestamps_out_of_range: u64,
     calls: u64,
 }
@@ -248,26 +246,17 @@ impl LocalCounts {
         add(&to.symlinks, self.symlinks);
         add(&to.other_kinds, self.other_kinds);
         add(&to.file_bytes, self.file_bytes);
-        add(&to.errors, self.errors.iter().sum());
-        add(&to.vanished, self.errors[0]);
-        add(&to.permission_denied, self.errors[1]);
-        add(&to.name_too_long, self.errors[2]);
-        add(&to.io_errors, self.errors[3]);
-        add(&to.other_errors, self.errors[4]);
+        for kind in ErrorKind::ALL {
+            add(&to.errors, self.errors[kind]);
+            add(&to.errors_by_kind[kind], self.errors[kind]);
+        }
         add(&to.timestamps_out_of_range, self.timestamps_out_of_range);
         add(&to.calls, self.calls);
         *self = Self::default();
     }
 
     fn count_error(&mut self, error: &Errno) {
-        let slot = match ErrorKind::of(error) {
-            ErrorKind::Vanished => 0,
-            ErrorKind::PermissionDenied => 1,
-            ErrorKind::NameTooLong => 2,
-            ErrorKind::Io => 3,
-            ErrorKind::Other => 4,
-        };
-        self.errors[slot] += 1;
+        self.errors[ErrorKind::of(error)] += 1;
     }
 }
 
@@ -397,7 +386,8 @@ pub fn device_of(dir: BorrowedFd<'_>) -> Option<u64> {
 }
 
 /// Walks `starts` below the directory `root` and hands every batch to `sink`. Returns early
-/// (with whatever was walked) when `sink` returns `false`, i.e. the writer has gone away.
+/// (with whatever was walked) when `sink` returns `false`, i.e. the writer has gone away. A
+/// panic in any walker thread stops the others and is raised again here once all have ended.
 ///
 /// `planned` is the whole plan (every shard's starts, not only these): a files-only start also
 /// walks each of its subdirectories that `planned` does not contain. With an empty `planned`,
@@ -457,25 +447,53 @@ pub fn walk(
     });
 }
 
+/// What every walker thread of one walk sees. Only `pending`, `aborted` and `counters` change
+/// while it runs, and only through atomics; the rest is read-only.
 struct Shared<'a> {
+    /// Every shard's pieces, to tell a new subdirectory of a files-only listing (module docs).
     planned: &'a PlannedDirs,
+    /// The starts of the walk, taken by whichever thread is idle first.
     injector: &'a Injector<Task>,
+    /// One per thread, to steal the oldest task of another thread's deque.
     stealers: &'a [Stealer<Task>],
+    /// Tasks queued or running anywhere; the walk is over when it is 0 and no thread holds one.
+    /// A task's count is dropped only after it ran, so a thread that finds no work while a
+    /// listing is under way waits for what that listing may push.
     pending: &'a AtomicUsize,
+    /// Every thread stops at its next task: the sink refused a batch, or a thread panicked.
     aborted: &'a AtomicBool,
     options: &'a WalkOptions,
+    /// The live totals, added to per chunk and per batch.
     counters: &'a WalkCounters,
+    /// Where full batches go (the shard writer's channel); `false` means stop.
     sink: &'a (dyn Fn(ShardBatch) -> bool + Sync),
+    /// The root's device, for `one_file_system`.
     root_dev: u64,
 }
 
+/// One walker thread: its own deque, row builders, counts and getdents buffer, so the
+/// per-entry path takes no lock.
 struct WalkThread<'a> {
     shared: &'a Shared<'a>,
+    /// This thread's tasks, LIFO: depth-first, which keeps the pending set small.
     local: Worker<Task>,
     toc: TocBatchBuilder,
     errors: ErrorBatchBuilder,
+    /// Counts not yet added to `shared.counters`.
     counts: LocalCounts,
     dirent_buf: Vec<MaybeUninit<u8>>,
+}
+
+/// Stops the whole walk when its thread unwinds (after `ignore`'s walker): the task it held
+/// would never be counted done, and the other threads would wait for it forever.
+struct AbortOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<'a> WalkThread<'a> {
@@ -505,6 +523,7 @@ impl<'a> WalkThread<'a> {
     }
 
     fn run(mut self) {
+        let _abort_on_panic = AbortOnPanic(self.shared.aborted);
         let mut idle = 0u32;
         while !self.shared.aborted.load(Ordering::Relaxed) {
             match self.find_task() {

@@ -174,3 +174,189 @@ impl RollingWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! After delta-rs' writer tests: parts roll at the target size under deterministic names,
+    //! a writer given no rows writes nothing, and an aborted part leaves no object.
+
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use futures::TryStreamExt;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]))
+    }
+
+    /// `rows` distinct numbers from `start`: they do not compress, so sizes are predictable.
+    fn batch(start: i64, rows: i64) -> RecordBatch {
+        let values: Int64Array = (start..start + rows).map(|n| n * 7_919).collect();
+        RecordBatch::try_new(schema(), vec![Arc::new(values)]).unwrap()
+    }
+
+    fn location() -> Location {
+        Location {
+            store: Arc::new(InMemory::new()),
+            prefix: Path::default(),
+            url: "memory://test".into(),
+        }
+    }
+
+    fn writer(location: &Location, target_bytes: usize) -> RollingWriter {
+        RollingWriter::new(
+            location.clone(),
+            "runs/r/shards/0".into(),
+            "part",
+            schema(),
+            target_bytes,
+        )
+    }
+
+    /// Every object under the location, with its size.
+    async fn objects(location: &Location) -> Vec<(String, u64)> {
+        let mut listed: Vec<(String, u64)> = location
+            .store
+            .list(None)
+            .map_ok(|meta| (meta.location.to_string(), meta.size))
+            .try_collect()
+            .await
+            .unwrap();
+        listed.sort();
+        listed
+    }
+
+    /// The rows of a part as read back.
+    async fn rows_of(location: &Location, path: &str) -> Vec<i64> {
+        let bytes = location
+            .store
+            .get(&location.path(path))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        reader
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let column = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                column.values().to_vec()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn parts_roll_at_the_target_size_in_order_and_hold_every_row_once() {
+        let location = location();
+        let mut w = writer(&location, 64 * 1024);
+        for i in 0..40 {
+            w.write(&batch(i * 2_000, 2_000)).await.unwrap();
+        }
+        let parts = w.close().await.unwrap();
+        assert!(parts.len() >= 3, "80,000 rows of 8 bytes roll: {parts:?}");
+        let names: Vec<String> = (0..parts.len())
+            .map(|i| format!("runs/r/shards/0/part-{i:05}.parquet"))
+            .collect();
+        assert_eq!(
+            parts.iter().map(|p| p.path.clone()).collect::<Vec<_>>(),
+            names
+        );
+        assert_eq!(
+            objects(&location).await,
+            parts
+                .iter()
+                .map(|p| (p.path.clone(), p.bytes))
+                .collect::<Vec<_>>(),
+            "what close() lists is what exists, at its size"
+        );
+        let mut all = Vec::new();
+        for part in &parts {
+            assert!(part.rows > 0, "no empty part: {part:?}");
+            let rows = rows_of(&location, &part.path).await;
+            assert_eq!(rows.len() as u64, part.rows);
+            all.extend(rows);
+        }
+        assert_eq!(
+            all,
+            batch(0, 80_000)
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_given_no_rows_writes_no_part() {
+        let location = location();
+        let parts = writer(&location, 1 << 20).close().await.unwrap();
+        assert!(parts.is_empty(), "{parts:?}");
+        assert!(objects(&location).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_part_that_rolled_last_leaves_no_empty_part_behind() {
+        let location = location();
+        // One byte of target: every write closes its part.
+        let mut w = writer(&location, 1);
+        w.write(&batch(0, 10)).await.unwrap();
+        w.write(&batch(10, 10)).await.unwrap();
+        let parts = w.close().await.unwrap();
+        assert_eq!(parts.iter().map(|p| p.rows).collect::<Vec<_>>(), [10, 10]);
+        assert_eq!(objects(&location).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_aborted_part_leaves_no_object_and_finished_parts_stay() {
+        let location = location();
+        let mut w = writer(&location, 64 * 1024);
+        for i in 0..20 {
+            w.write(&batch(i * 2_000, 2_000)).await.unwrap();
+        }
+        let finished = objects(&location).await;
+        assert!(!finished.is_empty(), "some parts rolled before the abort");
+        w.write(&batch(1_000_000, 100)).await.unwrap();
+        w.abort().await;
+        assert_eq!(
+            objects(&location).await,
+            finished,
+            "the open part is gone; the rolled ones are untouched"
+        );
+        let parts = w.close().await.unwrap();
+        assert_eq!(
+            parts.len(),
+            finished.len(),
+            "close lists only finished parts"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_part_cannot_take_aborts_the_part() {
+        let location = location();
+        let mut w = writer(&location, 1 << 20);
+        w.write(&batch(0, 100)).await.unwrap();
+        let names = StringArray::from(vec!["a", "b"]);
+        let wrong = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Utf8, false)])),
+            vec![Arc::new(names)],
+        )
+        .unwrap();
+        let error = w.write(&wrong).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Parquet { path, .. } if path == "runs/r/shards/0/part-00000.parquet"),
+            "{error}"
+        );
+        assert!(objects(&location).await.is_empty(), "no partial object");
+        assert!(w.close().await.unwrap().is_empty());
+    }
+}

@@ -186,7 +186,8 @@ fn a_shard_rerun_after_a_crash_mid_write_replaces_its_files() {
     let out = tmp.path().join("toc");
     plan_r1(&root, &out, 1);
     let plan = out.join("runs/r1/plan.json");
-    // Killed at once with small parts: it dies mid-walk or mid-write.
+    // Paced to 2,000 calls a second, the scan of 50,000 files takes at least 25 s: it is
+    // killed once its first part is written, mid-write, however fast the machine.
     let mut child = scanjob()
         .args([
             "scan",
@@ -196,32 +197,39 @@ fn a_shard_rerun_after_a_crash_mid_write_replaces_its_files() {
             "1",
             "--part-size",
             "65536",
+            "--max-ops-per-second",
+            "2000",
+            "--progress-seconds",
+            "0",
             "--plan",
         ])
         .arg(&plan)
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    child.kill().unwrap();
-    let crashed = !child.wait().unwrap().success();
-    // Leftovers a crash could leave: a torn part that no _SUCCESS.json lists.
-    std::fs::create_dir_all(out.join("runs/r1/shards/0")).unwrap();
-    std::fs::write(
-        out.join("runs/r1/shards/0/part-00099.parquet"),
-        b"PAR1 torn",
-    )
-    .unwrap();
-    if crashed {
-        let err = fails(
-            scanjob().args(["merge", "--run"]).arg(out.join("runs/r1")),
-            1,
-        );
-        assert!(err.contains("have no _SUCCESS.json"), "{err}");
+    let shard = out.join("runs/r1/shards/0");
+    let started = std::time::Instant::now();
+    while !shard.join("part-00000.parquet").exists() {
         assert!(
-            !out.join("latest.json").exists(),
-            "nothing published after a crash"
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no part written within 20 s"
         );
+        assert!(child.try_wait().unwrap().is_none(), "the scan ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "the scan was killed");
+    assert!(!shard.join("_SUCCESS.json").exists());
+    // Leftovers a crash could leave: a torn part that no _SUCCESS.json lists.
+    std::fs::write(shard.join("part-00099.parquet"), b"PAR1 torn").unwrap();
+    let err = fails(
+        scanjob().args(["merge", "--run"]).arg(out.join("runs/r1")),
+        1,
+    );
+    assert!(err.contains("have no _SUCCESS.json"), "{err}");
+    assert!(
+        !out.join("latest.json").exists(),
+        "nothing published after a crash"
+    );
     run_ok(
         scanjob()
             .args(["scan", "--index", "0", "--plan"])

@@ -115,7 +115,7 @@ fn a_budget_of_zero_or_less_is_refused() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&result.stderr);
-        assert_eq!(result.status.code(), Some(2), "{bad}: {stderr}");
+        assert_eq!(result.status.code(), Some(3), "{bad}: {stderr}");
         let flag = bad.split('=').next().unwrap();
         assert!(
             stderr.contains(flag),

@@ -236,10 +236,10 @@ fn a_failure_reports_its_label_message_and_whether_a_retry_may_pass() {
         "run r1 is not complete: shards [0, 1] have no _SUCCESS.json"
     );
 
-    // A command line that does not parse: exit 2, "usage".
+    // A command line that does not parse: exit 3 (the same line fails again), "usage".
     let (code, stderr, failure) =
         logged(scanjob().args(["merge", "--max-missing-shards", "x"]), &log);
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
     assert_eq!(keys(&failure), failure_keys);
     assert_eq!(failure["error"], "usage");
     assert_eq!(failure["retryable"], false);

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use scanjob_worker::pathbytes::PathBytes;
 use scanjob_worker::phase::open_root;
+use scanjob_worker::rows::ErrorKind;
 use scanjob_worker::walk::{
     FilesOnly, NameSlice, PlannedDirs, ShardBatch, WalkCounters, WalkOptions, WalkStart, walk,
 };
@@ -52,7 +53,7 @@ fn files_deleted_while_their_directory_is_listed_are_vanished_errors() {
             true
         },
     );
-    let vanished = counters.vanished.load(Ordering::Relaxed);
+    let vanished = counters.errors_of(ErrorKind::Vanished);
     let files = counters.files.load(Ordering::Relaxed);
     assert!(
         vanished > 0,
@@ -195,4 +196,55 @@ fn a_files_only_slice_walks_the_unplanned_subdirectories_it_holds() {
         of as usize,
         "the new directories fall into every slice"
     );
+}
+
+/// After `ignore`'s `panic_in_parallel`: one walker thread panicking mid-walk (here in the
+/// sink, while it holds a task) must end the walk with that panic, not leave the other threads
+/// waiting forever for the task it never finished.
+#[test]
+fn a_panic_in_one_walker_thread_ends_the_walk_with_that_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    for d in 0..8 {
+        let dir = tmp.path().join(format!("d{d}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..200 {
+            std::fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    let (_, root) = open_root(tmp.path()).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let options = WalkOptions {
+            threads: 4,
+            one_file_system: false,
+            exclude: None,
+            // A batch every 10 rows: the sink runs inside tasks, not only at the end.
+            batch_rows: 10,
+            project_level: 1,
+            seen_at: 0,
+            shard: 0,
+            politeness: Default::default(),
+        };
+        let panicked = AtomicBool::new(false);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            walk(
+                root,
+                vec![WalkStart::Subtree(Vec::new())],
+                &PlannedDirs::new(),
+                &options,
+                &WalkCounters::default(),
+                &|_batch| {
+                    if !panicked.swap(true, Ordering::SeqCst) {
+                        panic!("a sink that fails once");
+                    }
+                    true
+                },
+            )
+        }));
+        let _ = done.send(result.is_err());
+    });
+    let walk_panicked = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the walk hangs after one thread panicked");
+    assert!(walk_panicked, "the thread's panic reaches the caller");
 }

@@ -38,7 +38,7 @@ use crate::insights::rollup::{i64s, strings, u64s};
 use crate::insights::summary::{
     Bucket, Duplicates, Group, Growth, GrowthRow, Summary, Top, Totals, listed,
 };
-use crate::layout::{EntryCounts, SnapshotManifest};
+use crate::layout::{EntryCounts, SnapshotManifest, snapshot_dir};
 use crate::schema::TOC_SCHEMA;
 use crate::store::Location;
 use crate::writer::PartFile;
@@ -86,10 +86,6 @@ pub struct Outcome {
     /// Rows copied from the previous snapshot for the missing shards.
     pub carried_rows: u64,
     pub summary: Summary,
-}
-
-pub fn snapshot_dir(run: &str) -> String {
-    format!("snapshots/{run}")
 }
 
 /// Derives every table of the snapshot and its summary.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::layout::{EntryCounts, SnapshotManifest, WalkSettings, run_id};
+use crate::layout::{EntryCounts, SnapshotManifest, WalkSettings, run_dir, run_id, url_of};
 use crate::phase::merge::{MergeOptions, merge_run};
 use crate::phase::plan::{PlanRequest, make_plan};
 use crate::phase::scan::{ScanRequest, scan_shard};
@@ -134,7 +134,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         ..request.merge.clone()
     };
     let (snapshot, manifest) =
-        merge_run(&format!("{}/runs/{run}", request.output.url), &merge).await?;
+        merge_run(&url_of(&request.output.url, &run_dir(&run)), &merge).await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(RunSummary {
         manifest,

@@ -18,14 +18,13 @@ use object_store::{ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::insights::{self, Inputs, InsightOptions, snapshot_dir};
+use crate::insights::{self, Inputs, InsightOptions};
 use crate::layout::{
     EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, ShardSummary,
-    SnapshotManifest, manifest_path, success_path,
+    SnapshotManifest, manifest_path, run_dir, snapshot_dir, split_run_url, success_path,
 };
 use crate::pathbytes::parent_of;
 use crate::phase::scan::load_plan;
-use crate::phase::split_run_url;
 use crate::schema::SCHEMA_VERSION;
 use crate::store::Location;
 use crate::walk::NameSlice;
@@ -368,7 +367,7 @@ pub async fn retain_snapshots(output: &Location, keep: u32) -> Result<Vec<String
             Err(source) => return Err(Error::store(&output.url, &manifest, source)),
         }
         output.delete_prefix(&snapshot_dir(run)).await?;
-        output.delete_prefix(&format!("runs/{run}")).await?;
+        output.delete_prefix(&run_dir(run)).await?;
         removed.push(run.clone());
     }
     Ok(removed)
@@ -414,7 +413,7 @@ async fn publish(output: &Location, run: &str, manifest: &str) -> Result<()> {
             Err(source) => return Err(Error::store(&output.url, LATEST_PATH, source)),
         }
     }
-    Err(Error::Corrupt {
+    Err(Error::Contended {
         what: format!("{}/{LATEST_PATH}", output.url),
         reason: "changed under five consecutive conditional writes".into(),
     })

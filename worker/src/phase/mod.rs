@@ -1,5 +1,7 @@
 //! The phases of a run, each usable alone (one Kubernetes Job per phase) or chained by
-//! [`local::run_local`] on one machine: plan → scan every shard → merge.
+//! [`local::run_local`] on one machine: plan → scan every shard → merge. Each takes its
+//! request and returns what it wrote; the command line and the termination message are the
+//! binary's.
 
 pub mod local;
 pub mod merge;
@@ -16,21 +18,37 @@ use crate::error::{Error, Result};
 use crate::walk::open_dir;
 
 /// Opens the scan root as a directory descriptor, with a clear error when it is not one.
+/// A root that is missing, not a directory or not readable is bad input; any other failure
+/// (EIO, a stale NFS handle, a timeout) may pass on retry.
 pub fn open_root(root: &Path) -> Result<(PathBuf, Arc<OwnedFd>)> {
     let bad = |reason: &str| Error::BadRoot {
         path: root.display().to_string(),
         reason: reason.to_string(),
     };
-    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => bad("does not exist"),
-        _ => bad(&e.to_string()),
-    })?;
+    let fail = |e: std::io::Error| {
+        use std::io::ErrorKind::{
+            InvalidFilename, InvalidInput, NotADirectory, NotFound, PermissionDenied,
+        };
+        let symlink_loop = e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());
+        match e.kind() {
+            NotFound => bad("does not exist"),
+            NotADirectory | PermissionDenied | InvalidInput | InvalidFilename => {
+                bad(&e.to_string())
+            }
+            _ if symlink_loop => bad(&e.to_string()),
+            _ => Error::Io {
+                what: format!("scan root {}", root.display()),
+                source: e,
+            },
+        }
+    };
+    let meta = std::fs::metadata(root).map_err(fail)?;
     if !meta.is_dir() {
         return Err(bad("is not a directory"));
     }
-    let abs = std::fs::canonicalize(root).map_err(|e| bad(&e.to_string()))?;
+    let abs = std::fs::canonicalize(root).map_err(fail)?;
     let fd = open_dir(rustix::fs::CWD, abs.as_os_str().as_encoded_bytes())
-        .map_err(|e| bad(&std::io::Error::from(e).to_string()))?;
+        .map_err(|e| fail(std::io::Error::from(e)))?;
     Ok((abs, Arc::new(fd)))
 }
 
@@ -53,37 +71,21 @@ pub fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>> {
     })
 }
 
-/// Splits `<output>/runs/<run>[/<file>]` into the output location URL and the run id.
-pub fn split_run_url(url: &str, file: Option<&str>) -> Option<(String, String)> {
-    let mut rest = url.trim_end_matches('/');
-    if let Some(file) = file {
-        rest = rest.strip_suffix(file)?.strip_suffix('/')?;
-    }
-    let (base, run) = rest.rsplit_once('/')?;
-    let base = base.strip_suffix("/runs")?;
-    Some((base.to_string(), run.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn run_urls_split_into_output_and_run() {
-        assert_eq!(
-            split_run_url(
-                "s3://b/toc/runs/20261123t010000z/plan.json",
-                Some("plan.json")
-            ),
-            Some(("s3://b/toc".into(), "20261123t010000z".into()))
-        );
-        assert_eq!(
-            split_run_url("/data/toc/runs/r1/", None),
-            Some(("/data/toc".into(), "r1".into()))
-        );
-        assert_eq!(
-            split_run_url("/data/toc/r1/plan.json", Some("plan.json")),
-            None
-        );
+    fn a_root_no_retry_can_open_is_bad_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let looped = tmp.path().join("loop");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        for root in [tmp.path().join("missing"), file, looped] {
+            let error = open_root(&root).map(|_| ()).unwrap_err();
+            assert!(matches!(error, Error::BadRoot { .. }), "{root:?}: {error}");
+            assert_eq!(error.exit_code(), crate::error::EXIT_PERMANENT);
+        }
     }
 }

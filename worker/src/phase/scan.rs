@@ -11,9 +11,10 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    EntryCounts, LAYOUT_FORMAT, ShardPlan, ShardSuccess, manifest_path, shard_dir, success_path,
+    EntryCounts, LAYOUT_FORMAT, PLAN_FILE, ShardPlan, ShardSuccess, manifest_path, shard_dir,
+    split_run_url, success_path,
 };
-use crate::phase::{exclude_set, open_root, split_run_url};
+use crate::phase::{exclude_set, open_root};
 use crate::plan::planned_dirs;
 use crate::politeness::Politeness;
 use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
@@ -46,7 +47,7 @@ pub async fn load_plan(plan_url: &str) -> Result<(ShardPlan, Location)> {
         url: plan_url.to_string(),
         reason,
     };
-    let (base, run) = split_run_url(plan_url, Some("plan.json"))
+    let (base, run) = split_run_url(plan_url, Some(PLAN_FILE))
         .ok_or_else(|| bad("expected <output>/runs/<run>/plan.json".into()))?;
     let output = Location::parse(&base)?;
     let plan: ShardPlan = output

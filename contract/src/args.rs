@@ -1,0 +1,103 @@
+//! The worker's command lines as the operator writes them into its Jobs. Each struct is one
+//! `scanjob` subcommand with the flags the operator may pass; [`PlanArgs::to_args`] and its
+//! siblings spell them. The worker's tests parse every spelling with its real parser.
+
+/// Flags shared by every command that walks the tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalkArgs {
+    /// `--exclude GLOB`, repeated.
+    pub exclude: Vec<String>,
+    /// `--one-file-system`.
+    pub one_file_system: bool,
+    /// `--project-level N`.
+    pub project_level: usize,
+}
+
+/// `scanjob plan ROOT --shards N --out URL [--previous URL] [--run RUN] …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanArgs {
+    pub root: String,
+    pub shards: u32,
+    pub out: String,
+    pub previous: Option<String>,
+    pub run: Option<String>,
+    pub walk: WalkArgs,
+}
+
+/// `scanjob scan --plan URL …`; the shard index comes from `JOB_COMPLETION_INDEX`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanArgs {
+    /// The full URL of `runs/<run>/plan.json`.
+    pub plan: String,
+    pub threads: Option<usize>,
+    pub max_ops_per_second: Option<u32>,
+    pub latency_guard_ms: Option<u32>,
+    pub deadline_seconds: Option<u64>,
+}
+
+/// `scanjob merge --run URL --max-missing-shards N [--keep-snapshots K]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeArgs {
+    /// The full URL of `runs/<run>`.
+    pub run: String,
+    pub max_missing_shards: u32,
+    pub keep_snapshots: Option<u32>,
+}
+
+/// Appends `flag value` when `value` is set.
+fn push_opt(args: &mut Vec<String>, flag: &str, value: Option<impl ToString>) {
+    if let Some(value) = value {
+        args.extend([flag.to_owned(), value.to_string()]);
+    }
+}
+
+impl PlanArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "plan".into(),
+            self.root.clone(),
+            "--shards".into(),
+            self.shards.to_string(),
+            "--out".into(),
+            self.out.clone(),
+        ];
+        push_opt(&mut a, "--previous", self.previous.as_ref());
+        push_opt(&mut a, "--run", self.run.as_ref());
+        a.extend([
+            "--project-level".into(),
+            self.walk.project_level.to_string(),
+        ]);
+        for glob in &self.walk.exclude {
+            a.extend(["--exclude".into(), glob.clone()]);
+        }
+        if self.walk.one_file_system {
+            a.push("--one-file-system".into());
+        }
+        a
+    }
+}
+
+impl ScanArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec!["scan".into(), "--plan".into(), self.plan.clone()];
+        push_opt(&mut a, "--threads", self.threads);
+        push_opt(&mut a, "--max-ops-per-second", self.max_ops_per_second);
+        push_opt(&mut a, "--latency-guard-ms", self.latency_guard_ms);
+        push_opt(&mut a, "--deadline-seconds", self.deadline_seconds);
+        a
+    }
+}
+
+impl MergeArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "merge".into(),
+            "--run".into(),
+            self.run.clone(),
+            "--max-missing-shards".into(),
+            self.max_missing_shards.to_string(),
+        ];
+        push_opt(&mut a, "--keep-snapshots", self.keep_snapshots);
+        a
+    }
+}
