@@ -320,12 +320,9 @@ export AWS_ALLOW_HTTP=true
 export SCANJOB_TEST_BUCKET=$S3_BUCKET
 export SCANJOB_PYTHON=$VENV/bin/python
 export SCANJOB_CLUSTER_LOGS=$RUN_DIR/logs
-export SCANJOB_NODE_NAME=$NODE_NAME
 export SCANJOB_CONTAINERD_SOCK=$CONTAINERD_SOCK
 export SCANJOB_IMAGES_DIR=$IMAGES_DIR
 export SCANJOB_IMAGES_PY=$HERE/images.py
-export SCANJOB_POD_LOGS=$KUBELET_DIR/pod-logs
-export SCANJOB_IMAGE_TAG=$VERSION
 export SCANJOB_API_PORT=$API_PORT
 ENV
 log "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s: kube-apiserver https://127.0.0.1:$API_PORT, S3 http://127.0.0.1:$S3_PORT/$S3_BUCKET; logs in $RUN_DIR/logs"
