@@ -192,6 +192,21 @@ impl TestNamespace {
     }
 }
 
+/// The exit code of a pod's first container, once it has terminated.
+pub fn exit_code(pod: &Pod) -> Option<i32> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    Some(status.state.as_ref()?.terminated.as_ref()?.exit_code)
+}
+
+/// The completion index of an Indexed Job's pod.
+pub fn completion_index(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get("batch.kubernetes.io/job-completion-index")
+        .map(String::as_str)
+}
+
 /// The phase of a pod, "" when it has none yet.
 pub fn phase(pod: &Pod) -> &str {
     pod.status

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
-use scanjob_e2e::cluster::TestNamespace;
+use scanjob_e2e::cluster::{TestNamespace, completion_index, exit_code};
 use scanjob_e2e::node::{WORKER_IMAGE, scanjob_binary};
 use serde_json::json;
 
@@ -141,27 +141,6 @@ async fn pods_of(ns: &TestNamespace, job: &str) -> Vec<Pod> {
         .await
         .expect("listing pods")
         .items
-}
-
-fn exit_code(pod: &Pod) -> Option<i32> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    Some(
-        statuses
-            .first()?
-            .state
-            .as_ref()?
-            .terminated
-            .as_ref()?
-            .exit_code,
-    )
-}
-
-fn completion_index(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .annotations
-        .as_ref()?
-        .get("batch.kubernetes.io/job-completion-index")
-        .map(String::as_str)
 }
 
 fn termination_message(pod: &Pod) -> &str {

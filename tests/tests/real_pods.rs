@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
-use scanjob_e2e::cluster::phase;
+use scanjob_e2e::cluster::{completion_index, exit_code, phase};
 use scanjob_e2e::node::{container_id, container_pid, kill, mount_options, proc_status};
 use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_events, scanjob_yaml_with_worker};
 use scanjob_operator::crd::{Phase, ScanJob};
@@ -51,13 +51,8 @@ async fn running_scan_container(h: &Harness, name: &str, index: Option<&str>) ->
                 .await
                 .expect("listing scan pods");
         for pod in pods.items {
-            let of_index = pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
-                .map(String::as_str);
-            if phase(&pod) != "Running" || index.is_some_and(|i| of_index != Some(i)) {
+            if phase(&pod) != "Running" || index.is_some_and(|i| completion_index(&pod) != Some(i))
+            {
                 continue;
             }
             if let Some(pid) = container_id(&pod).and_then(|id| container_pid(&id)) {
@@ -252,20 +247,9 @@ async fn a_shard_survives(
             .unwrap()
             .items
             .into_iter()
-            .filter(|p| {
-                p.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
-                    .is_some_and(|i| i == "1")
-            })
+            .filter(|p| completion_index(p) == Some("1"))
             .collect();
     (h, pod, of_shard_1)
-}
-
-fn exit_code(pod: &Pod) -> Option<i32> {
-    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
-    Some(status.state.as_ref()?.terminated.as_ref()?.exit_code)
 }
 
 #[tokio::test(flavor = "multi_thread")]
