@@ -10,13 +10,15 @@ use scanjob_operator::crd::{Outcome, RunStatus, ScanJob, ScanJobStatus, ShardCou
 use scanjob_operator::decide::{decide, to_time};
 use scanjob_operator::observe::{JobState, Observed, PodReport, RunJobs};
 use scanjob_worker::error::{EXIT_PERMANENT, Error};
-use scanjob_worker::layout::{WalkSettings, run_dir, url_of};
-use scanjob_worker::phase::merge::{MergeOptions, merge_run};
-use scanjob_worker::phase::plan::{PlanRequest, make_plan};
-use scanjob_worker::phase::scan::{ScanRequest, scan_shard};
-use scanjob_worker::report::{PhaseResult, TerminationMessage, failure, merged, planned, scanned};
+use scanjob_worker::merge::{MergeOptions, merge_run};
+use scanjob_worker::plan::{PlanRequest, make_plan};
+use scanjob_worker::scan::walk::WalkCounters;
+use scanjob_worker::scan::{ScanRequest, scan_shard};
 use scanjob_worker::store::Location;
-use scanjob_worker::walk::WalkCounters;
+use scanjob_worker::store::layout::{WalkSettings, run_dir, url_of};
+use scanjob_worker::termination::{
+    PhaseResult, TerminationMessage, failure, merged, planned, scanned,
+};
 
 const RUN: &str = "20261123t000000z";
 

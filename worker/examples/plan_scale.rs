@@ -7,7 +7,7 @@
 use std::io::BufRead;
 use std::time::Instant;
 
-use scanjob_worker::plan::{DirStats, DirTable, assign_shards, imbalance};
+use scanjob_worker::plan::shards::{DirStats, DirTable, assign_shards, imbalance};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -1,12 +1,17 @@
-//! The scanjob scan engine.
+//! The scanjob scan engine: a directory tree in, a table of contents on object storage out.
 //!
-//! A run turns a directory tree into a table of contents on object storage in three phases
-//! (docs/design.md §1): [`phase::plan`] splits the tree into balanced shards ([`plan`]),
-//! [`phase::scan`] walks one shard ([`walk`]) into Parquet parts ([`writer`]) and
-//! [`phase::merge`] commits the snapshot with what it tells ([`insights`]: history, diffs,
-//! rollups, duplicates, the report). [`layout`] is the contract between them and readers;
-//! [`schema`] is the table's shape; [`store`] resolves output URLs; [`report`] makes the
-//! termination message the operator reads from each pod.
+//! A run has three steps (docs/design.md §1), each a folder with its command at its top and
+//! usable alone (one Kubernetes Job each) or chained on one machine by [`run`]:
+//!
+//! - [`plan`]: split the tree into balanced shards → `runs/<run>/plan.json`.
+//! - [`scan`]: walk one shard ([`scan::walk`]) into Parquet parts → `runs/<run>/shards/<i>/`.
+//! - [`merge`]: check the shards, derive what the snapshot tells ([`insights`]: history, diffs,
+//!   rollups, duplicates) and publish it → `snapshots/<run>/`, `latest.json`.
+//!
+//! [`report`] is what a person reads (`summary.json`, `report.html`, `scanjob report`);
+//! [`store`] is the output location, and [`store::layout`] names every object in it;
+//! [`schema`] is the table's shape; [`termination`] is the message each pod leaves for the
+//! operator.
 //!
 //! It reads the scanned tree (never writes it) and reads and writes the output location; of
 //! Kubernetes it knows only what the `scanjob-contract` crate declares.
@@ -14,17 +19,14 @@
 pub mod cgroup;
 pub mod error;
 pub mod insights;
-pub mod layout;
+pub mod merge;
 pub mod pathbytes;
-pub mod phase;
 pub mod plan;
-pub mod politeness;
-pub mod previous;
 pub mod report;
-pub mod rows;
+pub mod run;
+pub mod scan;
 pub mod schema;
 pub mod store;
-pub mod walk;
-pub mod writer;
+pub mod termination;
 
 pub use error::{Error, Result};

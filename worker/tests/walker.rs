@@ -4,11 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use scanjob_worker::pathbytes::PathBytes;
-use scanjob_worker::phase::open_root;
-use scanjob_worker::rows::ErrorKind;
-use scanjob_worker::walk::{
-    FilesOnly, NameSlice, PlannedDirs, ShardBatch, WalkCounters, WalkOptions, WalkStart, walk,
-};
+use scanjob_worker::plan::pieces::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
+use scanjob_worker::scan::root::open_root;
+use scanjob_worker::scan::rows::ErrorKind;
+use scanjob_worker::scan::walk::{ShardBatch, WalkCounters, WalkOptions, walk};
 
 #[test]
 fn files_deleted_while_their_directory_is_listed_are_vanished_errors() {

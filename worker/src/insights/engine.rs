@@ -22,7 +22,8 @@ use futures::StreamExt;
 use crate::error::{Error, Result};
 use crate::pathbytes::parent_of;
 use crate::store::Location;
-use crate::writer::{PartFile, RollingWriter};
+use crate::store::layout::table_subdir;
+use crate::store::writer::{PartFile, RollingWriter};
 
 /// The URL under which the output location's store is registered with the session.
 const STORE_URL: &str = "scanjob://output";
@@ -290,7 +291,7 @@ impl Engine {
         for (n, mut stream) in streams.into_iter().enumerate() {
             let location = self.location.clone();
             let schema = Arc::clone(&out_schema);
-            let dir = format!("{dir}/p{n}");
+            let dir = table_subdir(dir, format_args!("p{n}"));
             let what = what.to_string();
             tasks.push(tokio::spawn(async move {
                 let mut writer =

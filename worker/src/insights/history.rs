@@ -14,7 +14,8 @@
 use crate::error::Result;
 use crate::insights::engine::Engine;
 use crate::schema::TOC_SCHEMA;
-use crate::writer::PartFile;
+use crate::store::layout::table_subdir;
+use crate::store::writer::PartFile;
 
 /// Quoted column list of the ToC, with `alias.` in front of each when given.
 fn toc_columns(alias: &str, replace: &[(&str, &str)]) -> String {
@@ -56,7 +57,7 @@ pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<Pa
         }
         let dir = match engine.join_passes {
             1 => dir.to_string(),
-            _ => format!("{dir}/{pass}"),
+            _ => table_subdir(dir, pass),
         };
         files.extend(
             engine
@@ -89,30 +90,34 @@ pub async fn write_diff(
     engine: &Engine,
     dir: &str,
 ) -> Result<(Vec<(&'static str, Vec<PartFile>)>, DiffCounts)> {
-    let sides = |side: &str, a: &str| {
-        [
-            "path",
-            "path_display",
-            "size",
-            "mtime",
-            "uid",
-            "gid",
-            "mode",
-            "dev",
-            "inode",
-        ]
-        .iter()
-        .map(|c| format!("{a}.\"{c}\" AS {side}_{c}"))
-        .chain(std::iter::once(format!(
-            "CAST({a}.kind AS VARCHAR) AS {side}_kind"
-        )))
-        .collect::<Vec<_>>()
-        .join(", ")
+    materialize_delta(engine).await?;
+    let moved = register_moves(engine).await?;
+    // Added: the new side of rows with no old one; removed: the reverse. Moved paths are in
+    // `changed` instead.
+    let added = write_one_sided(engine, dir, "added", "new", "old").await?;
+    let removed = write_one_sided(engine, dir, "removed", "old", "new").await?;
+    let changed = write_changed(engine, dir).await?;
+    let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
+    let counts = DiffCounts {
+        added: rows(&added),
+        removed: rows(&removed),
+        changed: rows(&changed),
+        moved,
     };
-    // The full outer join holds only the path and a hash of what is compared per row; the
-    // rows that differ (few, next to the ToC) then get their columns from both sides.
+    Ok((
+        vec![("added", added), ("removed", removed), ("changed", changed)],
+        counts,
+    ))
+}
+
+const DIFF: &str = "diffing against the previous snapshot";
+
+/// Table `delta`: every path new, gone or changed between `prev` and `cur`, with the columns
+/// of both sides (`new_*`, `old_*`). The full outer join holds only the path and a hash of
+/// what is compared per row; the rows that differ (few, next to the ToC) then get their
+/// columns from both sides.
+async fn materialize_delta(engine: &Engine) -> Result<()> {
     let sig = "sj_change_sig(CAST(kind AS VARCHAR) = 'dir', size, mtime, uid, gid, mode)";
-    let what = "diffing against the previous snapshot";
     let keys_queries: Vec<String> = (0..engine.join_passes)
         .map(|pass| {
             format!(
@@ -127,17 +132,43 @@ pub async fn write_diff(
         })
         .collect();
     engine
-        .materialize_all("delta_keys", what, &keys_queries)
+        .materialize_all("delta_keys", DIFF, &keys_queries)
         .await?;
     let delta_query = format!(
         "SELECT {}, {} FROM delta_keys k \
          LEFT JOIN cur c ON k.new_key = c.path \
          LEFT JOIN prev p ON k.old_key = p.path",
-        sides("new", "c"),
-        sides("old", "p")
+        delta_columns("new", "c"),
+        delta_columns("old", "p")
     );
-    engine.materialize("delta", what, &delta_query).await?;
+    engine.materialize("delta", DIFF, &delta_query).await
+}
 
+/// The columns of one side of `delta`: `<side>_path`, … from table alias `alias`.
+fn delta_columns(side: &str, alias: &str) -> String {
+    [
+        "path",
+        "path_display",
+        "size",
+        "mtime",
+        "uid",
+        "gid",
+        "mode",
+        "dev",
+        "inode",
+    ]
+    .iter()
+    .map(|c| format!("{alias}.\"{c}\" AS {side}_{c}"))
+    .chain(std::iter::once(format!(
+        "CAST({alias}.kind AS VARCHAR) AS {side}_kind"
+    )))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// Table `moves`: pairs of a gone and a new path of `delta` that are one entry renamed.
+/// Returns how many.
+async fn register_moves(engine: &Engine) -> Result<u64> {
     // A path gone and a path new with the same (dev, inode) and kind is a move, when that
     // inode is unique on both sides (hard links stay added/removed) and the mtime, and for a
     // file the size, are unchanged: rename(2) keeps both, while a file system that hands a
@@ -182,77 +213,77 @@ pub async fn write_diff(
     };
     let moved = moves.iter().map(|b| b.num_rows() as u64).sum();
     engine.register_batches("moves", moves_schema, moves)?;
+    Ok(moved)
+}
 
-    // Added: the new side of rows with no old one; removed: the reverse. Moved paths are in
-    // `changed` instead.
-    let one_sided = |table: &'static str, side: &'static str, other: &'static str| async move {
-        let query = format!(
-            "SELECT d.{side}_path AS path, d.{side}_path_display AS path_display, \
-                    d.{side}_kind AS kind, d.{side}_size AS size, d.{side}_mtime AS mtime, \
-                    d.{side}_uid AS uid, d.{side}_gid AS gid, d.{side}_mode AS mode \
-             FROM delta d LEFT ANTI JOIN moves m ON d.{side}_path = m.{side}_path \
-             WHERE d.{other}_path IS NULL ORDER BY d.{side}_path"
-        );
-        engine
-            .write(
-                &format!("writing the {table} table"),
-                &query,
-                &format!("{dir}/{table}"),
-                "part",
-                None,
-            )
-            .await
-    };
-    let added = one_sided("added", "new", "old").await?;
-    let removed = one_sided("removed", "old", "new").await?;
-    let changed_columns = |moved: bool| {
-        format!(
-            "new_path AS path, new_path_display AS path_display, \
-             {old_path} AS old_path, {old_display} AS old_path_display, new_kind AS kind, \
-             old_size, new_size AS size, old_mtime, new_mtime AS mtime, \
-             old_uid, new_uid AS uid, old_gid, new_gid AS gid, old_mode, new_mode AS mode, \
-             (new_kind <> 'dir' AND old_size <> new_size) AS size_changed, \
-             (new_kind <> 'dir' AND old_mtime IS DISTINCT FROM new_mtime) AS mtime_changed, \
-             (old_uid <> new_uid OR old_gid <> new_gid) AS owner_changed, \
-             (old_mode <> new_mode) AS mode_changed, {moved} AS moved",
-            old_path = if moved {
-                "old_path"
-            } else {
-                "CAST(NULL AS BYTEA)"
-            },
-            old_display = if moved {
-                "old_path_display"
-            } else {
-                "CAST(NULL AS VARCHAR)"
-            },
-        )
-    };
-    let changed = engine
+/// The `added` (new side, no old one) or `removed` (the reverse) table, without moves.
+async fn write_one_sided(
+    engine: &Engine,
+    dir: &str,
+    table: &'static str,
+    side: &'static str,
+    other: &'static str,
+) -> Result<Vec<PartFile>> {
+    let query = format!(
+        "SELECT d.{side}_path AS path, d.{side}_path_display AS path_display, \
+                d.{side}_kind AS kind, d.{side}_size AS size, d.{side}_mtime AS mtime, \
+                d.{side}_uid AS uid, d.{side}_gid AS gid, d.{side}_mode AS mode \
+         FROM delta d LEFT ANTI JOIN moves m ON d.{side}_path = m.{side}_path \
+         WHERE d.{other}_path IS NULL ORDER BY d.{side}_path"
+    );
+    engine
         .write(
-            "writing the changed table",
-            &format!(
-                "SELECT * FROM (\
-                   SELECT {} FROM delta WHERE old_path IS NOT NULL AND new_path IS NOT NULL \
-                   UNION ALL SELECT {} FROM moves) ORDER BY path",
-                changed_columns(false),
-                changed_columns(true)
-            ),
-            &format!("{dir}/changed"),
+            &format!("writing the {table} table"),
+            &query,
+            &table_subdir(dir, table),
             "part",
             None,
         )
-        .await?;
-    let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
-    let counts = DiffCounts {
-        added: rows(&added),
-        removed: rows(&removed),
-        changed: rows(&changed),
-        moved,
-    };
-    Ok((
-        vec![("added", added), ("removed", removed), ("changed", changed)],
-        counts,
-    ))
+        .await
+}
+
+/// The `changed` table: paths on both sides that differ, and the moves.
+async fn write_changed(engine: &Engine, dir: &str) -> Result<Vec<PartFile>> {
+    let query = format!(
+        "SELECT * FROM (\
+           SELECT {} FROM delta WHERE old_path IS NOT NULL AND new_path IS NOT NULL \
+           UNION ALL SELECT {} FROM moves) ORDER BY path",
+        changed_columns(false),
+        changed_columns(true)
+    );
+    engine
+        .write(
+            "writing the changed table",
+            &query,
+            &table_subdir(dir, "changed"),
+            "part",
+            None,
+        )
+        .await
+}
+
+/// The columns of the `changed` table, from `delta` or (`moved`) from `moves`.
+fn changed_columns(moved: bool) -> String {
+    format!(
+        "new_path AS path, new_path_display AS path_display, \
+         {old_path} AS old_path, {old_display} AS old_path_display, new_kind AS kind, \
+         old_size, new_size AS size, old_mtime, new_mtime AS mtime, \
+         old_uid, new_uid AS uid, old_gid, new_gid AS gid, old_mode, new_mode AS mode, \
+         (new_kind <> 'dir' AND old_size <> new_size) AS size_changed, \
+         (new_kind <> 'dir' AND old_mtime IS DISTINCT FROM new_mtime) AS mtime_changed, \
+         (old_uid <> new_uid OR old_gid <> new_gid) AS owner_changed, \
+         (old_mode <> new_mode) AS mode_changed, {moved} AS moved",
+        old_path = if moved {
+            "old_path"
+        } else {
+            "CAST(NULL AS BYTEA)"
+        },
+        old_display = if moved {
+            "old_path_display"
+        } else {
+            "CAST(NULL AS VARCHAR)"
+        },
+    )
 }
 
 /// Files and bytes of the previous snapshot per uid and project: table `prev_groups`.

@@ -1,5 +1,7 @@
 //! What the table of contents tells, derived by `merge` for every snapshot: history, diffs,
-//! rollups, duplicates, the atime check, and the report.
+//! rollups, duplicates, the atime check, and the numbers of the report (`crate::report`).
+//! It reads the run's and the previous snapshot's rows and writes only below
+//! `snapshots/<run>/`; the merge commits what it wrote.
 //!
 //! Tables written beside the manifest (all Parquet, listed in the manifest's `derived` map):
 //!
@@ -23,25 +25,25 @@
 
 pub mod engine;
 pub mod history;
-pub mod html;
 pub mod rollup;
-pub mod summary;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::info;
 
 use crate::error::Result;
 use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf, carried_udf};
-use crate::insights::rollup::{i64s, strings, u64s};
-use crate::insights::summary::{
+use crate::insights::rollup::{AtimeCheck, TreeGroup, i64s, strings, u64s};
+use crate::report::summary;
+use crate::report::summary::{
     Bucket, Duplicates, Group, Growth, GrowthRow, Summary, Top, Totals, listed,
 };
-use crate::layout::{EntryCounts, SnapshotManifest, snapshot_dir};
 use crate::schema::TOC_SCHEMA;
 use crate::store::Location;
-use crate::writer::PartFile;
+use crate::store::layout::{EntryCounts, SnapshotManifest, snapshot_table_dir};
+use crate::store::writer::PartFile;
 
 /// Settings of the derived tables.
 #[derive(Debug, Clone)]
@@ -88,15 +90,79 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
-/// Derives every table of the snapshot and its summary.
+/// Derives every table of the snapshot and its summary, in four steps: the history against
+/// the previous snapshot (first_seen, diff, growth), the rollups, the duplicates, and the
+/// summary of all of them.
 pub async fn derive(
     location: &Location,
     inputs: Inputs<'_>,
     options: &InsightOptions,
 ) -> Result<Outcome> {
-    let started = std::time::Instant::now();
-    let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
-    let largest = rows(&inputs.toc_files).max(inputs.previous.map_or(0, |p| rows(&p.toc_files)));
+    let started = Instant::now();
+    let engine = open_engine(location, &inputs, options).await?;
+    let mut derived = BTreeMap::new();
+    let history = history(&engine, &inputs, &mut derived).await?;
+    info!(
+        run = inputs.run,
+        seconds = started.elapsed().as_secs_f64(),
+        "history done"
+    );
+    let rollups = rollups(&engine, inputs.run, options, &mut derived, started).await?;
+    let duplicates = duplicates(
+        &engine,
+        location,
+        inputs.run,
+        options,
+        &rollups,
+        &mut derived,
+    )
+    .await?;
+    let c = inputs.counts;
+    let summary = Summary {
+        run: inputs.run.to_string(),
+        root: inputs.root.to_string(),
+        created: inputs.created,
+        missing_shards: inputs.missing_shards.clone(),
+        carried_forward_from: history.carried_from,
+        project_level: inputs.project_level,
+        totals: totals_of(&engine, c).await?,
+        by_extension: listed(&rollups.groups["by_extension"]),
+        by_project: listed(&rollups.groups["by_project"]),
+        top_directories: Top::of(&rollups.directories),
+        top_extensions: Top::of(&rollups.groups["by_extension"]),
+        top_owners: Top::of(&rollups.groups["by_uid"]),
+        top_projects: Top::of(&rollups.groups["by_project"]),
+        age: age_totals(&rollups.age_rows),
+        atime: rollups.atime,
+        growth: history.growth,
+        duplicates,
+    };
+    info!(
+        run = inputs.run,
+        seconds = started.elapsed().as_secs_f64(),
+        "insights done"
+    );
+    Ok(Outcome {
+        toc_files: history.toc_files,
+        derived,
+        carried_rows: history.carried_rows,
+        summary,
+    })
+}
+
+fn rows_of(files: &[PartFile]) -> u64 {
+    files.iter().map(|f| f.rows).sum()
+}
+
+/// A query engine with a memory pool (and join passes) sized for the bigger of this run and
+/// the previous snapshot, its functions, and this run's rows registered as `cur`.
+async fn open_engine(
+    location: &Location,
+    inputs: &Inputs<'_>,
+    options: &InsightOptions,
+) -> Result<Engine> {
+    let largest =
+        rows_of(&inputs.toc_files).max(inputs.previous.map_or(0, |p| rows_of(&p.toc_files)));
     let engine_options = options.engine.clone().passes_for(largest);
     info!(
         rows = largest,
@@ -105,10 +171,8 @@ pub async fn derive(
         "query memory pool; the big joins run in passes when one side would not fit half of it"
     );
     let engine = Engine::new(location, &engine_options)?;
-    let dir = snapshot_dir(inputs.run);
     let now_ns = inputs.created.timestamp_nanos_opt().unwrap_or(i64::MAX);
     engine.ctx.register_udf(age_bucket_udf(now_ns));
-    let carry = inputs.previous.is_some() && inputs.carried.is_some();
     let carried = inputs
         .carried
         .clone()
@@ -117,61 +181,99 @@ pub async fn derive(
     engine
         .register_files("cur", &inputs.toc_files, &TOC_SCHEMA)
         .await?;
+    Ok(engine)
+}
 
-    let mut derived = BTreeMap::new();
-    let mut carried_rows = 0;
-    let mut growth = None;
-    let toc_files = match inputs.previous {
-        Some(previous) => {
-            engine
-                .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
-                .await?;
-            let files = history::write_toc(&engine, &format!("{dir}/toc"), carry).await?;
-            let written = rows(&files);
-            let fresh = rows(&inputs.toc_files);
-            carried_rows = written.saturating_sub(fresh);
-            engine.register_files("toc", &files, &TOC_SCHEMA).await?;
-            group_owners(&engine).await?;
-            info!(
-                seconds = started.elapsed().as_secs_f64(),
-                "first_seen joined"
-            );
-            let (tables, diff) = history::write_diff(&engine, &format!("{dir}/diff")).await?;
-            info!(seconds = started.elapsed().as_secs_f64(), "diff done");
-            for (name, files) in tables {
-                derived.insert(format!("diff_{name}"), files);
-            }
-            engine
-                .materialize(
-                    "prev_groups",
-                    "grouping the previous snapshot's owners",
-                    history::PREV_GROUPS_QUERY,
-                )
-                .await?;
-            let growth_rows = engine
-                .collect("computing growth", history::GROWTH_QUERY)
-                .await?;
-            derived.insert(
-                "growth".into(),
-                write_batches(&engine, &growth_rows, &format!("{dir}/growth")).await?,
-            );
-            growth = Some(growth_summary(previous, &growth_rows, diff));
-            files
-        }
-        None => {
-            engine
-                .register_files("toc", &inputs.toc_files, &TOC_SCHEMA)
-                .await?;
-            group_owners(&engine).await?;
-            inputs.toc_files.clone()
-        }
+/// What the history step made.
+struct History {
+    /// The snapshot's ToC: rewritten with first_seen carried when there is a previous
+    /// snapshot, else this run's parts as they are.
+    toc_files: Vec<PartFile>,
+    carried_rows: u64,
+    carried_from: Option<String>,
+    growth: Option<Growth>,
+}
+
+/// With a previous snapshot: the ToC with first_seen carried (and the missing shards' rows),
+/// the diff and the growth tables. Either way, registers the snapshot's ToC as `toc` and its
+/// owner groups.
+async fn history(
+    engine: &Engine,
+    inputs: &Inputs<'_>,
+    derived: &mut BTreeMap<String, Vec<PartFile>>,
+) -> Result<History> {
+    let started = Instant::now();
+    let Some(previous) = inputs.previous else {
+        engine
+            .register_files("toc", &inputs.toc_files, &TOC_SCHEMA)
+            .await?;
+        group_owners(engine).await?;
+        return Ok(History {
+            toc_files: inputs.toc_files.clone(),
+            carried_rows: 0,
+            carried_from: None,
+            growth: None,
+        });
     };
+    let carry = inputs.carried.is_some();
+    let table = |name: &str| snapshot_table_dir(inputs.run, name);
+    engine
+        .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
+        .await?;
+    let files = history::write_toc(engine, &table("toc"), carry).await?;
+    let carried_rows = rows_of(&files).saturating_sub(rows_of(&inputs.toc_files));
+    engine.register_files("toc", &files, &TOC_SCHEMA).await?;
+    group_owners(engine).await?;
     info!(
-        run = inputs.run,
         seconds = started.elapsed().as_secs_f64(),
-        "history done"
+        "first_seen joined"
     );
+    let (tables, diff) = history::write_diff(engine, &table("diff")).await?;
+    info!(seconds = started.elapsed().as_secs_f64(), "diff done");
+    for (name, files) in tables {
+        derived.insert(format!("diff_{name}"), files);
+    }
+    engine
+        .materialize(
+            "prev_groups",
+            "grouping the previous snapshot's owners",
+            history::PREV_GROUPS_QUERY,
+        )
+        .await?;
+    let growth_rows = engine
+        .collect("computing growth", history::GROWTH_QUERY)
+        .await?;
+    derived.insert(
+        "growth".into(),
+        write_batches(engine, &growth_rows, &table("growth")).await?,
+    );
+    Ok(History {
+        toc_files: files,
+        carried_rows,
+        carried_from: carry.then(|| previous.run.clone()),
+        growth: Some(growth_summary(previous, &growth_rows, diff)),
+    })
+}
 
+/// What the rollup step made, for the summary.
+struct Rollups {
+    groups: BTreeMap<&'static str, Vec<Group>>,
+    age_rows: Vec<arrow_array::RecordBatch>,
+    atime: AtimeCheck,
+    /// Directories with files directly in them: files and bytes of those files.
+    directories: Vec<Group>,
+    trees: Vec<TreeGroup>,
+}
+
+/// The rollups by extension, owner, group and project, the age histograms, the atime check,
+/// the recursive totals per directory and the duplicate trees found from them.
+async fn rollups(
+    engine: &Engine,
+    run: &str,
+    options: &InsightOptions,
+    derived: &mut BTreeMap<String, Vec<PartFile>>,
+    started: Instant,
+) -> Result<Rollups> {
     let mut groups: BTreeMap<&str, Vec<Group>> = BTreeMap::new();
     for (name, query) in rollup::rollup_queries() {
         let batches = engine.collect(&format!("rollup {name}"), &query).await?;
@@ -190,9 +292,10 @@ pub async fn derive(
                 })
                 .collect(),
         );
+        let dir = snapshot_table_dir(run, &format!("rollups/{name}"));
         derived.insert(
             format!("rollup_{name}"),
-            write_batches(&engine, &batches, &format!("{dir}/rollups/{name}")).await?,
+            write_batches(engine, &batches, &dir).await?,
         );
     }
     let age_rows = engine
@@ -200,24 +303,24 @@ pub async fn derive(
         .await?;
     derived.insert(
         "rollup_age".into(),
-        write_batches(&engine, &age_rows, &format!("{dir}/rollups/age")).await?,
+        write_batches(engine, &age_rows, &snapshot_table_dir(run, "rollups/age")).await?,
     );
-    let atime = rollup::atime_check(&engine).await?;
-
+    let atime = rollup::atime_check(engine).await?;
     info!(
         seconds = started.elapsed().as_secs_f64(),
         "age and atime done"
     );
-    let tree = rollup::directory_tree(&engine).await?;
+    let tree = rollup::directory_tree(engine).await?;
     info!(
         seconds = started.elapsed().as_secs_f64(),
         dirs = tree.len(),
         "directory tree done"
     );
     let batch = rollup::directory_batch(&tree, options.rollup_depth)?;
+    let dir = snapshot_table_dir(run, "rollups/by_directory");
     derived.insert(
         "rollup_by_directory".into(),
-        write_batches(&engine, &[batch], &format!("{dir}/rollups/by_directory")).await?,
+        write_batches(engine, &[batch], &dir).await?,
     );
     let directories: Vec<Group> = tree
         .iter()
@@ -228,23 +331,42 @@ pub async fn derive(
             bytes: n.bytes_direct,
         })
         .collect();
-
-    let trees = rollup::duplicate_trees(&engine, &tree, options.duplicate_min_size).await?;
+    let trees = rollup::duplicate_trees(engine, &tree, options.duplicate_min_size).await?;
     drop(tree);
     let batch = rollup::duplicate_trees_batch(&trees)?;
+    let dir = snapshot_table_dir(run, "duplicates/trees");
     derived.insert(
         "duplicate_trees".into(),
-        write_batches(&engine, &[batch], &format!("{dir}/duplicates/trees")).await?,
+        write_batches(engine, &[batch], &dir).await?,
     );
     info!(
         seconds = started.elapsed().as_secs_f64(),
         "duplicate trees done"
     );
+    Ok(Rollups {
+        groups,
+        age_rows,
+        atime,
+        directories,
+        trees,
+    })
+}
+
+/// The duplicate files table, and the duplicates' part of the summary (with the trees the
+/// rollups found).
+async fn duplicates(
+    engine: &Engine,
+    location: &Location,
+    run: &str,
+    options: &InsightOptions,
+    rollups: &Rollups,
+    derived: &mut BTreeMap<String, Vec<PartFile>>,
+) -> Result<Duplicates> {
     let dup_files = engine
         .write(
             "finding duplicate files",
             &rollup::duplicate_files_query(options.duplicate_min_size),
-            &format!("{dir}/duplicates/files"),
+            &snapshot_table_dir(run, "duplicates/files"),
             "part",
             None,
         )
@@ -269,46 +391,14 @@ pub async fn derive(
         (u64s(&totals, "groups")[0], u64s(&totals, "wasted")[0])
     };
     derived.insert("duplicate_files".into(), dup_files);
-
-    let c = inputs.counts;
-    let summary = Summary {
-        run: inputs.run.to_string(),
-        root: inputs.root.to_string(),
-        created: inputs.created,
-        missing_shards: inputs.missing_shards.clone(),
-        carried_forward_from: carry
-            .then(|| inputs.previous.map(|p| p.run.clone()))
-            .flatten(),
-        project_level: inputs.project_level,
-        totals: totals_of(&engine, c).await?,
-        by_extension: listed(&groups["by_extension"]),
-        by_project: listed(&groups["by_project"]),
-        top_directories: Top::of(&directories),
-        top_extensions: Top::of(&groups["by_extension"]),
-        top_owners: Top::of(&groups["by_uid"]),
-        top_projects: Top::of(&groups["by_project"]),
-        age: age_totals(&age_rows),
-        atime,
-        growth,
-        duplicates: Duplicates {
-            min_size: options.duplicate_min_size,
-            file_groups,
-            file_wasted_bytes,
-            tree_groups: trees.len() as u64,
-            tree_wasted_bytes: trees.iter().map(|t| t.wasted_bytes).sum(),
-            top_trees: trees.iter().take(summary::TOP).cloned().collect(),
-        },
-    };
-    info!(
-        run = inputs.run,
-        seconds = started.elapsed().as_secs_f64(),
-        "insights done"
-    );
-    Ok(Outcome {
-        toc_files,
-        derived,
-        carried_rows,
-        summary,
+    let trees = &rollups.trees;
+    Ok(Duplicates {
+        min_size: options.duplicate_min_size,
+        file_groups,
+        file_wasted_bytes,
+        tree_groups: trees.len() as u64,
+        tree_wasted_bytes: trees.iter().map(|t| t.wasted_bytes).sum(),
+        top_trees: trees.iter().take(summary::TOP).cloned().collect(),
     })
 }
 
@@ -451,7 +541,7 @@ async fn write_batches(
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
-    let mut writer = crate::writer::RollingWriter::new(
+    let mut writer = crate::store::writer::RollingWriter::new(
         engine.location.clone(),
         dir.to_string(),
         "part",
@@ -477,47 +567,4 @@ async fn parquet_schema(location: &Location, file: &PartFile) -> Result<arrow_sc
             source,
         })?;
     Ok(builder.schema().clone())
-}
-
-/// The manifest and summary of the snapshot `run`, or of the one `latest.json` names.
-pub async fn load_summary(
-    location: &Location,
-    run: Option<&str>,
-) -> Result<(SnapshotManifest, Summary)> {
-    let manifest = match run {
-        Some(run) => {
-            let path = crate::layout::manifest_path(run);
-            location
-                .get_json::<SnapshotManifest>(&path)
-                .await?
-                .ok_or_else(|| crate::Error::Corrupt {
-                    what: format!("{}/{path}", location.url),
-                    reason: "does not exist".into(),
-                })?
-        }
-        None => crate::previous::latest_manifest(location)
-            .await?
-            .ok_or_else(|| crate::Error::Corrupt {
-                what: format!("{}/{}", location.url, crate::layout::LATEST_PATH),
-                reason: "does not exist: no snapshot has been published here".into(),
-            })?,
-    };
-    let Some(summary_path) = &manifest.summary else {
-        return Err(crate::Error::Corrupt {
-            what: format!(
-                "{}/{}",
-                location.url,
-                crate::layout::manifest_path(&manifest.run)
-            ),
-            reason: "has no summary (written by a scanjob before reports existed)".into(),
-        });
-    };
-    let summary = location
-        .get_json::<Summary>(summary_path)
-        .await?
-        .ok_or_else(|| crate::Error::Corrupt {
-            what: format!("{}/{summary_path}", location.url),
-            reason: "named by the manifest but does not exist".into(),
-        })?;
-    Ok((manifest, summary))
 }

@@ -10,6 +10,11 @@
 //! When a previous snapshot exists, the missing shards' rows are carried from it (with their
 //! old `last_seen`) and none of their files is reported removed. More missing shards than
 //! that is still `Incomplete`.
+//!
+//! It reads the run's shards and the previous snapshot ([`previous`]), and writes only below
+//! `snapshots/<run>/` and `latest.json` (and, for retention, removes older snapshots and runs).
+
+pub mod previous;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +24,17 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::insights::{self, Inputs, InsightOptions};
-use crate::layout::{
-    EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, ShardSummary,
-    SnapshotManifest, manifest_path, run_dir, snapshot_dir, split_run_url, success_path,
-};
 use crate::pathbytes::parent_of;
-use crate::phase::scan::load_plan;
+use crate::plan::pieces::NameSlice;
+use crate::scan::load_plan;
 use crate::schema::SCHEMA_VERSION;
 use crate::store::Location;
-use crate::walk::NameSlice;
-use crate::writer::PartFile;
+use crate::store::layout::{
+    EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, ShardSummary,
+    SnapshotManifest, manifest_path, plan_path, report_path, run_dir, snapshot_dir, split_run_url,
+    success_path, summary_path, url_of,
+};
+use crate::store::writer::PartFile;
 
 /// What `merge` does besides committing the snapshot.
 #[derive(Debug, Clone, Default)]
@@ -52,50 +58,23 @@ pub async fn merge_run(
         url: run_url.to_string(),
         reason: "expected <output>/runs/<run>".into(),
     })?;
-    let plan_url = format!("{base}/{}", crate::layout::plan_path(&run));
-    let (plan, output) = load_plan(&plan_url).await?;
-
-    let mut successes = Vec::with_capacity(plan.shards.len());
-    let mut missing = Vec::new();
-    for index in 0..plan.shards.len() as u32 {
-        match output
-            .get_json::<ShardSuccess>(&success_path(&run, index))
-            .await?
-        {
-            Some(s) if s.plan_id == plan.plan_id && s.index == index => successes.push(s),
-            Some(_) => {
-                warn!(
-                    run,
-                    shard = index,
-                    "shard was written for another plan of this run"
-                );
-                missing.push(index);
-            }
-            None => missing.push(index),
-        }
-    }
-    if !missing.is_empty() {
-        if successes.is_empty() || missing.len() > options.max_missing_shards as usize {
-            return Err(Error::Incomplete { run, missing });
-        }
-        warn!(
-            run,
-            ?missing,
-            max_missing_shards = options.max_missing_shards,
-            "publishing a partial snapshot: these shards have no _SUCCESS.json"
-        );
-    }
-    let toc_files: Vec<PartFile> = successes.iter().flat_map(|s| s.toc_files.clone()).collect();
+    let (plan, output) = load_plan(&url_of(&base, &plan_path(&run))).await?;
+    let shards = done_shards(&output, &plan, options.max_missing_shards).await?;
+    let toc_files: Vec<PartFile> = shards
+        .done
+        .iter()
+        .flat_map(|s| s.toc_files.clone())
+        .collect();
     check_parquet_files(&output, &toc_files, &format!("run {run}")).await?;
     let previous = previous_snapshot(&output, &plan, &run).await?;
 
     let mut counts = EntryCounts::default();
-    for s in &successes {
+    for s in &shards.done {
         counts.add(&s.counts);
     }
     let carried: Option<crate::insights::engine::PathPredicate> =
-        match (&previous, missing.is_empty()) {
-            (Some(_), false) => Some(Arc::new(owned_by(&plan, &missing))),
+        match (&previous, shards.missing.is_empty()) {
+            (Some(_), false) => Some(Arc::new(owned_by(&plan, &shards.missing))),
             _ => None,
         };
     let created = chrono::Utc::now();
@@ -108,74 +87,16 @@ pub async fn merge_run(
             created,
             counts: &counts,
             toc_files,
-            missing_shards: missing.clone(),
+            missing_shards: shards.missing.clone(),
             previous: previous.as_ref(),
             carried,
         },
         &options.insights,
     )
     .await?;
+    write_report(&output, &run, &outcome).await?;
 
-    let dir = snapshot_dir(&run);
-    let summary_path = format!("{dir}/summary.json");
-    output
-        .put_json(&summary_path, &outcome.summary, PutMode::Overwrite)
-        .await
-        .map_err(|source| Error::store(&output.url, &summary_path, source))?;
-    let report_path = format!("{dir}/report.html");
-    output
-        .store
-        .put(
-            &output.path(&report_path),
-            PutPayload::from(insights::html::render(&outcome.summary)),
-        )
-        .await
-        .map_err(|source| Error::store(&output.url, &report_path, source))?;
-
-    let carried_from = outcome.summary.carried_forward_from.clone();
-    let mut shards: Vec<ShardSummary> = successes
-        .iter()
-        .map(|s| ShardSummary {
-            index: s.index,
-            entries: s.counts.entries,
-            errors: s.counts.errors,
-            duration_seconds: s.duration_seconds,
-            carried_forward_from: None,
-        })
-        .collect();
-    if let Some(from) = &carried_from {
-        shards.extend(missing.iter().map(|&index| ShardSummary {
-            index,
-            entries: 0,
-            errors: 0,
-            duration_seconds: 0.0,
-            carried_forward_from: Some(from.clone()),
-        }));
-        shards.sort_by_key(|s| s.index);
-    }
-    let manifest = SnapshotManifest {
-        format: LAYOUT_FORMAT,
-        schema_version: SCHEMA_VERSION,
-        run: run.clone(),
-        plan_id: plan.plan_id.clone(),
-        root: plan.root.clone(),
-        created,
-        counts,
-        toc_files: outcome.toc_files,
-        error_files: successes
-            .iter()
-            .flat_map(|s| s.error_files.clone())
-            .collect(),
-        shards,
-        missing_shards: missing,
-        atime_reflects_user_access: true,
-        atime_reliable: outcome.summary.atime.reliable,
-        previous_run: previous.as_ref().map(|p| p.run.clone()),
-        carried_forward_rows: outcome.carried_rows,
-        derived: outcome.derived,
-        summary: Some(summary_path),
-        report: Some(report_path),
-    };
+    let manifest = manifest_of(&plan, created, counts, shards, previous.as_ref(), outcome);
     let relative = manifest_path(&run);
     output
         .put_json(&relative, &manifest, PutMode::Overwrite)
@@ -197,8 +118,128 @@ pub async fn merge_run(
             info!(?removed, keep, "older snapshots removed");
         }
     }
-    let url = format!("{}/{relative}", output.url);
-    Ok((manifest, url))
+    Ok((manifest, url_of(&output.url, &relative)))
+}
+
+/// The shards of a run with a `_SUCCESS.json` of its plan, and those without.
+struct Shards {
+    done: Vec<ShardSuccess>,
+    missing: Vec<u32>,
+}
+
+/// Reads every shard's `_SUCCESS.json`. More than `max_missing` shards without one (or none
+/// with one) is [`Error::Incomplete`].
+async fn done_shards(output: &Location, plan: &ShardPlan, max_missing: u32) -> Result<Shards> {
+    let run = &plan.run;
+    let mut done = Vec::with_capacity(plan.shards.len());
+    let mut missing = Vec::new();
+    for index in 0..plan.shards.len() as u32 {
+        match output
+            .get_json::<ShardSuccess>(&success_path(run, index))
+            .await?
+        {
+            Some(s) if s.plan_id == plan.plan_id && s.index == index => done.push(s),
+            Some(_) => {
+                warn!(
+                    run,
+                    shard = index,
+                    "shard was written for another plan of this run"
+                );
+                missing.push(index);
+            }
+            None => missing.push(index),
+        }
+    }
+    if !missing.is_empty() {
+        if done.is_empty() || missing.len() > max_missing as usize {
+            return Err(Error::Incomplete {
+                run: run.clone(),
+                missing,
+            });
+        }
+        warn!(
+            run,
+            ?missing,
+            max_missing_shards = max_missing,
+            "publishing a partial snapshot: these shards have no _SUCCESS.json"
+        );
+    }
+    Ok(Shards { done, missing })
+}
+
+/// Writes the snapshot's `summary.json` and `report.html`.
+async fn write_report(output: &Location, run: &str, outcome: &insights::Outcome) -> Result<()> {
+    let path = summary_path(run);
+    output
+        .put_json(&path, &outcome.summary, PutMode::Overwrite)
+        .await
+        .map_err(|source| Error::store(&output.url, &path, source))?;
+    let path = report_path(run);
+    output
+        .store
+        .put(
+            &output.path(&path),
+            PutPayload::from(crate::report::html::render(&outcome.summary)),
+        )
+        .await
+        .map_err(|source| Error::store(&output.url, &path, source))?;
+    Ok(())
+}
+
+/// The manifest that commits the snapshot.
+fn manifest_of(
+    plan: &ShardPlan,
+    created: chrono::DateTime<chrono::Utc>,
+    counts: EntryCounts,
+    shards: Shards,
+    previous: Option<&SnapshotManifest>,
+    outcome: insights::Outcome,
+) -> SnapshotManifest {
+    let mut summaries: Vec<ShardSummary> = shards
+        .done
+        .iter()
+        .map(|s| ShardSummary {
+            index: s.index,
+            entries: s.counts.entries,
+            errors: s.counts.errors,
+            duration_seconds: s.duration_seconds,
+            carried_forward_from: None,
+        })
+        .collect();
+    if let Some(from) = &outcome.summary.carried_forward_from {
+        summaries.extend(shards.missing.iter().map(|&index| ShardSummary {
+            index,
+            entries: 0,
+            errors: 0,
+            duration_seconds: 0.0,
+            carried_forward_from: Some(from.clone()),
+        }));
+        summaries.sort_by_key(|s| s.index);
+    }
+    SnapshotManifest {
+        format: LAYOUT_FORMAT,
+        schema_version: SCHEMA_VERSION,
+        run: plan.run.clone(),
+        plan_id: plan.plan_id.clone(),
+        root: plan.root.clone(),
+        created,
+        counts,
+        toc_files: outcome.toc_files,
+        error_files: shards
+            .done
+            .iter()
+            .flat_map(|s| s.error_files.clone())
+            .collect(),
+        shards: summaries,
+        missing_shards: shards.missing,
+        atime_reflects_user_access: true,
+        atime_reliable: outcome.summary.atime.reliable,
+        previous_run: previous.map(|p| p.run.clone()),
+        carried_forward_rows: outcome.carried_rows,
+        derived: outcome.derived,
+        summary: Some(summary_path(&plan.run)),
+        report: Some(report_path(&plan.run)),
+    }
 }
 
 /// The snapshot this run compares with: the one its plan was balanced by, else the one

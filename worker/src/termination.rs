@@ -7,7 +7,7 @@ pub use scanjob_contract::termination::{
 };
 
 use crate::error::{EXIT_RETRYABLE, Error};
-use crate::layout::{ShardPlan, ShardSuccess, SnapshotManifest};
+use crate::store::layout::{ShardPlan, ShardSuccess, SnapshotManifest};
 
 /// `scanjob plan` wrote `plan` at `url`.
 pub fn planned(plan: &ShardPlan, url: &str) -> Planned {

@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::ShardAssignment;
-use crate::writer::PartFile;
+use crate::plan::shards::ShardAssignment;
+use crate::store::writer::PartFile;
 
 // The paths the operator names too are declared in the contract crate.
 pub use scanjob_contract::layout::{
@@ -31,6 +31,34 @@ pub use scanjob_contract::layout::{
 };
 
 pub const LAYOUT_FORMAT: u32 = 1;
+
+/// `snapshots/<run>/<table>`: where the merge writes one table of the snapshot: `toc`,
+/// `diff/{added,removed,changed}`, `growth`, `rollups/<name>`, `duplicates/{files,trees}`.
+pub fn snapshot_table_dir(run: &str, table: &str) -> String {
+    format!("{}/{table}", snapshot_dir(run))
+}
+
+/// `snapshots/<run>/summary.json`: the report's numbers.
+pub fn summary_path(run: &str) -> String {
+    format!("{}/summary.json", snapshot_dir(run))
+}
+
+/// `snapshots/<run>/report.html`: the self-contained report.
+pub fn report_path(run: &str) -> String {
+    format!("{}/report.html", snapshot_dir(run))
+}
+
+/// `<dir>/<stem>-<n>.parquet`: the n-th Parquet file a writer rolls over to in `dir` (`stem`
+/// is `part` or `errors`).
+pub fn part_path(dir: &str, stem: &str, n: usize) -> String {
+    format!("{dir}/{stem}-{n:05}.parquet")
+}
+
+/// `<dir>/<sub>`: a subdirectory of a table's directory, one per query partition or join pass,
+/// so that concurrent writers never name the same part.
+pub fn table_subdir(dir: &str, sub: impl std::fmt::Display) -> String {
+    format!("{dir}/{sub}")
+}
 
 /// Options every shard of a run walks with, fixed at planning time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -108,7 +136,7 @@ pub struct ShardSuccess {
     pub error_files: Vec<PartFile>,
     /// File-system calls made, and how the budget and latency guard (if any) did.
     #[serde(default)]
-    pub politeness: crate::politeness::PolitenessReport,
+    pub politeness: crate::scan::politeness::PolitenessReport,
 }
 
 impl ShardSuccess {

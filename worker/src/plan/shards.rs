@@ -1,7 +1,7 @@
 //! Splitting a tree into balanced shards ("slice the pyramid", after GUFI).
 //!
 //! The planner knows, for some directories, how many entries they hold directly: all of them
-//! when an earlier snapshot exists ([`crate::previous`]), the top levels otherwise (a quick
+//! when an earlier snapshot exists ([`crate::merge::previous`]), the top levels otherwise (a quick
 //! breadth-first listing, [`count_top_levels`]). From these it expands the top of the tree:
 //! a subtree heavier than a grain (a tenth of one shard's share) is replaced by its own directory,
 //! listed "files only", plus its subdirectories as subtrees, until every piece is light enough or
@@ -14,7 +14,7 @@
 //! the planner knew it. The tree the shards walk may have more: a directory new since the
 //! snapshot, or created after the top-level count, inside a directory the plan lists files-only.
 //! No piece names it, so the walker enters it from that files-only listing, in the one shard
-//! whose name slice holds it ([`planned_dirs`], and the module docs of [`crate::walk`]).
+//! whose name slice holds it ([`planned_dirs`], and the module docs of [`crate::scan::walk`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -29,7 +29,8 @@ use rustix::fs::{FileType, RawDir};
 use serde::{Deserialize, Serialize};
 
 use crate::pathbytes::{PathBytes, join, parent_of};
-use crate::walk::{FilesOnly, NameSlice, PlannedDirs, WalkStart, device_of, open_dir, stat_at};
+use crate::plan::pieces::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
+use crate::scan::walk::{device_of, open_dir, stat_at};
 
 /// What the planner knows of one directory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -326,7 +327,7 @@ pub fn count_top_levels(
                 FileType::Directory if !one_file_system => true,
                 FileType::Directory | FileType::Unknown => {
                     stat_at(fd.as_fd(), entry_name, &mut ignored_ts).is_ok_and(|m| {
-                        m.kind == crate::rows::EntryKind::Dir
+                        m.kind == crate::scan::rows::EntryKind::Dir
                             && (!one_file_system || m.dev == root_dev)
                     })
                 }

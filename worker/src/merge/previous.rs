@@ -10,10 +10,10 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 
 use crate::error::{Error, Result};
-use crate::layout::{LATEST_PATH, LatestPointer, SnapshotManifest};
 use crate::pathbytes::parent_of;
-use crate::plan::{DirStats, DirTable};
+use crate::plan::shards::{DirStats, DirTable};
 use crate::store::Location;
+use crate::store::layout::{LATEST_PATH, LatestPointer, SnapshotManifest};
 
 /// The snapshot `latest.json` points at, if there is one.
 pub async fn latest_manifest(location: &Location) -> Result<Option<SnapshotManifest>> {

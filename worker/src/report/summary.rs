@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt::Write;
+
 use serde::{Deserialize, Serialize};
 
 use crate::insights::history::DiffCounts;
@@ -146,8 +148,17 @@ fn signed_bytes(delta: i64) -> String {
 impl Summary {
     /// The terminal report.
     pub fn render_text(&self) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
+        self.write_totals(&mut out);
+        self.write_tops(&mut out);
+        self.write_age(&mut out);
+        self.write_growth(&mut out);
+        self.write_duplicates(&mut out);
+        out
+    }
+
+    /// The snapshot, whether it is partial, and its totals.
+    fn write_totals(&self, out: &mut String) {
         let t = &self.totals;
         let _ = writeln!(
             out,
@@ -176,6 +187,10 @@ impl Summary {
             t.other_kinds,
             t.errors
         );
+    }
+
+    /// The top directories, extensions, owners and projects, and the per-type and per-project lists.
+    fn write_tops(&self, out: &mut String) {
         let top = |out: &mut String, title: &str, top: &Top| {
             let _ = writeln!(out, "\ntop {TOP} {title} by files:");
             group_lines(out, &top.by_files);
@@ -183,15 +198,15 @@ impl Summary {
             group_lines(out, &top.by_bytes);
         };
         top(
-            &mut out,
+            out,
             "directories (files directly inside)",
             &self.top_directories,
         );
-        top(&mut out, "extensions", &self.top_extensions);
-        top(&mut out, "owners (uid)", &self.top_owners);
+        top(out, "extensions", &self.top_extensions);
+        top(out, "owners (uid)", &self.top_owners);
         if self.project_level > 0 {
             top(
-                &mut out,
+                out,
                 &format!("projects (path level {})", self.project_level),
                 &self.top_projects,
             );
@@ -201,14 +216,15 @@ impl Summary {
             "\nper file type ({} extensions):",
             self.by_extension.len()
         );
-        group_lines(
-            &mut out,
-            &self.by_extension[..self.by_extension.len().min(15)],
-        );
+        group_lines(out, &self.by_extension[..self.by_extension.len().min(15)]);
         if self.project_level > 0 {
             let _ = writeln!(out, "per project ({}):", self.by_project.len());
-            group_lines(&mut out, &self.by_project[..self.by_project.len().min(15)]);
+            group_lines(out, &self.by_project[..self.by_project.len().min(15)]);
         }
+    }
+
+    /// Age histograms by mtime and atime, and whether atime can be trusted.
+    fn write_age(&self, out: &mut String) {
         for (time, buckets) in ["mtime", "atime"]
             .iter()
             .filter_map(|t| self.age.get(*t).map(|b| (t, b)))
@@ -236,6 +252,11 @@ impl Summary {
             a.after_mtime * 100.0,
             a.files
         );
+    }
+
+    /// Growth and the diff against the previous snapshot.
+    fn write_growth(&self, out: &mut String) {
+        let t = &self.totals;
         match &self.growth {
             Some(g) => {
                 let _ = writeln!(
@@ -270,6 +291,10 @@ impl Summary {
                 let _ = writeln!(out, "\nno previous snapshot: no growth or diff");
             }
         }
+    }
+
+    /// Duplicate file groups and trees.
+    fn write_duplicates(&self, out: &mut String) {
         let d = &self.duplicates;
         let _ = writeln!(
             out,
@@ -291,13 +316,11 @@ impl Summary {
                 g.dirs.join(", ")
             );
         }
-        out
     }
 }
 
 /// One line per group: files, size, key.
 fn group_lines(out: &mut String, groups: &[Group]) {
-    use std::fmt::Write;
     for g in groups {
         let _ = writeln!(
             out,

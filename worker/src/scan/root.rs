@@ -1,13 +1,5 @@
-//! The phases of a run, each usable alone (one Kubernetes Job per phase) or chained by
-//! [`local::run_local`] on one machine: plan → scan every shard → merge. Each takes its
-//! request and returns what it wrote; the command line and the termination message are the
-//! binary's.
-
-pub mod local;
-pub mod merge;
-pub mod plan;
-pub mod scan;
-
+//! The scan root and the name filters, shared by `plan` (which counts below the root) and
+//! `scan` (which walks it): open the root as a directory descriptor, build the exclude globs.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +7,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use rustix::fd::OwnedFd;
 
 use crate::error::{Error, Result};
-use crate::walk::open_dir;
+use crate::scan::walk::open_dir;
 
 /// Opens the scan root as a directory descriptor, with a clear error when it is not one.
 /// A root that is missing, not a directory or not readable is bad input; any other failure

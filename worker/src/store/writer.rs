@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::schema::{DICTIONARY_COLUMNS, PREFIX_CODED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 use crate::store::Location;
+use crate::store::layout::part_path;
 
 /// Rows per row group: large enough for good compression and pruning statistics, small enough
 /// that the writer's encoded-but-unflushed buffers stay a few MiB.
@@ -109,7 +110,7 @@ impl RollingWriter {
 
     fn open_part(&mut self) -> Result<&mut OpenPart> {
         if self.open.is_none() {
-            let path = format!("{}/{}-{:05}.parquet", self.dir, self.stem, self.done.len());
+            let path = part_path(&self.dir, self.stem, self.done.len());
             let buffered = BufWriter::with_capacity(
                 Arc::clone(&self.location.store),
                 self.location.path(&path),

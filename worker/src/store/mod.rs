@@ -3,6 +3,12 @@
 //! Credentials and endpoints come from the standard environment variables of each cloud
 //! (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `GOOGLE_*`, `AZURE_*`), which is
 //! also how a Kubernetes Secret reaches the pods through `envFrom`.
+//!
+//! [`layout`] names every object below a location; [`writer`] writes a table's Parquet files
+//! into it. Nothing here knows what a step means: the steps decide what to read and write.
+
+pub mod layout;
+pub mod writer;
 
 use std::path::Path as FsPath;
 use std::sync::Arc;

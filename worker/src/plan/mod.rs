@@ -1,17 +1,29 @@
-//! `scanjob plan`: writes `runs/<run>/plan.json`.
+//! `scanjob plan`: splits the tree into balanced shards and writes `runs/<run>/plan.json`.
+//!
+//! [`shards`] balances (by the previous snapshot's directory table, or a budgeted count of the
+//! top levels) and [`pieces`] is what each shard is given to walk. It reads the tree only to
+//! count its top levels, reads the previous snapshot, and writes the plan, once per run id.
+
+pub mod pieces;
+pub mod shards;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
+use globset::GlobSet;
 use object_store::PutMode;
+use rustix::fd::OwnedFd;
 use tracing::info;
 
 use crate::error::{Error, Result};
-use crate::layout::{LAYOUT_FORMAT, ShardPlan, WalkSettings, plan_path, valid_run_id};
-use crate::phase::{exclude_set, open_root};
-use crate::plan::{assign_shards, count_top_levels, imbalance};
-use crate::previous::{directory_table, latest_manifest};
+use crate::merge::previous::{directory_table, latest_manifest};
+use crate::plan::shards::{ShardAssignment, assign_shards, count_top_levels, imbalance};
+use crate::scan::root::{exclude_set, open_root};
 use crate::store::Location;
+use crate::store::layout::{
+    LAYOUT_FORMAT, ShardPlan, SnapshotManifest, WalkSettings, plan_path, url_of, valid_run_id,
+};
 
 /// What to plan.
 #[derive(Debug, Clone)]
@@ -30,6 +42,66 @@ fn count_budget(shards: u32) -> usize {
     (64 * shards as usize).max(4096)
 }
 
+/// A run id the layout accepts and at least one shard.
+fn check_request(output: &Location, run: &str, shards: u32) -> Result<()> {
+    let bad = |reason: String| Error::BadPlan {
+        url: output.url.clone(),
+        reason,
+    };
+    if !valid_run_id(run) {
+        return Err(bad(format!("run id {run:?} must be 1-63 of [a-z0-9_-]")));
+    }
+    if shards == 0 {
+        return Err(bad("shards must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// What the shards are balanced over when there is no usable previous snapshot.
+struct Balance {
+    shards: u32,
+    root_fd: Arc<OwnedFd>,
+    exclude: Option<GlobSet>,
+    one_file_system: bool,
+}
+
+/// Assigns the tree to shards: by the previous snapshot's directory table when there is one
+/// of this root, else by a budgeted count of the top levels (or trivially, for one shard).
+/// Returns the assignments, what they are balanced by and the previous run.
+async fn assign(
+    balance: Balance,
+    previous: Option<(&Location, SnapshotManifest)>,
+) -> Result<(Vec<ShardAssignment>, &'static str, Option<String>)> {
+    let shards = balance.shards;
+    if let Some((location, manifest)) = previous {
+        let table = directory_table(location, &manifest).await?;
+        let assignments = tokio::task::spawn_blocking(move || assign_shards(&table, shards, 1))
+            .await
+            .expect("planner thread");
+        return Ok((assignments, "previous-snapshot", Some(manifest.run)));
+    }
+    if shards == 1 {
+        // One shard walks the whole tree: nothing to balance, nothing to count.
+        return Ok((
+            assign_shards(&Default::default(), 1, 1),
+            "single-shard",
+            None,
+        ));
+    }
+    let assignments = tokio::task::spawn_blocking(move || {
+        let (table, estimate) = count_top_levels(
+            balance.root_fd,
+            count_budget(shards),
+            balance.exclude.as_ref(),
+            balance.one_file_system,
+        );
+        assign_shards(&table, shards, estimate)
+    })
+    .await
+    .expect("planner thread");
+    Ok((assignments, "top-level-count", None))
+}
+
 /// Plans the run, or returns the plan already stored for this run id (a retried plan pod must
 /// not re-plan under shards that may already be running).
 pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
@@ -41,59 +113,30 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         previous,
         settings,
     } = request;
-    if !valid_run_id(&run) {
-        return Err(Error::BadPlan {
-            url: output.url.clone(),
-            reason: format!("run id {run:?} must be 1-63 of [a-z0-9_-]"),
-        });
-    }
-    if shards == 0 {
-        return Err(Error::BadPlan {
-            url: output.url.clone(),
-            reason: "shards must be at least 1".into(),
-        });
-    }
+    check_request(&output, &run, shards)?;
     let (root, root_fd) = open_root(&root)?;
     let exclude = exclude_set(&settings.exclude)?;
     let relative = plan_path(&run);
-    let plan_url = format!("{}/{relative}", output.url);
+    let plan_url = url_of(&output.url, &relative);
     if let Some(existing) = output.get_json::<ShardPlan>(&relative).await? {
         return reuse(existing, &root, shards, plan_url);
     }
 
     let started = Instant::now();
-    let previous_snapshot = match &previous {
+    let previous = match &previous {
         Some(location) => latest_manifest(location)
             .await?
+            .filter(|manifest| manifest.root == root.display().to_string())
             .map(|manifest| (location, manifest)),
         None => None,
     };
-    let (assignments, balanced_by, previous_run) = match previous_snapshot {
-        Some((location, manifest)) if manifest.root == root.display().to_string() => {
-            let table = directory_table(location, &manifest).await?;
-            let assignments = tokio::task::spawn_blocking(move || assign_shards(&table, shards, 1))
-                .await
-                .expect("planner thread");
-            (assignments, "previous-snapshot", Some(manifest.run))
-        }
-        // One shard walks the whole tree: nothing to balance, nothing to count.
-        _ if shards == 1 => (
-            assign_shards(&Default::default(), 1, 1),
-            "single-shard",
-            None,
-        ),
-        _ => {
-            let one_fs = settings.one_file_system;
-            let assignments = tokio::task::spawn_blocking(move || {
-                let (table, estimate) =
-                    count_top_levels(root_fd, count_budget(shards), exclude.as_ref(), one_fs);
-                assign_shards(&table, shards, estimate)
-            })
-            .await
-            .expect("planner thread");
-            (assignments, "top-level-count", None)
-        }
+    let balance = Balance {
+        shards,
+        root_fd,
+        exclude,
+        one_file_system: settings.one_file_system,
     };
+    let (assignments, balanced_by, previous_run) = assign(balance, previous).await?;
     let created = chrono::Utc::now();
     let plan = ShardPlan {
         format: LAYOUT_FORMAT,

@@ -9,13 +9,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::layout::{EntryCounts, SnapshotManifest, WalkSettings, run_dir, run_id, url_of};
-use crate::phase::merge::{MergeOptions, merge_run};
-use crate::phase::plan::{PlanRequest, make_plan};
-use crate::phase::scan::{ScanRequest, scan_shard};
-use crate::politeness::PolitenessReport;
+use crate::merge::{MergeOptions, merge_run};
+use crate::plan::{PlanRequest, make_plan};
+use crate::scan::politeness::PolitenessReport;
+use crate::scan::walk::WalkCounters;
+use crate::scan::{ScanRequest, scan_shard};
 use crate::store::Location;
-use crate::walk::WalkCounters;
+use crate::store::layout::{EntryCounts, SnapshotManifest, WalkSettings, run_dir, run_id, url_of};
 
 #[derive(Debug, Clone)]
 pub struct RunRequest {

@@ -1,0 +1,250 @@
+//! `scanjob scan`: one shard of a plan → `runs/<run>/shards/<i>/` and, last, `_SUCCESS.json`.
+//!
+//! [`walk`] is the parallel walker, [`rows`] turns entries into Arrow rows and error rows,
+//! [`politeness`] paces the file-system calls, [`root`] opens the scan root. It reads the tree
+//! (never writes it), reads the plan, and writes only below its own shard's directory.
+
+pub mod politeness;
+pub mod root;
+pub mod rows;
+pub mod walk;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use arrow_schema::SchemaRef;
+use object_store::PutMode;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::plan::pieces::{PlannedDirs, WalkStart};
+use crate::plan::shards::ShardAssignment;
+use crate::plan::shards::planned_dirs;
+use crate::scan::politeness::Politeness;
+use crate::scan::root::{exclude_set, open_root};
+use crate::scan::walk::{ShardBatch, WalkCounters, WalkOptions};
+use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
+use crate::store::Location;
+use crate::store::layout::{
+    LAYOUT_FORMAT, PLAN_FILE, ShardPlan, ShardSuccess, manifest_path, shard_dir, split_run_url,
+    success_path,
+};
+use crate::store::writer::{PartFile, RollingWriter};
+
+/// Rows per Arrow batch handed from a walker thread to the writer.
+pub const BATCH_ROWS: usize = 4096;
+
+/// How to scan one shard.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub plan_url: String,
+    pub index: u32,
+    pub threads: usize,
+    /// Roll to a new part file past this many bytes.
+    pub part_bytes: usize,
+    /// Where the plan's root is mounted here, when not at the planned path.
+    pub root_override: Option<PathBuf>,
+    /// File-system calls per second this shard may make.
+    pub max_ops_per_second: Option<u32>,
+    /// Halve the calls in flight while their p99 latency is above this many milliseconds.
+    pub latency_guard_ms: Option<u32>,
+}
+
+/// Loads and checks the plan at `plan_url`; returns it with its output location.
+pub async fn load_plan(plan_url: &str) -> Result<(ShardPlan, Location)> {
+    let bad = |reason: String| Error::BadPlan {
+        url: plan_url.to_string(),
+        reason,
+    };
+    let (base, run) = split_run_url(plan_url, Some(PLAN_FILE))
+        .ok_or_else(|| bad("expected <output>/runs/<run>/plan.json".into()))?;
+    let output = Location::parse(&base)?;
+    let plan: ShardPlan = output
+        .get_json(&crate::store::layout::plan_path(&run))
+        .await?
+        .ok_or_else(|| bad("does not exist".into()))?;
+    if plan.run != run {
+        return Err(bad(format!(
+            "belongs to run {}, not {run} (copied from another run?)",
+            plan.run
+        )));
+    }
+    Ok((plan, output))
+}
+
+/// Scans shard `request.index`. Re-running a shard first removes whatever an earlier attempt
+/// left under its prefix, so a retry never duplicates rows.
+pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Result<ShardSuccess> {
+    let (plan, output) = load_plan(&request.plan_url).await?;
+    let assignment = assignment_to_scan(&plan, &output, &request).await?;
+    let root_path = request
+        .root_override
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&plan.root));
+    let (_, root) = open_root(&root_path)?;
+    let options = walk_options(&plan, &request)?;
+    let dir = shard_dir(&plan.run, request.index);
+    let removed = output.delete_prefix(&dir).await?;
+    if removed > 0 {
+        warn!(
+            shard = request.index,
+            removed, "removed the files of an earlier attempt"
+        );
+    }
+
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let politeness = options.politeness.clone();
+    let walk = Walk {
+        root,
+        starts: assignment.walk_starts(),
+        // The whole plan, not only this shard's part: a files-only directory of this shard
+        // enters the subdirectories no shard was assigned (new since the plan's source was read).
+        planned: planned_dirs(&plan.shards),
+        options,
+        counters: counters.clone(),
+    };
+    let (toc_files, error_files) = walk_into_parts(walk, &output, dir, request.part_bytes).await?;
+    let success = ShardSuccess {
+        format: LAYOUT_FORMAT,
+        run: plan.run.clone(),
+        plan_id: plan.plan_id.clone(),
+        index: request.index,
+        started: started_at,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        threads: request.threads,
+        counts: counters.counts(),
+        toc_files,
+        error_files,
+        politeness: politeness.report(counters.calls.load(Ordering::Relaxed)),
+    };
+    let relative = success_path(&plan.run, request.index);
+    output
+        .put_json(&relative, &success, PutMode::Overwrite)
+        .await
+        .map_err(|source| Error::store(&output.url, &relative, source))?;
+    info!(
+        run = %plan.run,
+        shard = request.index,
+        entries = success.counts.entries,
+        errors = success.counts.errors,
+        seconds = success.duration_seconds,
+        "shard complete"
+    );
+    Ok(success)
+}
+
+/// The plan's assignment for shard `request.index`, if the index is in the plan and the run
+/// is not published yet (its shards are final then).
+async fn assignment_to_scan<'a>(
+    plan: &'a ShardPlan,
+    output: &Location,
+    request: &ScanRequest,
+) -> Result<&'a ShardAssignment> {
+    let assignment = plan
+        .shards
+        .get(request.index as usize)
+        .ok_or(Error::IndexOutOfRange {
+            index: request.index,
+            shards: plan.shards.len() as u32,
+            run: plan.run.clone(),
+        })?;
+    if output
+        .get_json::<serde_json::Value>(&manifest_path(&plan.run))
+        .await?
+        .is_some()
+    {
+        return Err(Error::BadPlan {
+            url: request.plan_url.clone(),
+            reason: format!(
+                "run {} is already published; its shards are final",
+                plan.run
+            ),
+        });
+    }
+    Ok(assignment)
+}
+
+/// How this shard walks: the plan's settings, the request's threads and politeness.
+fn walk_options(plan: &ShardPlan, request: &ScanRequest) -> Result<WalkOptions> {
+    let threads = request.threads.max(1);
+    Ok(WalkOptions {
+        threads,
+        one_file_system: plan.settings.one_file_system,
+        exclude: exclude_set(&plan.settings.exclude)?,
+        batch_rows: BATCH_ROWS,
+        project_level: plan.settings.project_level,
+        seen_at: plan.created.timestamp_nanos_opt().unwrap_or_default(),
+        shard: request.index,
+        politeness: Arc::new(Politeness::new(
+            request.max_ops_per_second,
+            request.latency_guard_ms,
+            threads,
+        )),
+    })
+}
+
+/// One shard's walk, ready to start.
+struct Walk {
+    root: Arc<rustix::fd::OwnedFd>,
+    starts: Vec<WalkStart>,
+    planned: PlannedDirs,
+    options: WalkOptions,
+    counters: Arc<WalkCounters>,
+}
+
+/// Runs the walk on blocking threads and writes its batches into rolling `part` and `errors`
+/// files in `dir`; returns them once both are closed. On a failed write the walk is stopped
+/// and the files written so far are removed.
+async fn walk_into_parts(
+    walk: Walk,
+    output: &Location,
+    dir: String,
+    part_bytes: usize,
+) -> Result<(Vec<PartFile>, Vec<PartFile>)> {
+    let (tx, mut rx) = mpsc::channel::<ShardBatch>(walk.options.threads + 1);
+    let walker = tokio::task::spawn_blocking(move || {
+        crate::scan::walk::walk(
+            walk.root,
+            walk.starts,
+            &walk.planned,
+            &walk.options,
+            &walk.counters,
+            &|batch| tx.blocking_send(batch).is_ok(),
+        );
+    });
+    let new = |stem, schema: &SchemaRef| {
+        RollingWriter::new(
+            output.clone(),
+            dir.clone(),
+            stem,
+            schema.clone(),
+            part_bytes,
+        )
+    };
+    let mut toc = new("part", &TOC_SCHEMA);
+    let mut errors = new("errors", &ERROR_SCHEMA);
+    let mut failure = None;
+    while let Some(batch) = rx.recv().await {
+        let written = match &batch {
+            ShardBatch::Toc(b) => toc.write(b).await,
+            ShardBatch::Errors(b) => errors.write(b).await,
+        };
+        if let Err(e) = written {
+            failure = Some(e);
+            break;
+        }
+    }
+    // Dropping the receiver makes the walker's next send fail, which stops it.
+    drop(rx);
+    walker.await.expect("walker thread");
+    if let Some(e) = failure {
+        toc.abort().await;
+        errors.abort().await;
+        return Err(e);
+    }
+    Ok((toc.close().await?, errors.close().await?))
+}
