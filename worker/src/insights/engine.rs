@@ -4,6 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder,
@@ -16,6 +17,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
@@ -92,6 +94,9 @@ pub struct Engine {
     pub ctx: SessionContext,
     pub location: Location,
     pub join_passes: u32,
+    /// Spill files the queries wrote so far, and their bytes (see [`Engine::spilled`]).
+    spill_files: AtomicU64,
+    spill_bytes: AtomicU64,
 }
 
 impl Engine {
@@ -141,7 +146,49 @@ impl Engine {
             ctx,
             location: location.clone(),
             join_passes: options.join_passes.max(1),
+            spill_files: AtomicU64::new(0),
+            spill_bytes: AtomicU64::new(0),
         })
+    }
+
+    /// Spill files and bytes written by every query run so far: sorts and aggregates spill to
+    /// the local temporary directory (`TMPDIR`, else `/tmp`: a pod's scratch volume) when the
+    /// memory pool is full.
+    pub fn spilled(&self) -> (u64, u64) {
+        (
+            self.spill_files.load(Ordering::Relaxed),
+            self.spill_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Adds what a finished query's operators spilled.
+    fn count_spills(&self, plan: &Arc<dyn ExecutionPlan>) {
+        fn add(plan: &Arc<dyn ExecutionPlan>, files: &mut usize, bytes: &mut usize) {
+            if let Some(metrics) = plan.metrics() {
+                *files += metrics.spill_count().unwrap_or(0);
+                *bytes += metrics.spilled_bytes().unwrap_or(0);
+            }
+            for child in plan.children() {
+                add(child, files, bytes);
+            }
+        }
+        let (mut files, mut bytes) = (0, 0);
+        add(plan, &mut files, &mut bytes);
+        self.spill_files.fetch_add(files as u64, Ordering::Relaxed);
+        self.spill_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Runs a planned query to the end and returns its rows.
+    async fn collect_rows(&self, what: &str, df: DataFrame) -> Result<Vec<RecordBatch>> {
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| Error::query(what.to_string(), e))?;
+        let batches = datafusion::physical_plan::collect(Arc::clone(&plan), self.ctx.task_ctx())
+            .await
+            .map_err(|e| Error::query(what.to_string(), e))?;
+        self.count_spills(&plan);
+        Ok(batches)
     }
 
     /// The condition that keeps the rows of join pass `pass` in a table with a `path` column;
@@ -241,11 +288,7 @@ impl Engine {
         for query in queries {
             let df = self.sql(what, query).await?;
             schema.get_or_insert_with(|| Arc::new(df.schema().as_arrow().clone()));
-            batches.extend(
-                df.collect()
-                    .await
-                    .map_err(|e| Error::query(what.to_string(), e))?,
-            );
+            batches.extend(self.collect_rows(what, df).await?);
         }
         let schema = schema.ok_or_else(|| {
             Error::query(
@@ -259,12 +302,8 @@ impl Engine {
     /// Runs `query` and returns every row (for small results).
     pub async fn collect(&self, what: &str, query: &str) -> Result<Vec<RecordBatch>> {
         let started = std::time::Instant::now();
-        let batches = self
-            .sql(what, query)
-            .await?
-            .collect()
-            .await
-            .map_err(|e| Error::query(what.to_string(), e))?;
+        let df = self.sql(what, query).await?;
+        let batches = self.collect_rows(what, df).await?;
         tracing::debug!(what, seconds = started.elapsed().as_secs_f64(), "collected");
         Ok(batches)
     }
@@ -283,10 +322,15 @@ impl Engine {
         let df = self.sql(what, query).await?;
         let out_schema: SchemaRef =
             schema.unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
-        let streams = df
-            .execute_stream_partitioned()
+        let plan = df
+            .create_physical_plan()
             .await
             .map_err(|e| Error::query(what.to_string(), e))?;
+        let streams = datafusion::physical_plan::execute_stream_partitioned(
+            Arc::clone(&plan),
+            self.ctx.task_ctx(),
+        )
+        .map_err(|e| Error::query(what.to_string(), e))?;
         let mut tasks = Vec::with_capacity(streams.len());
         for (n, mut stream) in streams.into_iter().enumerate() {
             let location = self.location.clone();
@@ -326,6 +370,7 @@ impl Engine {
                 source: std::io::Error::other(e),
             })??);
         }
+        self.count_spills(&plan);
         Ok(files)
     }
 }

@@ -137,9 +137,13 @@ pub async fn derive(
         growth: history.growth,
         duplicates,
     };
+    let (spill_files, spilled_bytes) = engine.spilled();
     info!(
         run = inputs.run,
         seconds = started.elapsed().as_secs_f64(),
+        spill_files,
+        spilled_bytes,
+        spill_dir = %std::env::temp_dir().display(),
         "insights done"
     );
     Ok(Outcome {

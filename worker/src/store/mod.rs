@@ -12,14 +12,45 @@ pub mod writer;
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
+use std::time::Duration;
 
+use object_store::aws::AmazonS3ConfigKey as S3Key;
+use object_store::azure::AzureConfigKey as AzureKey;
+use object_store::gcp::GoogleConfigKey as GcsKey;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{
+    BackoffConfig, ClientConfigKey as ClientKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, UpdateVersion,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+
+/// How long one request to an object store may take before it is retried: a 5 MiB upload part
+/// over a slow link fits many times over; a server that stopped answering is given up on.
+const REQUEST_TIMEOUT: &str = "60s";
+/// How long connecting may take; a server that is down refuses at once, one that is gone
+/// from the network is retried after this.
+const CONNECT_TIMEOUT: &str = "5s";
+
+/// Retries of failed object-store requests (connection refused or reset, timeouts of requests
+/// that may be repeated, 5xx, throttling): 100 ms doubling up to 15 s between attempts, at most
+/// 10 retries within 3 minutes of the first attempt. An outage of the store shorter than about
+/// a minute is ridden out; a longer one fails the step with a retryable exit, and the Job's
+/// retry starts it again (docs/install.md, "When the object store fails").
+fn retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries: 10,
+        retry_timeout: Duration::from_secs(3 * 60),
+    }
+}
 
 /// A store and the prefix inside it under which a ToC lives.
 #[derive(Clone, Debug)]
@@ -60,18 +91,27 @@ impl Location {
             "s3" | "s3a" => Arc::new(
                 object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url)
+                    .with_retry(retry())
+                    .with_config(S3Key::Client(ClientKey::Timeout), REQUEST_TIMEOUT)
+                    .with_config(S3Key::Client(ClientKey::ConnectTimeout), CONNECT_TIMEOUT)
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),
             "gs" => Arc::new(
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(url)
+                    .with_retry(retry())
+                    .with_config(GcsKey::Client(ClientKey::Timeout), REQUEST_TIMEOUT)
+                    .with_config(GcsKey::Client(ClientKey::ConnectTimeout), CONNECT_TIMEOUT)
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),
             "az" | "abfs" | "abfss" | "adl" | "azure" => Arc::new(
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(url)
+                    .with_retry(retry())
+                    .with_config(AzureKey::Client(ClientKey::Timeout), REQUEST_TIMEOUT)
+                    .with_config(AzureKey::Client(ClientKey::ConnectTimeout), CONNECT_TIMEOUT)
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),

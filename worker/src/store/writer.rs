@@ -151,7 +151,11 @@ impl RollingWriter {
             return Ok(());
         };
         if let Err(e) = part.writer.finish().await {
-            let _ = part.writer.into_inner().abort().await;
+            // A failed finish has already aborted its multipart upload where the store allowed
+            // it (object_store's `WriteMultipart::finish`); the buffered writer is shut down and
+            // must not be used again (its `abort` would panic), so it is only dropped. Parts
+            // of an upload the store never heard end of are S3's to expire (see docs/install.md).
+            drop(part.writer);
             return Err(Self::parquet_error(&part.path, e));
         }
         self.done.push(PartFile {
@@ -186,7 +190,13 @@ mod tests {
     use futures::TryStreamExt;
     use object_store::memory::InMemory;
     use object_store::path::Path;
-    use object_store::{ObjectStore, ObjectStoreExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::stream::BoxStream;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+        ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    };
 
     use super::*;
 
@@ -359,5 +369,129 @@ mod tests {
         );
         assert!(objects(&location).await.is_empty(), "no partial object");
         assert!(w.close().await.unwrap().is_empty());
+    }
+
+    /// The in-memory store, except that a multipart upload never completes, as when the server
+    /// goes away just then; counts the aborted uploads.
+    #[derive(Debug)]
+    struct CompleteFails {
+        inner: InMemory,
+        aborted: Arc<AtomicUsize>,
+    }
+
+    impl std::fmt::Display for CompleteFails {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "CompleteFails({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for CompleteFails {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(UploadFails {
+                inner,
+                aborted: Arc::clone(&self.aborted),
+            }))
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[derive(Debug)]
+    struct UploadFails {
+        inner: Box<dyn MultipartUpload>,
+        aborted: Arc<AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for UploadFails {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            self.inner.put_part(data)
+        }
+
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            Err(object_store::Error::Generic {
+                store: "CompleteFails",
+                source: "connection refused".into(),
+            })
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.aborted.fetch_add(1, Ordering::SeqCst);
+            self.inner.abort().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_part_whose_upload_cannot_complete_is_an_error_not_a_panic() {
+        let aborted = Arc::new(AtomicUsize::new(0));
+        let location = Location {
+            store: Arc::new(CompleteFails {
+                inner: InMemory::new(),
+                aborted: Arc::clone(&aborted),
+            }),
+            prefix: Path::default(),
+            url: "memory://test".into(),
+        };
+        let mut w = writer(&location, 256 << 20);
+        // Well over the 5 MiB upload buffer: the part goes up as a multipart upload.
+        w.write(&batch(0, 2 << 20)).await.unwrap();
+        let error = w.close().await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Parquet { path, .. } if path == "runs/r/shards/0/part-00000.parquet"),
+            "{error}"
+        );
+        assert_eq!(aborted.load(Ordering::SeqCst), 1, "the upload was aborted");
+        assert!(objects(&location).await.is_empty(), "no object");
     }
 }

@@ -1,0 +1,102 @@
+//! A real FUSE mount a test can freeze: `slowfs` (built by `tests/cluster/install.sh` from the
+//! shared bench folder) serves a directory read-only at a mount point; stopping its process with
+//! SIGSTOP leaves every request to the mount waiting in the kernel, as a dead NFS server or a
+//! hung FUSE daemon does. Pods reach the mount through a hostPath volume (`--allow-other` lets
+//! uids other than root in).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+/// A mounted slowfs; unmounted (and thawed first) when dropped, also when a test panics.
+pub struct SlowFs {
+    child: Child,
+    mountpoint: PathBuf,
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let path = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(path.as_ref()))
+}
+
+impl SlowFs {
+    /// Serves `backing` at `mountpoint` (created if missing) with no added latency, and waits
+    /// until the mount is there.
+    pub fn mount(backing: &Path, mountpoint: &Path) -> Self {
+        let binary = std::env::var("SCANJOB_SLOWFS").unwrap_or_else(|_| {
+            panic!("SCANJOB_SLOWFS is not set: run the tests with `tests/run`")
+        });
+        std::fs::create_dir_all(mountpoint).expect("mount point");
+        let child = Command::new(&binary)
+            .arg(backing)
+            .arg(mountpoint)
+            .args(["--latency-us", "0", "--allow-other"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let fs = Self {
+            child,
+            mountpoint: mountpoint.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_mounted(mountpoint) {
+            assert!(
+                Instant::now() < deadline,
+                "slowfs did not mount {}",
+                mountpoint.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        fs
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32).expect("a child's pid");
+        kill_process(pid, signal).expect("signal to slowfs");
+    }
+
+    /// Stops the server: from now on every request to the mount waits.
+    pub fn freeze(&self) {
+        self.signal(Signal::STOP);
+    }
+
+    /// Lets the server answer again.
+    pub fn thaw(&self) {
+        self.signal(Signal::CONT);
+    }
+}
+
+impl Drop for SlowFs {
+    fn drop(&mut self) {
+        // SIGTERM makes slowfs unmount and exit; a stopped process must be continued first.
+        let _ = kill_process(
+            Pid::from_raw(self.child.id() as i32).expect("pid"),
+            Signal::CONT,
+        );
+        let _ = kill_process(
+            Pid::from_raw(self.child.id() as i32).expect("pid"),
+            Signal::TERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if is_mounted(&self.mountpoint) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mountpoint)
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
