@@ -82,32 +82,7 @@ fn find_as(root: &std::path::Path, uid: u32) -> FindView {
 /// mktree's `--nasty` tree (200 k entries in one directory, names that are not UTF-8, a chain
 /// deeper than PATH_MAX, links, a mode-000 directory) and its ground-truth summary.
 fn nasty_tree(dir: &std::path::Path) -> (PathBuf, Value) {
-    let root = dir.join("tree");
-    let summary = dir.join("summary.json");
-    let shared = scanjob_e2e::operator::workspace_dir().join("../shared/bench/mktree.py");
-    let out = std::process::Command::new("python3")
-        .arg(&shared)
-        .arg(&root)
-        .args([
-            "--files",
-            "3000",
-            "--seed",
-            "11",
-            "--nasty",
-            "--jobs",
-            "2",
-            "--summary",
-        ])
-        .arg(&summary)
-        .output()
-        .expect("running mktree.py");
-    assert!(
-        out.status.success(),
-        "mktree failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-    (root, summary)
+    scanjob_e2e::operator::mktree(dir, &["--files", "3000", "--seed", "11", "--nasty"])
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -427,6 +427,49 @@ async fn the_termination_message_reaches_the_status_and_the_merge_pool_follows_t
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_merge_that_must_spill_succeeds_in_a_tight_pod_on_its_scratch_volume() {
+    let h = Harness::start("pods-spill").await;
+    // 300 k files: at a 192 MiB limit the merge's pool is 96 MiB, and its sorts and aggregates
+    // spill; the root file system is read-only, so they can only go to the /tmp emptyDir.
+    let (root, summary) =
+        scanjob_e2e::operator::mktree(&h.ns.dir, &["--files", "300000", "--seed", "7"]);
+    h.apply(&scanjob_yaml_with_worker(
+        "spill",
+        &root,
+        &h.url,
+        "resources: {limits: {memory: 192Mi}}",
+        "  shards: 2\n  parallelism: 2\n",
+    ));
+    let sj = h.wait_finished("spill", Phase::Succeeded).await;
+    assert_eq!(Value::from(success(&sj).files), summary["files"]);
+    let merge =
+        h.ns.api::<Pod>()
+            .list(&ListParams::default().labels("scanjob.dev/name=spill,scanjob.dev/step=merge"))
+            .await
+            .unwrap()
+            .items;
+    let log = scanjob_e2e::node::pod_logs(&h.ns.name, merge[0].metadata.name.as_deref().unwrap());
+    let done = log
+        .lines()
+        .find(|l| l.contains("insights done"))
+        .unwrap_or_else(|| panic!("no insights line in the merge log:\n{log}"));
+    let field = |name: &str| -> u64 {
+        done.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {done}"))
+    };
+    assert!(field("spill_files") > 0, "the merge spilled: {done}");
+    assert!(field("spilled_bytes") > 0, "{done}");
+    assert!(done.contains("spill_dir=/tmp"), "{done}");
+    assert!(
+        log.contains(&format!("memory_pool={}", 96u64 << 20)),
+        "the pool is half the limit:\n{log}"
+    );
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_oom_killed_merge_fails_the_run_with_a_message_that_says_so() {
     let h = Harness::start("pods-oom").await;
     // The merge step holds 200 MB in a pod limited to 96 MiB: the kernel kills it.

@@ -484,8 +484,18 @@ mod tests {
             url: "memory://test".into(),
         };
         let mut w = writer(&location, 256 << 20);
-        // Well over the 5 MiB upload buffer: the part goes up as a multipart upload.
-        w.write(&batch(0, 2 << 20)).await.unwrap();
+        // 1 M pseudo-random numbers, 8 MB that do not compress: well over the 5 MiB upload
+        // buffer, so the part goes up as a multipart upload.
+        let noise: Int64Array = (0..1i64 << 20)
+            .map(|n| {
+                let z = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                (z ^ (z >> 27)) as i64
+            })
+            .collect();
+        w.write(&RecordBatch::try_new(schema(), vec![Arc::new(noise)]).unwrap())
+            .await
+            .unwrap();
         let error = w.close().await.unwrap_err();
         assert!(
             matches!(&error, Error::Parquet { path, .. } if path == "runs/r/shards/0/part-00000.parquet"),
