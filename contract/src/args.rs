@@ -42,7 +42,14 @@ pub struct MergeArgs {
     pub run: String,
     pub max_missing_shards: u32,
     pub keep_snapshots: Option<u32>,
+    /// Refuse to publish a night whose files or bytes fell by more than this many percent
+    /// against the previous snapshot; 100 publishes any night.
+    pub max_shrink_percent: Option<u32>,
 }
+
+/// Any new value of this ScanJob annotation lets the next run publish however much the store
+/// shrank (the merge's shrink guard is off for that one run).
+pub const ALLOW_SHRINK_ANNOTATION: &str = "scanjob.dev/allow-shrink";
 
 /// Appends `flag value` when `value` is set.
 fn push_opt(args: &mut Vec<String>, flag: &str, value: Option<impl ToString>) {
@@ -98,6 +105,7 @@ impl MergeArgs {
             self.max_missing_shards.to_string(),
         ];
         push_opt(&mut a, "--keep-snapshots", self.keep_snapshots);
+        push_opt(&mut a, "--max-shrink-percent", self.max_shrink_percent);
         a
     }
 }

@@ -84,6 +84,8 @@ pub struct JobRequest {
     pub run: String,
     pub step: Step,
     pub shards: i32,
+    /// The run's merge publishes however much the store shrank.
+    pub allow_shrink: bool,
 }
 
 /// The output URL without a trailing slash.
@@ -153,6 +155,11 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             run: url_of(&url, &run_dir(&req.run)),
             max_missing_shards: flag(spec.max_failed_shards, u32::MAX),
             keep_snapshots: spec.output.keep_snapshots.map(|k| flag(k, u32::MAX)),
+            max_shrink_percent: Some(if req.allow_shrink {
+                100
+            } else {
+                flag(spec.max_shrink_percent.clamp(1, 100), 100)
+            }),
         }
         .to_args(),
     }

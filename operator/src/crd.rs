@@ -32,6 +32,7 @@ pub const RUN_LABEL: &str = "scanjob.dev/run";
 pub const STEP_LABEL: &str = "scanjob.dev/step";
 /// Any new value of this annotation starts a run now.
 pub const RUN_NOW_ANNOTATION: &str = "scanjob.dev/run-now";
+pub use scanjob_contract::args::ALLOW_SHRINK_ANNOTATION;
 
 /// Longest ScanJob name: child Jobs are named `<name>-<run id>-<step>`, their pods add an index
 /// and a random suffix, and all of it must stay a 63-character label value.
@@ -109,6 +110,15 @@ pub struct ScanJobSpec {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub max_failed_shards: i32,
+    /// A night whose file count or bytes fell by more than this many percent against the
+    /// previous snapshot is not published: the run fails with reason MergeFailed and a message
+    /// saying how much fell (an unmounted volume reads as an empty directory, a mount lost
+    /// mid-scan as a tree cut short). When the store really shrank, give the annotation
+    /// `scanjob.dev/allow-shrink` a new value: the next run publishes whatever it finds. 100
+    /// turns the guard off.
+    #[serde(default = "fifty")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_shrink_percent: i32,
     /// Succeeded runs whose Jobs are kept; older ones are deleted (published snapshots stay).
     #[serde(default = "three")]
     #[schemars(range(min = 0))]
@@ -125,6 +135,10 @@ fn one() -> i32 {
 
 fn three() -> i32 {
     3
+}
+
+fn fifty() -> i32 {
+    50
 }
 
 /// The file system to scan.
@@ -316,6 +330,8 @@ pub struct ScanJobStatus {
     pub last_skipped_schedule: Option<SkippedSchedule>,
     /// The value of the `scanjob.dev/run-now` annotation last acted on.
     pub last_run_now: Option<String>,
+    /// The value of the `scanjob.dev/allow-shrink` annotation last acted on.
+    pub last_allow_shrink: Option<String>,
 }
 
 /// The derived, human-facing state.
@@ -367,6 +383,10 @@ pub struct RunStatus {
     pub shards: ShardCounts,
     /// Indexes of failed shards, as the Job reports them ("1,3-4").
     pub failed_indexes: Option<String>,
+    /// Started under a new `scanjob.dev/allow-shrink` value: its merge publishes however much
+    /// the store shrank.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_shrink: bool,
 }
 
 /// Shards of a run by state.

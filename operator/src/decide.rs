@@ -19,8 +19,8 @@ use scanjob_contract::termination::Merged;
 
 use crate::build::{JobRequest, Step};
 use crate::crd::{
-    ConcurrencyPolicy, FinishedRun, Outcome, RUN_NOW_ANNOTATION, RunStatus, ScanJob, ScanJobStatus,
-    ShardCounts, SkippedSchedule, Stage, SuccessfulRun, Trigger,
+    ALLOW_SHRINK_ANNOTATION, ConcurrencyPolicy, FinishedRun, Outcome, RUN_NOW_ANNOTATION,
+    RunStatus, ScanJob, ScanJobStatus, ShardCounts, SkippedSchedule, Stage, SuccessfulRun, Trigger,
 };
 use crate::observe::{JobState, Observed, RunJobs};
 use crate::schedule::{Due, Schedule, ScheduleError};
@@ -316,6 +316,7 @@ impl<'a> Pass<'a> {
                     ..ShardCounts::default()
                 },
                 failed_indexes: None,
+                allow_shrink: self.take_allow_shrink(),
             });
         }
         if start && due.trigger != Trigger::RunNow {
@@ -613,6 +614,25 @@ impl<'a> Pass<'a> {
             run: run.id.clone(),
             step,
             shards,
+            allow_shrink: run.allow_shrink,
         });
+    }
+
+    /// Whether `scanjob.dev/allow-shrink` has a value not acted on yet; if so, it is acted on
+    /// now, by the run being started.
+    fn take_allow_shrink(&mut self) -> bool {
+        let value = self
+            .sj
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ALLOW_SHRINK_ANNOTATION))
+            .filter(|v| Some(*v) != self.status.last_allow_shrink.as_ref())
+            .cloned();
+        let allow = value.is_some();
+        if allow {
+            self.status.last_allow_shrink = value;
+        }
+        allow
     }
 }

@@ -64,6 +64,36 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The scanned file system itself failed (its server or FUSE daemon went away) during
+    /// the walk: nothing of the shard is kept, since error rows for the rest of the tree
+    /// would publish a night in which it disappeared. A retry scans the shard again.
+    #[error(
+        "the file system at {root} failed at {path:?} ({source}); nothing of this shard is kept"
+    )]
+    FileSystemFailed {
+        root: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// This night holds a much smaller share of the store than the previous snapshot: the
+    /// volume may not have been mounted, or a mount failed mid-scan. Nothing is published.
+    #[error(
+        "not published: {what} fell from {before} to {now} (-{percent:.1} %) since snapshot \
+         {previous_run}, more than the allowed {max_percent} %; if the store really shrank, \
+         publish it with {override_hint}"
+    )]
+    Shrunk {
+        what: &'static str,
+        before: u64,
+        now: u64,
+        percent: f64,
+        previous_run: String,
+        max_percent: u32,
+        override_hint: String,
+    },
 }
 
 impl Error {
@@ -92,7 +122,9 @@ impl Error {
             | Self::BadExclude { .. }
             | Self::BadPlan { .. }
             | Self::IndexOutOfRange { .. }
-            | Self::Corrupt { .. } => EXIT_PERMANENT,
+            | Self::Corrupt { .. }
+            // The same tree merged again shrinks the same way; publishing it takes a person.
+            | Self::Shrunk { .. } => EXIT_PERMANENT,
             // A shard may still commit, a writer let go, a store or file server come back.
             // Store, Parquet and query errors mix transient causes (timeouts, throttling, I/O,
             // memory) with lasting ones the error type does not tell apart: retrying a lasting
@@ -102,7 +134,8 @@ impl Error {
             | Self::Store { .. }
             | Self::Parquet { .. }
             | Self::Query { .. }
-            | Self::Io { .. } => EXIT_RETRYABLE,
+            | Self::Io { .. }
+            | Self::FileSystemFailed { .. } => EXIT_RETRYABLE,
         }
     }
 
@@ -138,6 +171,8 @@ impl Error {
             Self::Parquet { .. } => "parquet",
             Self::Query { .. } => "query",
             Self::Io { .. } => "io",
+            Self::FileSystemFailed { .. } => "file_system_failed",
+            Self::Shrunk { .. } => "shrunk",
         }
     }
 }
@@ -241,6 +276,26 @@ mod tests {
             (
                 Error::query("q", datafusion::error::DataFusionError::IoError(io())),
                 EXIT_RETRYABLE,
+            ),
+            (
+                Error::FileSystemFailed {
+                    root: s(),
+                    path: s(),
+                    source: io(),
+                },
+                EXIT_RETRYABLE,
+            ),
+            (
+                Error::Shrunk {
+                    what: "files",
+                    before: 100,
+                    now: 1,
+                    percent: 99.0,
+                    previous_run: s(),
+                    max_percent: 50,
+                    override_hint: s(),
+                },
+                EXIT_PERMANENT,
             ),
         ];
         for (error, code) in cases {

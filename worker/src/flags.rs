@@ -81,6 +81,11 @@ pub struct MergeArgs {
     /// the one latest.json names); at least 1. Default: keep everything.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_snapshots: Option<u32>,
+    /// Do not publish a night whose file count or bytes fell by more than P percent against
+    /// the previous snapshot (an unmounted volume, a mount lost mid-scan); 100 publishes any
+    /// night.
+    #[arg(long, value_name = "P", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_shrink_percent: u32,
     /// Files (and directory trees) smaller than this are not duplicate candidates.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub duplicate_min_size: u64,
@@ -104,6 +109,7 @@ impl MergeArgs {
         MergeOptions {
             max_missing_shards,
             keep_snapshots: self.keep_snapshots,
+            max_shrink_percent: Some(self.max_shrink_percent),
             insights: InsightOptions {
                 rollup_depth: self.rollup_depth,
                 duplicate_min_size: self.duplicate_min_size,
@@ -323,6 +329,7 @@ mod tests {
             run: "s3://toc/isilon/runs/20261123t000000z".into(),
             max_missing_shards: 2,
             keep_snapshots: Some(7),
+            max_shrink_percent: Some(30),
         };
         let Command::Merge(MergeCommandArgs {
             run,
@@ -333,8 +340,18 @@ mod tests {
             panic!("not a merge command");
         };
         assert_eq!(
-            (run, max_missing_shards, merge.keep_snapshots),
-            (line.run, line.max_missing_shards, line.keep_snapshots)
+            (
+                run,
+                max_missing_shards,
+                merge.keep_snapshots,
+                Some(merge.max_shrink_percent)
+            ),
+            (
+                line.run,
+                line.max_missing_shards,
+                line.keep_snapshots,
+                line.max_shrink_percent
+            )
         );
     }
 

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use object_store::{ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use tracing::{info, warn};
 
+use scanjob_contract::args::ALLOW_SHRINK_ANNOTATION;
+
 use crate::error::{Error, Result};
 use crate::insights::{self, Inputs, InsightOptions};
 use crate::pathbytes::parent_of;
@@ -44,6 +46,9 @@ pub struct MergeOptions {
     pub max_missing_shards: u32,
     /// After publishing, keep only this many newest snapshots (and their runs' files).
     pub keep_snapshots: Option<u32>,
+    /// Refuse a night whose files or bytes fell by more than this many percent against the
+    /// previous snapshot ([`check_shrink`]); `None` publishes any night.
+    pub max_shrink_percent: Option<u32>,
     pub insights: InsightOptions,
 }
 
@@ -71,6 +76,13 @@ pub async fn merge_run(
     let mut counts = EntryCounts::default();
     for s in &shards.done {
         counts.add(&s.counts);
+    }
+    if let (Some(previous), Some(max_percent), true) = (
+        &previous,
+        options.max_shrink_percent,
+        shards.missing.is_empty(),
+    ) {
+        check_shrink(&previous.counts, &counts, &previous.run, max_percent)?;
     }
     let carried: Option<crate::insights::engine::PathPredicate> =
         match (&previous, shards.missing.is_empty()) {
@@ -119,6 +131,43 @@ pub async fn merge_run(
         }
     }
     Ok((manifest, url_of(&output.url, &relative)))
+}
+
+/// The shrink guard: a night whose files or bytes fell by more than `max_percent` percent
+/// against the previous snapshot is not published ([`Error::Shrunk`]). An unmounted volume
+/// reads as an empty directory and a mount lost mid-scan as a tree cut short; publishing such
+/// a night would report most of the store removed and reset its `first_seen` the night after.
+/// A partial night (shards missing) is bounded by `max_missing_shards` instead and not checked.
+pub fn check_shrink(
+    before: &EntryCounts,
+    now: &EntryCounts,
+    previous_run: &str,
+    max_percent: u32,
+) -> Result<()> {
+    for (what, before, now) in [
+        ("files", before.files, now.files),
+        ("bytes", before.bytes, now.bytes),
+    ] {
+        if before == 0 || now >= before {
+            continue;
+        }
+        let percent = (before - now) as f64 * 100.0 / before as f64;
+        if percent > f64::from(max_percent) {
+            return Err(Error::Shrunk {
+                what,
+                before,
+                now,
+                percent,
+                previous_run: previous_run.to_string(),
+                max_percent,
+                override_hint: format!(
+                    "`scanjob merge --max-shrink-percent 100` (a ScanJob: annotate it \
+                     {ALLOW_SHRINK_ANNOTATION}=<any new value> and run it again)"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The shards of a run with a `_SUCCESS.json` of its plan, and those without.

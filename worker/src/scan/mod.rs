@@ -100,6 +100,7 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
     let politeness = options.politeness.clone();
     let walk = Walk {
         root,
+        root_path: root_path.display().to_string(),
         starts: assignment.walk_starts(),
         // The whole plan, not only this shard's part: a files-only directory of this shard
         // enters the subdirectories no shard was assigned (new since the plan's source was read).
@@ -190,6 +191,8 @@ fn walk_options(plan: &ShardPlan, request: &ScanRequest) -> Result<WalkOptions> 
 /// One shard's walk, ready to start.
 struct Walk {
     root: Arc<rustix::fd::OwnedFd>,
+    /// Where the root is mounted, for messages.
+    root_path: String,
     starts: Vec<WalkStart>,
     planned: PlannedDirs,
     options: WalkOptions,
@@ -197,8 +200,8 @@ struct Walk {
 }
 
 /// Runs the walk on blocking threads and writes its batches into rolling `part` and `errors`
-/// files in `dir`; returns them once both are closed. On a failed write the walk is stopped
-/// and the files written so far are removed.
+/// files in `dir`; returns them once both are closed. On a failed write, or when the file
+/// system itself fails, the walk is stopped and the files written so far are removed.
 async fn walk_into_parts(
     walk: Walk,
     output: &Location,
@@ -206,6 +209,7 @@ async fn walk_into_parts(
     part_bytes: usize,
 ) -> Result<(Vec<PartFile>, Vec<PartFile>)> {
     let (tx, mut rx) = mpsc::channel::<ShardBatch>(walk.options.threads + 1);
+    let root_path = walk.root_path.clone();
     let walker = tokio::task::spawn_blocking(move || {
         crate::scan::walk::walk(
             walk.root,
@@ -240,7 +244,14 @@ async fn walk_into_parts(
     }
     // Dropping the receiver makes the walker's next send fail, which stops it.
     drop(rx);
-    walker.await.expect("walker thread");
+    let file_system_failure = walker.await.expect("walker thread");
+    let failure = failure.or_else(|| {
+        file_system_failure.map(|f| Error::FileSystemFailed {
+            root: root_path,
+            path: String::from_utf8_lossy(&f.path).into_owned(),
+            source: std::io::Error::from(f.errno),
+        })
+    });
     if let Some(e) = failure {
         toc.abort().await;
         errors.abort().await;

@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 use std::ffi::{CStr, OsStr};
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -297,9 +297,40 @@ pub fn device_of(dir: BorrowedFd<'_>) -> Option<u64> {
     stat_at(dir, c".", &mut 0).ok().map(|meta| meta.dev)
 }
 
+/// Errors that say the file system itself failed rather than one entry of it: its server or
+/// FUSE daemon went away, or the mount is gone. The rest of the tree would read as error rows,
+/// a night in which the store "disappeared", so the walk stops at the first one instead.
+/// `EIO` is not among them: one damaged file or disk block is an error row, as it should be.
+pub fn fails_the_file_system(errno: Errno) -> bool {
+    matches!(
+        errno,
+        Errno::NOTCONN
+            | Errno::HOSTDOWN
+            | Errno::HOSTUNREACH
+            | Errno::NETUNREACH
+            | Errno::TIMEDOUT
+            | Errno::CONNREFUSED
+            | Errno::CONNABORTED
+            | Errno::CONNRESET
+            | Errno::SHUTDOWN
+            | Errno::NODEV
+    )
+}
+
+/// Where and how the file system failed (see [`fails_the_file_system`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSystemFailure {
+    /// Relative to the scan root; empty for the root itself.
+    pub path: Vec<u8>,
+    pub errno: Errno,
+}
+
 /// Walks `starts` below the directory `root` and hands every batch to `sink`. Returns early
 /// (with whatever was walked) when `sink` returns `false`, i.e. the writer has gone away. A
 /// panic in any walker thread stops the others and is raised again here once all have ended.
+///
+/// Returns the file system's failure, if it failed: the walk stops at the first call that
+/// says so, and the root is checked once more at the end (a mount lost after the last call).
 ///
 /// `planned` is the whole plan (every shard's starts, not only these): a files-only start also
 /// walks each of its subdirectories that `planned` does not contain. With an empty `planned`,
@@ -311,7 +342,7 @@ pub fn walk(
     options: &WalkOptions,
     counters: &WalkCounters,
     sink: &(dyn Fn(ShardBatch) -> bool + Sync),
-) {
+) -> Option<FileSystemFailure> {
     let root_dev = device_of(root.as_fd()).unwrap_or_default();
     let injector = Injector::new();
     let pending = AtomicUsize::new(starts.len());
@@ -337,7 +368,9 @@ pub fn walk(
     let workers: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_lifo()).collect();
     let stealers: Vec<Stealer<Task>> = workers.iter().map(Worker::stealer).collect();
     let aborted = AtomicBool::new(false);
+    let failure = Mutex::new(None);
     let shared = Shared {
+        failure: &failure,
         planned,
         injector: &injector,
         stealers: &stealers,
@@ -357,6 +390,16 @@ pub fn walk(
                 .expect("spawn walker thread");
         }
     });
+    let failed = failure
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    failed.or_else(|| match rustix::fs::fstat(&root) {
+        Err(errno) if fails_the_file_system(errno) => Some(FileSystemFailure {
+            path: Vec::new(),
+            errno,
+        }),
+        _ => None,
+    })
 }
 
 /// What every walker thread of one walk sees. Only `pending`, `aborted` and `counters` change
@@ -372,8 +415,11 @@ struct Shared<'a> {
     /// A task's count is dropped only after it ran, so a thread that finds no work while a
     /// listing is under way waits for what that listing may push.
     pending: &'a AtomicUsize,
-    /// Every thread stops at its next task: the sink refused a batch, or a thread panicked.
+    /// Every thread stops at its next task: the sink refused a batch, a thread panicked, or
+    /// the file system failed.
     aborted: &'a AtomicBool,
+    /// The first call that said the file system failed ([`fails_the_file_system`]).
+    failure: &'a Mutex<Option<FileSystemFailure>>,
     options: &'a WalkOptions,
     /// The live totals, added to per chunk and per batch.
     counters: &'a WalkCounters,
@@ -482,6 +528,19 @@ impl<'a> WalkThread<'a> {
     }
 
     fn error(&mut self, path: &[u8], operation: WalkOperation, error: Errno) {
+        if fails_the_file_system(error) {
+            let mut failure = self
+                .shared
+                .failure
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            failure.get_or_insert_with(|| FileSystemFailure {
+                path: path.to_vec(),
+                errno: error,
+            });
+            self.shared.aborted.store(true, Ordering::Relaxed);
+            return;
+        }
         self.counts.count_error(&error);
         self.errors.append(path, operation, &error);
         if self.errors.len() >= 1024 {
