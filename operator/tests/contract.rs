@@ -40,6 +40,7 @@ fn scanjob(stage: Stage, total: i32) -> ScanJob {
                 ..ShardCounts::default()
             },
             failed_indexes: None,
+            allow_shrink: false,
         }),
         last_schedule_time: Some(to_time(at("2026-11-23T00:00:00Z"))),
         ..ScanJobStatus::default()
@@ -169,6 +170,7 @@ async fn the_operator_follows_a_run_by_the_workers_own_messages() {
             run: RUN.into(),
             step: Step::Scan,
             shards: worker.shards as i32,
+            allow_shrink: false,
         }]
     );
 

@@ -96,7 +96,8 @@ fn a_due_run_is_recorded_before_any_job_then_planned() {
         [JobRequest {
             run: run.id.clone(),
             step: Step::Plan,
-            shards: 1
+            shards: 1,
+            allow_shrink: false,
         }]
     );
     assert_eq!(d2.status.current_run.unwrap().stage, Stage::Planning);
@@ -124,7 +125,8 @@ runs:
         [JobRequest {
             run: "20261123t000000z".into(),
             step: Step::Scan,
-            shards: 2
+            shards: 2,
+            allow_shrink: false,
         }]
     );
     let run = d.status.current_run.unwrap();
@@ -196,7 +198,8 @@ runs:
         [JobRequest {
             run: "20261123t000000z".into(),
             step: Step::Merge,
-            shards: 1
+            shards: 1,
+            allow_shrink: false,
         }]
     );
     assert_eq!(reasons(&d), ["ShardFailed"]);
@@ -457,6 +460,7 @@ fn the_scan_job_is_indexed_hardened_and_fails_an_index_on_exit_code_3() {
         run: "20261123t000000z".into(),
         step: Step::Scan,
         shards: 3,
+        allow_shrink: false,
     };
     let job = job(&sj, &request, &defaults());
     let yaml = serde_json::to_value(&job).unwrap();
@@ -532,6 +536,7 @@ fn every_pod_has_a_writable_scratch_volume_and_no_host_network_by_default() {
             run: "20261123t000000z".into(),
             step,
             shards: 3,
+            allow_shrink: false,
         };
         let job = serde_json::to_value(job(&sj, &request, &defaults())).unwrap();
         let pod = &job["spec"]["template"]["spec"];
@@ -572,6 +577,7 @@ fn read_all_files_runs_as_root_with_only_dac_read_search() {
         run: "20261123t000000z".into(),
         step: Step::Scan,
         shards: 3,
+        allow_shrink: false,
     };
     let job = serde_json::to_value(job(&sj, &request, &defaults())).unwrap();
     let pod = &job["spec"]["template"]["spec"];
@@ -601,6 +607,7 @@ fn the_plan_job_walks_the_sub_path_with_the_spec_walk_options() {
         run: "20261123t000000z".into(),
         step: Step::Plan,
         shards: 1,
+        allow_shrink: false,
     };
     let job = serde_json::to_value(job(&sj, &request, &defaults())).unwrap();
     assert_eq!(job["spec"]["backoffLimit"], 3);
@@ -641,6 +648,7 @@ fn the_operations_budget_is_split_between_the_scan_pods() {
             run: "r".into(),
             step: Step::Scan,
             shards,
+            allow_shrink: false,
         };
         let job = serde_json::to_value(job(sj, &request, &defaults())).unwrap();
         job["spec"]["template"]["spec"]["containers"][0]["args"].clone()

@@ -218,7 +218,7 @@ async fn walk_into_parts(
             &walk.options,
             &walk.counters,
             &|batch| tx.blocking_send(batch).is_ok(),
-        );
+        )
     });
     let new = |stem, schema: &SchemaRef| {
         RollingWriter::new(
