@@ -217,9 +217,27 @@ runs:
             "--max-missing-shards",
             "1",
             "--keep-snapshots",
-            "7"
+            "7",
+            "--max-shrink-percent",
+            "50"
         ]
     );
+    // A run started under a new `scanjob.dev/allow-shrink` value merges with the guard off.
+    let allowed = JobRequest {
+        allow_shrink: true,
+        ..d.create[0].clone()
+    };
+    let args = job(&sj, &allowed, &defaults())
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args[args.len() - 2..], ["--max-shrink-percent", "100"]);
 }
 
 #[test]

@@ -437,7 +437,8 @@ async fn a_merge_that_must_spill_succeeds_in_a_tight_pod_on_its_scratch_volume()
         "spill",
         &root,
         &h.url,
-        "resources: {limits: {memory: 192Mi}}",
+        // mktree gives some directories to other owners, mode 700: read them all.
+        "runAsUser: 0, readAllFiles: true, resources: {limits: {memory: 192Mi}}",
         "  shards: 2\n  parallelism: 2\n",
     ));
     let sj = h.wait_finished("spill", Phase::Succeeded).await;
