@@ -254,14 +254,7 @@ impl<'a> Pass<'a> {
             }
             _ => {}
         }
-        let run_now = self
-            .sj
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(RUN_NOW_ANNOTATION))
-            .filter(|v| Some(*v) != self.status.last_run_now.as_ref())
-            .cloned();
+        let run_now = self.new_annotation(RUN_NOW_ANNOTATION, &self.status.last_run_now);
         if let Some(value) = run_now {
             self.status.last_run_now = Some(value);
             // A run already due this pass serves the request too.
@@ -618,17 +611,21 @@ impl<'a> Pass<'a> {
         });
     }
 
-    /// Whether `scanjob.dev/allow-shrink` has a value not acted on yet; if so, it is acted on
-    /// now, by the run being started.
-    fn take_allow_shrink(&mut self) -> bool {
-        let value = self
-            .sj
+    /// The value of annotation `key` when it differs from `acted_on`, the value last acted on.
+    fn new_annotation(&self, key: &str, acted_on: &Option<String>) -> Option<String> {
+        self.sj
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(ALLOW_SHRINK_ANNOTATION))
-            .filter(|v| Some(*v) != self.status.last_allow_shrink.as_ref())
-            .cloned();
+            .and_then(|a| a.get(key))
+            .filter(|v| Some(*v) != acted_on.as_ref())
+            .cloned()
+    }
+
+    /// Whether `scanjob.dev/allow-shrink` has a value not acted on yet; if so, it is acted on
+    /// now, by the run being started.
+    fn take_allow_shrink(&mut self) -> bool {
+        let value = self.new_annotation(ALLOW_SHRINK_ANNOTATION, &self.status.last_allow_shrink);
         let allow = value.is_some();
         if allow {
             self.status.last_allow_shrink = value;

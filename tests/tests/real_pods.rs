@@ -70,6 +70,18 @@ async fn running_scan_container(h: &Harness, name: &str, index: Option<&str>) ->
     }
 }
 
+/// The pods of one step of ScanJob `name`.
+async fn step_pods(h: &Harness, name: &str, step: &str) -> Vec<Pod> {
+    h.ns.api::<Pod>()
+        .list(
+            &ListParams::default()
+                .labels(&format!("scanjob.dev/name={name},scanjob.dev/step={step}")),
+        )
+        .await
+        .unwrap()
+        .items
+}
+
 fn success(sj: &ScanJob) -> scanjob_operator::crd::SuccessfulRun {
     sj.status
         .as_ref()
@@ -357,12 +369,7 @@ async fn a_shard_hung_on_its_file_system_ends_at_its_deadline_and_fails_the_run_
         "the message says the shard ran out of time: {}",
         last.message
     );
-    let pods =
-        h.ns.api::<Pod>()
-            .list(&ListParams::default().labels("scanjob.dev/name=hung,scanjob.dev/step=scan"))
-            .await
-            .unwrap()
-            .items;
+    let pods = step_pods(&h, "hung", "scan").await;
     assert!(!pods.is_empty(), "{}", h.ns.describe_pods().await);
     for pod in &pods {
         assert_eq!(
@@ -391,12 +398,7 @@ async fn the_termination_message_reaches_the_status_and_the_merge_pool_follows_t
     assert_eq!(success(&sj).files, files as i64);
     // The merge pod's terminated state carries the worker's JSON, as the kubelet read it from
     // /dev/termination-log.
-    let pods =
-        h.ns.api::<Pod>()
-            .list(&ListParams::default().labels("scanjob.dev/name=message,scanjob.dev/step=merge"))
-            .await
-            .unwrap()
-            .items;
+    let pods = step_pods(&h, "message", "merge").await;
     let message = pods
         .iter()
         .find_map(|p| {
@@ -443,12 +445,7 @@ async fn a_merge_that_must_spill_succeeds_in_a_tight_pod_on_its_scratch_volume()
     ));
     let sj = h.wait_finished("spill", Phase::Succeeded).await;
     assert_eq!(Value::from(success(&sj).files), summary["files"]);
-    let merge =
-        h.ns.api::<Pod>()
-            .list(&ListParams::default().labels("scanjob.dev/name=spill,scanjob.dev/step=merge"))
-            .await
-            .unwrap()
-            .items;
+    let merge = step_pods(&h, "spill", "merge").await;
     let log = scanjob_e2e::node::pod_logs(&h.ns.name, merge[0].metadata.name.as_deref().unwrap());
     let done = log
         .lines()
@@ -489,12 +486,7 @@ async fn an_oom_killed_merge_fails_the_run_with_a_message_that_says_so() {
         last.message
     );
     // backoffLimitPerShard 1: the merge ran twice before the run failed.
-    let merges =
-        h.ns.api::<Pod>()
-            .list(&ListParams::default().labels("scanjob.dev/name=oom,scanjob.dev/step=merge"))
-            .await
-            .unwrap()
-            .items;
+    let merges = step_pods(&h, "oom", "merge").await;
     assert_eq!(merges.len(), 2, "{}", h.ns.describe_pods().await);
     for pod in &merges {
         assert_eq!(exit_code(pod), Some(137), "{:?}", pod.status);
