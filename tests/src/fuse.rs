@@ -75,14 +75,10 @@ impl SlowFs {
 impl Drop for SlowFs {
     fn drop(&mut self) {
         // SIGTERM makes slowfs unmount and exit; a stopped process must be continued first.
-        let _ = kill_process(
-            Pid::from_raw(self.child.id() as i32).expect("pid"),
-            Signal::CONT,
-        );
-        let _ = kill_process(
-            Pid::from_raw(self.child.id() as i32).expect("pid"),
-            Signal::TERM,
-        );
+        if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
+            let _ = kill_process(pid, Signal::CONT);
+            let _ = kill_process(pid, Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -44,15 +44,9 @@ fn tree_with_private_dirs(root: &Path, dirs: usize, files: usize) -> usize {
 /// The first running scan container of ScanJob `name` (of shard `index` when given): its pod and
 /// host pid, waiting up to two minutes.
 async fn running_scan_container(h: &Harness, name: &str, index: Option<&str>) -> (Pod, u32) {
-    let selector = format!("scanjob.dev/name={name},scanjob.dev/step=scan");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let pods =
-            h.ns.api::<Pod>()
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .expect("listing scan pods");
-        for pod in pods.items {
+        for pod in step_pods(h, name, "scan").await {
             if phase(&pod) != "Running" || index.is_some_and(|i| completion_index(&pod) != Some(i))
             {
                 continue;
@@ -251,18 +245,11 @@ async fn a_shard_survives(
         .collect();
     assert_eq!(reasons.first().map(String::as_str), Some("RunStarted"));
     assert_eq!(reasons.last().map(String::as_str), Some("RunSucceeded"));
-    let of_shard_1 =
-        h.ns.api::<Pod>()
-            .list(
-                &ListParams::default()
-                    .labels(&format!("scanjob.dev/name={name},scanjob.dev/step=scan")),
-            )
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|p| completion_index(p) == Some("1"))
-            .collect();
+    let of_shard_1 = step_pods(&h, name, "scan")
+        .await
+        .into_iter()
+        .filter(|p| completion_index(p) == Some("1"))
+        .collect();
     (h, pod, of_shard_1)
 }
 

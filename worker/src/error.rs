@@ -2,6 +2,7 @@
 //! what a retry would do: 3 only when a retry cannot succeed (the same input fails the same
 //! way), 1 whenever it might. A Job's `podFailurePolicy` fails an index at once on 3.
 
+use scanjob_contract::args::ALLOW_SHRINK_ANNOTATION;
 pub use scanjob_contract::exit::{EXIT_PERMANENT, EXIT_RETRYABLE};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,8 @@ pub enum Error {
     #[error(
         "not published: {what} fell from {before} to {now} (-{percent:.1} %) since snapshot \
          {previous_run}, more than the allowed {max_percent} %; if the store really shrank, \
-         publish it with {override_hint}"
+         publish it with `scanjob merge --max-shrink-percent 100` (a ScanJob: annotate it \
+         {ALLOW_SHRINK_ANNOTATION}=<any new value> and run it again)"
     )]
     Shrunk {
         what: &'static str,
@@ -92,7 +94,6 @@ pub enum Error {
         percent: f64,
         previous_run: String,
         max_percent: u32,
-        override_hint: String,
     },
 }
 
@@ -293,7 +294,6 @@ mod tests {
                     percent: 99.0,
                     previous_run: s(),
                     max_percent: 50,
-                    override_hint: s(),
                 },
                 EXIT_PERMANENT,
             ),

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::insights::engine::Engine;
 use crate::schema::TOC_SCHEMA;
 use crate::store::layout::table_subdir;
-use crate::store::writer::PartFile;
+use crate::store::writer::{PartFile, rows_of};
 
 /// Quoted column list of the ToC, with `alias.` in front of each when given.
 fn toc_columns(alias: &str, replace: &[(&str, &str)]) -> String {
@@ -97,11 +97,10 @@ pub async fn write_diff(
     let added = write_one_sided(engine, dir, "added", "new", "old").await?;
     let removed = write_one_sided(engine, dir, "removed", "old", "new").await?;
     let changed = write_changed(engine, dir).await?;
-    let rows = |files: &[PartFile]| files.iter().map(|f| f.rows).sum::<u64>();
     let counts = DiffCounts {
-        added: rows(&added),
-        removed: rows(&removed),
-        changed: rows(&changed),
+        added: rows_of(&added),
+        removed: rows_of(&removed),
+        changed: rows_of(&changed),
         moved,
     };
     Ok((

@@ -43,7 +43,7 @@ use crate::report::summary::{
 use crate::schema::TOC_SCHEMA;
 use crate::store::Location;
 use crate::store::layout::{EntryCounts, SnapshotManifest, snapshot_table_dir};
-use crate::store::writer::PartFile;
+use crate::store::writer::{PartFile, rows_of};
 
 /// Settings of the derived tables.
 #[derive(Debug, Clone)]
@@ -152,10 +152,6 @@ pub async fn derive(
         carried_rows: history.carried_rows,
         summary,
     })
-}
-
-fn rows_of(files: &[PartFile]) -> u64 {
-    files.iter().map(|f| f.rows).sum()
 }
 
 /// A query engine with a memory pool (and join passes) sized for the bigger of this run and

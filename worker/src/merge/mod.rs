@@ -22,8 +22,6 @@ use std::sync::Arc;
 use object_store::{ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use tracing::{info, warn};
 
-use scanjob_contract::args::ALLOW_SHRINK_ANNOTATION;
-
 use crate::error::{Error, Result};
 use crate::insights::{self, Inputs, InsightOptions};
 use crate::pathbytes::parent_of;
@@ -160,10 +158,6 @@ pub fn check_shrink(
                 percent,
                 previous_run: previous_run.to_string(),
                 max_percent,
-                override_hint: format!(
-                    "`scanjob merge --max-shrink-percent 100` (a ScanJob: annotate it \
-                     {ALLOW_SHRINK_ANNOTATION}=<any new value> and run it again)"
-                ),
             });
         }
     }

@@ -35,6 +35,11 @@ pub struct PartFile {
     pub bytes: u64,
 }
 
+/// Rows in `files`.
+pub fn rows_of(files: &[PartFile]) -> u64 {
+    files.iter().map(|f| f.rows).sum()
+}
+
 /// The writer properties of every scanjob Parquet file.
 ///
 /// Integers and timestamps stay PLAIN under ZSTD: on the reference tree that beat
