@@ -89,7 +89,10 @@ pub fn wrapper_image(name: &str, body: &str) -> String {
     );
     let (ok, text) = ctr(&["images", "import", &archive.to_string_lossy()]);
     assert!(ok, "ctr images import {}: {text}", archive.display());
+    // The image holds the script now; the directory goes once no other wrapper is being made.
     let _ = std::fs::remove_file(&archive);
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_dir(&dir);
     image
 }
 

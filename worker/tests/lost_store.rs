@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use common::{latest_manifest, run_ok, scan, scanjob};
+use common::{SlowFs, latest_manifest, run_ok, scan, scanjob};
 
 /// `files` files of 1000 bytes in `dirs` directories.
 fn tree(root: &Path, dirs: usize, files: usize) {
@@ -76,64 +76,6 @@ fn a_night_whose_store_is_mostly_gone_is_not_published_until_allowed() {
     );
     assert_eq!(latest_run(&out), "night4");
     assert_eq!(latest_manifest(&out)["files"], 50);
-}
-
-/// slowfs serving `backing` at `mountpoint` with `latency_us` per request.
-struct SlowFs {
-    child: std::process::Child,
-    mountpoint: std::path::PathBuf,
-}
-
-impl SlowFs {
-    fn mount(backing: &Path, mountpoint: &Path, latency_us: u32) -> Self {
-        let binary = std::env::var("SCANJOB_SLOWFS")
-            .expect("SCANJOB_SLOWFS is not set: run the tests with `tests/run`");
-        std::fs::create_dir_all(mountpoint).unwrap();
-        let child = Command::new(binary)
-            .arg(backing)
-            .arg(mountpoint)
-            .args(["--latency-us", &latency_us.to_string()])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("slowfs starts");
-        let fs = Self {
-            child,
-            mountpoint: mountpoint.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !mounted(mountpoint) {
-            assert!(Instant::now() < deadline, "slowfs did not mount");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        fs
-    }
-
-    /// SIGKILL: the server dies without unmounting, and every call to the mount fails with
-    /// ENOTCONN from now on.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for SlowFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if mounted(&self.mountpoint) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mountpoint)
-                .status();
-        }
-    }
-}
-
-fn mounted(path: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let path = path.to_string_lossy();
-    info.lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(path.as_ref()))
 }
 
 #[test]
