@@ -251,3 +251,68 @@ fn a_shard_rerun_after_a_crash_mid_write_replaces_its_files() {
     );
     assert!(err.contains("already published"), "{err}");
 }
+
+#[test]
+fn a_merge_retried_after_it_committed_publishes_the_night_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = small_tree(tmp.path());
+    let out = tmp.path().join("toc");
+    run_ok(
+        scanjob()
+            .arg("run")
+            .arg(&root)
+            .args(["--run", "r1", "--out"])
+            .arg(&out),
+    );
+    std::fs::write(root.join("b/new.log"), b"new").unwrap();
+    run_ok(
+        scanjob()
+            .arg("run")
+            .arg(&root)
+            .args(["--run", "r2", "--out"])
+            .arg(&out),
+    );
+    let committed = std::fs::read(out.join("snapshots/r2/manifest.json")).unwrap();
+    let files = |dir: &Path| -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let out = Command::new("find")
+            .arg(dir)
+            .args(["-type", "f"])
+            .output()
+            .unwrap();
+        let mut files: Vec<_> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|p| {
+                let p = std::path::PathBuf::from(p);
+                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, modified)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = files(&out.join("snapshots/r2"));
+    // The merge's pod was lost after it wrote the manifest but before latest.json moved.
+    let r1_latest =
+        r#"{"run":"r1","manifest":"snapshots/r1/manifest.json","updated":"2026-01-01T00:00:00Z"}"#;
+    std::fs::write(out.join("latest.json"), r1_latest).unwrap();
+    run_ok(scanjob().args(["merge", "--run"]).arg(out.join("runs/r2")));
+    assert_eq!(
+        std::fs::read(out.join("snapshots/r2/manifest.json")).unwrap(),
+        committed,
+        "the committed manifest is not written again"
+    );
+    assert_eq!(
+        files(&out.join("snapshots/r2")),
+        before,
+        "no file of the snapshot is rewritten"
+    );
+    assert_eq!(
+        latest_manifest(&out)["run"],
+        "r2",
+        "the publish is finished"
+    );
+    // Retried once more, it changes nothing.
+    run_ok(scanjob().args(["merge", "--run"]).arg(out.join("runs/r2")));
+    assert_eq!(files(&out.join("snapshots/r2")), before);
+}

@@ -13,6 +13,10 @@
 //!
 //! It reads the run's shards and the previous snapshot ([`previous`]), and writes only below
 //! `snapshots/<run>/` and `latest.json` (and, for retention, removes older snapshots and runs).
+//!
+//! A merge is safe to retry: an attempt that failed before its manifest leaves files no
+//! manifest names, which the next attempt removes first; a run whose manifest exists (the
+//! attempt was lost after committing) is only published again, never rewritten.
 
 pub mod previous;
 
@@ -62,6 +66,19 @@ pub async fn merge_run(
         reason: "expected <output>/runs/<run>".into(),
     })?;
     let (plan, output) = load_plan(&url_of(&base, &plan_path(&run))).await?;
+    // A damaged latest.json stops the merge before it writes anything; publishing reads it
+    // again for its conditional update.
+    output.latest().await?;
+    let relative = manifest_path(&run);
+    if let Some(manifest) = output.manifest(&run).await? {
+        // A retry of a merge that committed (its pod lost after writing the manifest): the
+        // night is not derived and written again under readers' feet, only published.
+        info!(run, "snapshot already committed; publishing it as it is");
+        publish(&output, &run, &relative).await?;
+        return Ok((manifest, url_of(&output.url, &relative)));
+    }
+    // What an earlier attempt wrote before it failed: files no manifest names.
+    output.delete_prefix(&snapshot_dir(&run)).await?;
     let shards = done_shards(&output, &plan, options.max_missing_shards).await?;
     let toc_files: Vec<PartFile> = shards
         .done
@@ -107,7 +124,6 @@ pub async fn merge_run(
     write_report(&output, &run, &outcome).await?;
 
     let manifest = manifest_of(&plan, created, counts, shards, previous.as_ref(), outcome);
-    let relative = manifest_path(&run);
     output
         .put_json(&relative, &manifest, PutMode::Overwrite)
         .await
@@ -181,7 +197,13 @@ async fn done_shards(output: &Location, plan: &ShardPlan, max_missing: u32) -> R
             .get_json::<ShardSuccess>(&success_path(run, index))
             .await?
         {
-            Some(s) if s.plan_id == plan.plan_id && s.index == index => done.push(s),
+            Some(s) if s.plan_id == plan.plan_id && s.index == index => {
+                s.check(run, index).map_err(|reason| Error::Corrupt {
+                    what: format!("{}/{}", output.url, success_path(run, index)),
+                    reason,
+                })?;
+                done.push(s)
+            }
             Some(_) => {
                 warn!(
                     run,
@@ -296,10 +318,7 @@ async fn previous_snapshot(
 ) -> Result<Option<SnapshotManifest>> {
     let candidate = match &plan.previous_run {
         Some(previous) => Some(previous.clone()),
-        None => output
-            .get_json::<LatestPointer>(LATEST_PATH)
-            .await?
-            .map(|latest| latest.run),
+        None => output.latest().await?.map(|latest| latest.run),
     };
     let Some(previous) = candidate.filter(|p| p.as_str() < run) else {
         info!(run, "no previous snapshot: first_seen starts now, no diff");
@@ -307,7 +326,7 @@ async fn previous_snapshot(
     };
     let path = manifest_path(&previous);
     let what = format!("previous snapshot {}/{path}", output.url);
-    let Some(manifest) = output.get_json::<SnapshotManifest>(&path).await? else {
+    let Some(manifest) = output.manifest(&previous).await? else {
         return Err(Error::Corrupt {
             what,
             reason: "does not exist (removed by hand?); point latest.json at a snapshot that \
@@ -344,8 +363,9 @@ async fn previous_snapshot(
     Ok(Some(manifest))
 }
 
-/// Reads the footer of every file: a missing or corrupt file stops the merge naming it,
-/// before anything of the new snapshot is written.
+/// Reads the footer of every file: a missing or corrupt file, or one whose row count is not
+/// the one listed for it, stops the merge naming it, before anything of the new snapshot is
+/// written.
 #[allow(deprecated)]
 async fn check_parquet_files(output: &Location, files: &[PartFile], whose: &str) -> Result<()> {
     use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
@@ -363,10 +383,19 @@ async fn check_parquet_files(output: &Location, files: &[PartFile], whose: &str)
         };
         let reader = ParquetObjectReader::new(output.store.clone(), output.path(&file.path))
             .with_file_size(meta.size);
-        if let Err(e) = ParquetRecordBatchStreamBuilder::new(reader).await {
+        let rows = match ParquetRecordBatchStreamBuilder::new(reader).await {
+            Ok(builder) => builder.metadata().file_metadata().num_rows(),
+            Err(e) => {
+                return Err(Error::Corrupt {
+                    what,
+                    reason: format!("not a readable Parquet file: {e}"),
+                });
+            }
+        };
+        if u64::try_from(rows) != Ok(file.rows) {
             return Err(Error::Corrupt {
                 what,
-                reason: format!("not a readable Parquet file: {e}"),
+                reason: format!("holds {rows} rows where its listing says {}", file.rows),
             });
         }
     }
@@ -435,10 +464,7 @@ pub async fn retain_snapshots(output: &Location, keep: u32) -> Result<Vec<String
         }
     }
     runs.sort();
-    let latest = output
-        .get_json::<LatestPointer>(LATEST_PATH)
-        .await?
-        .map(|l| l.run);
+    let latest = output.latest().await?.map(|l| l.run);
     let cut = runs.len().saturating_sub(keep.max(1) as usize);
     let mut removed = Vec::new();
     for run in &runs[..cut] {
@@ -466,9 +492,7 @@ async fn publish(output: &Location, run: &str, manifest: &str) -> Result<()> {
         updated: chrono::Utc::now(),
     };
     for _ in 0..5 {
-        let current = output
-            .get_json_versioned::<LatestPointer>(LATEST_PATH)
-            .await?;
+        let current = output.latest_versioned().await?;
         let mode = match current {
             Some((latest, _)) if latest.run.as_str() > run => {
                 warn!(run, latest = %latest.run, "a newer snapshot is already published; latest.json stays");

@@ -13,15 +13,15 @@ use crate::error::{Error, Result};
 use crate::pathbytes::parent_of;
 use crate::plan::shards::{DirStats, DirTable};
 use crate::store::Location;
-use crate::store::layout::{LATEST_PATH, LatestPointer, SnapshotManifest};
+use crate::store::layout::{LATEST_PATH, SnapshotManifest};
 
 /// The snapshot `latest.json` points at, if there is one.
 pub async fn latest_manifest(location: &Location) -> Result<Option<SnapshotManifest>> {
-    let Some(latest) = location.get_json::<LatestPointer>(LATEST_PATH).await? else {
+    let Some(latest) = location.latest().await? else {
         return Ok(None);
     };
     let manifest = location
-        .get_json::<SnapshotManifest>(&latest.manifest)
+        .manifest(&latest.run)
         .await?
         .ok_or_else(|| Error::Corrupt {
             what: format!("{}/{LATEST_PATH}", location.url),

@@ -21,7 +21,7 @@ pub async fn load_summary(
         Some(run) => {
             let path = manifest_path(run);
             location
-                .get_json::<SnapshotManifest>(&path)
+                .manifest(run)
                 .await?
                 .ok_or_else(|| Error::Corrupt {
                     what: format!("{}/{path}", location.url),

@@ -72,6 +72,7 @@ pub async fn load_plan(plan_url: &str) -> Result<(ShardPlan, Location)> {
             plan.run
         )));
     }
+    plan.check().map_err(bad)?;
     Ok((plan, output))
 }
 

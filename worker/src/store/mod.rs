@@ -5,8 +5,10 @@
 //! also how a Kubernetes Secret reaches the pods through `envFrom`.
 //!
 //! [`layout`] names every object below a location; [`writer`] writes a table's Parquet files
-//! into it. Nothing here knows what a step means: the steps decide what to read and write.
+//! into it; [`checks`] says what a plan, success marker, manifest or `latest.json` read back
+//! must satisfy before a step acts on it. Nothing here knows what a step means: the steps decide what to read and write.
 
+pub mod checks;
 pub mod layout;
 pub mod writer;
 
@@ -27,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::store::layout::{LATEST_PATH, LatestPointer, SnapshotManifest, manifest_path};
 
 /// How long one request to an object store may take before it is retried: a 5 MiB upload part
 /// over a slow link fits many times over; a server that stopped answering is given up on.
@@ -182,6 +185,39 @@ impl Location {
             reason: source.to_string(),
         })?;
         Ok(Some((value, version)))
+    }
+
+    /// `latest.json`, checked ([`LatestPointer::check`]); `Ok(None)` before the first publish.
+    pub async fn latest(&self) -> Result<Option<LatestPointer>> {
+        Ok(self.latest_versioned().await?.map(|(latest, _)| latest))
+    }
+
+    /// Like [`Self::latest`], with the version to pass to a conditional update.
+    pub async fn latest_versioned(&self) -> Result<Option<(LatestPointer, UpdateVersion)>> {
+        let latest = self
+            .get_json_versioned::<LatestPointer>(LATEST_PATH)
+            .await?;
+        if let Some((pointer, _)) = &latest {
+            pointer.check().map_err(|reason| Error::Corrupt {
+                what: format!("{}/{LATEST_PATH}", self.url),
+                reason,
+            })?;
+        }
+        Ok(latest)
+    }
+
+    /// The manifest of snapshot `run`, checked ([`SnapshotManifest::check`]); `Ok(None)` when
+    /// the snapshot was never published (or was removed).
+    pub async fn manifest(&self, run: &str) -> Result<Option<SnapshotManifest>> {
+        let path = manifest_path(run);
+        let manifest = self.get_json::<SnapshotManifest>(&path).await?;
+        if let Some(manifest) = &manifest {
+            manifest.check(run).map_err(|reason| Error::Corrupt {
+                what: format!("{}/{path}", self.url),
+                reason,
+            })?;
+        }
+        Ok(manifest)
     }
 
     /// Writes `value` as pretty JSON with the given put mode.
