@@ -59,6 +59,20 @@ pub enum Error {
         source: Box<datafusion::error::DataFusionError>,
     },
 
+    /// The merge's query engine could not spill to its scratch directory: the disk is full.
+    /// Nothing is published; a retry with more scratch space (or memory) succeeds.
+    #[error(
+        "{what}: the scratch directory {dir} is full; nothing is published. Give the merge more \
+         scratch space (a bigger emptyDir, or TMPDIR on a bigger disk) or more memory \
+         (--merge-memory, the pod's memory limit)"
+    )]
+    ScratchFull {
+        what: String,
+        dir: String,
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
+    },
+
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -98,10 +112,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// A failed query of the merge: [`Self::ScratchFull`] when a cause is a full disk (a
+    /// spill that found no room), else [`Self::Query`].
     pub fn query(what: impl Into<String>, source: datafusion::error::DataFusionError) -> Self {
-        Self::Query {
-            what: what.into(),
-            source: Box::new(source),
+        let (what, source) = (what.into(), Box::new(source));
+        if disk_full(source.as_ref()) {
+            Self::ScratchFull {
+                what,
+                dir: std::env::temp_dir().display().to_string(),
+                source,
+            }
+        } else {
+            Self::Query { what, source }
         }
     }
 
@@ -135,6 +157,7 @@ impl Error {
             | Self::Store { .. }
             | Self::Parquet { .. }
             | Self::Query { .. }
+            | Self::ScratchFull { .. }
             | Self::Io { .. }
             | Self::FileSystemFailed { .. } => EXIT_RETRYABLE,
         }
@@ -171,6 +194,7 @@ impl Error {
             Self::Store { .. } => "store",
             Self::Parquet { .. } => "parquet",
             Self::Query { .. } => "query",
+            Self::ScratchFull { .. } => "scratch_full",
             Self::Io { .. } => "io",
             Self::FileSystemFailed { .. } => "file_system_failed",
             Self::Shrunk { .. } => "shrunk",
@@ -179,6 +203,24 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether `error` or one of its causes is ENOSPC. Some causes reach here only as text (an
+/// error turned into a message on its way through a spill), so the text counts too.
+fn disk_full(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return true;
+        }
+        if e.to_string().contains("No space left on device") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
 
 #[cfg(test)]
 mod tests {
@@ -279,6 +321,15 @@ mod tests {
                 EXIT_RETRYABLE,
             ),
             (
+                Error::query(
+                    "q",
+                    datafusion::error::DataFusionError::IoError(std::io::Error::from(
+                        std::io::ErrorKind::StorageFull,
+                    )),
+                ),
+                EXIT_RETRYABLE,
+            ),
+            (
                 Error::FileSystemFailed {
                     root: s(),
                     path: s(),
@@ -301,5 +352,31 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(error.exit_code(), code, "{}", error.label());
         }
+    }
+
+    /// A spill that found no room says so, however deep the ENOSPC sits or only as text.
+    #[test]
+    fn a_full_scratch_disk_is_named_and_other_query_errors_are_not() {
+        use datafusion::error::DataFusionError;
+        let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let deep = DataFusionError::Context(
+            "sort".into(),
+            Box::new(DataFusionError::ArrowError(
+                Box::new(arrow_schema::ArrowError::IoError("spill".into(), full())),
+                None,
+            )),
+        );
+        let text =
+            DataFusionError::Execution("write: No space left on device (os error 28)".into());
+        for error in [deep, text] {
+            let error = Error::query("diff", error);
+            assert_eq!(error.label(), "scratch_full", "{error}");
+            assert!(
+                error.to_string().contains("is full; nothing is published"),
+                "{error}"
+            );
+        }
+        let other = Error::query("diff", DataFusionError::Execution("bad plan".into()));
+        assert_eq!(other.label(), "query");
     }
 }
