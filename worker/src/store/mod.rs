@@ -39,10 +39,13 @@ const REQUEST_TIMEOUT: &str = "60s";
 const CONNECT_TIMEOUT: &str = "5s";
 
 /// Retries of failed object-store requests (connection refused or reset, timeouts of requests
-/// that may be repeated, 5xx, throttling): 100 ms doubling up to 15 s between attempts, at most
-/// 10 retries within 3 minutes of the first attempt. An outage of the store shorter than about
-/// a minute is ridden out; a longer one fails the step with a retryable exit, and the Job's
-/// retry starts it again (docs/install.md, "When the object store fails").
+/// that may be repeated, 5xx, throttling): waits drawn from 100 ms up to twice the last one,
+/// at most 15 s, for up to 3 minutes after the first attempt. The window bounds the retries,
+/// not their count: a store that refuses connections fails each attempt at once, and 10
+/// retries would be spent in about 15 s, while riding an outage out is far cheaper than a
+/// retried shard that scans again. An outage of up to about 3 minutes is ridden out; a longer
+/// one fails the step with a retryable exit, and the Job's retry starts it again
+/// (docs/install.md, "When the object store fails").
 fn retry() -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
@@ -50,7 +53,7 @@ fn retry() -> RetryConfig {
             max_backoff: Duration::from_secs(15),
             base: 2.0,
         },
-        max_retries: 10,
+        max_retries: 100,
         retry_timeout: Duration::from_secs(3 * 60),
     }
 }
