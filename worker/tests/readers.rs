@@ -135,3 +135,123 @@ fn chrono_free_stamp() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+/// Adds night `n`'s directory (200 × (n + 1) files) and removes the first night's first 50
+/// files, so that every night has its own row count.
+fn grow_for_night(root: &Path, n: usize) {
+    let dir = root.join(format!("night{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..200 * (n + 1) {
+        std::fs::write(dir.join(format!("f{i:05}.dat")), vec![b'x'; i % 300]).unwrap();
+    }
+    if n > 0 {
+        for i in 0..50 * n {
+            let _ = std::fs::remove_file(root.join(format!("night0/f{i:05}.dat")));
+        }
+    }
+}
+
+/// A reader (the README's recipe: latest.json, the manifest, its files) loops over the newest
+/// snapshot at `url` while three more nights publish. Every read must see one whole night: as
+/// many rows as that night's tree had paths (GNU find), each path once, and the manifest's count.
+fn reader_sees_whole_nights(url: &str, root: &Path, scratch: &Path) {
+    use std::io::BufRead;
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    let publish = |n: usize| {
+        let run = format!("night{n}");
+        run_ok(
+            scanjob()
+                .arg("run")
+                .arg(root)
+                .args(["--out", url, "--shards", "3", "--run", &run]),
+        );
+        run
+    };
+    grow_for_night(root, 0);
+    expected.insert(publish(0), find_paths(root).len());
+
+    let stop = scratch.join("stop-reading");
+    let mut reader = Command::new(python())
+        .arg(manifest_dir().join("tests/snapshot_rows.py"))
+        .arg(url)
+        .arg("--loop")
+        .arg(&stop)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the reader starts");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = reader.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let value: Value = serde_json::from_str(&line.unwrap()).expect("a JSON line");
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    let mut reads: Vec<Value> = Vec::new();
+    let await_run = |run: &str, reads: &mut Vec<Value>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !reads.iter().any(|r| r["run"] == run) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let read = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("the reader never read {run}: {e}; read {reads:?}"));
+            reads.push(read);
+        }
+    };
+    await_run("night0", &mut reads);
+    for n in 1..=3 {
+        grow_for_night(root, n);
+        let paths = find_paths(root).len();
+        let run = publish(n);
+        expected.insert(run.clone(), paths);
+        await_run(&run, &mut reads);
+    }
+    std::fs::write(&stop, b"").unwrap();
+    let status = reader.wait().unwrap();
+    lines.join().unwrap();
+    reads.extend(rx.try_iter());
+    assert!(status.success(), "the reader's last read failed: {reads:?}");
+
+    let counts: Vec<usize> = expected.values().copied().collect();
+    let distinct: std::collections::BTreeSet<usize> = counts.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "every night has its own count: {expected:?}"
+    );
+    for read in &reads {
+        assert!(read.get("error").is_none(), "a read failed: {read}");
+        let run = read["run"].as_str().unwrap();
+        let rows = read["rows"].as_u64().unwrap() as usize;
+        assert_eq!(
+            Some(&rows),
+            expected.get(run),
+            "a read of {run} saw {rows} rows; the nights had {expected:?}"
+        );
+        assert_eq!(
+            read["distinct_paths"], read["rows"],
+            "each path once: {read}"
+        );
+        assert_eq!(read["manifest_entries"], read["rows"], "{read}");
+    }
+    assert!(reads.len() >= 4, "{} reads", reads.len());
+}
+
+#[test]
+fn a_reader_looping_while_three_nights_publish_sees_only_whole_nights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("toc");
+    reader_sees_whole_nights(&out.to_string_lossy(), &tmp.path().join("tree"), tmp.path());
+}
+
+#[test]
+fn a_reader_looping_over_s3_while_three_nights_publish_sees_only_whole_nights() {
+    let bucket = std::env::var("SCANJOB_TEST_BUCKET").unwrap_or_else(|_| {
+        panic!("SCANJOB_TEST_BUCKET and AWS_* are not set: run the tests with `tests/run`, which starts SeaweedFS")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("s3://{bucket}/readers-loop-{}", chrono_free_stamp());
+    reader_sees_whole_nights(&url, &tmp.path().join("tree"), tmp.path());
+}
