@@ -391,6 +391,11 @@ pub fn s3_exists(url: &str) -> bool {
     read_snapshot_py(&["--exists", url]) == serde_json::Value::Bool(true)
 }
 
+/// The keys below the S3 prefix `url`, relative to it, sorted.
+pub fn s3_list(url: &str) -> Vec<String> {
+    serde_json::from_value(read_snapshot_py(&["--list", url])).expect("a list of keys")
+}
+
 /// Jobs of ScanJob `name` by name.
 pub async fn job_names(ns: &TestNamespace, name: &str) -> Vec<String> {
     let mut names: Vec<String> = ns

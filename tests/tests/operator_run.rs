@@ -1,7 +1,8 @@
 //! The operator end to end: `kubectl apply` a ScanJob, the operator runs its plan, scan and merge
 //! Jobs on the real control plane, the node runs their pods as containers of the worker image,
 //! the snapshot lands in SeaweedFS, and the faults a night can bring: a broken shard with and
-//! without maxFailedShards, and the operator itself killed in the middle of a run.
+//! without maxFailedShards, and the operator itself killed in the middle of a run, during the
+//! merge, and after the merge committed the night but before its Job completed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use scanjob_e2e::node::wrapper_image;
 use scanjob_e2e::operator::{
-    Harness, job_names, kubectl, read_snapshot, s3_exists, scanjob_events, scanjob_yaml,
+    Harness, job_names, kubectl, read_snapshot, s3_exists, s3_list, scanjob_events, scanjob_yaml,
     scanjob_yaml_with_worker, small_tree,
 };
 use scanjob_operator::crd::{Outcome, Phase, ScanJob};
@@ -349,6 +350,34 @@ async fn with_max_failed_shards_a_partial_snapshot_names_the_missing_shard() {
     h.delete().await;
 }
 
+/// After an operator was replaced mid-run: the run of ScanJob `name` (2 shards) succeeded with
+/// `files` files, one Job per step, one pod each (plan, 2 shards, merge), recorded by one
+/// `RunStarted` and one `RunSucceeded` Event. Returns the run as the status records it.
+async fn ran_once(h: &Harness, name: &str, files: usize) -> scanjob_operator::crd::SuccessfulRun {
+    let sj = h.wait_finished(name, Phase::Succeeded).await;
+    let success = status(&sj).last_successful_run.clone().unwrap();
+    assert_eq!(success.files, files as i64);
+    let run = &success.id;
+    assert_eq!(
+        job_names(&h.ns, name).await,
+        ["merge", "plan", "scan"].map(|s| format!("{name}-{run}-{s}")),
+        "one Job per step, none created twice"
+    );
+    let pods = h.ns.describe_pods().await;
+    assert_eq!(
+        pods.lines().count(),
+        4,
+        "plan + 2 shards + merge, one pod each:\n  {pods}"
+    );
+    let events = scanjob_events(&h.ns, name).await;
+    assert_eq!(
+        reasons(&events),
+        ["RunStarted", "RunSucceeded"],
+        "the run is recorded once: {events:?}"
+    );
+    success
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_killed_mid_run_is_replaced_and_the_run_completes_once() {
     let slow = wrapper_image("slow-scanjob", r#"[ "$1" = scan ] && sleep 6"#);
@@ -367,29 +396,92 @@ async fn an_operator_killed_mid_run_is_replaced_and_the_run_completes_once() {
     })
     .await;
     h.restart_operator();
-    let sj = h.wait_finished("restart", Phase::Succeeded).await;
-    let success = status(&sj).last_successful_run.clone().unwrap();
-    assert_eq!(success.files, files as i64);
-    let run = &success.id;
-    assert_eq!(
-        job_names(&h.ns, "restart").await,
-        ["merge", "plan", "scan"].map(|s| format!("restart-{run}-{s}")),
-        "one Job per step, none created twice"
-    );
-    let pods = h.ns.describe_pods().await;
-    assert_eq!(
-        pods.lines().count(),
-        4,
-        "plan + 2 shards + merge, one pod each:\n  {pods}"
-    );
-    let events = scanjob_events(&h.ns, "restart").await;
-    assert_eq!(
-        reasons(&events),
-        ["RunStarted", "RunSucceeded"],
-        "{events:?}"
-    );
+    ran_once(&h, "restart", files).await;
     // A SIGTERM stops the operator cleanly.
     let op = h.operator.take().unwrap();
     assert!(op.terminate(), "the operator exits 0 on SIGTERM");
+    h.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_killed_during_the_merge_and_while_it_commits_publishes_the_night_once() {
+    // The merge container waits 10 s before merging and 10 s after it committed the night
+    // (manifest and latest.json written, the Job not complete yet): one window for each kill.
+    let slow = wrapper_image(
+        "slow-merge",
+        r#"if [ "$1" = merge ]; then sleep 10; /usr/local/bin/scanjob "$@" || exit $?; sleep 10; exit 0; fi"#,
+    );
+    let mut h = Harness::start("sj-kill-merge").await;
+    let root = h.ns.dir.join("tree");
+    let files = small_tree(&root, 4, 25);
+    h.apply(&scanjob_yaml_with_worker(
+        "killmerge",
+        &root,
+        &h.url,
+        &format!("image: '{slow}'"),
+        "  shards: 2\n  parallelism: 2\n",
+    ));
+    h.wait("killmerge", Duration::from_secs(120), "Merging", |sj| {
+        scanjob_e2e::operator::phase(sj) == Some(Phase::Merging)
+    })
+    .await;
+    // During the merge: killed, and nobody watches for a few seconds.
+    h.operator.take().unwrap().kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.restart_operator();
+    // While the night is committed: latest.json has moved, the merge Job has not completed.
+    let latest = format!("{}/latest.json", h.url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !s3_exists(&latest) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the merge never committed:\n{}",
+            h.ns.describe_pods().await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    h.operator.take().unwrap().kill();
+    let merge_jobs: Vec<Job> =
+        h.ns.api::<Job>()
+            .list(&kube::api::ListParams::default().labels("scanjob.dev/name=killmerge"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|j| {
+                j.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with("-merge"))
+            })
+            .collect();
+    assert_eq!(merge_jobs.len(), 1);
+    assert!(
+        merge_jobs[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.succeeded)
+            .unwrap_or(0)
+            == 0,
+        "killed while the night was committed but before its Job completed"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.restart_operator();
+
+    let success = ran_once(&h, "killmerge", files).await;
+    let run = &success.id;
+    let manifests: Vec<String> = s3_list(&format!("{}/snapshots", h.url))
+        .into_iter()
+        .filter(|k| k.ends_with("manifest.json"))
+        .collect();
+    assert_eq!(
+        manifests,
+        [format!("{run}/manifest.json")],
+        "one night published"
+    );
+    let snap = read_snapshot(&success.snapshot);
+    assert_eq!(snap["latest"]["run"], run.as_str());
+    assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(snap["distinct_paths"], snap["rows"], "no row twice: {snap}");
     h.delete().await;
 }

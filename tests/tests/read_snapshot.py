@@ -2,6 +2,7 @@
 
     python read_snapshot.py s3://bucket/prefix/snapshots/<run>/manifest.json
     python read_snapshot.py --exists s3://bucket/key      prints true or false
+    python read_snapshot.py --list s3://bucket/prefix     prints the keys below it, sorted
 
 Prints JSON: the manifest, the rows of the table of contents by kind, bytes in files, the
 number of distinct paths, the shards the rows came from, and the errors table's rows (path and
@@ -62,5 +63,9 @@ if __name__ == "__main__":
     if sys.argv[1] == "--exists":
         info = filesystem().get_file_info(sys.argv[2][len("s3://"):])
         print(json.dumps(info.type != pafs.FileType.NotFound))
+    elif sys.argv[1] == "--list":
+        prefix = sys.argv[2][len("s3://"):].rstrip("/")
+        infos = filesystem().get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
+        print(json.dumps(sorted(i.path[len(prefix) + 1:] for i in infos if i.type == pafs.FileType.File)))
     else:
         main(sys.argv[1])
