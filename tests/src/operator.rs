@@ -398,17 +398,22 @@ pub fn s3_list(url: &str) -> Vec<String> {
 
 /// Jobs of ScanJob `name` by name.
 pub async fn job_names(ns: &TestNamespace, name: &str) -> Vec<String> {
-    let mut names: Vec<String> = ns
-        .api::<Job>()
-        .list(&ListParams::default().labels(&format!("scanjob.dev/name={name}")))
+    let mut names: Vec<String> = jobs(ns, name)
         .await
-        .expect("listing Jobs")
-        .items
         .into_iter()
         .filter_map(|j| j.metadata.name)
         .collect();
     names.sort();
     names
+}
+
+/// The Jobs of ScanJob `name`.
+pub async fn jobs(ns: &TestNamespace, name: &str) -> Vec<Job> {
+    ns.api::<Job>()
+        .list(&ListParams::default().labels(&format!("scanjob.dev/name={name}")))
+        .await
+        .expect("listing Jobs")
+        .items
 }
 
 /// A test namespace with everything a ScanJob needs: the CRD, the S3 Secret, the worker

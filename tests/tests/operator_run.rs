@@ -11,8 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use scanjob_e2e::node::wrapper_image;
 use scanjob_e2e::operator::{
-    Harness, job_names, kubectl, read_snapshot, s3_exists, s3_list, scanjob_events, scanjob_yaml,
-    scanjob_yaml_with_worker, small_tree,
+    Harness, job_names, jobs, kubectl, read_snapshot, s3_exists, s3_list, scanjob_events,
+    scanjob_yaml, scanjob_yaml_with_worker, small_tree,
 };
 use scanjob_operator::crd::{Outcome, Phase, ScanJob};
 use serde_json::Value;
@@ -441,20 +441,16 @@ async fn an_operator_killed_during_the_merge_and_while_it_commits_publishes_the_
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     h.operator.take().unwrap().kill();
-    let merge_jobs: Vec<Job> =
-        h.ns.api::<Job>()
-            .list(&kube::api::ListParams::default().labels("scanjob.dev/name=killmerge"))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|j| {
-                j.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.ends_with("-merge"))
-            })
-            .collect();
+    let merge_jobs: Vec<Job> = jobs(&h.ns, "killmerge")
+        .await
+        .into_iter()
+        .filter(|j| {
+            j.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.ends_with("-merge"))
+        })
+        .collect();
     assert_eq!(merge_jobs.len(), 1);
     assert!(
         merge_jobs[0]

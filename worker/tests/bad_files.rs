@@ -22,13 +22,7 @@ fn template(dir: &Path) -> (PathBuf, PathBuf) {
         }
     }
     let out = dir.join("template");
-    run_ok(
-        scanjob()
-            .arg("run")
-            .arg(&root)
-            .args(["--run", "r1", "--out"])
-            .arg(&out),
-    );
+    scan(&root, &out, &["--run", "r1"]);
     run_ok(
         scanjob()
             .arg("plan")

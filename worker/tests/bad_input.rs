@@ -257,21 +257,9 @@ fn a_merge_retried_after_it_committed_publishes_the_night_as_it_is() {
     let tmp = tempfile::tempdir().unwrap();
     let root = small_tree(tmp.path());
     let out = tmp.path().join("toc");
-    run_ok(
-        scanjob()
-            .arg("run")
-            .arg(&root)
-            .args(["--run", "r1", "--out"])
-            .arg(&out),
-    );
+    scan(&root, &out, &["--run", "r1"]);
     std::fs::write(root.join("b/new.log"), b"new").unwrap();
-    run_ok(
-        scanjob()
-            .arg("run")
-            .arg(&root)
-            .args(["--run", "r2", "--out"])
-            .arg(&out),
-    );
+    scan(&root, &out, &["--run", "r2"]);
     let committed = std::fs::read(out.join("snapshots/r2/manifest.json")).unwrap();
     let files = |dir: &Path| -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
         let out = Command::new("find")

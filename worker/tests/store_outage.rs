@@ -171,7 +171,19 @@ enum Outage {
     Frozen,
 }
 
-/// `scanjob run` of `root` into `url` as night `run`; when its log says `trigger`, the store
+/// `scanjob run` of `root` into `url` as night `run` (2 shards, parts of 200 kB, so that
+/// the scan writes while it walks), talking to `weed`.
+fn night(weed: &Weed, root: &Path, url: &str, run: &str) -> Command {
+    let mut cmd = scanjob();
+    weed.env(&mut cmd)
+        .arg("run")
+        .arg(root)
+        .args(["--out", url, "--shards", "2", "--threads", "8"])
+        .args(["--part-size", "200000", "--run", run]);
+    cmd
+}
+
+/// [`night`] `run`; when its log says `trigger`, the store
 /// goes away for 30 s. Returns the exit code, its stderr, and whether the outage began before
 /// the process ended.
 fn run_through_outage(
@@ -182,12 +194,7 @@ fn run_through_outage(
     trigger: &str,
     outage: Outage,
 ) -> (Option<i32>, String, bool) {
-    let mut child = weed
-        .env(&mut scanjob())
-        .arg("run")
-        .arg(root)
-        .args(["--out", url, "--shards", "2", "--threads", "8"])
-        .args(["--part-size", "200000", "--run", run])
+    let mut child = night(weed, root, url, run)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -254,12 +261,7 @@ fn night_survives(outage: Outage, base: u16, trigger: &str) {
     let mnt = tmp.path().join("mnt");
     let _fs = SlowFs::mount(&backing, &mnt, 2000);
     let url = format!("s3://{BUCKET}/toc");
-    run_ok(
-        weed.env(&mut scanjob())
-            .arg("run")
-            .arg(&mnt)
-            .args(["--out", &url, "--shards", "2", "--run", "night1"]),
-    );
+    run_ok(&mut night(&weed, &mnt, &url, "night1"));
     assert_eq!(read_newest(&weed, &url)["rows"], rows);
 
     let what = format!("{outage:?} store, from {trigger:?} on");
@@ -279,12 +281,7 @@ fn night_survives(outage: Outage, base: u16, trigger: &str) {
                 "night1",
                 "{what}: {stderr}"
             );
-            run_ok(
-                weed.env(&mut scanjob())
-                    .arg("run")
-                    .arg(&mnt)
-                    .args(["--out", &url, "--shards", "2", "--run", "night2"]),
-            );
+            run_ok(&mut night(&weed, &mnt, &url, "night2"));
         }
         other => panic!("{what}: exit {other:?}, expected 0 or 1 (retryable): {stderr}"),
     }

@@ -66,9 +66,9 @@ pub async fn merge_run(
         reason: "expected <output>/runs/<run>".into(),
     })?;
     let (plan, output) = load_plan(&url_of(&base, &plan_path(&run))).await?;
-    // A damaged latest.json stops the merge before it writes anything; publishing reads it
-    // again for its conditional update.
-    output.latest().await?;
+    // Read (and checked) before anything is written, so a damaged latest.json stops the merge
+    // here; publishing reads it again for its conditional update.
+    let latest = output.latest().await?;
     let relative = manifest_path(&run);
     if let Some(manifest) = output.manifest(&run).await? {
         // A retry of a merge that committed (its pod lost after writing the manifest): the
@@ -86,7 +86,7 @@ pub async fn merge_run(
         .flat_map(|s| s.toc_files.clone())
         .collect();
     check_parquet_files(&output, &toc_files, &format!("run {run}")).await?;
-    let previous = previous_snapshot(&output, &plan, &run).await?;
+    let previous = previous_snapshot(&output, &plan, &run, latest.as_ref()).await?;
 
     let mut counts = EntryCounts::default();
     for s in &shards.done {
@@ -308,17 +308,18 @@ fn manifest_of(
 }
 
 /// The snapshot this run compares with: the one its plan was balanced by, else the one
-/// `latest.json` names if it is older than this run and of the same root. Checked to be
-/// complete and readable, so a broken previous snapshot stops the merge with a message
+/// `latest` (`latest.json`) names if it is older than this run and of the same root. Checked
+/// to be complete and readable, so a broken previous snapshot stops the merge with a message
 /// instead of producing wrong history.
 async fn previous_snapshot(
     output: &Location,
     plan: &ShardPlan,
     run: &str,
+    latest: Option<&LatestPointer>,
 ) -> Result<Option<SnapshotManifest>> {
     let candidate = match &plan.previous_run {
         Some(previous) => Some(previous.clone()),
-        None => output.latest().await?.map(|latest| latest.run),
+        None => latest.map(|latest| latest.run.clone()),
     };
     let Some(previous) = candidate.filter(|p| p.as_str() < run) else {
         info!(run, "no previous snapshot: first_seen starts now, no diff");

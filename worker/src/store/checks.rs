@@ -551,6 +551,11 @@ mod tests {
             path: PathBytes(path.as_bytes().to_vec()),
             slice: None,
         };
+        // Slice `part` of `of` of the root's listing.
+        let root_slice = |part, of| FilesOnly {
+            path: PathBytes(vec![]),
+            slice: Some(NameSlice { part, of }),
+        };
         let shard = |index, subtrees: &[&str], files_only: Vec<FilesOnly>| ShardAssignment {
             index,
             subtrees: subtrees
@@ -589,41 +594,20 @@ mod tests {
                 "more than once",
             ),
             (
-                plan(vec![shard(
-                    0,
-                    &[],
-                    vec![FilesOnly {
-                        path: PathBytes(vec![]),
-                        slice: Some(NameSlice { part: 0, of: 0 }),
-                    }],
-                )]),
+                plan(vec![shard(0, &[], vec![root_slice(0, 0)])]),
                 "sliced 0 ways",
             ),
             (plan(vec![]), "no shards"),
             (
                 plan(vec![
-                    shard(
-                        0,
-                        &[],
-                        vec![FilesOnly {
-                            path: PathBytes(vec![]),
-                            slice: Some(NameSlice { part: 1, of: 2 }),
-                        }],
-                    ),
+                    shard(0, &[], vec![root_slice(1, 2)]),
                     shard(1, &[], vec![]),
                 ]),
                 "lacks slice 0 of 2",
             ),
             (
                 plan(vec![
-                    shard(
-                        0,
-                        &[],
-                        vec![FilesOnly {
-                            path: PathBytes(vec![]),
-                            slice: Some(NameSlice { part: 2, of: 2 }),
-                        }],
-                    ),
+                    shard(0, &[], vec![root_slice(2, 2)]),
                     shard(1, &[], vec![]),
                 ]),
                 "has slice 2 of 2",
