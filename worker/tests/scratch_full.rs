@@ -43,7 +43,7 @@ impl Drop for Tmpfs {
 }
 
 /// Merge memory small enough that the history join and the rollups of this tree spill.
-const MERGE_MEMORY: &str = "24000000";
+const MERGE_MEMORY: &str = "20000000";
 
 #[test]
 fn a_full_scratch_disk_fails_the_merge_retryable_and_a_retry_with_room_publishes() {

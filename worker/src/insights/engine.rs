@@ -52,6 +52,14 @@ pub struct EngineOptions {
 /// What one ToC row of a hash join's build side costs, generously (path bytes, hash table).
 pub const JOIN_BYTES_PER_ROW: usize = 256;
 
+/// What each sort keeps back for merging its spilled runs: DataFusion's 10 MiB, or an eighth
+/// of one partition's share of a smaller pool.
+fn sort_spill_reservation(options: &EngineOptions) -> usize {
+    const DATAFUSION_DEFAULT: usize = 10 * 1024 * 1024;
+    let share = options.memory_limit_bytes / options.target_partitions.max(1);
+    DATAFUSION_DEFAULT.min(share / 8)
+}
+
 /// The pool without a cgroup memory limit.
 pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
@@ -121,6 +129,13 @@ impl Engine {
             .set_bool(
                 "datafusion.execution.parquet.pushdown_filters",
                 options.join_passes > 1,
+            )
+            // A sort sets this much aside up front to merge its spilled runs; DataFusion's
+            // 10 MiB is more than a partition's share of a small pool, and a sort that cannot
+            // set it aside fails instead of spilling.
+            .set_usize(
+                "datafusion.execution.sort_spill_reservation_bytes",
+                sort_spill_reservation(options),
             )
             .set_usize(
                 "datafusion.optimizer.hash_join_single_partition_threshold",
