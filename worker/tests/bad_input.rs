@@ -207,8 +207,9 @@ fn a_shard_rerun_after_a_crash_mid_write_replaces_its_files() {
         .spawn()
         .unwrap();
     let shard = out.join("runs/r1/shards/0");
+    let parts = out.join("toc/r1/shards/0");
     let started = std::time::Instant::now();
-    while !shard.join("part-00000.parquet").exists() {
+    while !parts.join("part-00000.parquet").exists() {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(20),
             "no part written within 20 s"
@@ -220,7 +221,7 @@ fn a_shard_rerun_after_a_crash_mid_write_replaces_its_files() {
     assert!(!child.wait().unwrap().success(), "the scan was killed");
     assert!(!shard.join("_SUCCESS.json").exists());
     // Leftovers a crash could leave: a torn part that no _SUCCESS.json lists.
-    std::fs::write(shard.join("part-00099.parquet"), b"PAR1 torn").unwrap();
+    std::fs::write(parts.join("part-00099.parquet"), b"PAR1 torn").unwrap();
     let err = fails(
         scanjob().args(["merge", "--run"]).arg(out.join("runs/r1")),
         1,
@@ -236,7 +237,7 @@ fn a_shard_rerun_after_a_crash_mid_write_replaces_its_files() {
             .arg(&plan),
     );
     assert!(
-        !out.join("runs/r1/shards/0/part-00099.parquet").exists(),
+        !parts.join("part-00099.parquet").exists(),
         "the retry cleared the prefix"
     );
     run_ok(scanjob().args(["merge", "--run"]).arg(out.join("runs/r1")));

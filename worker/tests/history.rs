@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
+use arrow_array::types::{Int64Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use common::*;
 use serde_json::Value;
@@ -84,11 +84,11 @@ fn seen(out: &Path, manifest: &Value) -> BTreeMap<String, (i64, i64)> {
         let first = b
             .column_by_name("first_seen")
             .unwrap()
-            .as_primitive::<TimestampNanosecondType>();
+            .as_primitive::<TimestampMicrosecondType>();
         let last = b
             .column_by_name("last_seen")
             .unwrap()
-            .as_primitive::<TimestampNanosecondType>();
+            .as_primitive::<TimestampMicrosecondType>();
         for i in 0..b.num_rows() {
             let old = map.insert(path.value(i).to_string(), (first.value(i), last.value(i)));
             assert!(old.is_none(), "{} twice in the ToC", path.value(i));
@@ -126,7 +126,7 @@ fn joins_in_passes_give_the_same_history() {
         .iter()
         .map(|f| {
             let path = f["path"].as_str().unwrap();
-            let rest = path.strip_prefix("snapshots/r2/toc/").unwrap();
+            let rest = path.strip_prefix("toc/r2/merged/").unwrap();
             rest.split('/').next().unwrap().to_string()
         })
         .collect();
@@ -375,6 +375,7 @@ fn a_failed_shard_carries_its_rows_forward_and_removes_nothing() {
         .collect();
     assert!(!region.is_empty());
     std::fs::remove_dir_all(out.join("runs/r2/shards/1")).unwrap();
+    std::fs::remove_dir_all(out.join("toc/r2/shards/1")).unwrap();
 
     // One file goes away inside the failed shard's part of the tree, one outside it.
     let inside = region
@@ -494,10 +495,10 @@ fn uid_column_type_is_what_the_rollup_reads() {
     let m = manifest(&out, "r1");
     let by_uid = read_batches(&out, &m["derived"]["rollup_by_uid"]);
     let uid = by_uid[0].column_by_name("uid").unwrap();
-    assert_eq!(uid.data_type(), &arrow_schema::DataType::UInt32);
+    assert_eq!(uid.data_type(), &arrow_schema::DataType::Int64);
     assert_eq!(
-        uid.as_primitive::<UInt32Type>().value(0),
-        rustix::process::geteuid().as_raw()
+        uid.as_primitive::<Int64Type>().value(0),
+        i64::from(rustix::process::geteuid().as_raw())
     );
     assert_eq!(u64s(&by_uid, "bytes"), [3]);
 }

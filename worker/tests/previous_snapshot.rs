@@ -89,7 +89,7 @@ fn an_older_schema_version_is_read_with_a_warning() {
     assert!(stderr.contains("older schema version"), "{stderr}");
     let manifest = latest_manifest(&out);
     assert_eq!(manifest["previous_run"], "r1");
-    assert_eq!(manifest["schema_version"], 2);
+    assert_eq!(manifest["schema_version"], 3);
     assert!(
         manifest["derived"]["diff_added"]
             .as_array()
@@ -97,6 +97,116 @@ fn an_older_schema_version_is_read_with_a_warning() {
             .is_empty(),
         "nothing added"
     );
+}
+
+/// Rewrites a snapshot's ToC files with schema version 2's types: unsigned integers and
+/// nanosecond timestamps (the microseconds times 1000, as a version-2 scan of the same files
+/// would have rounded them).
+fn downgrade_to_version_2(out: &Path, run: &str) {
+    let script = r#"
+import json, sys, pyarrow as pa, pyarrow.parquet as pq
+out, run = sys.argv[1], sys.argv[2]
+manifest = json.load(open(f"{out}/snapshots/{run}/manifest.json"))
+v2 = {"size": pa.uint64(), "blocks": pa.uint64(), "uid": pa.uint32(), "gid": pa.uint32(),
+      "mode": pa.uint32(), "nlink": pa.uint32(), "inode": pa.uint64(), "dev": pa.uint64(),
+      "shard": pa.uint32()}
+for f in manifest["toc_files"]:
+    path = f"{out}/{f['path']}"
+    t = pq.read_table(path)
+    fields = []
+    for field in t.schema:
+        if field.name in v2:
+            fields.append(field.with_type(v2[field.name]))
+        elif pa.types.is_timestamp(field.type):
+            fields.append(field.with_type(pa.timestamp("ns", tz="UTC")))
+        else:
+            fields.append(field)
+    t = t.cast(pa.schema(fields))
+    pq.write_table(t, path)
+    f["bytes"] = __import__("os").path.getsize(path)
+manifest["schema_version"] = 2
+json.dump(manifest, open(f"{out}/snapshots/{run}/manifest.json", "w"))
+"#;
+    let status = std::process::Command::new(python())
+        .args(["-c", script])
+        .arg(out)
+        .arg(run)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// An output written before the table had Delta Lake's types: the next night reads the old
+/// snapshot's unsigned nanosecond columns as the new types, carries first_seen and finds
+/// nothing changed.
+#[test]
+fn a_version_2_snapshot_carries_first_seen_into_version_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = fixture(tmp.path());
+    let before = toc_rows(&out);
+    downgrade_to_version_2(&out, "r1");
+    let output = run_ok(
+        scanjob()
+            .arg("run")
+            .arg(&root)
+            .args(["--run", "r2", "--out"])
+            .arg(&out),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("older schema version"), "{stderr}");
+    let manifest = latest_manifest(&out);
+    assert_eq!(manifest["previous_run"], "r1");
+    assert_eq!(manifest["schema_version"], 3);
+    for table in ["diff_added", "diff_removed", "diff_changed"] {
+        let rows: u64 = manifest["derived"][table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rows"].as_u64().unwrap())
+            .sum();
+        assert_eq!(rows, 0, "{table}: nothing changed between the nights");
+    }
+    let after = toc_rows(&out);
+    assert_eq!(after.len(), before.len());
+    assert_eq!(
+        first_seen_by_path(&out, &manifest),
+        first_seen_by_path(
+            &out,
+            &serde_json::json!({"toc_files": manifest_of_r1(&out)})
+        ),
+    );
+}
+
+fn manifest_of_r1(out: &Path) -> Value {
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("snapshots/r1/manifest.json")).unwrap())
+            .unwrap();
+    m["toc_files"].clone()
+}
+
+/// path → first_seen in microseconds, whatever the unit the files hold.
+fn first_seen_by_path(out: &Path, manifest: &Value) -> std::collections::BTreeMap<String, i64> {
+    use arrow_array::cast::AsArray;
+    let mut map = std::collections::BTreeMap::new();
+    for b in read_batches(out, &manifest["toc_files"]) {
+        let paths = b
+            .column_by_name("path_display")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let seen = b.column_by_name("first_seen").unwrap();
+        let seen = datafusion::arrow::compute::cast(
+            seen,
+            &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
+        )
+        .unwrap();
+        let seen = datafusion::arrow::compute::cast(&seen, &arrow_schema::DataType::Int64).unwrap();
+        let seen = seen.as_primitive::<arrow_array::types::Int64Type>();
+        for i in 0..b.num_rows() {
+            map.insert(paths.value(i).to_string(), seen.value(i));
+        }
+    }
+    map
 }
 
 #[test]
@@ -154,11 +264,7 @@ fn a_manifest_naming_a_missing_file_stops_the_merge() {
     std::fs::remove_file(&file).unwrap();
     let name = file.file_name().unwrap().to_str().unwrap().to_string();
     let output = plan_scan_merge(&root, &out, "r2", || {});
-    assert_failed(
-        &output,
-        3,
-        &[&name, "listed in its manifest but does not exist"],
-    );
+    assert_failed(&output, 3, &[&name, "is listed but does not exist"]);
     assert_eq!(latest_run(&out), "r1");
 }
 
@@ -180,7 +286,7 @@ fn a_missing_previous_manifest_is_named() {
 fn a_corrupt_part_of_this_run_stops_the_merge_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, out) = fixture(tmp.path());
-    let part = out.join("runs/r2/shards/0/part-00000.parquet");
+    let part = out.join("toc/r2/shards/0/part-00000.parquet");
     let output = plan_scan_merge(&root, &out, "r2", || {
         let mut bytes = std::fs::read(&part).unwrap();
         let n = bytes.len();

@@ -1,5 +1,7 @@
-//! A real client reads the table: pyarrow finds the files through the manifest and DuckDB runs
-//! the talk's queries; the answers must equal ground truth from GNU find and the generator.
+//! Real clients read the table of contents, the Delta table `<output>/toc`, with no glue:
+//! DuckDB's `delta_scan` runs the talk's queries, Polars and deltalake (pandas) count; every
+//! answer must equal ground truth from GNU find and the generator, for the newest night and,
+//! by version and by time, for the night before.
 
 mod common;
 
@@ -10,9 +12,9 @@ use std::process::Command;
 use common::*;
 use serde_json::{Value, json};
 
-fn queries(url: &str) -> Value {
+fn queries(url: &str, extra: &[&str]) -> Value {
     let script = manifest_dir().join("tests/toc_queries.py");
-    let out = run_ok(Command::new(python()).arg(script).arg(url));
+    let out = run_ok(Command::new(python()).arg(script).arg(url).args(extra));
     serde_json::from_slice(&out.stdout).expect("toc_queries.py prints JSON")
 }
 
@@ -80,9 +82,18 @@ fn ground_truth(root: &Path) -> Value {
     })
 }
 
+/// DuckDB's answers (when it read) and the counts of Polars and deltalake equal `truth`.
 fn assert_answers(got: &Value, truth: &Value) {
-    for key in ["files", "size", "per_extension", "top5"] {
-        assert_eq!(got[key], truth[key], "{key}");
+    if got.get("duckdb").is_some() {
+        for key in ["files", "size", "per_extension", "top5"] {
+            assert_eq!(got["duckdb"][key], truth[key], "duckdb: {key}");
+        }
+        assert_eq!(got["duckdb"]["scan_times"], 1, "one night's rows");
+    }
+    for reader in ["polars", "deltalake"] {
+        for key in ["files", "size", "per_extension"] {
+            assert_eq!(got[reader][key], truth[key], "{reader}: {key}");
+        }
     }
 }
 
@@ -91,11 +102,11 @@ fn duckdb_answers_equal_ground_truth_from_a_local_toc() {
     let tree = nasty_tree();
     let out = tempfile::tempdir().unwrap();
     scan(&tree.root, out.path(), &["--shards", "3"]);
-    let got = queries(out.path().to_str().unwrap());
+    let got = queries(out.path().to_str().unwrap(), &[]);
     let truth = ground_truth(&tree.root);
     assert_answers(&got, &truth);
-    assert_eq!(got["files"], tree.summary["files"]);
-    assert_eq!(got["size"], tree.summary["total_apparent_bytes"]);
+    assert_eq!(got["duckdb"]["files"], tree.summary["files"]);
+    assert_eq!(got["duckdb"]["size"], tree.summary["total_apparent_bytes"]);
 }
 
 #[test]
@@ -114,7 +125,7 @@ fn duckdb_answers_equal_ground_truth_from_s3() {
     );
     let first: Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(first["output"], url.as_str());
-    let got = queries(&url);
+    let got = queries(&url, &[]);
     assert_answers(&got, &ground_truth(&tree.root));
     assert_eq!(got["run"], "r1");
     // A second run moves latest.json with a conditional write and balances by the first.
@@ -126,7 +137,94 @@ fn duckdb_answers_equal_ground_truth_from_s3() {
     );
     let second: Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(second["balanced_by"], "previous-snapshot");
-    assert_eq!(queries(&url)["run"], "r2");
+    assert_eq!(queries(&url, &[])["run"], "r2");
+}
+
+/// Two nights at `url` with changes between them: every reader reads the newest night, the
+/// night before by version, and (Polars, deltalake) by a time between the two commits.
+fn newest_and_previous_night(url: &str, root: &Path) {
+    let night = |run: &str| {
+        run_ok(
+            scanjob()
+                .arg("run")
+                .arg(root)
+                .args(["--out", url, "--shards", "2", "--run", run]),
+        );
+        (ground_truth(root), find_paths(root).len())
+    };
+    grow_for_night(root, 0);
+    let (truth1, rows1) = night("r1");
+    // deltalake and Polars find a version by time from the log objects' modification times,
+    // which S3 servers keep to the second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    grow_for_night(root, 1);
+    let (truth2, rows2) = night("r2");
+    assert_ne!(truth1["files"], truth2["files"], "the nights differ");
+
+    let newest = queries(url, &[]);
+    assert_eq!(
+        (&newest["version"], &newest["run"]),
+        (&json!(1), &json!("r2"))
+    );
+    assert_answers(&newest, &truth2);
+    for reader in ["duckdb", "polars", "deltalake"] {
+        assert_eq!(newest[reader]["rows"], rows2, "{reader}");
+    }
+    let latest: Value = serde_json::from_slice(&read_url(url, "latest.json")).unwrap();
+    assert_eq!(
+        latest["toc_version"], 1,
+        "latest.json names the table's version"
+    );
+
+    let before = queries(url, &["--version", "0"]);
+    assert_eq!(
+        (&before["version"], &before["run"]),
+        (&json!(0), &json!("r1"))
+    );
+    assert_answers(&before, &truth1);
+    for reader in ["duckdb", "polars", "deltalake"] {
+        assert_eq!(before[reader]["rows"], rows1, "{reader}");
+    }
+    let at = queries(url, &["--at", &between.to_string()]);
+    assert_eq!((&at["version"], &at["run"]), (&json!(0), &json!("r1")));
+    assert_answers(&at, &truth1);
+    assert!(at["scan_time"].as_str().is_some_and(|t| t.ends_with('Z')));
+}
+
+/// A file of the output location, local or on S3 (through pyarrow, as the readers would).
+fn read_url(url: &str, relative: &str) -> Vec<u8> {
+    if !url.starts_with("s3://") {
+        return std::fs::read(Path::new(url).join(relative)).unwrap();
+    }
+    let script = "import os, sys, pyarrow.fs as f\n\
+        e = os.environ['AWS_ENDPOINT_URL']\n\
+        fs = f.S3FileSystem(access_key=os.environ['AWS_ACCESS_KEY_ID'], \
+        secret_key=os.environ['AWS_SECRET_ACCESS_KEY'], region=os.environ.get('AWS_REGION', 'us-east-1'), \
+        endpoint_override=e.split('://', 1)[-1], scheme=e.split('://', 1)[0])\n\
+        sys.stdout.buffer.write(fs.open_input_stream(sys.argv[1][5:] + '/' + sys.argv[2]).read())\n";
+    run_ok(Command::new(python()).args(["-c", script, url, relative])).stdout
+}
+
+#[test]
+fn every_reader_reads_the_newest_night_and_the_one_before_from_a_local_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("toc");
+    newest_and_previous_night(&out.to_string_lossy(), &tmp.path().join("tree"));
+}
+
+#[test]
+fn every_reader_reads_the_newest_night_and_the_one_before_from_s3() {
+    let bucket = std::env::var("SCANJOB_TEST_BUCKET").unwrap_or_else(|_| {
+        panic!("SCANJOB_TEST_BUCKET and AWS_* are not set: run the tests with `tests/run`, which starts SeaweedFS")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("s3://{bucket}/readers-nights-{}", chrono_free_stamp());
+    newest_and_previous_night(&url, &tmp.path().join("tree"));
 }
 
 fn chrono_free_stamp() -> u128 {
@@ -151,12 +249,13 @@ fn grow_for_night(root: &Path, n: usize) {
     }
 }
 
-/// A reader (the README's recipe: latest.json, the manifest, its files) loops over the newest
-/// snapshot at `url` while three more nights publish. Every read must see one whole night: as
-/// many rows as that night's tree had paths (GNU find), each path once, and the manifest's count.
+/// A reader (deltalake, reading the Delta table with no glue) loops over the newest night at
+/// `url` while three more nights publish. Every read must see one whole night: as many rows as
+/// that night's tree had paths (GNU find), each path once, and the count its commit records.
 fn reader_sees_whole_nights(url: &str, root: &Path, scratch: &Path) {
     use std::io::BufRead;
-    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    // Night n is the table's version n.
+    let mut expected: BTreeMap<u64, usize> = BTreeMap::new();
     let publish = |n: usize| {
         let run = format!("night{n}");
         run_ok(
@@ -165,7 +264,7 @@ fn reader_sees_whole_nights(url: &str, root: &Path, scratch: &Path) {
                 .arg(root)
                 .args(["--out", url, "--shards", "3", "--run", &run]),
         );
-        run
+        n as u64
     };
     grow_for_night(root, 0);
     expected.insert(publish(0), find_paths(root).len());
@@ -190,23 +289,23 @@ fn reader_sees_whole_nights(url: &str, root: &Path, scratch: &Path) {
         }
     });
     let mut reads: Vec<Value> = Vec::new();
-    let await_run = |run: &str, reads: &mut Vec<Value>| {
+    let await_version = |version: u64, reads: &mut Vec<Value>| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while !reads.iter().any(|r| r["run"] == run) {
+        while !reads.iter().any(|r| r["version"] == version) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let read = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("the reader never read {run}: {e}; read {reads:?}"));
+            let read = rx.recv_timeout(left).unwrap_or_else(|e| {
+                panic!("the reader never read version {version}: {e}; read {reads:?}")
+            });
             reads.push(read);
         }
     };
-    await_run("night0", &mut reads);
+    await_version(0, &mut reads);
     for n in 1..=3 {
         grow_for_night(root, n);
         let paths = find_paths(root).len();
-        let run = publish(n);
-        expected.insert(run.clone(), paths);
-        await_run(&run, &mut reads);
+        let version = publish(n);
+        expected.insert(version, paths);
+        await_version(version, &mut reads);
     }
     std::fs::write(&stop, b"").unwrap();
     let status = reader.wait().unwrap();
@@ -223,18 +322,18 @@ fn reader_sees_whole_nights(url: &str, root: &Path, scratch: &Path) {
     );
     for read in &reads {
         assert!(read.get("error").is_none(), "a read failed: {read}");
-        let run = read["run"].as_str().unwrap();
+        let version = read["version"].as_u64().unwrap();
         let rows = read["rows"].as_u64().unwrap() as usize;
         assert_eq!(
             Some(&rows),
-            expected.get(run),
-            "a read of {run} saw {rows} rows; the nights had {expected:?}"
+            expected.get(&version),
+            "a read of version {version} saw {rows} rows; the nights had {expected:?}"
         );
         assert_eq!(
             read["distinct_paths"], read["rows"],
             "each path once: {read}"
         );
-        assert_eq!(read["manifest_entries"], read["rows"], "{read}");
+        assert_eq!(read["committed_rows"], read["rows"], "{read}");
     }
     assert!(reads.len() >= 4, "{} reads", reads.len());
 }

@@ -10,7 +10,7 @@ use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
+use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
@@ -494,17 +494,17 @@ fn parent_udf() -> datafusion::logical_expr::ScalarUDF {
 fn entry_hash_udf() -> datafusion::logical_expr::ScalarUDF {
     create_udf(
         "sj_entry_hash",
-        vec![DataType::Binary, DataType::UInt64],
+        vec![DataType::Binary, DataType::Int64],
         DataType::UInt64,
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
             let arrays = array_arg(args, rows_of(args))?;
             let paths = arrays[0].as_binary::<i32>();
-            let sizes = arrays[1].as_primitive::<UInt64Type>();
+            let sizes = arrays[1].as_primitive::<Int64Type>();
             let mut out = UInt64Builder::with_capacity(paths.len());
             for (path, size) in paths.iter().zip(sizes.iter()) {
                 match (path, size) {
-                    (Some(p), Some(s)) => out.append_value(entry_hash(name_of(p), s)),
+                    (Some(p), Some(s)) => out.append_value(entry_hash(name_of(p), s as u64)),
                     _ => out.append_null(),
                 }
             }
@@ -524,30 +524,30 @@ fn change_sig_udf() -> datafusion::logical_expr::ScalarUDF {
         "sj_change_sig",
         vec![
             DataType::Boolean,
-            DataType::UInt64,
-            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-            DataType::UInt32,
-            DataType::UInt32,
-            DataType::UInt32,
+            DataType::Int64,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Int64,
+            DataType::Int64,
+            DataType::Int32,
         ],
         DataType::UInt64,
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
             let arrays = array_arg(args, rows_of(args))?;
             let is_dir = arrays[0].as_boolean();
-            let size = arrays[1].as_primitive::<UInt64Type>();
-            let mtime = arrays[2].as_primitive::<TimestampNanosecondType>();
-            let [uid, gid, mode] =
-                [&arrays[3], &arrays[4], &arrays[5]].map(|a| a.as_primitive::<UInt32Type>());
+            let size = arrays[1].as_primitive::<Int64Type>();
+            let mtime = arrays[2].as_primitive::<TimestampMicrosecondType>();
+            let [uid, gid] = [&arrays[3], &arrays[4]].map(|a| a.as_primitive::<Int64Type>());
+            let mode = arrays[5].as_primitive::<Int32Type>();
             let mut out = UInt64Builder::with_capacity(is_dir.len());
             for i in 0..is_dir.len() {
                 let mut hasher = twox_hash::XxHash64::with_seed(0);
                 hasher.write_u8(is_dir.value(i).into());
-                hasher.write_u32(uid.value(i));
-                hasher.write_u32(gid.value(i));
-                hasher.write_u32(mode.value(i));
+                hasher.write_i64(uid.value(i));
+                hasher.write_i64(gid.value(i));
+                hasher.write_i32(mode.value(i));
                 if !is_dir.value(i) {
-                    hasher.write_u64(size.value(i));
+                    hasher.write_i64(size.value(i));
                     if mtime.is_null(i) {
                         hasher.write_u8(0);
                     } else {
@@ -566,13 +566,13 @@ fn change_sig_udf() -> datafusion::logical_expr::ScalarUDF {
 fn inode_key_udf() -> datafusion::logical_expr::ScalarUDF {
     create_udf(
         "sj_inode_key",
-        vec![DataType::UInt64, DataType::UInt64],
+        vec![DataType::Int64, DataType::Int64],
         DataType::UInt64,
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
             let arrays = array_arg(args, rows_of(args))?;
-            let devs = arrays[0].as_primitive::<UInt64Type>();
-            let inodes = arrays[1].as_primitive::<UInt64Type>();
+            let devs = arrays[0].as_primitive::<Int64Type>();
+            let inodes = arrays[1].as_primitive::<Int64Type>();
             let mut out = UInt64Builder::with_capacity(devs.len());
             for (dev, inode) in devs.iter().zip(inodes.iter()) {
                 match (dev, inode) {
@@ -592,17 +592,17 @@ pub fn age_bucket_udf(now_ns: i64) -> datafusion::logical_expr::ScalarUDF {
     create_udf(
         "sj_age_bucket",
         vec![DataType::Timestamp(
-            TimeUnit::Nanosecond,
+            TimeUnit::Microsecond,
             Some("UTC".into()),
         )],
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(move |args: &[ColumnarValue]| {
             let arrays = array_arg(args, rows_of(args))?;
-            let times = arrays[0].as_primitive::<TimestampNanosecondType>();
+            let times = arrays[0].as_primitive::<TimestampMicrosecondType>();
             let mut out = StringBuilder::with_capacity(times.len(), times.len() * 8);
             for t in times.iter() {
-                out.append_value(age_bucket(now_ns, t));
+                out.append_value(age_bucket(now_ns, t.map(|t| t.saturating_mul(1000))));
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         }),

@@ -42,7 +42,7 @@ use crate::report::summary::{
 };
 use crate::schema::TOC_SCHEMA;
 use crate::store::Location;
-use crate::store::layout::{EntryCounts, SnapshotManifest, snapshot_table_dir};
+use crate::store::layout::{EntryCounts, SnapshotManifest, snapshot_table_dir, toc_merged_dir};
 use crate::store::writer::{PartFile, rows_of};
 
 /// Settings of the derived tables.
@@ -220,7 +220,7 @@ async fn history(
     engine
         .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
         .await?;
-    let files = history::write_toc(engine, &table("toc"), carry).await?;
+    let files = history::write_toc(engine, &toc_merged_dir(inputs.run), carry).await?;
     let carried_rows = rows_of(&files).saturating_sub(rows_of(&inputs.toc_files));
     engine.register_files("toc", &files, &TOC_SCHEMA).await?;
     group_owners(engine).await?;

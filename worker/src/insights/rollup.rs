@@ -75,8 +75,13 @@ fn cast_column(batches: &[RecordBatch], name: &str, to: &DataType) -> Vec<ArrayR
                 .column_by_name(name)
                 .unwrap_or_else(|| panic!("query result has no column {name}"));
             let column = match column.data_type() {
-                DataType::Timestamp(_, _) if to == &DataType::Int64 => {
-                    datafusion::arrow::compute::cast(column, &DataType::Int64)
+                // The ToC's microseconds, as the nanoseconds the rollups count in.
+                DataType::Timestamp(_, zone) if to == &DataType::Int64 => {
+                    datafusion::arrow::compute::cast(
+                        column,
+                        &DataType::Timestamp(TimeUnit::Nanosecond, zone.clone()),
+                    )
+                    .and_then(|ns| datafusion::arrow::compute::cast(&ns, &DataType::Int64))
                 }
                 _ => datafusion::arrow::compute::cast(column, to),
             };

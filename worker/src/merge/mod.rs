@@ -31,12 +31,13 @@ use crate::insights::{self, Inputs, InsightOptions};
 use crate::pathbytes::parent_of;
 use crate::plan::pieces::NameSlice;
 use crate::scan::load_plan;
-use crate::schema::SCHEMA_VERSION;
+use crate::schema::{SCHEMA_VERSION, TOC_SCHEMA};
 use crate::store::Location;
+use crate::store::delta::{self, TOC_TABLE};
 use crate::store::layout::{
     EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, ShardSummary,
     SnapshotManifest, manifest_path, plan_path, report_path, run_dir, snapshot_dir, split_run_url,
-    success_path, summary_path, url_of,
+    success_path, summary_path, toc_merged_dir, toc_night_dir, url_of,
 };
 use crate::store::writer::PartFile;
 
@@ -69,16 +70,24 @@ pub async fn merge_run(
     // Read (and checked) before anything is written, so a damaged latest.json stops the merge
     // here; publishing reads it again for its conditional update.
     let latest = output.latest().await?;
+    // So is the Delta table's log: a damaged or foreign table stops the merge before it writes.
+    let table = delta::read_state(&output, TOC_TABLE).await?;
     let relative = manifest_path(&run);
     if let Some(manifest) = output.manifest(&run).await? {
-        // A retry of a merge that committed (its pod lost after writing the manifest): the
-        // night is not derived and written again under readers' feet, only published.
-        info!(run, "snapshot already committed; publishing it as it is");
-        publish(&output, &run, &relative).await?;
+        // A retry of a merge that wrote its manifest (its pod lost, or its commit lost a race
+        // or the store): the night is not derived and written again under readers' feet, only
+        // committed to the table if it is not yet, and published.
+        info!(
+            run,
+            "snapshot already written; committing and publishing it as it is"
+        );
+        let version = commit(&output, table.as_ref(), &plan, &manifest).await?;
+        publish(&output, &run, &relative, version).await?;
         return Ok((manifest, url_of(&output.url, &relative)));
     }
     // What an earlier attempt wrote before it failed: files no manifest names.
     output.delete_prefix(&snapshot_dir(&run)).await?;
+    output.delete_prefix(&toc_merged_dir(&run)).await?;
     let shards = done_shards(&output, &plan, options.max_missing_shards).await?;
     let toc_files: Vec<PartFile> = shards
         .done
@@ -128,7 +137,8 @@ pub async fn merge_run(
         .put_json(&relative, &manifest, PutMode::Overwrite)
         .await
         .map_err(|source| Error::store(&output.url, &relative, source))?;
-    publish(&output, &run, &relative).await?;
+    let version = commit(&output, table.as_ref(), &plan, &manifest).await?;
+    publish(&output, &run, &relative, version).await?;
     info!(
         run,
         files = manifest.counts.files,
@@ -352,7 +362,9 @@ async fn previous_snapshot(
             ),
         });
     }
-    if manifest.schema_version < SCHEMA_VERSION {
+    // Version 2's unsigned integers and nanoseconds are read as version 3's types (the
+    // query engine casts them to the ToC schema), so its first_seen is carried.
+    if manifest.schema_version < 2 {
         warn!(
             previous,
             schema_version = manifest.schema_version,
@@ -377,7 +389,7 @@ async fn check_parquet_files(output: &Location, files: &[PartFile], whose: &str)
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(Error::Corrupt {
                     what,
-                    reason: "listed in its manifest but does not exist".into(),
+                    reason: "is listed but does not exist".into(),
                 });
             }
             Err(source) => return Err(Error::store(&output.url, &file.path, source)),
@@ -478,19 +490,66 @@ pub async fn retain_snapshots(output: &Location, keep: u32) -> Result<Vec<String
             Err(source) => return Err(Error::store(&output.url, &manifest, source)),
         }
         output.delete_prefix(&snapshot_dir(run)).await?;
+        output.delete_prefix(&toc_night_dir(run)).await?;
         output.delete_prefix(&run_dir(run)).await?;
         removed.push(run.clone());
     }
     Ok(removed)
 }
 
+/// Commits the night of `manifest` as the next version of the Delta table (unless a version
+/// already holds it) and returns that version; `None` when a newer night is already the
+/// table's current version, which an older night must not replace.
+async fn commit(
+    output: &Location,
+    table: Option<&delta::TableState>,
+    plan: &ShardPlan,
+    manifest: &SnapshotManifest,
+) -> Result<Option<u64>> {
+    let run = manifest.run.as_str();
+    if let Some(version) = table.and_then(|t| t.version_of(run)) {
+        info!(run, version, "the table already holds this night");
+        return Ok(Some(version));
+    }
+    if let Some(newer) = table.and_then(|t| t.current_run()).filter(|r| *r > run) {
+        warn!(
+            run,
+            newer, "a newer night is already the table's current version; this one stays out of it"
+        );
+        return Ok(None);
+    }
+    let version = delta::commit_night(
+        output,
+        TOC_TABLE,
+        table,
+        &TOC_SCHEMA,
+        run,
+        plan.created,
+        &manifest.toc_files,
+    )
+    .await?;
+    info!(
+        run,
+        version,
+        files = manifest.toc_files.len(),
+        "committed to the table"
+    );
+    Ok(Some(version))
+}
+
 /// Moves `latest.json` to `run`, never backwards to an older run, with a conditional write so
 /// two merges racing cannot both win.
-async fn publish(output: &Location, run: &str, manifest: &str) -> Result<()> {
+async fn publish(
+    output: &Location,
+    run: &str,
+    manifest: &str,
+    toc_version: Option<u64>,
+) -> Result<()> {
     let pointer = LatestPointer {
         run: run.to_string(),
         manifest: manifest.to_string(),
         updated: chrono::Utc::now(),
+        toc_version,
     };
     for _ in 0..5 {
         let current = output.latest_versioned().await?;

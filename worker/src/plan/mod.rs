@@ -114,6 +114,9 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         settings,
     } = request;
     check_request(&output, &run, shards)?;
+    // A damaged Delta log, or a table at <output>/toc that scanjob did not write, stops the
+    // run here, before any shard writes into that directory.
+    crate::store::delta::read_state(&output, crate::store::delta::TOC_TABLE).await?;
     let (root, root_fd) = open_root(&root)?;
     let exclude = exclude_set(&settings.exclude)?;
     let relative = plan_path(&run);

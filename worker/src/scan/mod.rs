@@ -30,7 +30,7 @@ use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
 use crate::store::Location;
 use crate::store::layout::{
     LAYOUT_FORMAT, PLAN_FILE, ShardPlan, ShardSuccess, manifest_path, shard_dir, split_run_url,
-    success_path,
+    success_path, toc_shard_dir,
 };
 use crate::store::writer::{PartFile, RollingWriter};
 
@@ -88,7 +88,8 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
     let (_, root) = open_root(&root_path)?;
     let options = walk_options(&plan, &request)?;
     let dir = shard_dir(&plan.run, request.index);
-    let removed = output.delete_prefix(&dir).await?;
+    let toc_dir = toc_shard_dir(&plan.run, request.index);
+    let removed = output.delete_prefix(&dir).await? + output.delete_prefix(&toc_dir).await?;
     if removed > 0 {
         warn!(
             shard = request.index,
@@ -109,7 +110,8 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
         options,
         counters: counters.clone(),
     };
-    let (toc_files, error_files) = walk_into_parts(walk, &output, dir, request.part_bytes).await?;
+    let (toc_files, error_files) =
+        walk_into_parts(walk, &output, [toc_dir, dir], request.part_bytes).await?;
     let success = ShardSuccess {
         format: LAYOUT_FORMAT,
         run: plan.run.clone(),
@@ -200,13 +202,13 @@ struct Walk {
     counters: Arc<WalkCounters>,
 }
 
-/// Runs the walk on blocking threads and writes its batches into rolling `part` and `errors`
-/// files in `dir`; returns them once both are closed. On a failed write, or when the file
+/// Runs the walk on blocking threads and writes its batches into rolling `part` files in the
+/// first of `dirs` and `errors` files in the second; returns them once both are closed. On a failed write, or when the file
 /// system itself fails, the walk is stopped and the files written so far are removed.
 async fn walk_into_parts(
     walk: Walk,
     output: &Location,
-    dir: String,
+    [toc_dir, errors_dir]: [String; 2],
     part_bytes: usize,
 ) -> Result<(Vec<PartFile>, Vec<PartFile>)> {
     let (tx, mut rx) = mpsc::channel::<ShardBatch>(walk.options.threads + 1);
@@ -221,17 +223,11 @@ async fn walk_into_parts(
             &|batch| tx.blocking_send(batch).is_ok(),
         )
     });
-    let new = |stem, schema: &SchemaRef| {
-        RollingWriter::new(
-            output.clone(),
-            dir.clone(),
-            stem,
-            schema.clone(),
-            part_bytes,
-        )
+    let new = |dir, stem, schema: &SchemaRef| {
+        RollingWriter::new(output.clone(), dir, stem, schema.clone(), part_bytes)
     };
-    let mut toc = new("part", &TOC_SCHEMA);
-    let mut errors = new("errors", &ERROR_SCHEMA);
+    let mut toc = new(toc_dir, "part", &TOC_SCHEMA);
+    let mut errors = new(errors_dir, "errors", &ERROR_SCHEMA);
     let mut failure = None;
     while let Some(batch) = rx.recv().await {
         let written = match &batch {

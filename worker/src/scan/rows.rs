@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Int32Builder, StringBuilder, StringDictionaryBuilder,
-    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder,
+    StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::{Int8Type, Int32Type};
 use arrow_array::{ArrayRef, RecordBatch};
@@ -106,26 +106,36 @@ pub struct TocBatchBuilder {
     filename: StringBuilder,
     extension: StringDictionaryBuilder<Int32Type>,
     kind: StringDictionaryBuilder<Int8Type>,
-    size: UInt64Builder,
-    blocks: UInt64Builder,
-    uid: UInt32Builder,
-    gid: UInt32Builder,
-    mode: UInt32Builder,
-    nlink: UInt32Builder,
-    inode: UInt64Builder,
-    dev: UInt64Builder,
-    mtime: TimestampNanosecondBuilder,
-    atime: TimestampNanosecondBuilder,
-    ctime: TimestampNanosecondBuilder,
-    btime: TimestampNanosecondBuilder,
+    size: Int64Builder,
+    blocks: Int64Builder,
+    uid: Int64Builder,
+    gid: Int64Builder,
+    mode: Int32Builder,
+    nlink: Int64Builder,
+    inode: Int64Builder,
+    dev: Int64Builder,
+    mtime: TimestampMicrosecondBuilder,
+    atime: TimestampMicrosecondBuilder,
+    ctime: TimestampMicrosecondBuilder,
+    btime: TimestampMicrosecondBuilder,
     project: StringDictionaryBuilder<Int32Type>,
-    first_seen: TimestampNanosecondBuilder,
-    last_seen: TimestampNanosecondBuilder,
-    shard_col: UInt32Builder,
+    first_seen: TimestampMicrosecondBuilder,
+    last_seen: TimestampMicrosecondBuilder,
+    shard_col: Int32Builder,
 }
 
-fn ts_builder() -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::new().with_timezone("UTC")
+/// Nanoseconds since the epoch to the table's microseconds, rounding down (also before 1970).
+pub fn micros(nanos: i64) -> i64 {
+    nanos.div_euclid(1000)
+}
+
+/// A byte count as the table's signed 64 bits (no file system reports 2^63 bytes).
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn ts_builder() -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::new().with_timezone("UTC")
 }
 
 impl TocBatchBuilder {
@@ -144,14 +154,14 @@ impl TocBatchBuilder {
             filename: StringBuilder::new(),
             extension: StringDictionaryBuilder::new(),
             kind: StringDictionaryBuilder::new(),
-            size: UInt64Builder::new(),
-            blocks: UInt64Builder::new(),
-            uid: UInt32Builder::new(),
-            gid: UInt32Builder::new(),
-            mode: UInt32Builder::new(),
-            nlink: UInt32Builder::new(),
-            inode: UInt64Builder::new(),
-            dev: UInt64Builder::new(),
+            size: Int64Builder::new(),
+            blocks: Int64Builder::new(),
+            uid: Int64Builder::new(),
+            gid: Int64Builder::new(),
+            mode: Int32Builder::new(),
+            nlink: Int64Builder::new(),
+            inode: Int64Builder::new(),
+            dev: Int64Builder::new(),
             mtime: ts_builder(),
             atime: ts_builder(),
             ctime: ts_builder(),
@@ -159,7 +169,7 @@ impl TocBatchBuilder {
             project: StringDictionaryBuilder::new(),
             first_seen: ts_builder(),
             last_seen: ts_builder(),
-            shard_col: UInt32Builder::new(),
+            shard_col: Int32Builder::new(),
         }
     }
 
@@ -185,26 +195,29 @@ impl TocBatchBuilder {
         self.filename.append_value(&name_display);
         self.extension.append_value(extension_of(&name_display));
         self.kind.append_value(meta.kind.as_str());
-        self.size.append_value(meta.size);
-        self.blocks.append_value(meta.blocks);
-        self.uid.append_value(meta.uid);
-        self.gid.append_value(meta.gid);
-        self.mode.append_value(meta.mode);
-        self.nlink.append_value(meta.nlink);
-        self.inode.append_value(meta.inode);
-        self.dev.append_value(meta.dev);
-        self.mtime.append_option(meta.mtime);
-        self.atime.append_option(meta.atime);
-        self.ctime.append_option(meta.ctime);
-        self.btime.append_option(meta.btime);
+        self.size.append_value(saturating_i64(meta.size));
+        self.blocks.append_value(saturating_i64(meta.blocks));
+        self.uid.append_value(meta.uid.into());
+        self.gid.append_value(meta.gid.into());
+        // The file type and permission bits: 16 of the 32.
+        self.mode.append_value(meta.mode as i32);
+        self.nlink.append_value(meta.nlink.into());
+        // Identities, compared and never summed: the 64 bits are kept, so a number of 2^63 or
+        // more reads as negative.
+        self.inode.append_value(meta.inode as i64);
+        self.dev.append_value(meta.dev as i64);
+        self.mtime.append_option(meta.mtime.map(micros));
+        self.atime.append_option(meta.atime.map(micros));
+        self.ctime.append_option(meta.ctime.map(micros));
+        self.btime.append_option(meta.btime.map(micros));
         self.project.append_option(project_of(
             &display,
             self.project_level,
             matches!(meta.kind, EntryKind::Dir),
         ));
-        self.first_seen.append_value(self.seen_at);
-        self.last_seen.append_value(self.seen_at);
-        self.shard_col.append_value(self.shard);
+        self.first_seen.append_value(micros(self.seen_at));
+        self.last_seen.append_value(micros(self.seen_at));
+        self.shard_col.append_value(self.shard as i32);
         self.rows += 1;
     }
 
@@ -269,7 +282,7 @@ pub struct ErrorBatchBuilder {
     errno: Int32Builder,
     kind: StringDictionaryBuilder<Int8Type>,
     message: StringBuilder,
-    shard_col: UInt32Builder,
+    shard_col: Int32Builder,
 }
 
 impl ErrorBatchBuilder {
@@ -283,7 +296,7 @@ impl ErrorBatchBuilder {
             errno: Int32Builder::new(),
             kind: StringDictionaryBuilder::new(),
             message: StringBuilder::new(),
-            shard_col: UInt32Builder::new(),
+            shard_col: Int32Builder::new(),
         }
     }
 
@@ -304,7 +317,7 @@ impl ErrorBatchBuilder {
         self.kind.append_value(ErrorKind::of(error).as_str());
         self.message
             .append_value(std::io::Error::from(*error).to_string());
-        self.shard_col.append_value(self.shard);
+        self.shard_col.append_value(self.shard as i32);
         self.rows += 1;
     }
 

@@ -12,7 +12,7 @@ use crate::plan::pieces::NameSlice;
 use crate::plan::shards::planned_dirs;
 use crate::store::layout::{
     LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, SnapshotManifest, manifest_path,
-    shard_dir, valid_run_id,
+    shard_dir, toc_shard_dir, valid_run_id,
 };
 use crate::store::writer::PartFile;
 
@@ -129,11 +129,14 @@ impl ShardSuccess {
                 self.index, self.run
             ));
         }
+        let toc_dir = format!("{}/", toc_shard_dir(run, index));
         let dir = format!("{}/", shard_dir(run, index));
-        for file in self.toc_files.iter().chain(&self.error_files) {
+        let files = (self.toc_files.iter().map(|f| (f, &toc_dir)))
+            .chain(self.error_files.iter().map(|f| (f, &dir)));
+        for (file, dir) in files {
             check_relative(file.path.as_bytes())
                 .map_err(|why| format!("file {:?} {why}", file.path))?;
-            if !file.path.starts_with(&dir) {
+            if !file.path.starts_with(dir.as_str()) {
                 return Err(format!("names {:?}, outside the shard's {dir}", file.path));
             }
         }

@@ -1,21 +1,25 @@
 //! The object layout (docs/design.md §3), the contract between plan, scan, merge and readers:
 //!
 //! ```text
-//! <url>/runs/<run>/plan.json                    ShardPlan
-//! <url>/runs/<run>/shards/<i>/part-<n>.parquet  ToC rows of shard i
-//! <url>/runs/<run>/shards/<i>/errors-<n>.parquet
-//! <url>/runs/<run>/shards/<i>/_SUCCESS.json     ShardSuccess, written last
-//! <url>/snapshots/<run>/toc/…/part-<n>.parquet  ToC with first_seen carried (when there is a
-//!                                               previous snapshot; else the shards' parts are it)
+//! <url>/runs/<run>/plan.json                       ShardPlan
+//! <url>/toc/_delta_log/<version>.json               the ToC as a Delta table, a version a night
+//! <url>/toc/<run>/shards/<i>/part-<n>.parquet       ToC rows of shard i
+//! <url>/toc/<run>/merged/…/part-<n>.parquet         ToC with first_seen carried (when there is
+//!                                                   a previous snapshot; else the shards' parts
+//!                                                   are the night's table)
+//! <url>/runs/<run>/shards/<i>/errors-<n>.parquet    entries that could not be listed or stat'ed
+//! <url>/runs/<run>/shards/<i>/_SUCCESS.json         ShardSuccess, written last
 //! <url>/snapshots/<run>/{diff,rollups,growth,duplicates}/…   derived tables (crate::insights)
 //! <url>/snapshots/<run>/summary.json, report.html
-//! <url>/snapshots/<run>/manifest.json           SnapshotManifest: the committed snapshot
-//! <url>/latest.json                             LatestPointer to the newest snapshot
+//! <url>/snapshots/<run>/manifest.json               SnapshotManifest: the committed snapshot
+//! <url>/latest.json                                 LatestPointer to the newest snapshot
 //! ```
 //!
-//! Readers start at `latest.json` (or a manifest): a shard's files count only once its
-//! `_SUCCESS.json` lists them, and a snapshot exists only once its manifest is written. The
-//! manifest is written after every file it names, and `latest.json` after the manifest.
+//! A shard's files count only once its `_SUCCESS.json` lists them, and a snapshot exists only
+//! once its manifest is written and the Delta table has a version for it. The manifest is
+//! written after every file it names, the table's version after the manifest, and
+//! `latest.json` last. Readers of the ToC read the Delta table; the manifest and `latest.json`
+//! name the same files (and `latest.json` the table's version).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +40,22 @@ pub const LAYOUT_FORMAT: u32 = 1;
 /// `diff/{added,removed,changed}`, `growth`, `rollups/<name>`, `duplicates/{files,trees}`.
 pub fn snapshot_table_dir(run: &str, table: &str) -> String {
     format!("{}/{table}", snapshot_dir(run))
+}
+
+/// `toc/<run>`: the Delta table's files of one night (see [`crate::store::delta`]).
+pub fn toc_night_dir(run: &str) -> String {
+    format!("{}/{run}", crate::store::delta::TOC_TABLE)
+}
+
+/// `toc/<run>/shards/<i>`: the ToC rows shard `i` wrote. A first night's table is these files.
+pub fn toc_shard_dir(run: &str, index: u32) -> String {
+    format!("{}/shards/{index}", toc_night_dir(run))
+}
+
+/// `toc/<run>/merged`: the ToC with first_seen carried, written by the merge when there is a
+/// previous snapshot; that night's table is these files.
+pub fn toc_merged_dir(run: &str) -> String {
+    format!("{}/merged", toc_night_dir(run))
 }
 
 /// `snapshots/<run>/summary.json`: the report's numbers.
@@ -216,4 +236,8 @@ pub struct LatestPointer {
     pub run: String,
     pub manifest: String,
     pub updated: chrono::DateTime<chrono::Utc>,
+    /// The version of the Delta table `toc/` that holds this run's rows (absent in pointers
+    /// written before the table existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toc_version: Option<u64>,
 }

@@ -9,6 +9,7 @@
 //! must satisfy before a step acts on it. Nothing here knows what a step means: the steps decide what to read and write.
 
 pub mod checks;
+pub mod delta;
 pub mod layout;
 pub mod writer;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int8Type, Int32Type, TimestampNanosecondType, UInt32Type, UInt64Type};
+use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -154,6 +154,7 @@ pub struct Row {
     pub mode: u32,
     pub nlink: u32,
     pub inode: u64,
+    /// Microseconds since the epoch.
     pub mtime: Option<i64>,
     pub shard: u32,
 }
@@ -176,7 +177,7 @@ pub fn read_rows(out: &Path, files: &Value) -> Vec<Row> {
         };
         for i in 0..b.num_rows() {
             let mtime = col("mtime");
-            let mtime = mtime.as_primitive::<TimestampNanosecondType>();
+            let mtime = mtime.as_primitive::<TimestampMicrosecondType>();
             rows.push(Row {
                 path: col("path").as_binary::<i32>().value(i).to_vec(),
                 path_display: col("path_display").as_string::<i32>().value(i).to_string(),
@@ -184,13 +185,13 @@ pub fn read_rows(out: &Path, files: &Value) -> Vec<Row> {
                 dirname: dict_str("dirname", i),
                 extension: dict_str("extension", i),
                 kind: dict_str("kind", i),
-                size: col("size").as_primitive::<UInt64Type>().value(i),
-                uid: col("uid").as_primitive::<UInt32Type>().value(i),
-                mode: col("mode").as_primitive::<UInt32Type>().value(i),
-                nlink: col("nlink").as_primitive::<UInt32Type>().value(i),
-                inode: col("inode").as_primitive::<UInt64Type>().value(i),
+                size: col("size").as_primitive::<Int64Type>().value(i) as u64,
+                uid: col("uid").as_primitive::<Int64Type>().value(i) as u32,
+                mode: col("mode").as_primitive::<Int32Type>().value(i) as u32,
+                nlink: col("nlink").as_primitive::<Int64Type>().value(i) as u32,
+                inode: col("inode").as_primitive::<Int64Type>().value(i) as u64,
                 mtime: mtime.is_valid(i).then(|| mtime.value(i)),
-                shard: col("shard").as_primitive::<UInt32Type>().value(i),
+                shard: col("shard").as_primitive::<Int32Type>().value(i) as u32,
             });
         }
     }

@@ -1,0 +1,361 @@
+//! The table of contents as a Delta Lake table at `<output>/toc`: each published night is one
+//! committed version that adds that night's Parquet files and removes the previous night's, so
+//! DuckDB's `delta_scan`, Polars' `scan_delta`, `deltalake`, Spark and Trino read the newest
+//! night with no glue, and any kept night by version.
+//!
+//! The commit is the Delta protocol's JSON log entry `_delta_log/<version>.json` (reader
+//! version 1, writer version 2), written with put-if-absent, so of two merges racing for one
+//! version exactly one commits. The files are added as the scan shards or the merge's history
+//! join wrote them; no row is copied to commit them.
+//!
+//! Every commit names its run and scan time in `commitInfo` (`scanjob.run`,
+//! `scanjob.scanTime`), and the rows carry the scan time as `last_seen`, so a night is found
+//! without relying on the log objects' modification times. The table's `metaData` holds
+//! `scanjob.table`; a table without it was written by something else and is never touched.
+//!
+//! The log is read whole (one small JSON object per night) before anything of a night is
+//! written: a damaged entry (one that is not JSON, or whose adds and removes do not add up to
+//! what its `commitInfo` says), a gap in the versions or a foreign table stops the plan and the
+//! merge with an error naming the object, and the table stays at its previous version.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow_schema::{DataType, Schema, TimeUnit};
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::store::Location;
+use crate::store::writer::PartFile;
+
+/// The ToC table's directory under the output location.
+pub const TOC_TABLE: &str = "toc";
+
+/// The table property that marks a table as written by scanjob, and which table it is.
+pub const TABLE_PROPERTY: &str = "scanjob.table";
+
+const ENGINE: &str = concat!("scanjob/", env!("CARGO_PKG_VERSION"));
+
+/// `<table>/_delta_log/<version>.json`, relative to the output location.
+pub fn log_entry_path(table: &str, version: u64) -> String {
+    format!("{table}/_delta_log/{version:020}.json")
+}
+
+/// What the log says the table is now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableState {
+    pub version: u64,
+    pub id: String,
+    pub schema_string: String,
+    /// Data files of the current version, relative to the table.
+    pub files: BTreeSet<String>,
+    /// `scanjob.run` of each version's commit, by version.
+    pub runs: BTreeMap<u64, String>,
+}
+
+impl TableState {
+    /// The version that committed `run`, if one did.
+    pub fn version_of(&self, run: &str) -> Option<u64> {
+        self.runs.iter().find_map(|(v, r)| (r == run).then_some(*v))
+    }
+
+    /// The run of the current version.
+    pub fn current_run(&self) -> Option<&str> {
+        self.runs.get(&self.version).map(String::as_str)
+    }
+}
+
+/// The Delta type of a ToC column (the ToC has only these Arrow types, schema version 3).
+fn delta_type(data_type: &DataType) -> Option<&'static str> {
+    Some(match data_type {
+        DataType::Binary => "binary",
+        DataType::Utf8 => "string",
+        DataType::Dictionary(_, value) if value.as_ref() == &DataType::Utf8 => "string",
+        DataType::Boolean => "boolean",
+        DataType::Int64 => "long",
+        DataType::Int32 => "integer",
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "timestamp",
+        _ => return None,
+    })
+}
+
+/// The Delta `schemaString` of an Arrow schema.
+pub fn schema_string(schema: &Schema) -> String {
+    let fields: Vec<Value> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let data_type = delta_type(f.data_type()).unwrap_or_else(|| {
+                panic!("column {} has no Delta type: {}", f.name(), f.data_type())
+            });
+            json!({"name": f.name(), "type": data_type, "nullable": f.is_nullable(), "metadata": {}})
+        })
+        .collect();
+    json!({"type": "struct", "fields": fields}).to_string()
+}
+
+fn corrupt(location: &Location, relative: &str, reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        what: format!("{}/{relative}", location.url),
+        reason: reason.into(),
+    }
+}
+
+/// Reads and replays the table's log; `Ok(None)` when there is no table yet.
+pub async fn read_state(location: &Location, table: &str) -> Result<Option<TableState>> {
+    let log_dir = format!("{table}/_delta_log");
+    let objects: Vec<String> = location
+        .store
+        .list(Some(&location.path(&log_dir)))
+        .map_ok(|meta| meta.location.filename().unwrap_or_default().to_string())
+        .try_collect()
+        .await
+        .map_err(|source| Error::store(&location.url, &log_dir, source))?;
+    let mut versions: Vec<u64> = objects
+        .iter()
+        .filter_map(|name| name.strip_suffix(".json")?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    if versions.is_empty() {
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        return Err(corrupt(
+            location,
+            &log_dir,
+            "holds no JSON commits (a checkpoint-only log is not one scanjob wrote)",
+        ));
+    }
+    if let Some(gap) = versions.iter().enumerate().find(|(i, v)| *i as u64 != **v) {
+        return Err(corrupt(
+            location,
+            &log_dir,
+            format!(
+                "version {} is missing; the log must run from version 0 without gaps",
+                gap.0
+            ),
+        ));
+    }
+    let last = *versions.last().expect("not empty");
+    let mut table_meta: Option<(String, String)> = None;
+    let mut files = BTreeSet::new();
+    let mut runs = BTreeMap::new();
+    for version in versions {
+        let relative = log_entry_path(table, version);
+        let (mut adds, mut removes, mut said) = (0u64, 0u64, None);
+        let bytes = location
+            .store
+            .get(&location.path(&relative))
+            .await
+            .map_err(|source| Error::store(&location.url, &relative, source))?
+            .bytes()
+            .await
+            .map_err(|source| Error::store(&location.url, &relative, source))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| corrupt(location, &relative, "is not UTF-8"))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let action: Value = serde_json::from_str(line).map_err(|e| {
+                corrupt(
+                    location,
+                    &relative,
+                    format!("line {}: not JSON: {e}", n + 1),
+                )
+            })?;
+            let bad = |what: &str| corrupt(location, &relative, format!("line {}: {what}", n + 1));
+            if let Some(meta) = action.get("metaData") {
+                if meta["configuration"][TABLE_PROPERTY].as_str() != Some(table) {
+                    return Err(foreign(location, table));
+                }
+                let id = meta["id"]
+                    .as_str()
+                    .ok_or_else(|| bad("metaData has no id"))?;
+                let schema = meta["schemaString"]
+                    .as_str()
+                    .ok_or_else(|| bad("metaData has no schemaString"))?;
+                table_meta = Some((id.to_string(), schema.to_string()));
+            } else if let Some(add) = action.get("add") {
+                let path = add["path"].as_str().ok_or_else(|| bad("add has no path"))?;
+                files.insert(path.to_string());
+                adds += 1;
+            } else if let Some(remove) = action.get("remove") {
+                let path = remove["path"]
+                    .as_str()
+                    .ok_or_else(|| bad("remove has no path"))?;
+                files.remove(path);
+                removes += 1;
+            } else if let Some(info) = action.get("commitInfo") {
+                let run = info["scanjob.run"].as_str();
+                let counts = (
+                    info["scanjob.adds"].as_u64(),
+                    info["scanjob.removes"].as_u64(),
+                );
+                if let (Some(run), (Some(a), Some(r))) = (run, counts) {
+                    runs.insert(version, run.to_string());
+                    said = Some((a, r));
+                }
+            }
+        }
+        // Every commit scanjob writes says how many files it adds and removes: an entry cut
+        // short at a line, or edited, does not add up.
+        match said {
+            None => {
+                return Err(corrupt(
+                    location,
+                    &relative,
+                    "has no commitInfo naming its run and its adds and removes",
+                ));
+            }
+            Some(said) if said != (adds, removes) => {
+                return Err(corrupt(
+                    location,
+                    &relative,
+                    format!(
+                        "holds {adds} adds and {removes} removes where its commitInfo says {} \
+                         and {}",
+                        said.0, said.1
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        if table_meta.is_none() {
+            return Err(foreign(location, table));
+        }
+    }
+    let (id, schema_string) = table_meta.expect("checked for every version");
+    Ok(Some(TableState {
+        version: last,
+        id,
+        schema_string,
+        files,
+        runs,
+    }))
+}
+
+fn foreign(location: &Location, table: &str) -> Error {
+    corrupt(
+        location,
+        table,
+        format!(
+            "is a Delta table that scanjob did not write (its metaData has no \
+             {TABLE_PROPERTY}={table}); it is left as it is: move it away, or write to another \
+             output"
+        ),
+    )
+}
+
+/// Commits one night: a version that adds `files` (relative to the output location, all
+/// inside the table's directory) and removes every file of the version before. `previous` is
+/// the state read before the night was derived; when another writer committed since, the
+/// put-if-absent fails and nothing of the night is committed. Returns the new version.
+pub async fn commit_night(
+    location: &Location,
+    table: &str,
+    previous: Option<&TableState>,
+    schema: &Schema,
+    run: &str,
+    scan_time: chrono::DateTime<chrono::Utc>,
+    files: &[PartFile],
+) -> Result<u64> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let version = previous.map_or(0, |p| p.version + 1);
+    let prefix = format!("{table}/");
+    let mut added = BTreeSet::new();
+    for file in files {
+        let path = file
+            .path
+            .strip_prefix(&prefix)
+            .ok_or_else(|| Error::Corrupt {
+                what: format!("{}/{}", location.url, file.path),
+                reason: format!("is outside the table {table}/ and cannot be added to it"),
+            })?;
+        added.insert(path.to_string());
+    }
+    let schema_string = schema_string(schema);
+    let removed: Vec<&String> = previous
+        .iter()
+        .flat_map(|p| &p.files)
+        .filter(|path| !added.contains(*path))
+        .collect();
+    let new_files: Vec<&PartFile> = files
+        .iter()
+        .filter(|f| !previous.is_some_and(|p| p.files.contains(&f.path[prefix.len()..])))
+        .collect();
+    let mut actions = vec![json!({"commitInfo": {
+        "timestamp": now,
+        "operation": "WRITE",
+        "operationParameters": {"mode": "Overwrite"},
+        "isBlindAppend": false,
+        "engineInfo": ENGINE,
+        "scanjob.run": run,
+        "scanjob.scanTime": scan_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "scanjob.adds": new_files.len(),
+        "scanjob.removes": removed.len(),
+    }})];
+    if previous.is_none() {
+        actions.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
+    }
+    if previous.is_none_or(|p| p.schema_string != schema_string) {
+        let id = previous.map_or_else(|| uuid::Uuid::new_v4().to_string(), |p| p.id.clone());
+        actions.push(json!({"metaData": {
+            "id": id,
+            "name": table,
+            "format": {"provider": "parquet", "options": {}},
+            "schemaString": schema_string,
+            "partitionColumns": [],
+            "configuration": {TABLE_PROPERTY: table},
+            "createdTime": now,
+        }}));
+    }
+    for path in removed {
+        actions.push(json!({"remove": {
+            "path": path,
+            "deletionTimestamp": now,
+            "dataChange": true,
+        }}));
+    }
+    for file in new_files {
+        let path = &file.path[prefix.len()..];
+        actions.push(json!({"add": {
+            "path": path,
+            "partitionValues": {},
+            "size": file.bytes,
+            "modificationTime": now,
+            "dataChange": true,
+            "stats": json!({"numRecords": file.rows}).to_string(),
+        }}));
+    }
+    let mut body = Vec::new();
+    for action in &actions {
+        body.extend(serde_json::to_vec(action).expect("serialisable"));
+        body.push(b'\n');
+    }
+    let relative = log_entry_path(table, version);
+    match location
+        .store
+        .put_opts(
+            &location.path(&relative),
+            PutPayload::from(body),
+            PutOptions::from(PutMode::Create),
+        )
+        .await
+    {
+        Ok(_) => Ok(version),
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => Err(Error::Contended {
+            what: format!("{}/{relative}", location.url),
+            reason: format!(
+                "another writer committed version {version} of the table first; nothing of \
+                     run {run} is committed, and a retry of this merge commits it after that \
+                     version"
+            ),
+        }),
+        Err(source) => Err(Error::store(&location.url, &relative, source)),
+    }
+}

@@ -1,0 +1,310 @@
+//! The Delta table `<output>/toc` under bad input: a damaged log entry, a table scanjob did not
+//! write, a commit that loses a race, a data file gone. Each is one clear error; nothing of the
+//! night is committed, and the version before stays whole and readable by every reader.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn fails(cmd: &mut Command, code: i32) -> String {
+    let out: Output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{cmd:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// 40 files in two directories; `night` adds its own files so every night differs.
+fn tree(dir: &Path, night: usize) -> PathBuf {
+    let root = dir.join("tree");
+    for d in ["a", "b/c"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+        for i in 0..20 {
+            std::fs::write(root.join(d).join(format!("f{i}.dat")), vec![1u8; i * 3]).unwrap();
+        }
+    }
+    for i in 0..night * 5 {
+        std::fs::write(root.join(format!("a/night-{i}.txt")), b"x").unwrap();
+    }
+    root
+}
+
+fn run(root: &Path, out: &Path, run: &str) -> Command {
+    let mut cmd = scanjob();
+    cmd.arg("run")
+        .arg(root)
+        .args(["--run", run, "--out"])
+        .arg(out);
+    cmd
+}
+
+fn plan_and_scan(root: &Path, out: &Path, run: &str) {
+    run_ok(
+        scanjob()
+            .arg("plan")
+            .arg(root)
+            .args(["--run", run, "--out"])
+            .arg(out),
+    );
+    run_ok(
+        scanjob()
+            .args(["scan", "--index", "0", "--plan"])
+            .arg(out.join(format!("runs/{run}/plan.json"))),
+    );
+}
+
+fn merge(out: &Path, run: &str) -> Command {
+    let mut cmd = scanjob();
+    cmd.args(["merge", "--run"])
+        .arg(out.join(format!("runs/{run}")));
+    cmd
+}
+
+fn log_entry(out: &Path, version: u64) -> PathBuf {
+    out.join(format!("toc/_delta_log/{version:020}.json"))
+}
+
+fn versions(out: &Path) -> usize {
+    std::fs::read_dir(out.join("toc/_delta_log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count()
+}
+
+/// DuckDB, Polars and deltalake reading version `version` (the newest when `None`).
+fn read(out: &Path, version: Option<u64>) -> Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(manifest_dir().join("tests/toc_queries.py"))
+        .arg(out);
+    if let Some(v) = version {
+        cmd.args(["--version", &v.to_string()]);
+    }
+    serde_json::from_slice(&run_ok(&mut cmd).stdout).expect("toc_queries.py prints JSON")
+}
+
+/// Every reader reads `rows` rows at `version`, whose commit names `run`. With `None` the run
+/// may also be unknown: a damaged newer entry can leave deltalake without the history, not
+/// without the rows.
+fn assert_readable(out: &Path, version: Option<u64>, run: Option<&str>, rows: usize) {
+    let got = read(out, version);
+    match run {
+        Some(run) => assert_eq!(got["run"], run, "{got}"),
+        None => assert!(got["run"].is_null() || got["run"] == "r1", "{got}"),
+    }
+    for reader in ["duckdb", "polars", "deltalake"] {
+        assert_eq!(got[reader]["rows"], rows, "{reader}: {got}");
+    }
+}
+
+fn latest_run(out: &Path) -> String {
+    let latest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("latest.json")).unwrap()).unwrap();
+    latest["run"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_torn_log_entry_stops_the_next_night_and_the_version_before_stays_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let root = tree(tmp.path(), 0);
+    run_ok(&mut run(&root, &out, "r1"));
+    let rows1 = find_paths(&root).len();
+    let root = tree(tmp.path(), 1);
+    run_ok(&mut run(&root, &out, "r2"));
+    assert_eq!(versions(&out), 2);
+
+    // Version 1 damaged as a writer that died mid-write, or a hand edit, would leave it: its
+    // last line dropped (every line still JSON), then cut inside a line.
+    let entry = log_entry(&out, 1);
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let last_line = text.trim_end().rfind('\n').unwrap() + 1;
+    let damages = [
+        (text[..last_line].to_string(), "adds and"),
+        (text[..last_line + 20].to_string(), "not JSON"),
+    ];
+    let root = tree(tmp.path(), 2);
+    for (damaged, says) in damages {
+        std::fs::write(&entry, damaged).unwrap();
+        let err = fails(&mut run(&root, &out, "r3"), 3);
+        assert!(
+            err.contains("toc/_delta_log/00000000000000000001.json is corrupt")
+                && err.contains(says),
+            "the error names the entry and what is wrong ({says}): {err}"
+        );
+        assert_eq!(versions(&out), 2, "nothing of r3 committed");
+        assert!(!out.join("snapshots/r3/manifest.json").exists());
+        assert!(
+            !out.join("toc/r3").exists(),
+            "no shard wrote into the table"
+        );
+        assert_eq!(latest_run(&out), "r2");
+        assert_readable(&out, Some(0), None, rows1);
+    }
+    // Put back as it was, the next night commits on top of it.
+    std::fs::write(&entry, &text).unwrap();
+    run_ok(&mut run(&root, &out, "r3"));
+    assert_readable(&out, None, Some("r3"), find_paths(&root).len());
+}
+
+#[test]
+fn a_table_scanjob_did_not_write_is_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let table = out.join("toc");
+    let write = "import sys, pyarrow as pa, deltalake\n\
+        deltalake.write_deltalake(sys.argv[1], pa.table({'x': [1, 2, 3]}))\n";
+    run_ok(Command::new(python()).args(["-c", write]).arg(&table));
+    let count = "import sys, deltalake\n\
+        print(len(deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()))\n";
+    let before: Vec<String> = std::fs::read_dir(&table)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+
+    let root = tree(tmp.path(), 0);
+    let err = fails(&mut run(&root, &out, "r1"), 3);
+    assert!(
+        err.contains("is a Delta table that scanjob did not write"),
+        "{err}"
+    );
+    let after: Vec<String> = std::fs::read_dir(&table)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(before, after, "nothing written into the foreign table");
+    let rows = run_ok(Command::new(python()).args(["-c", count]).arg(&table));
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "3");
+    assert!(!out.join("latest.json").exists());
+}
+
+/// Starts a merge and stops it (SIGSTOP) once it has read the table and is deriving the night.
+fn stopped_merge(out: &Path, run: &str) -> std::process::Child {
+    let mut child = merge(out, run)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("merge {run} ended before it derived anything"))
+            .unwrap();
+        if line.contains("first_seen joined") {
+            break;
+        }
+    }
+    signal(&child, "-STOP");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn of_two_merges_racing_for_one_version_one_commits_and_the_other_commits_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let root = tree(tmp.path(), 0);
+    run_ok(&mut run(&root, &out, "r1"));
+    let root = tree(tmp.path(), 1);
+    plan_and_scan(&root, &out, "r2");
+    let rows2 = find_paths(&root).len();
+    let root = tree(tmp.path(), 2);
+    plan_and_scan(&root, &out, "r3");
+    let rows3 = find_paths(&root).len();
+
+    // r3's merge reads the table at version 0 and is held while r2's merge commits version 1.
+    let mut r3 = stopped_merge(&out, "r3");
+    run_ok(&mut merge(&out, "r2"));
+    assert_eq!(versions(&out), 2);
+    signal(&r3, "-CONT");
+    let status = r3.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the loser's exit is retryable");
+    assert_eq!(versions(&out), 2, "the loser committed nothing");
+    assert_readable(&out, None, Some("r2"), rows2);
+
+    // Its retry commits the written night after the winner's.
+    let retried = run_ok(merge(&out, "r3").env("RUST_LOG", "info"));
+    let log = String::from_utf8_lossy(&retried.stderr);
+    assert!(
+        log.contains("committing and publishing it as it is"),
+        "{log}"
+    );
+    assert_eq!(versions(&out), 3);
+    assert_readable(&out, None, Some("r3"), rows3);
+    assert_readable(&out, Some(1), Some("r2"), rows2);
+    assert_eq!(latest_run(&out), "r3");
+}
+
+#[test]
+fn the_loser_of_a_race_that_is_the_older_night_stays_out_of_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let root = tree(tmp.path(), 0);
+    run_ok(&mut run(&root, &out, "r1"));
+    let root = tree(tmp.path(), 1);
+    plan_and_scan(&root, &out, "r2");
+    let root = tree(tmp.path(), 2);
+    plan_and_scan(&root, &out, "r3");
+    let rows3 = find_paths(&root).len();
+
+    let mut r2 = stopped_merge(&out, "r2");
+    run_ok(&mut merge(&out, "r3"));
+    signal(&r2, "-CONT");
+    let err = {
+        let status = r2.wait().unwrap();
+        assert_eq!(status.code(), Some(1));
+        // Its retry finds a newer night current and leaves the table and latest.json alone.
+        run_ok(merge(&out, "r2").env("RUST_LOG", "info"))
+    };
+    let log = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        log.contains("a newer night is already the table's current version"),
+        "{log}"
+    );
+    assert_eq!(versions(&out), 2);
+    assert_readable(&out, None, Some("r3"), rows3);
+    assert_eq!(latest_run(&out), "r3");
+}
+
+#[test]
+fn a_data_file_gone_before_the_merge_stops_it_and_the_version_before_stays_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let root = tree(tmp.path(), 0);
+    run_ok(&mut run(&root, &out, "r1"));
+    let rows1 = find_paths(&root).len();
+    let root = tree(tmp.path(), 1);
+    plan_and_scan(&root, &out, "r2");
+    let part = out.join("toc/r2/shards/0/part-00000.parquet");
+    std::fs::remove_file(&part).unwrap();
+    let err = fails(&mut merge(&out, "r2"), 3);
+    assert!(
+        err.contains("toc/r2/shards/0/part-00000.parquet") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(versions(&out), 1, "nothing of r2 committed");
+    assert!(!out.join("snapshots/r2/manifest.json").exists());
+    assert_readable(&out, None, Some("r1"), rows1);
+}
