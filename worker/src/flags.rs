@@ -89,7 +89,7 @@ pub struct MergeArgs {
     /// Files (and directory trees) smaller than this are not duplicate candidates.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub duplicate_min_size: u64,
-    /// Directories down to this depth get a row of recursive totals in rollups/by_directory.
+    /// Directories down to this depth get a row of recursive totals in rollup_by_directory.
     #[arg(long, value_name = "D", default_value_t = 3)]
     pub rollup_depth: u32,
     /// Memory the merge's queries may hold: sorts and aggregates spill to disk beyond it, and

@@ -308,3 +308,154 @@ fn a_data_file_gone_before_the_merge_stops_it_and_the_version_before_stays_reada
     assert!(!out.join("snapshots/r2/manifest.json").exists());
     assert_readable(&out, None, Some("r1"), rows1);
 }
+
+#[test]
+fn keep_snapshots_keeps_exactly_that_many_nights_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut rows = Vec::new();
+    for night in 0..4 {
+        let root = tree(tmp.path(), night);
+        let name = format!("r{}", night + 1);
+        run_ok(run(&root, &out, &name).args(["--keep-snapshots", "2"]));
+        rows.push(find_paths(&root).len());
+    }
+    assert_eq!(versions(&out), 4, "the log keeps every commit");
+    let mut left: Vec<String> = std::fs::read_dir(out.join("toc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["_delta_log", "r3", "r4"],
+        "older nights' files removed"
+    );
+    assert_readable(&out, None, Some("r4"), rows[3]);
+    assert_readable(&out, Some(3), Some("r4"), rows[3]);
+    assert_readable(&out, Some(2), Some("r3"), rows[2]);
+    // A night outside retention is gone, as after Delta's VACUUM: reading it fails.
+    let gone = Command::new(python())
+        .arg(manifest_dir().join("tests/toc_queries.py"))
+        .arg(&out)
+        .args(["--version", "1"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "version 1's files are removed");
+}
+
+/// deltalake's view of each table `names` under `out`: rows, version and the run of that
+/// version's commit; `{"error"}` where there is no table.
+fn derived_tables(out: &Path, names: &[String]) -> Value {
+    let script = "import json, sys, deltalake\n\
+        res = {}\n\
+        for name in sys.argv[2:]:\n\
+        \x20   try:\n\
+        \x20       dt = deltalake.DeltaTable(f'{sys.argv[1]}/{name}')\n\
+        \x20       run = dt.history(1)[0].get('scanjob.run')\n\
+        \x20       rows = dt.to_pyarrow_table().num_rows\n\
+        \x20       res[name] = {'rows': rows, 'version': dt.version(), 'run': run}\n\
+        \x20   except Exception as e:\n\
+        \x20       res[name] = {'error': str(e)}\n\
+        print(json.dumps(res))\n";
+    let out = run_ok(
+        Command::new(python())
+            .args(["-c", script])
+            .arg(out)
+            .args(names),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn rows_of(files: &Value) -> u64 {
+    files.as_array().map_or(0, |files| {
+        files.iter().map(|f| f["rows"].as_u64().unwrap()).sum()
+    })
+}
+
+#[test]
+fn every_derived_table_is_a_delta_table_holding_the_night_s_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let root = tree(tmp.path(), 0);
+    run_ok(&mut run(&root, &out, "r1"));
+    let root = tree(tmp.path(), 1);
+    run_ok(&mut run(&root, &out, "r2"));
+    let manifest = |run: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(out.join(format!("snapshots/{run}/manifest.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let (first, second) = (manifest("r1"), manifest("r2"));
+    let names: Vec<String> = second["derived"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(names.len(), 13, "{names:?}");
+    let tables = derived_tables(&out, &names);
+    let mut checked = 0;
+    for name in &names {
+        let got = &tables[name];
+        let mut rows2 = rows_of(&second["derived"][name]);
+        if name == "trends" {
+            // The only table that grows: each night adds its rows and removes none.
+            rows2 += rows_of(&first["derived"][name]);
+        }
+        let started = first["derived"][name]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if !started && rows2 == 0 && second["derived"][name].as_array().unwrap().is_empty() {
+            assert!(
+                got.get("error").is_some(),
+                "{name}: no rows yet, no table: {got}"
+            );
+            continue;
+        }
+        assert_eq!(got["rows"], rows2, "{name}: {got}");
+        assert_eq!(got["run"], "r2", "{name}: {got}");
+        assert_eq!(got["version"], u64::from(started), "{name}: {got}");
+        checked += 1;
+    }
+    assert!(checked >= 9, "most derived tables hold rows: {tables}");
+    // The diff of the second night, read as a Delta table, is the files that night added.
+    assert_eq!(tables["diff_added"]["rows"], 5, "{tables}");
+}
+
+/// `trends` after three nights with changes between them: per-project bytes of every night
+/// equal what GNU find saw that night, read with one query over the Delta table.
+#[test]
+fn trends_hold_every_night_s_bytes_per_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let root = tmp.path().join("tree");
+    let mut truth = std::collections::BTreeMap::new();
+    for (night, run_id) in ["r1", "r2", "r3"].iter().enumerate() {
+        for (project, files) in [("alpha", 3 + night * 4), ("beta", 10 - night * 3)] {
+            let dir = root.join(project);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..files {
+                std::fs::write(dir.join(format!("f{i}")), vec![7u8; 100 * (i + night + 1)])
+                    .unwrap();
+            }
+        }
+        run_ok(&mut run(&root, &out, run_id));
+        for (dir, _, size) in find_files(&root) {
+            let project = dir.split('/').next().unwrap().to_string();
+            *truth.entry(format!("{run_id} {project}")).or_insert(0u64) += size;
+        }
+    }
+    let script = "import sys, json, deltalake\n\
+        t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(columns=['run', 'dimension', 'key', 'bytes']).to_pylist()\n\
+        print(json.dumps({f\"{r['run']} {r['key']}\": r['bytes'] for r in t if r['dimension'] == 'project'}))\n";
+    let got = run_ok(
+        Command::new(python())
+            .args(["-c", script])
+            .arg(out.join("trends")),
+    );
+    let got: std::collections::BTreeMap<String, u64> = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(got, truth, "bytes per project and night");
+}

@@ -325,7 +325,8 @@ impl Engine {
 
     /// Runs `query` and streams its rows into Parquet parts `<dir>/<stem>-NNNNN.parquet`, one
     /// writer per output partition so encoding runs on every core. Batches are cast to
-    /// `schema` when given (the ToC keeps its exact column types).
+    /// `schema` when given (the ToC keeps its exact column types), and to the types Delta Lake
+    /// has ([`crate::store::delta::delta_schema`]).
     pub async fn write(
         &self,
         what: &str,
@@ -335,8 +336,9 @@ impl Engine {
         schema: Option<SchemaRef>,
     ) -> Result<Vec<PartFile>> {
         let df = self.sql(what, query).await?;
-        let out_schema: SchemaRef =
-            schema.unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
+        let out_schema: SchemaRef = crate::store::delta::delta_schema(
+            &schema.unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone())),
+        );
         let plan = df
             .create_physical_plan()
             .await
@@ -367,7 +369,8 @@ impl Engine {
                     if batch.num_rows() == 0 {
                         continue;
                     }
-                    let batch = conform(&batch, &schema).map_err(|e| Error::query(&what, e))?;
+                    let batch = crate::store::delta::conform(&batch, &schema)
+                        .map_err(|e| Error::query(&what, e.into()))?;
                     rows += batch.num_rows();
                     writer.write(&batch).await?;
                 }
@@ -388,26 +391,6 @@ impl Engine {
         self.count_spills(&plan);
         Ok(files)
     }
-}
-
-/// Casts `batch`'s columns to `schema` (same names and order).
-fn conform(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-) -> std::result::Result<RecordBatch, datafusion::error::DataFusionError> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(RecordBatch::try_new(
-            Arc::clone(schema),
-            batch.columns().to_vec(),
-        )?);
-    }
-    let columns = schema
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(field, column)| datafusion::arrow::compute::cast(column, field.data_type()))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// A 64-bit hash of `parts` (xxHash64, seed 0): the same for the same input in every merge,

@@ -84,19 +84,19 @@ pub struct DiffCounts {
 }
 
 /// The rows that differ between `cur` and `prev` (outside carried shards), held in memory as
-/// table `delta`; then `moves`, and the `added`, `removed` and `changed` tables written under
-/// `dir`. Returns the tables' files by name and their counts.
+/// table `delta`; then `moves`, and the `added`, `removed` and `changed` tables, each written
+/// under `dir_of(table)`. Returns the tables' files by name and their counts.
 pub async fn write_diff(
     engine: &Engine,
-    dir: &str,
+    dir_of: impl Fn(&str) -> String,
 ) -> Result<(Vec<(&'static str, Vec<PartFile>)>, DiffCounts)> {
     materialize_delta(engine).await?;
     let moved = register_moves(engine).await?;
     // Added: the new side of rows with no old one; removed: the reverse. Moved paths are in
     // `changed` instead.
-    let added = write_one_sided(engine, dir, "added", "new", "old").await?;
-    let removed = write_one_sided(engine, dir, "removed", "old", "new").await?;
-    let changed = write_changed(engine, dir).await?;
+    let added = write_one_sided(engine, &dir_of("added"), "added", "new", "old").await?;
+    let removed = write_one_sided(engine, &dir_of("removed"), "removed", "old", "new").await?;
+    let changed = write_changed(engine, &dir_of("changed")).await?;
     let counts = DiffCounts {
         added: rows_of(&added),
         removed: rows_of(&removed),
@@ -234,7 +234,7 @@ async fn write_one_sided(
         .write(
             &format!("writing the {table} table"),
             &query,
-            &table_subdir(dir, table),
+            dir,
             "part",
             None,
         )
@@ -251,13 +251,7 @@ async fn write_changed(engine: &Engine, dir: &str) -> Result<Vec<PartFile>> {
         changed_columns(true)
     );
     engine
-        .write(
-            "writing the changed table",
-            &query,
-            &table_subdir(dir, "changed"),
-            "part",
-            None,
-        )
+        .write("writing the changed table", &query, dir, "part", None)
         .await
 }
 

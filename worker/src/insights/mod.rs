@@ -1,17 +1,19 @@
 //! What the table of contents tells, derived by `merge` for every snapshot: history, diffs,
 //! rollups, duplicates, the atime check, and the numbers of the report (`crate::report`).
-//! It reads the run's and the previous snapshot's rows and writes only below
-//! `snapshots/<run>/`; the merge commits what it wrote.
+//! It reads the run's and the previous snapshot's rows and writes each table's night under
+//! `<table>/<run>/` (the ToC under `toc/<run>/merged/`); the merge commits each as a version of
+//! that Delta table (`crate::store::delta`). Every column has a Delta Lake type.
 //!
-//! Tables written beside the manifest (all Parquet, listed in the manifest's `derived` map):
+//! Tables (listed in the manifest's `derived` map by these names):
 //!
 //! ```text
-//! snapshots/<run>/toc/…               the ToC with first_seen carried (when a previous snapshot exists)
-//! snapshots/<run>/diff/{added,removed,changed}/…   against the previous snapshot
-//! snapshots/<run>/growth/…            files and bytes per uid and project, before and now
-//! snapshots/<run>/rollups/by_{extension,uid,gid,project,directory}/…
-//! snapshots/<run>/rollups/age/…       mtime/atime age buckets per uid and project
-//! snapshots/<run>/duplicates/{files,trees}/…
+//! toc/<run>/merged/…                  the ToC with first_seen carried (when a previous snapshot exists)
+//! diff_{added,removed,changed}/<run>/…   against the previous snapshot
+//! growth/<run>/…                      files and bytes per uid and project, before and now
+//! rollup_by_{extension,uid,gid,project,directory}/<run>/…
+//! rollup_age/<run>/…                  mtime/atime age buckets per uid and project
+//! duplicate_{files,trees}/<run>/…
+//! trends/<run>/…                      the night's totals per key, appended to every night's
 //! snapshots/<run>/summary.json        the report's numbers
 //! snapshots/<run>/report.html         self-contained report
 //! ```
@@ -33,7 +35,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf, carried_udf};
 use crate::insights::rollup::{AtimeCheck, TreeGroup, i64s, strings, u64s};
 use crate::report::summary;
@@ -42,13 +44,15 @@ use crate::report::summary::{
 };
 use crate::schema::TOC_SCHEMA;
 use crate::store::Location;
-use crate::store::layout::{EntryCounts, SnapshotManifest, snapshot_table_dir, toc_merged_dir};
+use crate::store::layout::{
+    EntryCounts, SnapshotManifest, TRENDS_TABLE, derived_dir, toc_merged_dir,
+};
 use crate::store::writer::{PartFile, rows_of};
 
 /// Settings of the derived tables.
 #[derive(Debug, Clone)]
 pub struct InsightOptions {
-    /// Directories down to this depth get a row in `rollups/by_directory`.
+    /// Directories down to this depth get a row in `rollup_by_directory`.
     pub rollup_depth: u32,
     /// Smallest file (and directory tree) considered as a duplicate candidate.
     pub duplicate_min_size: u64,
@@ -71,6 +75,8 @@ pub struct Inputs<'a> {
     pub root: &'a str,
     pub project_level: usize,
     pub created: chrono::DateTime<chrono::Utc>,
+    /// The scan's time (the plan's): `last_seen` of the night's rows, and its trends rows' time.
+    pub scanned: chrono::DateTime<chrono::Utc>,
     pub counts: &'a EntryCounts,
     /// This run's ToC parts (from its shards).
     pub toc_files: Vec<PartFile>,
@@ -137,6 +143,11 @@ pub async fn derive(
         growth: history.growth,
         duplicates,
     };
+    let trends = trends_batch(inputs.run, inputs.scanned, &summary, &rollups.groups)?;
+    derived.insert(
+        TRENDS_TABLE.into(),
+        write_batches(&engine, &[trends], &derived_dir(TRENDS_TABLE, inputs.run)).await?,
+    );
     let (spill_files, spilled_bytes) = engine.spilled();
     info!(
         run = inputs.run,
@@ -216,7 +227,6 @@ async fn history(
         });
     };
     let carry = inputs.carried.is_some();
-    let table = |name: &str| snapshot_table_dir(inputs.run, name);
     engine
         .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
         .await?;
@@ -228,7 +238,8 @@ async fn history(
         seconds = started.elapsed().as_secs_f64(),
         "first_seen joined"
     );
-    let (tables, diff) = history::write_diff(engine, &table("diff")).await?;
+    let (tables, diff) =
+        history::write_diff(engine, |t| derived_dir(&format!("diff_{t}"), inputs.run)).await?;
     info!(seconds = started.elapsed().as_secs_f64(), "diff done");
     for (name, files) in tables {
         derived.insert(format!("diff_{name}"), files);
@@ -245,7 +256,7 @@ async fn history(
         .await?;
     derived.insert(
         "growth".into(),
-        write_batches(engine, &growth_rows, &table("growth")).await?,
+        write_batches(engine, &growth_rows, &derived_dir("growth", inputs.run)).await?,
     );
     Ok(History {
         toc_files: files,
@@ -292,7 +303,7 @@ async fn rollups(
                 })
                 .collect(),
         );
-        let dir = snapshot_table_dir(run, &format!("rollups/{name}"));
+        let dir = derived_dir(&format!("rollup_{name}"), run);
         derived.insert(
             format!("rollup_{name}"),
             write_batches(engine, &batches, &dir).await?,
@@ -303,7 +314,7 @@ async fn rollups(
         .await?;
     derived.insert(
         "rollup_age".into(),
-        write_batches(engine, &age_rows, &snapshot_table_dir(run, "rollups/age")).await?,
+        write_batches(engine, &age_rows, &derived_dir("rollup_age", run)).await?,
     );
     let atime = rollup::atime_check(engine).await?;
     info!(
@@ -317,7 +328,7 @@ async fn rollups(
         "directory tree done"
     );
     let batch = rollup::directory_batch(&tree, options.rollup_depth)?;
-    let dir = snapshot_table_dir(run, "rollups/by_directory");
+    let dir = derived_dir("rollup_by_directory", run);
     derived.insert(
         "rollup_by_directory".into(),
         write_batches(engine, &[batch], &dir).await?,
@@ -334,7 +345,7 @@ async fn rollups(
     let trees = rollup::duplicate_trees(engine, &tree, options.duplicate_min_size).await?;
     drop(tree);
     let batch = rollup::duplicate_trees_batch(&trees)?;
-    let dir = snapshot_table_dir(run, "duplicates/trees");
+    let dir = derived_dir("duplicate_trees", run);
     derived.insert(
         "duplicate_trees".into(),
         write_batches(engine, &[batch], &dir).await?,
@@ -366,7 +377,7 @@ async fn duplicates(
         .write(
             "finding duplicate files",
             &rollup::duplicate_files_query(options.duplicate_min_size),
-            &snapshot_table_dir(run, "duplicates/files"),
+            &derived_dir("duplicate_files", run),
             "part",
             None,
         )
@@ -541,22 +552,106 @@ async fn write_batches(
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
+    // Written with the types Delta Lake has: each derived table is a Delta table.
+    let schema = crate::store::delta::delta_schema(&first.schema());
     let mut writer = crate::store::writer::RollingWriter::new(
         engine.location.clone(),
         dir.to_string(),
         "part",
-        first.schema(),
+        Arc::clone(&schema),
         usize::MAX,
     );
     for batch in batches {
-        writer.write(batch).await?;
+        let batch =
+            crate::store::delta::conform(batch, &schema).map_err(|source| Error::Parquet {
+                path: dir.to_string(),
+                source: source.into(),
+            })?;
+        writer.write(&batch).await?;
     }
     writer.close().await
 }
 
+/// The night's rows of the `trends` table: files and bytes in total and per extension, uid,
+/// gid, project and age bucket (of mtime and of atime), each with the scan's time and run, so
+/// that a query over every night's rows is a trend.
+fn trends_batch(
+    run: &str,
+    scanned: chrono::DateTime<chrono::Utc>,
+    summary: &Summary,
+    groups: &BTreeMap<&'static str, Vec<Group>>,
+) -> Result<arrow_array::RecordBatch> {
+    use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    let mut rows: Vec<(String, String, u64, u64)> = vec![(
+        "total".into(),
+        String::new(),
+        summary.totals.files,
+        summary.totals.bytes,
+    )];
+    for (dimension, name) in [
+        ("extension", "by_extension"),
+        ("uid", "by_uid"),
+        ("gid", "by_gid"),
+        ("project", "by_project"),
+    ] {
+        for g in groups.get(name).into_iter().flatten() {
+            rows.push((dimension.into(), g.key.clone(), g.files, g.bytes));
+        }
+    }
+    for (time, buckets) in &summary.age {
+        for b in buckets {
+            rows.push((format!("age_{time}"), b.bucket.clone(), b.files, b.bytes));
+        }
+    }
+    let at = scanned.timestamp_micros();
+    let (mut time, mut runs, mut dims, mut keys) = (
+        TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut files, mut bytes) = (Int64Builder::new(), Int64Builder::new());
+    for (dimension, key, f, b) in &rows {
+        time.append_value(at);
+        runs.append_value(run);
+        dims.append_value(dimension);
+        keys.append_value(key);
+        files.append_value(i64::try_from(*f).unwrap_or(i64::MAX));
+        bytes.append_value(i64::try_from(*b).unwrap_or(i64::MAX));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "scan_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("run", DataType::Utf8, false),
+        Field::new("dimension", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("files", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+    ]));
+    let columns: Vec<arrow_array::ArrayRef> = vec![
+        Arc::new(time.finish()),
+        Arc::new(runs.finish()),
+        Arc::new(dims.finish()),
+        Arc::new(keys.finish()),
+        Arc::new(files.finish()),
+        Arc::new(bytes.finish()),
+    ];
+    arrow_array::RecordBatch::try_new(schema, columns).map_err(|e| Error::Parquet {
+        path: derived_dir(TRENDS_TABLE, run),
+        source: e.into(),
+    })
+}
+
 /// The Arrow schema stored in a Parquet file's footer.
 #[allow(deprecated)]
-async fn parquet_schema(location: &Location, file: &PartFile) -> Result<arrow_schema::SchemaRef> {
+pub async fn parquet_schema(
+    location: &Location,
+    file: &PartFile,
+) -> Result<arrow_schema::SchemaRef> {
     use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
     let reader = ParquetObjectReader::new(location.store.clone(), location.path(&file.path))
         .with_file_size(file.bytes);

@@ -20,7 +20,7 @@
 
 pub mod previous;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use object_store::{ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
@@ -35,9 +35,10 @@ use crate::schema::{SCHEMA_VERSION, TOC_SCHEMA};
 use crate::store::Location;
 use crate::store::delta::{self, TOC_TABLE};
 use crate::store::layout::{
-    EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, ShardSummary,
-    SnapshotManifest, manifest_path, plan_path, report_path, run_dir, snapshot_dir, split_run_url,
-    success_path, summary_path, toc_merged_dir, toc_night_dir, url_of,
+    DERIVED_TABLES, EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan,
+    ShardSuccess, ShardSummary, SnapshotManifest, TRENDS_TABLE, derived_dir, manifest_path,
+    plan_path, report_path, run_dir, snapshot_dir, split_run_url, success_path, summary_path,
+    toc_merged_dir, toc_night_dir, url_of,
 };
 use crate::store::writer::PartFile;
 
@@ -70,8 +71,9 @@ pub async fn merge_run(
     // Read (and checked) before anything is written, so a damaged latest.json stops the merge
     // here; publishing reads it again for its conditional update.
     let latest = output.latest().await?;
-    // So is the Delta table's log: a damaged or foreign table stops the merge before it writes.
-    let table = delta::read_state(&output, TOC_TABLE).await?;
+    // So are the Delta tables' logs: a damaged or foreign table stops the merge before it
+    // writes anything.
+    let tables = Tables::read(&output).await?;
     let relative = manifest_path(&run);
     if let Some(manifest) = output.manifest(&run).await? {
         // A retry of a merge that wrote its manifest (its pod lost, or its commit lost a race
@@ -81,13 +83,16 @@ pub async fn merge_run(
             run,
             "snapshot already written; committing and publishing it as it is"
         );
-        let version = commit(&output, table.as_ref(), &plan, &manifest).await?;
+        let version = commit(&output, &tables, &plan, &manifest).await?;
         publish(&output, &run, &relative, version).await?;
         return Ok((manifest, url_of(&output.url, &relative)));
     }
     // What an earlier attempt wrote before it failed: files no manifest names.
     output.delete_prefix(&snapshot_dir(&run)).await?;
     output.delete_prefix(&toc_merged_dir(&run)).await?;
+    for table in DERIVED_TABLES.iter().chain([&TRENDS_TABLE]) {
+        output.delete_prefix(&derived_dir(table, &run)).await?;
+    }
     let shards = done_shards(&output, &plan, options.max_missing_shards).await?;
     let toc_files: Vec<PartFile> = shards
         .done
@@ -121,6 +126,7 @@ pub async fn merge_run(
             root: &plan.root,
             project_level: plan.settings.project_level,
             created,
+            scanned: plan.created,
             counts: &counts,
             toc_files,
             missing_shards: shards.missing.clone(),
@@ -137,7 +143,7 @@ pub async fn merge_run(
         .put_json(&relative, &manifest, PutMode::Overwrite)
         .await
         .map_err(|source| Error::store(&output.url, &relative, source))?;
-    let version = commit(&output, table.as_ref(), &plan, &manifest).await?;
+    let version = commit(&output, &tables, &plan, &manifest).await?;
     publish(&output, &run, &relative, version).await?;
     info!(
         run,
@@ -491,47 +497,143 @@ pub async fn retain_snapshots(output: &Location, keep: u32) -> Result<Vec<String
         }
         output.delete_prefix(&snapshot_dir(run)).await?;
         output.delete_prefix(&toc_night_dir(run)).await?;
+        for table in DERIVED_TABLES {
+            output.delete_prefix(&derived_dir(table, run)).await?;
+        }
         output.delete_prefix(&run_dir(run)).await?;
         removed.push(run.clone());
     }
     Ok(removed)
 }
 
-/// Commits the night of `manifest` as the next version of the Delta table (unless a version
-/// already holds it) and returns that version; `None` when a newer night is already the
-/// table's current version, which an older night must not replace.
+/// The Delta tables of the output as their logs say they are before the night is written.
+struct Tables {
+    toc: Option<delta::TableState>,
+    derived: BTreeMap<&'static str, Option<delta::TableState>>,
+    trends: Option<delta::TableState>,
+}
+
+impl Tables {
+    async fn read(output: &Location) -> Result<Self> {
+        let mut derived = BTreeMap::new();
+        for name in DERIVED_TABLES {
+            derived.insert(name, delta::read_state(output, name).await?);
+        }
+        Ok(Self {
+            toc: delta::read_state(output, TOC_TABLE).await?,
+            derived,
+            trends: delta::read_state(output, TRENDS_TABLE).await?,
+        })
+    }
+}
+
+/// Commits the night of `manifest` to every table: each derived table first, the ToC last (its
+/// version is the night's), each as its next version unless a version already holds the night.
+/// Returns the ToC's version; `None` when a newer night is already its current version, which
+/// an older night must not replace.
 async fn commit(
     output: &Location,
-    table: Option<&delta::TableState>,
+    tables: &Tables,
     plan: &ShardPlan,
     manifest: &SnapshotManifest,
 ) -> Result<Option<u64>> {
-    let run = manifest.run.as_str();
+    let files = |name: &str| manifest.derived.get(name).map_or(&[][..], Vec::as_slice);
+    for (name, state) in &tables.derived {
+        let table = Commit::replace(name, state.as_ref(), files(name));
+        commit_table(output, table, plan, &manifest.run).await?;
+    }
+    let trends = Commit {
+        append: true,
+        ..Commit::replace(TRENDS_TABLE, tables.trends.as_ref(), files(TRENDS_TABLE))
+    };
+    commit_table(output, trends, plan, &manifest.run).await?;
+    let toc = Commit {
+        schema: Some(TOC_SCHEMA.clone()),
+        ..Commit::replace(TOC_TABLE, tables.toc.as_ref(), &manifest.toc_files)
+    };
+    commit_table(output, toc, plan, &manifest.run).await
+}
+
+/// One table's part of a night's commit.
+struct Commit<'a> {
+    name: &'a str,
+    table: Option<&'a delta::TableState>,
+    /// The files' schema; by default the first file's.
+    schema: Option<arrow_schema::SchemaRef>,
+    files: &'a [PartFile],
+    /// Add the night's files and remove none (the trends table).
+    append: bool,
+}
+
+impl<'a> Commit<'a> {
+    fn replace(name: &'a str, table: Option<&'a delta::TableState>, files: &'a [PartFile]) -> Self {
+        Self {
+            name,
+            table,
+            schema: None,
+            files,
+            append: false,
+        }
+    }
+}
+
+/// Commits the files of `run` to one table (see [`commit`]). A table that does not exist yet
+/// starts with the first night that has files for it.
+async fn commit_table(
+    output: &Location,
+    commit: Commit<'_>,
+    plan: &ShardPlan,
+    run: &str,
+) -> Result<Option<u64>> {
+    let Commit {
+        name,
+        table,
+        schema,
+        files,
+        append,
+    } = commit;
     if let Some(version) = table.and_then(|t| t.version_of(run)) {
-        info!(run, version, "the table already holds this night");
+        info!(
+            run,
+            table = name,
+            version,
+            "the table already holds this night"
+        );
         return Ok(Some(version));
     }
     if let Some(newer) = table.and_then(|t| t.current_run()).filter(|r| *r > run) {
         warn!(
             run,
-            newer, "a newer night is already the table's current version; this one stays out of it"
+            table = name,
+            newer,
+            "a newer night is already the table's current version; this one stays out of it"
         );
         return Ok(None);
     }
+    let schema = match (schema, files.first()) {
+        (Some(schema), _) => Some(schema),
+        (None, Some(first)) => Some(insights::parquet_schema(output, first).await?),
+        (None, None) if table.is_none() => return Ok(None),
+        (None, None) => None,
+    };
+    let started = std::time::Instant::now();
     let version = delta::commit_night(
         output,
-        TOC_TABLE,
+        name,
         table,
-        &TOC_SCHEMA,
+        schema.as_deref(),
         run,
         plan.created,
-        &manifest.toc_files,
+        files,
+        append,
     )
     .await?;
     info!(
         run,
+        table = name,
         version,
-        files = manifest.toc_files.len(),
+        files = files.len(),
+        seconds = started.elapsed().as_secs_f64(),
         "committed to the table"
     );
     Ok(Some(version))

@@ -20,7 +20,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow_schema::{DataType, Schema, TimeUnit};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::compute::{cast, kernels::arity::unary};
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::{Value, json};
@@ -66,21 +72,94 @@ impl TableState {
     }
 }
 
-/// The Delta type of a ToC column (the ToC has only these Arrow types, schema version 3).
-fn delta_type(data_type: &DataType) -> Option<&'static str> {
-    Some(match data_type {
-        DataType::Binary => "binary",
-        DataType::Utf8 => "string",
-        DataType::Dictionary(_, value) if value.as_ref() == &DataType::Utf8 => "string",
-        DataType::Boolean => "boolean",
-        DataType::Int64 => "long",
-        DataType::Int32 => "integer",
-        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "timestamp",
-        _ => return None,
-    })
+/// The Arrow type a column is written with so that Delta Lake has a type for it: unsigned
+/// integers widen to the next signed type (a `UInt64` keeps its 64 bits, so a hash or an inode
+/// of 2^63 or more reads negative), timestamps are microseconds in UTC, lists convert their
+/// items. Everything else is kept.
+fn delta_arrow_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Timestamp(_, zone) => DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some(zone.clone().unwrap_or_else(|| "UTC".into())),
+        ),
+        DataType::List(item) => DataType::List(Arc::new(
+            item.as_ref()
+                .clone()
+                .with_data_type(delta_arrow_type(item.data_type())),
+        )),
+        other => other.clone(),
+    }
 }
 
-/// The Delta `schemaString` of an Arrow schema.
+/// `schema` with the types [`delta_arrow_type`] gives.
+pub fn delta_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_data_type(delta_arrow_type(f.data_type()))
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Casts `batch` to `schema` (the same columns, [`delta_schema`]'s types): a `UInt64` column
+/// is reinterpreted bit for bit, everything else cast.
+pub fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, ArrowError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(
+            |(field, column)| match (column.data_type(), field.data_type()) {
+                (from, to) if from == to => Ok(Arc::clone(column)),
+                (DataType::UInt64, DataType::Int64) => Ok(Arc::new(
+                    unary::<UInt64Type, _, Int64Type>(column.as_primitive::<UInt64Type>(), |v| {
+                        v as i64
+                    }),
+                ) as ArrayRef),
+                (_, to) => cast(column, to),
+            },
+        )
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
+/// The Delta type of a column written with [`delta_schema`]'s types.
+fn delta_type(data_type: &DataType) -> Option<Value> {
+    Some(Value::from(match data_type {
+        DataType::Binary | DataType::LargeBinary => "binary",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
+        DataType::Dictionary(_, value) => return delta_type(value),
+        DataType::Boolean => "boolean",
+        DataType::Int8 => "byte",
+        DataType::Int16 => "short",
+        DataType::Int32 => "integer",
+        DataType::Int64 => "long",
+        DataType::Float32 => "float",
+        DataType::Float64 => "double",
+        DataType::Date32 => "date",
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "timestamp",
+        DataType::List(item) => {
+            return Some(json!({
+                "type": "array",
+                "elementType": delta_type(item.data_type())?,
+                "containsNull": item.is_nullable(),
+            }));
+        }
+        _ => return None,
+    }))
+}
+
+/// The Delta `schemaString` of an Arrow schema written with [`delta_schema`]'s types.
 pub fn schema_string(schema: &Schema) -> String {
     let fields: Vec<Value> = schema
         .fields()
@@ -250,17 +329,20 @@ fn foreign(location: &Location, table: &str) -> Error {
 }
 
 /// Commits one night: a version that adds `files` (relative to the output location, all
-/// inside the table's directory) and removes every file of the version before. `previous` is
+/// inside the table's directory) and, unless `append`, removes every file of the version
+/// before; `schema` is
+/// the files' schema (`None`: as the table's, for a night with no files). `previous` is
 /// the state read before the night was derived; when another writer committed since, the
 /// put-if-absent fails and nothing of the night is committed. Returns the new version.
 pub async fn commit_night(
     location: &Location,
     table: &str,
     previous: Option<&TableState>,
-    schema: &Schema,
+    schema: Option<&Schema>,
     run: &str,
     scan_time: chrono::DateTime<chrono::Utc>,
     files: &[PartFile],
+    append: bool,
 ) -> Result<u64> {
     let now = chrono::Utc::now().timestamp_millis();
     let version = previous.map_or(0, |p| p.version + 1);
@@ -276,11 +358,20 @@ pub async fn commit_night(
             })?;
         added.insert(path.to_string());
     }
-    let schema_string = schema_string(schema);
+    let schema_string = match (schema, previous) {
+        (Some(schema), _) => schema_string(schema),
+        (None, Some(p)) => p.schema_string.clone(),
+        (None, None) => {
+            return Err(Error::Corrupt {
+                what: format!("{}/{table}", location.url),
+                reason: "a table cannot start without a schema".into(),
+            });
+        }
+    };
     let removed: Vec<&String> = previous
         .iter()
         .flat_map(|p| &p.files)
-        .filter(|path| !added.contains(*path))
+        .filter(|path| !append && !added.contains(*path))
         .collect();
     let new_files: Vec<&PartFile> = files
         .iter()
@@ -289,8 +380,8 @@ pub async fn commit_night(
     let mut actions = vec![json!({"commitInfo": {
         "timestamp": now,
         "operation": "WRITE",
-        "operationParameters": {"mode": "Overwrite"},
-        "isBlindAppend": false,
+        "operationParameters": {"mode": if append { "Append" } else { "Overwrite" }},
+        "isBlindAppend": append,
         "engineInfo": ENGINE,
         "scanjob.run": run,
         "scanjob.scanTime": scan_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),

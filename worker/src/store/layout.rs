@@ -9,7 +9,8 @@
 //!                                                   are the night's table)
 //! <url>/runs/<run>/shards/<i>/errors-<n>.parquet    entries that could not be listed or stat'ed
 //! <url>/runs/<run>/shards/<i>/_SUCCESS.json         ShardSuccess, written last
-//! <url>/snapshots/<run>/{diff,rollups,growth,duplicates}/…   derived tables (crate::insights)
+//! <url>/<table>/_delta_log/, <url>/<table>/<run>/…  each derived table (diff_added, rollup_by_uid,
+//!                                                   …: DERIVED_TABLES) as a Delta table
 //! <url>/snapshots/<run>/summary.json, report.html
 //! <url>/snapshots/<run>/manifest.json               SnapshotManifest: the committed snapshot
 //! <url>/latest.json                                 LatestPointer to the newest snapshot
@@ -36,10 +37,32 @@ pub use scanjob_contract::layout::{
 
 pub const LAYOUT_FORMAT: u32 = 1;
 
-/// `snapshots/<run>/<table>`: where the merge writes one table of the snapshot: `toc`,
-/// `diff/{added,removed,changed}`, `growth`, `rollups/<name>`, `duplicates/{files,trees}`.
-pub fn snapshot_table_dir(run: &str, table: &str) -> String {
-    format!("{}/{table}", snapshot_dir(run))
+/// The derived tables, each a Delta table at `<name>/` under the output (the manifest's
+/// `derived` map names their files by the same names).
+pub const DERIVED_TABLES: [&str; 12] = [
+    "diff_added",
+    "diff_removed",
+    "diff_changed",
+    "growth",
+    "rollup_by_extension",
+    "rollup_by_uid",
+    "rollup_by_gid",
+    "rollup_by_project",
+    "rollup_age",
+    "rollup_by_directory",
+    "duplicate_trees",
+    "duplicate_files",
+];
+
+/// The trends table: one row per night and dimension key (files and bytes in total, per
+/// extension, uid, gid, project and age bucket) with the scan's time. Unlike the other
+/// derived tables it only grows: each night's commit adds its rows and removes none, and
+/// retention keeps them.
+pub const TRENDS_TABLE: &str = "trends";
+
+/// `<table>/<run>`: where the merge writes one night's files of derived table `table`.
+pub fn derived_dir(table: &str, run: &str) -> String {
+    format!("{table}/{run}")
 }
 
 /// `toc/<run>`: the Delta table's files of one night (see [`crate::store::delta`]).
