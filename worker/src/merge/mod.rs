@@ -622,10 +622,12 @@ async fn commit_table(
         name,
         table,
         schema.as_deref(),
-        run,
-        plan.created,
-        files,
-        append,
+        delta::Night {
+            run,
+            scan_time: plan.created,
+            files,
+            append,
+        },
     )
     .await?;
     info!(

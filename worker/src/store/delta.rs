@@ -328,22 +328,35 @@ fn foreign(location: &Location, table: &str) -> Error {
     )
 }
 
-/// Commits one night: a version that adds `files` (relative to the output location, all
-/// inside the table's directory) and, unless `append`, removes every file of the version
-/// before; `schema` is
-/// the files' schema (`None`: as the table's, for a night with no files). `previous` is
-/// the state read before the night was derived; when another writer committed since, the
-/// put-if-absent fails and nothing of the night is committed. Returns the new version.
+/// One night as a table commits it.
+pub struct Night<'a> {
+    pub run: &'a str,
+    /// The scan's time, recorded in the commit.
+    pub scan_time: chrono::DateTime<chrono::Utc>,
+    /// Relative to the output location, all inside the table's directory.
+    pub files: &'a [PartFile],
+    /// Add `files` and remove none (else the version before's files are all removed).
+    pub append: bool,
+}
+
+/// Commits one night: a version that adds its files and, unless it appends, removes every
+/// file of the version before. `schema` is the files' schema (`None`: as the table's, for a
+/// night with no files). `previous` is the state read before the night was derived; when
+/// another writer committed since, the put-if-absent fails and nothing of the night is
+/// committed. Returns the new version.
 pub async fn commit_night(
     location: &Location,
     table: &str,
     previous: Option<&TableState>,
     schema: Option<&Schema>,
-    run: &str,
-    scan_time: chrono::DateTime<chrono::Utc>,
-    files: &[PartFile],
-    append: bool,
+    night: Night<'_>,
 ) -> Result<u64> {
+    let Night {
+        run,
+        scan_time,
+        files,
+        append,
+    } = night;
     let now = chrono::Utc::now().timestamp_millis();
     let version = previous.map_or(0, |p| p.version + 1);
     let prefix = format!("{table}/");
