@@ -347,7 +347,7 @@ fn keep_snapshots_keeps_exactly_that_many_nights_readable() {
 /// deltalake's view of each table `names` under `out`: rows, version and the run of that
 /// version's commit; `{"error"}` where there is no table.
 fn derived_tables(out: &Path, names: &[String]) -> Value {
-    let script = "import json, sys, deltalake\n\
+    let script = "import json, os, sys, deltalake\n\
         res = {}\n\
         for name in sys.argv[2:]:\n\
         \x20   try:\n\
@@ -357,7 +357,8 @@ fn derived_tables(out: &Path, names: &[String]) -> Value {
         \x20       res[name] = {'rows': rows, 'version': dt.version(), 'run': run}\n\
         \x20   except Exception as e:\n\
         \x20       res[name] = {'error': str(e)}\n\
-        print(json.dumps(res))\n";
+        print(json.dumps(res), flush=True)\n\
+        os._exit(0)\n";
     let out = run_ok(
         Command::new(python())
             .args(["-c", script])
@@ -448,9 +449,10 @@ fn trends_hold_every_night_s_bytes_per_project() {
             *truth.entry(format!("{run_id} {project}")).or_insert(0u64) += size;
         }
     }
-    let script = "import sys, json, deltalake\n\
+    let script = "import os, sys, json, deltalake\n\
         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(columns=['run', 'dimension', 'key', 'bytes']).to_pylist()\n\
-        print(json.dumps({f\"{r['run']} {r['key']}\": r['bytes'] for r in t if r['dimension'] == 'project'}))\n";
+        print(json.dumps({f\"{r['run']} {r['key']}\": r['bytes'] for r in t if r['dimension'] == 'project'}), flush=True)\n\
+        os._exit(0)\n";
     let got = run_ok(
         Command::new(python())
             .args(["-c", script])
@@ -458,4 +460,61 @@ fn trends_hold_every_night_s_bytes_per_project() {
     );
     let got: std::collections::BTreeMap<String, u64> = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(got, truth, "bytes per project and night");
+
+    // The third night's report shows growth over all three nights: its numbers, and the page
+    // as headless Chromium renders it.
+    let night_bytes = |run: &str| -> u64 {
+        truth
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{run} ")))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("snapshots/r3/summary.json")).unwrap())
+            .unwrap();
+    let nights: Vec<(String, u64)> = summary["nights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["run"].as_str().unwrap().to_string(),
+                n["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|r| (r.to_string(), night_bytes(r)))
+        .collect();
+    assert_eq!(nights, expected, "the summary's nights");
+    let profile = tempfile::tempdir().unwrap();
+    let dom = run_ok(
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!(
+                "file://{}",
+                out.join("snapshots/r3/report.html").display()
+            )),
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("data-rendered=\"ok\""), "{dom:.2000}");
+    assert!(dom.contains("id=\"nights-chart\""), "the chart is drawn");
+    for (run, bytes) in &expected {
+        let row = format!("data-run=\"{run}\" data-bytes=\"{bytes}\"");
+        assert!(
+            dom.contains(&row),
+            "{row} in the page's nights: {dom:.3000}"
+        );
+    }
 }

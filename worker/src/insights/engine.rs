@@ -253,6 +253,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Registers the Parquet files at `paths` (relative to the output location, one schema, at
+    /// least one) as table `name`, with the schema their footers give.
+    pub async fn register_paths(&self, name: &str, paths: &[String]) -> Result<()> {
+        let what = || format!("reading table {name}");
+        let _ = self.ctx.deregister_table(name);
+        let urls: Vec<String> = paths.iter().map(|p| self.url_of(p)).collect();
+        let df = self
+            .ctx
+            .read_parquet(urls, ParquetReadOptions::default())
+            .await
+            .map_err(|e| Error::query(what(), e))?;
+        self.ctx
+            .register_table(name, df.into_view())
+            .map_err(|e| Error::query(what(), e))?;
+        Ok(())
+    }
+
     /// Registers record batches already in memory as table `name`.
     pub fn register_batches(
         &self,

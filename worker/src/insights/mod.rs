@@ -40,7 +40,7 @@ use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf
 use crate::insights::rollup::{AtimeCheck, TreeGroup, i64s, strings, u64s};
 use crate::report::summary;
 use crate::report::summary::{
-    Bucket, Duplicates, Group, Growth, GrowthRow, Summary, Top, Totals, listed,
+    Bucket, Duplicates, Group, Growth, GrowthRow, Night, Summary, Top, Totals, listed,
 };
 use crate::schema::TOC_SCHEMA;
 use crate::store::Location;
@@ -77,6 +77,9 @@ pub struct Inputs<'a> {
     pub created: chrono::DateTime<chrono::Utc>,
     /// The scan's time (the plan's): `last_seen` of the night's rows, and its trends rows' time.
     pub scanned: chrono::DateTime<chrono::Utc>,
+    /// The `trends` table's files so far (relative to the output location): the earlier
+    /// nights' totals, for the report's growth over every night.
+    pub trends_files: Vec<String>,
     pub counts: &'a EntryCounts,
     /// This run's ToC parts (from its shards).
     pub toc_files: Vec<PartFile>,
@@ -124,7 +127,7 @@ pub async fn derive(
     )
     .await?;
     let c = inputs.counts;
-    let summary = Summary {
+    let mut summary = Summary {
         run: inputs.run.to_string(),
         root: inputs.root.to_string(),
         created: inputs.created,
@@ -142,8 +145,10 @@ pub async fn derive(
         atime: rollups.atime,
         growth: history.growth,
         duplicates,
+        nights: Vec::new(),
     };
     let trends = trends_batch(inputs.run, inputs.scanned, &summary, &rollups.groups)?;
+    summary.nights = nights(&engine, &inputs, &summary).await?;
     derived.insert(
         TRENDS_TABLE.into(),
         write_batches(&engine, &[trends], &derived_dir(TRENDS_TABLE, inputs.run)).await?,
@@ -570,6 +575,44 @@ async fn write_batches(
         writer.write(&batch).await?;
     }
     writer.close().await
+}
+
+/// Every night's totals, from the trends table's earlier nights and this one, oldest first
+/// (a night merged again replaces its earlier row).
+async fn nights(engine: &Engine, inputs: &Inputs<'_>, summary: &Summary) -> Result<Vec<Night>> {
+    let mut nights = Vec::new();
+    if !inputs.trends_files.is_empty() {
+        engine
+            .register_paths("trends", &inputs.trends_files)
+            .await?;
+        let rows = engine
+            .collect(
+                "reading the earlier nights' totals",
+                "SELECT run, CAST(scan_time AS VARCHAR) AS scan_time, files, bytes FROM trends \
+                 WHERE dimension = 'total' ORDER BY scan_time, run",
+            )
+            .await?;
+        let (runs, times) = (strings(&rows, "run"), strings(&rows, "scan_time"));
+        let (files, bytes) = (u64s(&rows, "files"), u64s(&rows, "bytes"));
+        for i in 0..runs.len() {
+            let run = runs[i].clone().unwrap_or_default();
+            if run != inputs.run {
+                nights.push(Night {
+                    run,
+                    scan_time: times[i].clone().unwrap_or_default(),
+                    files: files[i],
+                    bytes: bytes[i],
+                });
+            }
+        }
+    }
+    nights.push(Night {
+        run: inputs.run.to_string(),
+        scan_time: inputs.scanned.to_rfc3339(),
+        files: summary.totals.files,
+        bytes: summary.totals.bytes,
+    });
+    Ok(nights)
 }
 
 /// The night's rows of the `trends` table: files and bytes in total and per extension, uid,

@@ -127,6 +127,12 @@ pub async fn merge_run(
             project_level: plan.settings.project_level,
             created,
             scanned: plan.created,
+            trends_files: tables
+                .trends
+                .iter()
+                .flat_map(|t| &t.files)
+                .map(|f| format!("{TRENDS_TABLE}/{f}"))
+                .collect(),
             counts: &counts,
             toc_files,
             missing_shards: shards.missing.clone(),

@@ -58,6 +58,20 @@ if(s.growth){const g=s.growth;
   const delta=r=>r.bytes_delta,dl=r=>(r.bytes_delta<0?'':'+')+hb(r.bytes_delta);
   bars(grid,'Growth by owner',g.owners,delta,dl,'(none)');bars(grid,'Growth by project',g.projects,delta,dl,'(none)')}
 else $('growth').appendChild(el('p','sub','First snapshot: nothing to compare with.'));
+const nights=s.nights||[];
+if(nights.length>1){const box=el('div');$('growth').appendChild(box);
+  box.appendChild(el('h3',null,'Size over '+nights.length+' nights'));
+  const W=640,H=180,P=40,NS='http://www.w3.org/2000/svg',svg=document.createElementNS(NS,'svg');
+  svg.setAttribute('viewBox','0 0 '+W+' '+H);svg.setAttribute('width',W);svg.setAttribute('height',H);svg.id='nights-chart';
+  const max=Math.max(1,...nights.map(n=>n.bytes)),x=i=>P+i*(W-2*P)/(nights.length-1),y=b=>H-P/2-(H-P)*b/max;
+  const line=document.createElementNS(NS,'polyline');line.setAttribute('fill','none');line.setAttribute('stroke','#4a7fd0');line.setAttribute('stroke-width','2');
+  line.setAttribute('points',nights.map((n,i)=>x(i)+','+y(n.bytes)).join(' '));svg.appendChild(line);
+  nights.forEach((n,i)=>{const c=document.createElementNS(NS,'circle');c.setAttribute('cx',x(i));c.setAttribute('cy',y(n.bytes));c.setAttribute('r','3');c.setAttribute('fill','#4a7fd0');
+    const tip=document.createElementNS(NS,'title');tip.textContent=n.run+': '+hb(n.bytes);c.appendChild(tip);svg.appendChild(c)});
+  box.appendChild(svg);
+  const nt=el('table');nt.id='nights';for(const n of nights){const tr=el('tr');tr.dataset.run=n.run;tr.dataset.bytes=n.bytes;tr.dataset.files=n.files;
+    tr.appendChild(el('td','k',n.run));tr.appendChild(el('td',null,n.scan_time.slice(0,19).replace('T',' ')));tr.appendChild(el('td','n',num(n.files)+' files'));tr.appendChild(el('td','n',hb(n.bytes)));nt.appendChild(tr)}
+  box.appendChild(nt)}
 const d=s.duplicates;
 $('dups').appendChild(el('p',null,num(d.tree_groups)+' duplicate directory trees wasting '+hb(d.tree_wasted_bytes)+'; '+num(d.file_groups)+' candidate duplicate file groups wasting '+hb(d.file_wasted_bytes)+' (files and trees of at least '+hb(d.min_size)+', same names and sizes; contents not read).'));
 const dt=el('table');for(const g of d.top_trees){const tr=el('tr');tr.appendChild(el('td','n',hb(g.wasted_bytes)));
@@ -83,7 +97,7 @@ pub fn render(summary: &Summary) -> String {
          <h2>Totals</h2><div id=\"totals\" class=\"cards\"></div>\
          <h2>Top owners, projects, extensions and directories</h2><div id=\"tops\" class=\"grid\"></div>\
          <h2>Age</h2><div id=\"age\" class=\"grid\"></div>\
-         <h2>Growth since the previous snapshot</h2><div id=\"growth\"></div>\
+         <h2>Growth</h2><div id=\"growth\"></div>\
          <h2>Duplicates</h2><div id=\"dups\"></div>\
          <script type=\"application/json\" id=\"summary\">{json}</script>\
          <script>{SCRIPT}</script></body></html>\n"

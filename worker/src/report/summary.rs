@@ -122,6 +122,18 @@ pub struct Summary {
     pub atime: AtimeCheck,
     pub growth: Option<Growth>,
     pub duplicates: Duplicates,
+    /// Totals of every night the `trends` table holds, this one last.
+    #[serde(default)]
+    pub nights: Vec<Night>,
+}
+
+/// One night's totals, for growth over all nights.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Night {
+    pub run: String,
+    pub scan_time: String,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// Bytes in binary units, one decimal ("1.2 GiB"); plain bytes below 1 KiB.
