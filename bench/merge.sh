@@ -36,7 +36,7 @@ TREES=${BENCH_TREES:-/tmp}
 SCANJOB_CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCANJOB_CACHE/target}
 mkdir -p "$OUT"
-(cd "$REPO" && cargo build --release -q -p scanjob-worker --bin scanjob)
+(cd "$REPO" && cargo build --release -q --workspace --bin scanjob)
 SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 
 # make_files DIR N: N small files of assorted sizes in DIR.
@@ -86,9 +86,12 @@ for files in $SIZES; do
   make_files "$tree/.bench-churn-b" "$churn"
   "$SCANJOB" plan "$tree" --out "$toc" --previous "$toc" --run r2 >/dev/null
   "$SCANJOB" scan --plan "$toc/runs/r2/plan.json" --index 0 --threads 2 --progress-seconds 0 >/dev/null
-  read -r wall rss < <(median_of "$SCANJOB merge --run $toc/runs/r2")
-  read -r wallp rssp < <(median_of "$SCANJOB merge --merge-memory $((256 << 20)) --run $toc/runs/r2")
-  read -r wall1 rss1 < <(median_of "$SCANJOB merge --run $toc/runs/r1")
+  # Each measured merge derives its night again: without the manifest it is not a retry of a
+  # merge that already wrote its night (which would only publish it).
+  again() { echo "rm -f $toc/snapshots/$1/manifest.json; $SCANJOB merge $2 --run $toc/runs/$1"; }
+  read -r wall rss < <(median_of "$(again r2 "")")
+  read -r wallp rssp < <(median_of "$(again r2 "--merge-memory $((256 << 20))")")
+  read -r wall1 rss1 < <(median_of "$(again r1 "")")
   rows=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(sum(f["rows"] for f in m["toc_files"]))' \
     "$toc/snapshots/r2/manifest.json")
   tables=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(len(m["derived"]))' \

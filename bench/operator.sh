@@ -7,7 +7,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 cd "$HERE"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/scanjob/target}
 bash tests/cluster/install.sh
-cargo build --release --locked -p scanjob-worker -p scanjob-operator -p scanjob-e2e --examples --bins
+cargo build --release --locked --workspace --examples --bins
 bash tests/cluster/up.sh >/dev/null
 trap 'bash tests/cluster/down.sh >/dev/null 2>&1 || true' EXIT
 . "${SCANJOB_CACHE:-$HOME/.cache/scanjob}/run/env.sh"

@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt-scaleout
 (cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
 bash "$REPO/tests/cluster/install.sh"
-(cd "$REPO" && cargo build --release --locked -q -p scanjob-worker -p scanjob-operator -p scanjob-e2e --bins --examples)
+(cd "$REPO" && cargo build --release --locked -q --workspace --bins --examples)
 if [ ! -f "$TREE.complete" ]; then
   rm -rf "$TREE"
   python3 "$SHARED/bench/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TREE.truth.json" >/dev/null

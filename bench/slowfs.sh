@@ -23,7 +23,7 @@ mkdir -p "$OUT"
 
 bash "$SHARED/bench/setup.sh" >"$OUT/setup.log" 2>&1
 (cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
-(cd "$REPO" && cargo build --release --locked -q -p scanjob-worker --bin scanjob)
+(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob)
 [ -x "$CACHE/plot-venv/bin/python" ] || python3 -m venv "$CACHE/plot-venv"
 "$CACHE/plot-venv/bin/python" -c 'import matplotlib' 2>/dev/null || "$CACHE/plot-venv/bin/pip" install -q matplotlib
 

@@ -162,11 +162,15 @@ fn a_table_scanjob_did_not_write_is_left_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let table = out.join("toc");
-    let write = "import sys, pyarrow as pa, deltalake\n\
-        deltalake.write_deltalake(sys.argv[1], pa.table({'x': [1, 2, 3]}))\n";
+    // Each script leaves with os._exit: the native thread pools' teardown has aborted the
+    // interpreter under load after the work was done.
+    let write = "import os, sys, pyarrow as pa, deltalake\n\
+        deltalake.write_deltalake(sys.argv[1], pa.table({'x': [1, 2, 3]}))\n\
+        os._exit(0)\n";
     run_ok(Command::new(python()).args(["-c", write]).arg(&table));
-    let count = "import sys, deltalake\n\
-        print(len(deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()))\n";
+    let count = "import os, sys, deltalake\n\
+        print(len(deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()), flush=True)\n\
+        os._exit(0)\n";
     let before: Vec<String> = std::fs::read_dir(&table)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -99,9 +99,9 @@ fn an_older_schema_version_is_read_with_a_warning() {
     );
 }
 
-/// Rewrites a snapshot's ToC files with schema version 2's types: unsigned integers and
-/// nanosecond timestamps (the microseconds times 1000, as a version-2 scan of the same files
-/// would have rounded them).
+/// Turns a first night into one written before the Delta table: its ToC files rewritten with
+/// schema version 2's types (unsigned integers, nanosecond timestamps: the microseconds times
+/// 1000) where version 2 kept them (`runs/<run>/shards/<i>/`), and no `toc/` table.
 fn downgrade_to_version_2(out: &Path, run: &str) {
     let script = r#"
 import json, sys, pyarrow as pa, pyarrow.parquet as pq
@@ -111,8 +111,9 @@ v2 = {"size": pa.uint64(), "blocks": pa.uint64(), "uid": pa.uint32(), "gid": pa.
       "mode": pa.uint32(), "nlink": pa.uint32(), "inode": pa.uint64(), "dev": pa.uint64(),
       "shard": pa.uint32()}
 for f in manifest["toc_files"]:
+    t = pq.read_table(f"{out}/{f['path']}")
+    f["path"] = f["path"].replace(f"toc/{run}/shards/", f"runs/{run}/shards/")
     path = f"{out}/{f['path']}"
-    t = pq.read_table(path)
     fields = []
     for field in t.schema:
         if field.name in v2:
@@ -126,6 +127,7 @@ for f in manifest["toc_files"]:
     f["bytes"] = __import__("os").path.getsize(path)
 manifest["schema_version"] = 2
 json.dump(manifest, open(f"{out}/snapshots/{run}/manifest.json", "w"))
+__import__("shutil").rmtree(f"{out}/toc")
 "#;
     let status = std::process::Command::new(python())
         .args(["-c", script])
@@ -168,6 +170,12 @@ fn a_version_2_snapshot_carries_first_seen_into_version_3() {
     }
     let after = toc_rows(&out);
     assert_eq!(after.len(), before.len());
+    let first_commit =
+        std::fs::read_to_string(out.join("toc/_delta_log/00000000000000000000.json")).unwrap();
+    assert!(
+        first_commit.contains("\"scanjob.run\":\"r2\""),
+        "the next night starts the table: {first_commit}"
+    );
     assert_eq!(
         first_seen_by_path(&out, &manifest),
         first_seen_by_path(

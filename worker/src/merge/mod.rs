@@ -73,7 +73,12 @@ pub async fn merge_run(
     let latest = output.latest().await?;
     // So are the Delta tables' logs: a damaged or foreign table stops the merge before it
     // writes anything.
+    let reading = std::time::Instant::now();
     let tables = Tables::read(&output).await?;
+    info!(
+        seconds = reading.elapsed().as_secs_f64(),
+        "read the tables' logs"
+    );
     let relative = manifest_path(&run);
     if let Some(manifest) = output.manifest(&run).await? {
         // A retry of a merge that wrote its manifest (its pod lost, or its commit lost a race
@@ -127,10 +132,12 @@ pub async fn merge_run(
             project_level: plan.settings.project_level,
             created,
             scanned: plan.created,
+            // The earlier nights' rows (a night merged again writes its own anew).
             trends_files: tables
                 .trends
                 .iter()
                 .flat_map(|t| &t.files)
+                .filter(|f| !f.starts_with(&format!("{run}/")))
                 .map(|f| format!("{TRENDS_TABLE}/{f}"))
                 .collect(),
             counts: &counts,
