@@ -43,21 +43,6 @@ fn run(root: &Path, out: &Path, run: &str) -> Command {
     cmd
 }
 
-fn plan_and_scan(root: &Path, out: &Path, run: &str) {
-    run_ok(
-        scanjob()
-            .arg("plan")
-            .arg(root)
-            .args(["--run", run, "--out"])
-            .arg(out),
-    );
-    run_ok(
-        scanjob()
-            .args(["scan", "--index", "0", "--plan"])
-            .arg(out.join(format!("runs/{run}/plan.json"))),
-    );
-}
-
 fn merge(out: &Path, run: &str) -> Command {
     let mut cmd = scanjob();
     cmd.args(["merge", "--run"])
@@ -225,18 +210,25 @@ fn signal(child: &std::process::Child, sig: &str) {
     assert!(status.success());
 }
 
+/// Night r1 published, r2 and r3 planned and scanned (not merged) in `dir/out`; the rows of
+/// r2 and r3.
+fn two_nights_to_merge(dir: &Path) -> (PathBuf, usize, usize) {
+    let out = dir.join("out");
+    let root = tree(dir, 0);
+    run_ok(&mut run(&root, &out, "r1"));
+    let mut rows = [0; 2];
+    for (n, run_id) in ["r2", "r3"].iter().enumerate() {
+        let root = tree(dir, n + 1);
+        plan_and_scan(&root, &out, run_id);
+        rows[n] = find_paths(&root).len();
+    }
+    (out, rows[0], rows[1])
+}
+
 #[test]
 fn of_two_merges_racing_for_one_version_one_commits_and_the_other_commits_after_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let root = tree(tmp.path(), 0);
-    run_ok(&mut run(&root, &out, "r1"));
-    let root = tree(tmp.path(), 1);
-    plan_and_scan(&root, &out, "r2");
-    let rows2 = find_paths(&root).len();
-    let root = tree(tmp.path(), 2);
-    plan_and_scan(&root, &out, "r3");
-    let rows3 = find_paths(&root).len();
+    let (out, rows2, rows3) = two_nights_to_merge(tmp.path());
 
     // r3's merge reads the table at version 0 and is held while r2's merge commits version 1.
     let mut r3 = stopped_merge(&out, "r3");
@@ -264,14 +256,7 @@ fn of_two_merges_racing_for_one_version_one_commits_and_the_other_commits_after_
 #[test]
 fn the_loser_of_a_race_that_is_the_older_night_stays_out_of_the_table() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let root = tree(tmp.path(), 0);
-    run_ok(&mut run(&root, &out, "r1"));
-    let root = tree(tmp.path(), 1);
-    plan_and_scan(&root, &out, "r2");
-    let root = tree(tmp.path(), 2);
-    plan_and_scan(&root, &out, "r3");
-    let rows3 = find_paths(&root).len();
+    let (out, _, rows3) = two_nights_to_merge(tmp.path());
 
     let mut r2 = stopped_merge(&out, "r2");
     run_ok(&mut merge(&out, "r3"));

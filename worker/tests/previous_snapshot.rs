@@ -24,18 +24,7 @@ fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// Plans (without reading the previous snapshot) and scans run `run`, then merges it.
 fn plan_scan_merge(root: &Path, out: &Path, run: &str, before_merge: impl FnOnce()) -> Output {
-    run_ok(
-        scanjob()
-            .arg("plan")
-            .arg(root)
-            .args(["--run", run, "--out"])
-            .arg(out),
-    );
-    run_ok(
-        scanjob()
-            .args(["scan", "--index", "0", "--plan"])
-            .arg(out.join(format!("runs/{run}/plan.json"))),
-    );
+    plan_and_scan(root, out, run);
     before_merge();
     scanjob()
         .args(["merge", "--run"])

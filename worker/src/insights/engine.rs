@@ -237,31 +237,33 @@ impl Engine {
                 .map_err(|e| Error::query(what(), e))?;
             return Ok(());
         }
-        let urls: Vec<String> = files.iter().map(|f| self.url_of(&f.path)).collect();
-        let options = ParquetReadOptions {
-            schema: Some(schema.as_ref()),
-            ..Default::default()
-        };
-        let df = self
-            .ctx
-            .read_parquet(urls, options)
-            .await
-            .map_err(|e| Error::query(what(), e))?;
-        self.ctx
-            .register_table(name, df.into_view())
-            .map_err(|e| Error::query(what(), e))?;
-        Ok(())
+        let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        self.register_parquet(name, &paths, Some(schema)).await
     }
 
     /// Registers the Parquet files at `paths` (relative to the output location, one schema, at
     /// least one) as table `name`, with the schema their footers give.
     pub async fn register_paths(&self, name: &str, paths: &[String]) -> Result<()> {
+        self.register_parquet(name, paths, None).await
+    }
+
+    /// Registers the Parquet files at `paths` as table `name`, read as `schema` when given.
+    async fn register_parquet(
+        &self,
+        name: &str,
+        paths: &[String],
+        schema: Option<&SchemaRef>,
+    ) -> Result<()> {
         let what = || format!("reading table {name}");
         let _ = self.ctx.deregister_table(name);
         let urls: Vec<String> = paths.iter().map(|p| self.url_of(p)).collect();
+        let options = ParquetReadOptions {
+            schema: schema.map(|s| s.as_ref()),
+            ..Default::default()
+        };
         let df = self
             .ctx
-            .read_parquet(urls, ParquetReadOptions::default())
+            .read_parquet(urls, options)
             .await
             .map_err(|e| Error::query(what(), e))?;
         self.ctx

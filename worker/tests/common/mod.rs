@@ -140,6 +140,22 @@ pub fn scan(root: &Path, out: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("--json prints JSON")
 }
 
+/// `scanjob plan` of `root` as run `run` into `out`, and the scan of its one shard (not merged).
+pub fn plan_and_scan(root: &Path, out: &Path, run: &str) {
+    run_ok(
+        scanjob()
+            .arg("plan")
+            .arg(root)
+            .args(["--run", run, "--out"])
+            .arg(out),
+    );
+    run_ok(
+        scanjob()
+            .args(["scan", "--index", "0", "--plan"])
+            .arg(out.join(format!("runs/{run}/plan.json"))),
+    );
+}
+
 /// One ToC row, the columns the tests look at.
 #[derive(Debug, Clone)]
 pub struct Row {
