@@ -43,6 +43,9 @@ pub const TABLE_PROPERTY: &str = "scanjob.table";
 
 const ENGINE: &str = concat!("scanjob/", env!("CARGO_PKG_VERSION"));
 
+/// A retention longer than any table lives (Delta's durations are intervals).
+const RETAIN_FOREVER: &str = "interval 36500 days";
+
 /// `<table>/_delta_log/<version>.json`, relative to the output location.
 pub fn log_entry_path(table: &str, version: u64) -> String {
     format!("{table}/_delta_log/{version:020}.json")
@@ -412,7 +415,14 @@ pub async fn commit_night(
             "format": {"provider": "parquet", "options": {}},
             "schemaString": schema_string,
             "partitionColumns": [],
-            "configuration": {TABLE_PROPERTY: table},
+            "configuration": {
+                TABLE_PROPERTY: table,
+                // scanjob removes a night's files itself, when retention drops the night;
+                // another engine's VACUUM or log cleanup with Delta's defaults (7 days, 30
+                // days) must not remove a night that retention keeps.
+                "delta.deletedFileRetentionDuration": RETAIN_FOREVER,
+                "delta.logRetentionDuration": RETAIN_FOREVER,
+            },
             "createdTime": now,
         }}));
     }
