@@ -362,36 +362,39 @@ pub async fn commit_night(
     } = night;
     let now = chrono::Utc::now().timestamp_millis();
     let version = previous.map_or(0, |p| p.version + 1);
+    // Each file with its path relative to the table, as the log names it.
     let prefix = format!("{table}/");
-    let mut added = BTreeSet::new();
+    let mut added: Vec<(&str, &PartFile)> = Vec::with_capacity(files.len());
     for file in files {
-        let path = file
-            .path
-            .strip_prefix(&prefix)
-            .ok_or_else(|| Error::Corrupt {
-                what: format!("{}/{}", location.url, file.path),
-                reason: format!("is outside the table {table}/ and cannot be added to it"),
-            })?;
-        added.insert(path.to_string());
+        let path = file.path.strip_prefix(&prefix).ok_or_else(|| {
+            corrupt(
+                location,
+                &file.path,
+                format!("is outside the table {table}/ and cannot be added to it"),
+            )
+        })?;
+        added.push((path, file));
     }
     let schema_string = match (schema, previous) {
         (Some(schema), _) => schema_string(schema),
         (None, Some(p)) => p.schema_string.clone(),
         (None, None) => {
-            return Err(Error::Corrupt {
-                what: format!("{}/{table}", location.url),
-                reason: "a table cannot start without a schema".into(),
-            });
+            return Err(corrupt(
+                location,
+                table,
+                "a table cannot start without a schema",
+            ));
         }
     };
+    let kept: BTreeSet<&str> = added.iter().map(|(path, _)| *path).collect();
     let removed: Vec<&String> = previous
         .iter()
         .flat_map(|p| &p.files)
-        .filter(|path| !append && !added.contains(*path))
+        .filter(|path| !append && !kept.contains(path.as_str()))
         .collect();
-    let new_files: Vec<&PartFile> = files
-        .iter()
-        .filter(|f| !previous.is_some_and(|p| p.files.contains(&f.path[prefix.len()..])))
+    let new_files: Vec<(&str, &PartFile)> = added
+        .into_iter()
+        .filter(|(path, _)| !previous.is_some_and(|p| p.files.contains(*path)))
         .collect();
     let mut actions = vec![json!({"commitInfo": {
         "timestamp": now,
@@ -433,8 +436,7 @@ pub async fn commit_night(
             "dataChange": true,
         }}));
     }
-    for file in new_files {
-        let path = &file.path[prefix.len()..];
+    for (path, file) in new_files {
         actions.push(json!({"add": {
             "path": path,
             "partitionValues": {},
