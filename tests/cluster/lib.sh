@@ -18,6 +18,10 @@ DUCKDB_VERSION=1.5.5
 POLARS_VERSION=2.1.0
 DELTALAKE_VERSION=1.6.6
 PANDAS_VERSION=3.1.1
+# Spark reads the table too: pyspark from PyPI, Delta's Spark connector as two jars from Maven
+# Central (Spark's own Ivy download is not used), Java 17 from Debian.
+PYSPARK_VERSION=4.0.1
+DELTA_SPARK_VERSION=4.0.1
 # Validates rendered Helm output against the Kubernetes OpenAPI schemas (knows 1.36).
 KUBERNETES_VALIDATE_VERSION=1.37.0
 
@@ -27,6 +31,7 @@ KUBE_BIN=$SCANJOB_CACHE/kube-$KUBE_VERSION
 IMAGES_DIR=$SCANJOB_CACHE/images
 TOOLS_BIN=$SCANJOB_CACHE/bin
 VENV=$SCANJOB_CACHE/venv
+SPARK_JARS_DIR=$SCANJOB_CACHE/spark-jars-$DELTA_SPARK_VERSION
 RUN_DIR=$SCANJOB_CACHE/run
 
 # Loopback ports. Chosen away from the defaults (6443, 2379, 8333) so a developer's own cluster

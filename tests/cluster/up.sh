@@ -325,6 +325,7 @@ export SCANJOB_IMAGES_DIR=$IMAGES_DIR
 export SCANJOB_IMAGES_PY=$HERE/images.py
 export SCANJOB_API_PORT=$API_PORT
 export SCANJOB_SLOWFS=$TOOLS_BIN/slowfs
+export SCANJOB_SPARK_JARS=$SPARK_JARS_DIR
 ENV
 log "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s: kube-apiserver https://127.0.0.1:$API_PORT, S3 http://127.0.0.1:$S3_PORT/$S3_BUCKET; logs in $RUN_DIR/logs"
 cat env.sh

@@ -156,10 +156,17 @@ fn two_runs(extra: &[&str]) -> Value {
     scan(&root, &out, &[&["--run", "r1"][..], &opts[..]].concat());
     let m1 = manifest(&out, "r1");
     assert!(m1["previous_run"].is_null(), "first run: {m1}");
-    assert!(
-        m1["derived"].get("diff_added").is_none(),
-        "no diff on a first run"
-    );
+    for table in ["diff_added", "diff_removed", "diff_changed", "growth"] {
+        let files = m1["derived"][table]
+            .as_array()
+            .unwrap_or_else(|| panic!("{table}: {m1}"));
+        let rows: u64 = files.iter().map(|f| f["rows"].as_u64().unwrap()).sum();
+        assert_eq!(
+            (files.len(), rows),
+            (1, 0),
+            "a first run has no diff: its tables start with one empty file"
+        );
+    }
     let seen1 = seen(&out, &m1);
 
     // The changes between the runs.

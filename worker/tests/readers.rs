@@ -196,6 +196,71 @@ fn newest_and_previous_night(url: &str, root: &Path) {
     assert!(at["scan_time"].as_str().is_some_and(|t| t.ends_with('Z')));
 }
 
+/// Spark, with Delta's Spark connector, reads the newest night, the one before by version and
+/// by time. The log objects' modification times are all set to one moment long before either
+/// night, so only the commits' in-commit timestamps tell Spark which night was current when.
+#[test]
+fn spark_reads_the_newest_night_and_the_one_before_by_version_and_by_commit_time() {
+    let jars = std::env::var("SCANJOB_SPARK_JARS").unwrap_or_else(|_| {
+        panic!("SCANJOB_SPARK_JARS is not set: run the tests with `tests/run`, which fetches Delta's Spark jars")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, root) = (tmp.path().join("out"), tmp.path().join("tree"));
+    let night = |run: &str| {
+        run_ok(
+            scanjob()
+                .arg("run")
+                .arg(&root)
+                .arg("--out")
+                .arg(&out)
+                .args(["--run", run]),
+        );
+        ground_truth(&root)
+    };
+    grow_for_night(&root, 0);
+    let truth1 = night("r1");
+    grow_for_night(&root, 1);
+    let truth2 = night("r2");
+    let ict = |version: u64| -> i64 {
+        let entry = out.join(format!("toc/_delta_log/{version:020}.json"));
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200);
+        std::fs::File::options()
+            .write(true)
+            .open(&entry)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        first["commitInfo"]["inCommitTimestamp"].as_i64().unwrap()
+    };
+    let (t0, t1) = (ict(0), ict(1));
+    assert!(t1 > t0, "in-commit timestamps increase");
+    let got = run_ok(
+        Command::new(python())
+            .arg(manifest_dir().join("tests/spark_queries.py"))
+            .arg(&out)
+            .arg(&jars)
+            .arg("0")
+            .arg(((t0 + t1) / 2).to_string()),
+    );
+    let got: Value = serde_json::from_slice(&got.stdout).expect("spark_queries.py prints JSON");
+    for (key, truth, rows) in [
+        ("newest", &truth2, find_paths(&root).len()),
+        ("version", &truth1, 0),
+        ("at", &truth1, 0),
+    ] {
+        for field in ["files", "size", "per_extension"] {
+            assert_eq!(got[key][field], truth[field], "spark {key}: {field}: {got}");
+        }
+        if rows > 0 {
+            assert_eq!(got[key]["rows"], rows, "spark {key}: {got}");
+            assert_eq!(got["newest_sql"], rows, "{got}");
+        }
+    }
+    assert_eq!(got["version"]["rows"], got["at"]["rows"], "{got}");
+}
+
 /// A file of the output location, local or on S3 (through pyarrow, as the readers would).
 fn read_url(url: &str, relative: &str) -> Vec<u8> {
     if !url.starts_with("s3://") {

@@ -333,11 +333,16 @@ impl Engine {
         self.register_batches(name, schema, batches)
     }
 
-    /// Runs `query` and returns every row (for small results).
+    /// Runs `query` and returns every row (for small results): at least one batch, so that a
+    /// result with no rows still has its schema.
     pub async fn collect(&self, what: &str, query: &str) -> Result<Vec<RecordBatch>> {
         let started = std::time::Instant::now();
         let df = self.sql(what, query).await?;
-        let batches = self.collect_rows(what, df).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let mut batches = self.collect_rows(what, df).await?;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema));
+        }
         tracing::debug!(what, seconds = started.elapsed().as_secs_f64(), "collected");
         Ok(batches)
     }
@@ -345,7 +350,8 @@ impl Engine {
     /// Runs `query` and streams its rows into Parquet parts `<dir>/<stem>-NNNNN.parquet`, one
     /// writer per output partition so encoding runs on every core. Batches are cast to
     /// `schema` when given (the ToC keeps its exact column types), and to the types Delta Lake
-    /// has ([`crate::store::delta::delta_schema`]).
+    /// has ([`crate::store::delta::delta_schema`]). A query with no rows writes one part with
+    /// none, so that its table has a version (and its schema) every night.
     pub async fn write(
         &self,
         what: &str,
@@ -408,6 +414,13 @@ impl Engine {
             })??);
         }
         self.count_spills(&plan);
+        if files.is_empty() {
+            let dir = table_subdir(dir, format_args!("p0"));
+            let mut writer =
+                RollingWriter::new(self.location.clone(), dir, stem, Arc::clone(&out_schema), 0);
+            writer.write(&RecordBatch::new_empty(out_schema)).await?;
+            files = writer.close().await?;
+        }
         Ok(files)
     }
 }

@@ -187,6 +187,15 @@ async fn open_engine(
         "query memory pool; the big joins run in passes when one side would not fit half of it"
     );
     let engine = Engine::new(location, &engine_options)?;
+    register_night_udfs(&engine, inputs);
+    engine
+        .register_files("cur", &inputs.toc_files, &TOC_SCHEMA)
+        .await?;
+    Ok(engine)
+}
+
+/// The functions whose answer depends on the night: its age buckets and carried paths.
+fn register_night_udfs(engine: &Engine, inputs: &Inputs<'_>) {
     let now_ns = inputs.created.timestamp_nanos_opt().unwrap_or(i64::MAX);
     engine.ctx.register_udf(age_bucket_udf(now_ns));
     let carried = inputs
@@ -194,10 +203,6 @@ async fn open_engine(
         .clone()
         .unwrap_or_else(|| Arc::new(|_: &[u8]| false));
     engine.ctx.register_udf(carried_udf(carried));
-    engine
-        .register_files("cur", &inputs.toc_files, &TOC_SCHEMA)
-        .await?;
-    Ok(engine)
 }
 
 /// What the history step made.
@@ -224,6 +229,7 @@ async fn history(
             .register_files("toc", &inputs.toc_files, &TOC_SCHEMA)
             .await?;
         group_owners(engine).await?;
+        empty_history_tables(engine, inputs, derived).await?;
         return Ok(History {
             toc_files: inputs.toc_files.clone(),
             carried_rows: 0,
@@ -243,9 +249,28 @@ async fn history(
         seconds = started.elapsed().as_secs_f64(),
         "first_seen joined"
     );
+    let (diff, growth_rows) = diff_and_growth(engine, inputs.run, derived).await?;
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "diff and growth done"
+    );
+    Ok(History {
+        toc_files: files,
+        carried_rows,
+        carried_from: carry.then(|| previous.run.clone()),
+        growth: Some(growth_summary(previous, &growth_rows, diff)),
+    })
+}
+
+/// The diff tables and the growth table of `run`, between the engine's `prev` and `cur` (and
+/// their owner groups); returns the diff's counts and the growth rows.
+async fn diff_and_growth(
+    engine: &Engine,
+    run: &str,
+    derived: &mut BTreeMap<String, Vec<PartFile>>,
+) -> Result<(history::DiffCounts, Vec<arrow_array::RecordBatch>)> {
     let (tables, diff) =
-        history::write_diff(engine, |t| derived_dir(&format!("diff_{t}"), inputs.run)).await?;
-    info!(seconds = started.elapsed().as_secs_f64(), "diff done");
+        history::write_diff(engine, |t| derived_dir(&format!("diff_{t}"), run)).await?;
     for (name, files) in tables {
         derived.insert(format!("diff_{name}"), files);
     }
@@ -261,14 +286,34 @@ async fn history(
         .await?;
     derived.insert(
         "growth".into(),
-        write_batches(engine, &growth_rows, &derived_dir("growth", inputs.run)).await?,
+        write_batches(engine, &growth_rows, &derived_dir("growth", run)).await?,
     );
-    Ok(History {
-        toc_files: files,
-        carried_rows,
-        carried_from: carry.then(|| previous.run.clone()),
-        growth: Some(growth_summary(previous, &growth_rows, diff)),
-    })
+    Ok((diff, growth_rows))
+}
+
+/// A first night has nothing to diff against, and its diff and growth tables start with no
+/// rows: written by the same queries over two empty snapshots, so that they have their schemas
+/// and every table of the output starts on the same night (version N of each is one night).
+async fn empty_history_tables(
+    engine: &Engine,
+    inputs: &Inputs<'_>,
+    derived: &mut BTreeMap<String, Vec<PartFile>>,
+) -> Result<()> {
+    let empty = Engine::new(
+        &engine.location,
+        &EngineOptions {
+            memory_limit_bytes: 64 << 20,
+            target_partitions: 1,
+            ..EngineOptions::default()
+        },
+    )?;
+    register_night_udfs(&empty, inputs);
+    for name in ["cur", "prev", "toc"] {
+        empty.register_files(name, &[], &TOC_SCHEMA).await?;
+    }
+    group_owners(&empty).await?;
+    diff_and_growth(&empty, inputs.run, derived).await?;
+    Ok(())
 }
 
 /// What the rollup step made, for the summary.
@@ -387,7 +432,7 @@ async fn duplicates(
             None,
         )
         .await?;
-    let (file_groups, file_wasted_bytes) = if dup_files.is_empty() {
+    let (file_groups, file_wasted_bytes) = if rows_of(&dup_files) == 0 {
         (0, 0)
     } else {
         engine

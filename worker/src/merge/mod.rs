@@ -551,20 +551,22 @@ async fn commit(
     manifest: &SnapshotManifest,
 ) -> Result<Option<u64>> {
     let files = |name: &str| manifest.derived.get(name).map_or(&[][..], Vec::as_slice);
+    // One commit time for the whole night, so time travel by timestamp finds it in every table.
+    let at = chrono::Utc::now().timestamp_millis();
     for (name, state) in &tables.derived {
         let table = Commit::replace(name, state.as_ref(), files(name));
-        commit_table(output, table, plan, &manifest.run).await?;
+        commit_table(output, table, plan, &manifest.run, at).await?;
     }
     let trends = Commit {
         append: true,
         ..Commit::replace(TRENDS_TABLE, tables.trends.as_ref(), files(TRENDS_TABLE))
     };
-    commit_table(output, trends, plan, &manifest.run).await?;
+    commit_table(output, trends, plan, &manifest.run, at).await?;
     let toc = Commit {
         schema: Some(TOC_SCHEMA.clone()),
         ..Commit::replace(TOC_TABLE, tables.toc.as_ref(), &manifest.toc_files)
     };
-    commit_table(output, toc, plan, &manifest.run).await
+    commit_table(output, toc, plan, &manifest.run, at).await
 }
 
 /// One table's part of a night's commit.
@@ -597,6 +599,7 @@ async fn commit_table(
     commit: Commit<'_>,
     plan: &ShardPlan,
     run: &str,
+    committed_at: i64,
 ) -> Result<Option<u64>> {
     let Commit {
         name,
@@ -640,6 +643,7 @@ async fn commit_table(
             scan_time: plan.created,
             files,
             append,
+            committed_at,
         },
     )
     .await?;

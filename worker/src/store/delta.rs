@@ -4,13 +4,15 @@
 //! night with no glue, and any kept night by version.
 //!
 //! The commit is the Delta protocol's JSON log entry `_delta_log/<version>.json` (reader
-//! version 1, writer version 2), written with put-if-absent, so of two merges racing for one
-//! version exactly one commits. The files are added as the scan shards or the merge's history
+//! version 1, writer version 7 with the one writer feature `inCommitTimestamp`), written with
+//! put-if-absent, so of two merges racing for one version exactly one commits. The files are added as the scan shards or the merge's history
 //! join wrote them; no row is copied to commit them.
 //!
 //! Every commit names its run and scan time in `commitInfo` (`scanjob.run`,
-//! `scanjob.scanTime`), and the rows carry the scan time as `last_seen`, so a night is found
-//! without relying on the log objects' modification times. The table's `metaData` holds
+//! `scanjob.scanTime`), and the rows carry the scan time as `last_seen`. Each commit also
+//! carries its time as Delta's in-commit timestamp, one time for all the tables of a night, so
+//! a reader's time travel by timestamp finds the same night in every table without relying on
+//! the log objects' modification times (which a copy of the bucket would change). The table's `metaData` holds
 //! `scanjob.table`; a table without it was written by something else and is never touched.
 //!
 //! The log is read whole (one small JSON object per night) before anything of a night is
@@ -43,6 +45,9 @@ pub const TABLE_PROPERTY: &str = "scanjob.table";
 
 const ENGINE: &str = concat!("scanjob/", env!("CARGO_PKG_VERSION"));
 
+/// The table property that turns on in-commit timestamps.
+const IN_COMMIT_TIMESTAMPS: &str = "delta.enableInCommitTimestamps";
+
 /// A retention longer than any table lives (Delta's durations are intervals).
 const RETAIN_FOREVER: &str = "interval 36500 days";
 
@@ -61,6 +66,9 @@ pub struct TableState {
     pub files: BTreeSet<String>,
     /// `scanjob.run` of each version's commit, by version.
     pub runs: BTreeMap<u64, String>,
+    /// The in-commit timestamp of the current version (milliseconds since the epoch), when
+    /// the table has them enabled.
+    pub in_commit_timestamp: Option<i64>,
 }
 
 impl TableState {
@@ -223,6 +231,7 @@ pub async fn read_state(location: &Location, table: &str) -> Result<Option<Table
     let mut table_meta: Option<(String, String)> = None;
     let mut files = BTreeSet::new();
     let mut runs = BTreeMap::new();
+    let (mut timestamps_enabled, mut in_commit_timestamp) = (false, None);
     for version in versions {
         let relative = log_entry_path(table, version);
         let (mut adds, mut removes, mut said) = (0u64, 0u64, None);
@@ -260,6 +269,8 @@ pub async fn read_state(location: &Location, table: &str) -> Result<Option<Table
                     .as_str()
                     .ok_or_else(|| bad("metaData has no schemaString"))?;
                 table_meta = Some((id.to_string(), schema.to_string()));
+                timestamps_enabled =
+                    meta["configuration"][IN_COMMIT_TIMESTAMPS].as_str() == Some("true");
             } else if let Some(add) = action.get("add") {
                 let path = add["path"].as_str().ok_or_else(|| bad("add has no path"))?;
                 files.insert(path.to_string());
@@ -271,6 +282,7 @@ pub async fn read_state(location: &Location, table: &str) -> Result<Option<Table
                 files.remove(path);
                 removes += 1;
             } else if let Some(info) = action.get("commitInfo") {
+                in_commit_timestamp = info["inCommitTimestamp"].as_i64();
                 let run = info["scanjob.run"].as_str();
                 let counts = (
                     info["scanjob.adds"].as_u64(),
@@ -316,6 +328,7 @@ pub async fn read_state(location: &Location, table: &str) -> Result<Option<Table
         schema_string,
         files,
         runs,
+        in_commit_timestamp: in_commit_timestamp.filter(|_| timestamps_enabled),
     }))
 }
 
@@ -340,6 +353,10 @@ pub struct Night<'a> {
     pub files: &'a [PartFile],
     /// Add `files` and remove none (else the version before's files are all removed).
     pub append: bool,
+    /// When the night is committed (milliseconds since the epoch): the same for every table
+    /// of the night. The commit's in-commit timestamp is this, or one millisecond after the
+    /// version before's when that is later (they must increase).
+    pub committed_at: i64,
 }
 
 /// Commits one night: a version that adds its files and, unless it appends, removes every
@@ -359,8 +376,10 @@ pub async fn commit_night(
         scan_time,
         files,
         append,
+        committed_at,
     } = night;
-    let now = chrono::Utc::now().timestamp_millis();
+    let previous_timestamp = previous.and_then(|p| p.in_commit_timestamp);
+    let now = previous_timestamp.map_or(committed_at, |t| committed_at.max(t + 1));
     let version = previous.map_or(0, |p| p.version + 1);
     // Each file with its path relative to the table, as the log names it.
     let prefix = format!("{table}/");
@@ -396,7 +415,9 @@ pub async fn commit_night(
         .into_iter()
         .filter(|(path, _)| !previous.is_some_and(|p| p.files.contains(*path)))
         .collect();
+    // In-commit timestamps require commitInfo to be the first action.
     let mut actions = vec![json!({"commitInfo": {
+        "inCommitTimestamp": now,
         "timestamp": now,
         "operation": "WRITE",
         "operationParameters": {"mode": if append { "Append" } else { "Overwrite" }},
@@ -407,25 +428,37 @@ pub async fn commit_night(
         "scanjob.adds": new_files.len(),
         "scanjob.removes": removed.len(),
     }})];
-    if previous.is_none() {
-        actions.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
+    // A table started before in-commit timestamps gets them from this version on.
+    let enable_timestamps = previous_timestamp.is_none();
+    if enable_timestamps {
+        actions.push(json!({"protocol": {
+            "minReaderVersion": 1,
+            "minWriterVersion": 7,
+            "writerFeatures": ["inCommitTimestamp", "invariants"],
+        }}));
     }
-    if previous.is_none_or(|p| p.schema_string != schema_string) {
+    if enable_timestamps || previous.is_none_or(|p| p.schema_string != schema_string) {
         let id = previous.map_or_else(|| uuid::Uuid::new_v4().to_string(), |p| p.id.clone());
+        let mut configuration = json!({
+            TABLE_PROPERTY: table,
+            IN_COMMIT_TIMESTAMPS: "true",
+            // scanjob removes a night's files itself, when retention drops the night;
+            // another engine's VACUUM or log cleanup with Delta's defaults (7 days, 30
+            // days) must not remove a night that retention keeps.
+            "delta.deletedFileRetentionDuration": RETAIN_FOREVER,
+            "delta.logRetentionDuration": RETAIN_FOREVER,
+        });
+        if version > 0 && enable_timestamps {
+            configuration["delta.inCommitTimestampEnablementVersion"] = json!(version.to_string());
+            configuration["delta.inCommitTimestampEnablementTimestamp"] = json!(now.to_string());
+        }
         actions.push(json!({"metaData": {
             "id": id,
             "name": table,
             "format": {"provider": "parquet", "options": {}},
             "schemaString": schema_string,
             "partitionColumns": [],
-            "configuration": {
-                TABLE_PROPERTY: table,
-                // scanjob removes a night's files itself, when retention drops the night;
-                // another engine's VACUUM or log cleanup with Delta's defaults (7 days, 30
-                // days) must not remove a night that retention keeps.
-                "delta.deletedFileRetentionDuration": RETAIN_FOREVER,
-                "delta.logRetentionDuration": RETAIN_FOREVER,
-            },
+            "configuration": configuration,
             "createdTime": now,
         }}));
     }
