@@ -22,6 +22,11 @@ pub struct PlanArgs {
     pub previous: Option<String>,
     pub run: Option<String>,
     pub walk: WalkArgs,
+    /// A first run's top-level count: directories listed at once, and the scan's budget and
+    /// latency guard.
+    pub threads: Option<usize>,
+    pub max_ops_per_second: Option<u32>,
+    pub latency_guard_ms: Option<u32>,
 }
 
 /// `scanjob scan --plan URL …`; the shard index comes from `JOB_COMPLETION_INDEX`.
@@ -80,6 +85,9 @@ impl PlanArgs {
         if self.walk.one_file_system {
             a.push("--one-file-system".into());
         }
+        push_opt(&mut a, "--threads", self.threads);
+        push_opt(&mut a, "--max-ops-per-second", self.max_ops_per_second);
+        push_opt(&mut a, "--latency-guard-ms", self.latency_guard_ms);
         a
     }
 }

@@ -128,6 +128,16 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 one_file_system: spec.source.one_file_system,
                 project_level: flag(spec.source.project_level, usize::MAX),
             },
+            // The plan pod runs alone, before any scan pod: the whole budget is its own.
+            threads: spec.worker.threads.map(|n| flag(n, usize::MAX)),
+            max_ops_per_second: spec
+                .source
+                .max_ops_per_second
+                .map(|budget| flag(budget.max(1), u32::MAX)),
+            latency_guard_ms: spec
+                .source
+                .latency_guard_milliseconds
+                .map(|ms| flag(ms, u32::MAX)),
         }
         .to_args(),
         Step::Scan => {

@@ -108,6 +108,9 @@ async fn worker_run() -> WorkerRun {
         run: RUN.into(),
         previous: None,
         settings: WalkSettings::default(),
+        threads: 2,
+        max_ops_per_second: None,
+        latency_guard_ms: None,
     })
     .await
     .unwrap();

@@ -650,7 +650,9 @@ fn the_plan_job_walks_the_sub_path_with_the_spec_walk_options() {
             "1",
             "--exclude",
             ".snapshot",
-            "--one-file-system"
+            "--one-file-system",
+            "--threads",
+            "32"
         ])
     );
 }
@@ -687,5 +689,18 @@ fn the_operations_budget_is_split_between_the_scan_pods() {
     assert!(
         a.to_string().contains("\"--max-ops-per-second\",\"5000\""),
         "{a}"
+    );
+    // The plan pod runs before any scan pod, alone: the whole budget and the guard.
+    let request = JobRequest {
+        run: "r".into(),
+        step: Step::Plan,
+        shards: 3,
+        allow_shrink: false,
+    };
+    let plan = serde_json::to_value(job(&sj, &request, &defaults())).unwrap();
+    let plan = plan["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        plan.contains("\"--max-ops-per-second\",\"5000\",\"--latency-guard-ms\",\"50\""),
+        "{plan}"
     );
 }

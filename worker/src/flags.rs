@@ -164,6 +164,12 @@ pub struct PlanArgs {
     pub run: Option<String>,
     #[command(flatten)]
     pub walk: WalkArgs,
+    /// Directories a first run's top-level count lists at once (as the scan's threads)
+    #[arg(long, default_value_t = default_threads())]
+    pub threads: usize,
+    /// The scan's budget and latency guard, which the top-level count keeps too.
+    #[command(flatten)]
+    pub politeness: PolitenessArgs,
 }
 
 // The flags of `scanjob scan`.
@@ -265,6 +271,9 @@ mod tests {
                 one_file_system: true,
                 project_level: 2,
             },
+            threads: Some(24),
+            max_ops_per_second: Some(3000),
+            latency_guard_ms: Some(40),
         };
         let Command::Plan(PlanArgs {
             root,
@@ -273,6 +282,8 @@ mod tests {
             previous,
             run,
             walk,
+            threads,
+            politeness,
         }) = parse(line.to_args())
         else {
             panic!("not a plan command");
@@ -289,6 +300,14 @@ mod tests {
                 line.walk.one_file_system,
                 line.walk.project_level
             )
+        );
+        assert_eq!(
+            (
+                Some(threads),
+                politeness.max_ops_per_second,
+                politeness.latency_guard_ms
+            ),
+            (line.threads, line.max_ops_per_second, line.latency_guard_ms)
         );
     }
 

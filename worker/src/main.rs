@@ -132,6 +132,8 @@ async fn plan(args: PlanArgs, json: bool) -> Result<PhaseResult, Error> {
         previous,
         run,
         walk,
+        threads,
+        politeness,
     } = args;
     let output = Location::parse(&out)?;
     let previous = previous.as_deref().map(Location::parse).transpose()?;
@@ -142,6 +144,9 @@ async fn plan(args: PlanArgs, json: bool) -> Result<PhaseResult, Error> {
         run: run.unwrap_or_else(|| run_id(chrono::Utc::now())),
         previous,
         settings: walk.settings(),
+        threads,
+        max_ops_per_second: politeness.max_ops_per_second,
+        latency_guard_ms: politeness.latency_guard_ms,
     })
     .await?;
     #[derive(Serialize)]
@@ -152,6 +157,7 @@ async fn plan(args: PlanArgs, json: bool) -> Result<PhaseResult, Error> {
         balanced_by: &'a str,
         estimated_imbalance: f64,
         planning_seconds: f64,
+        planning_calls: u64,
     }
     let summary = PlanSummary {
         plan: &url,
@@ -160,6 +166,7 @@ async fn plan(args: PlanArgs, json: bool) -> Result<PhaseResult, Error> {
         balanced_by: &plan.balanced_by,
         estimated_imbalance: plan.estimated_imbalance,
         planning_seconds: plan.planning_seconds,
+        planning_calls: plan.planning_calls,
     };
     emit(json, &summary, || {
         format!(

@@ -105,6 +105,9 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         run: run.clone(),
         previous: Some(request.output.clone()),
         settings: request.settings.clone(),
+        threads: request.threads,
+        max_ops_per_second: request.max_ops_per_second,
+        latency_guard_ms: request.latency_guard_ms,
     })
     .await?;
     let mut output_bytes = 0;

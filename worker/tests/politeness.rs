@@ -51,6 +51,49 @@ fn a_budget_holds_over_a_run_and_the_report_counts_the_calls() {
     assert_eq!(summary["files"], 400, "{summary}");
 }
 
+/// A first run's plan counts the top levels with many threads at once, and keeps the budget:
+/// every directory listed once, the same plan as one thread makes, and no faster than the budget.
+#[test]
+fn a_first_plan_s_top_level_count_keeps_the_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    tree(&root, 300, 2);
+    let plan = |threads: &str, budget: Option<&str>| {
+        let out = tmp.path().join(format!("out-{threads}"));
+        let mut cmd = scanjob();
+        cmd.arg("plan").arg(&root).arg("--out").arg(&out).args([
+            "--shards",
+            "4",
+            "--run",
+            "r1",
+            "--threads",
+            threads,
+            "--json",
+        ]);
+        if let Some(budget) = budget {
+            cmd.args(["--max-ops-per-second", budget]);
+        }
+        let started = Instant::now();
+        let summary: Value = serde_json::from_slice(&run_ok(&mut cmd).stdout).unwrap();
+        let wall = started.elapsed().as_secs_f64();
+        let plan: Value =
+            serde_json::from_slice(&std::fs::read(out.join("runs/r1/plan.json")).unwrap()).unwrap();
+        assert_eq!(plan["balanced_by"], "top-level-count", "{plan}");
+        (summary, plan["shards"].clone(), wall)
+    };
+    let (one, one_shards, _) = plan("1", None);
+    let (many, many_shards, wall) = plan("8", Some("400"));
+    // The root's device, and one open per directory: the root and its 300.
+    assert_eq!(one["planning_calls"], 302, "{one}");
+    assert_eq!(many["planning_calls"], 302, "{many}");
+    assert_eq!(one_shards, many_shards, "eight threads plan what one does");
+    let floor = (302 - 1) as f64 / 400.0;
+    assert!(
+        wall >= floor,
+        "302 calls in {wall:.2} s beat 400/s ({floor:.2} s)"
+    );
+}
+
 #[test]
 fn a_shard_past_its_deadline_reports_progress_and_exits_retryable() {
     let tmp = tempfile::tempdir().unwrap();

@@ -18,7 +18,10 @@ use tracing::info;
 
 use crate::error::{Error, Result};
 use crate::merge::previous::{directory_table, latest_manifest};
-use crate::plan::shards::{ShardAssignment, assign_shards, count_top_levels, imbalance};
+use crate::plan::shards::{
+    CountOptions, ShardAssignment, assign_shards, count_top_levels, imbalance,
+};
+use crate::scan::politeness::Politeness;
 use crate::scan::root::{exclude_set, open_root};
 use crate::store::Location;
 use crate::store::layout::{
@@ -35,6 +38,11 @@ pub struct PlanRequest {
     /// Balance by this location's latest snapshot when it has one.
     pub previous: Option<Location>,
     pub settings: WalkSettings,
+    /// A first run's top-level count lists this many directories at once, each open and stat
+    /// under the scan's operations budget and latency guard.
+    pub threads: usize,
+    pub max_ops_per_second: Option<u32>,
+    pub latency_guard_ms: Option<u32>,
 }
 
 /// Directories the top-level count may list when there is no earlier snapshot.
@@ -63,6 +71,17 @@ struct Balance {
     root_fd: Arc<OwnedFd>,
     exclude: Option<GlobSet>,
     one_file_system: bool,
+    threads: usize,
+    politeness: Politeness,
+}
+
+/// What the shards are balanced by, the previous run, and the file-system calls the planner
+/// made.
+struct Assigned {
+    assignments: Vec<ShardAssignment>,
+    balanced_by: &'static str,
+    previous_run: Option<String>,
+    calls: u64,
 }
 
 /// Assigns the tree to shards: by the previous snapshot's directory table when there is one
@@ -71,35 +90,50 @@ struct Balance {
 async fn assign(
     balance: Balance,
     previous: Option<(&Location, SnapshotManifest)>,
-) -> Result<(Vec<ShardAssignment>, &'static str, Option<String>)> {
+) -> Result<Assigned> {
     let shards = balance.shards;
     if let Some((location, manifest)) = previous {
         let table = directory_table(location, &manifest).await?;
         let assignments = tokio::task::spawn_blocking(move || assign_shards(&table, shards, 1))
             .await
             .expect("planner thread");
-        return Ok((assignments, "previous-snapshot", Some(manifest.run)));
+        return Ok(Assigned {
+            assignments,
+            balanced_by: "previous-snapshot",
+            previous_run: Some(manifest.run),
+            calls: 0,
+        });
     }
     if shards == 1 {
         // One shard walks the whole tree: nothing to balance, nothing to count.
-        return Ok((
-            assign_shards(&Default::default(), 1, 1),
-            "single-shard",
-            None,
-        ));
+        return Ok(Assigned {
+            assignments: assign_shards(&Default::default(), 1, 1),
+            balanced_by: "single-shard",
+            previous_run: None,
+            calls: 0,
+        });
     }
-    let assignments = tokio::task::spawn_blocking(move || {
-        let (table, estimate) = count_top_levels(
+    let (assignments, calls) = tokio::task::spawn_blocking(move || {
+        let (table, estimate, calls) = count_top_levels(
             balance.root_fd,
-            count_budget(shards),
-            balance.exclude.as_ref(),
-            balance.one_file_system,
+            &CountOptions {
+                max_dirs: count_budget(shards),
+                exclude: balance.exclude.as_ref(),
+                one_file_system: balance.one_file_system,
+                threads: balance.threads,
+                politeness: &balance.politeness,
+            },
         );
-        assign_shards(&table, shards, estimate)
+        (assign_shards(&table, shards, estimate), calls)
     })
     .await
     .expect("planner thread");
-    Ok((assignments, "top-level-count", None))
+    Ok(Assigned {
+        assignments,
+        balanced_by: "top-level-count",
+        previous_run: None,
+        calls,
+    })
 }
 
 /// Plans the run, or returns the plan already stored for this run id (a retried plan pod must
@@ -112,6 +146,9 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         run,
         previous,
         settings,
+        threads,
+        max_ops_per_second,
+        latency_guard_ms,
     } = request;
     check_request(&output, &run, shards)?;
     // A damaged Delta log, or a table at <output>/toc that scanjob did not write, stops the
@@ -138,8 +175,15 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         root_fd,
         exclude,
         one_file_system: settings.one_file_system,
+        threads: threads.max(1),
+        politeness: Politeness::new(max_ops_per_second, latency_guard_ms, threads.max(1)),
     };
-    let (assignments, balanced_by, previous_run) = assign(balance, previous).await?;
+    let Assigned {
+        assignments,
+        balanced_by,
+        previous_run,
+        calls,
+    } = assign(balance, previous).await?;
     let created = chrono::Utc::now();
     let plan = ShardPlan {
         format: LAYOUT_FORMAT,
@@ -156,6 +200,7 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         balanced_by: balanced_by.to_string(),
         previous_run,
         planning_seconds: started.elapsed().as_secs_f64(),
+        planning_calls: calls,
         estimated_imbalance: imbalance(&assignments),
         shards: assignments,
     };
@@ -180,6 +225,7 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         balanced_by = %plan.balanced_by,
         imbalance = plan.estimated_imbalance,
         seconds = plan.planning_seconds,
+        calls = plan.planning_calls,
         "planned"
     );
     Ok((plan, plan_url))

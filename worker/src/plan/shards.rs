@@ -17,11 +17,12 @@
 //! whose name slice holds it ([`planned_dirs`], and the module docs of [`crate::scan::walk`]).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use globset::GlobSet;
 use rustix::fd::{AsFd, OwnedFd};
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pathbytes::{PathBytes, join, parent_of};
 use crate::plan::pieces::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
+use crate::scan::politeness::Politeness;
 use crate::scan::walk::{device_of, open_dir, stat_at};
 
 /// What the planner knows of one directory.
@@ -279,71 +281,52 @@ fn pack(tree: &Tree<'_>, mut pieces: Vec<Piece>, shards: u32) -> Vec<ShardAssign
     assignments
 }
 
-/// Lists the top of the tree breadth-first (names only, no per-entry stat) until `max_dirs`
-/// directories are listed. Used when there is no earlier snapshot to balance by.
-pub fn count_top_levels(
-    root: Arc<OwnedFd>,
-    max_dirs: usize,
-    exclude: Option<&GlobSet>,
-    one_file_system: bool,
-) -> (DirTable, u64) {
-    let root_dev = device_of(root.as_fd()).unwrap_or_default();
+/// How the top-level count lists the tree.
+pub struct CountOptions<'a> {
+    /// Directories it may list.
+    pub max_dirs: usize,
+    pub exclude: Option<&'a GlobSet>,
+    pub one_file_system: bool,
+    /// Directories listed at once, as the scan's walker threads.
+    pub threads: usize,
+    /// The scan's operations budget and latency guard: every open and stat goes through it.
+    pub politeness: &'a Politeness,
+}
+
+/// A directory the count has yet to list: its parent's descriptor, its name and its path.
+type Pending = (Arc<OwnedFd>, Vec<u8>, Vec<u8>);
+
+/// What listing one directory found: its stats and its subdirectories, in listing order.
+type Listed = (DirStats, Vec<Pending>);
+
+/// Lists the top of the tree breadth-first (names only; a stat only where the directory entry
+/// does not give the type) until `options.max_dirs` directories are listed. Used when there is
+/// no earlier snapshot to balance by. Each level is listed by `options.threads` threads, every
+/// open and stat under the scan's budget and latency guard; the directories listed are exactly
+/// those a one-thread breadth-first listing would list (each level in order, up to what the
+/// budget leaves). Returns the table, the mean entries of a listed directory and the
+/// file-system calls made.
+pub fn count_top_levels(root: Arc<OwnedFd>, options: &CountOptions<'_>) -> (DirTable, u64, u64) {
+    let root_dev = options
+        .politeness
+        .call(|| device_of(root.as_fd()))
+        .unwrap_or_default();
+    let calls = AtomicU64::new(1);
     let mut table = DirTable::new();
-    let mut queue: VecDeque<(Arc<OwnedFd>, Vec<u8>, Vec<u8>)> =
-        VecDeque::from([(root, Vec::new(), Vec::new())]);
-    let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
-    let mut ignored_ts = 0u64;
-    while let Some((parent, name, path)) = queue.pop_front() {
-        if table.len() >= max_dirs {
+    let mut level: Vec<Pending> = vec![(root, Vec::new(), Vec::new())];
+    while !level.is_empty() {
+        let room = options.max_dirs.saturating_sub(table.len());
+        for (_, _, path) in level.split_off(level.len().min(room)) {
             table.entry(path).or_default();
-            continue;
         }
-        let Ok(fd) = open_dir(parent.as_fd(), &name) else {
-            // The scan will report it; for balancing it is an empty leaf.
-            table.insert(
-                path,
-                DirStats {
-                    entries: 0,
-                    listed: true,
-                },
-            );
-            continue;
-        };
-        drop(parent);
-        let fd = Arc::new(fd);
-        let mut entries = 0u64;
-        let mut dir = RawDir::new(fd.as_fd(), &mut buf);
-        while let Some(Ok(entry)) = dir.next() {
-            let entry_name = entry.file_name();
-            let bytes = entry_name.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
-            }
-            if exclude.is_some_and(|g| g.is_match(OsStr::from_bytes(bytes))) {
-                continue;
-            }
-            entries += 1;
-            let is_dir = match entry.file_type() {
-                FileType::Directory if !one_file_system => true,
-                FileType::Directory | FileType::Unknown => {
-                    stat_at(fd.as_fd(), entry_name, &mut ignored_ts).is_ok_and(|m| {
-                        m.kind == crate::scan::rows::EntryKind::Dir
-                            && (!one_file_system || m.dev == root_dev)
-                    })
-                }
-                _ => false,
-            };
-            if is_dir {
-                queue.push_back((fd.clone(), bytes.to_vec(), join(&path, bytes)));
-            }
+        let paths: Vec<Vec<u8>> = level.iter().map(|(_, _, path)| path.clone()).collect();
+        let listed = list_level(level, options, root_dev, &calls);
+        let mut next = Vec::new();
+        for (path, (stats, children)) in paths.into_iter().zip(listed) {
+            table.insert(path, stats);
+            next.extend(children);
         }
-        table.insert(
-            path,
-            DirStats {
-                entries,
-                listed: true,
-            },
-        );
+        level = next;
     }
     let listed: Vec<u64> = table
         .iter()
@@ -355,7 +338,113 @@ pub fn count_top_levels(
     } else {
         (listed.iter().sum::<u64>() / listed.len() as u64).max(1)
     };
-    (table, estimate)
+    (table, estimate, calls.into_inner())
+}
+
+/// Lists every directory of `level` with up to `options.threads` threads; the results are in
+/// `level`'s order.
+fn list_level(
+    level: Vec<Pending>,
+    options: &CountOptions<'_>,
+    root_dev: u64,
+    calls: &AtomicU64,
+) -> Vec<Listed> {
+    let count = level.len();
+    let work: Vec<Mutex<Option<Pending>>> =
+        level.into_iter().map(|p| Mutex::new(Some(p))).collect();
+    let done: Vec<Mutex<Option<Listed>>> = (0..count).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..options.threads.clamp(1, count.max(1)) {
+            scope.spawn(|| {
+                let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = work.get(i) else { break };
+                    let pending = slot
+                        .lock()
+                        .expect("not poisoned")
+                        .take()
+                        .expect("taken once");
+                    let listed = list_one(pending, options, root_dev, calls, &mut buf);
+                    *done[i].lock().expect("not poisoned") = Some(listed);
+                }
+            });
+        }
+    });
+    done.into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("not poisoned")
+                .expect("every directory listed")
+        })
+        .collect()
+}
+
+/// Opens and lists one directory: its entries and its subdirectories (a directory that cannot
+/// be opened is an empty leaf: the scan will report it).
+fn list_one(
+    (parent, name, path): Pending,
+    options: &CountOptions<'_>,
+    root_dev: u64,
+    calls: &AtomicU64,
+    buf: &mut [MaybeUninit<u8>],
+) -> Listed {
+    calls.fetch_add(1, Ordering::Relaxed);
+    let opened = options.politeness.call(|| open_dir(parent.as_fd(), &name));
+    drop(parent);
+    let Ok(fd) = opened else {
+        return (
+            DirStats {
+                entries: 0,
+                listed: true,
+            },
+            Vec::new(),
+        );
+    };
+    let fd = Arc::new(fd);
+    let mut entries = 0u64;
+    let mut children = Vec::new();
+    let mut ignored_ts = 0u64;
+    let mut dir = RawDir::new(fd.as_fd(), buf);
+    while let Some(Ok(entry)) = dir.next() {
+        let entry_name = entry.file_name();
+        let bytes = entry_name.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        if options
+            .exclude
+            .is_some_and(|g| g.is_match(OsStr::from_bytes(bytes)))
+        {
+            continue;
+        }
+        entries += 1;
+        let is_dir = match entry.file_type() {
+            FileType::Directory if !options.one_file_system => true,
+            FileType::Directory | FileType::Unknown => {
+                calls.fetch_add(1, Ordering::Relaxed);
+                options
+                    .politeness
+                    .call(|| stat_at(fd.as_fd(), entry_name, &mut ignored_ts))
+                    .is_ok_and(|m| {
+                        m.kind == crate::scan::rows::EntryKind::Dir
+                            && (!options.one_file_system || m.dev == root_dev)
+                    })
+            }
+            _ => false,
+        };
+        if is_dir {
+            children.push((Arc::clone(&fd), bytes.to_vec(), join(&path, bytes)));
+        }
+    }
+    (
+        DirStats {
+            entries,
+            listed: true,
+        },
+        children,
+    )
 }
 
 #[cfg(test)]

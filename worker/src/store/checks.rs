@@ -246,6 +246,7 @@ mod tests {
             balanced_by: "top-level-count".into(),
             previous_run: None,
             planning_seconds: 0.0,
+            planning_calls: 0,
             estimated_imbalance: 1.0,
             shards,
         }

@@ -128,6 +128,10 @@ pub struct ShardPlan {
     pub balanced_by: String,
     pub previous_run: Option<String>,
     pub planning_seconds: f64,
+    /// File-system calls the planner made (directory opens and stats of a first run's
+    /// top-level count; none when it balances by the previous snapshot).
+    #[serde(default)]
+    pub planning_calls: u64,
     pub estimated_imbalance: f64,
     pub shards: Vec<ShardAssignment>,
 }
