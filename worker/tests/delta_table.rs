@@ -357,12 +357,6 @@ fn derived_tables(out: &Path, names: &[String]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn rows_of(files: &Value) -> u64 {
-    files.as_array().map_or(0, |files| {
-        files.iter().map(|f| f["rows"].as_u64().unwrap()).sum()
-    })
-}
-
 /// The first line of `<out>/<table>/_delta_log/<version>.json`: the commit's `commitInfo`.
 fn commit_info(out: &Path, table: &str, version: u64) -> Value {
     let path = out.join(format!("{table}/_delta_log/{version:020}.json"));

@@ -79,13 +79,11 @@ fn an_older_schema_version_is_read_with_a_warning() {
     let manifest = latest_manifest(&out);
     assert_eq!(manifest["previous_run"], "r1");
     assert_eq!(manifest["schema_version"], 3);
-    let added: u64 = manifest["derived"]["diff_added"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["rows"].as_u64().unwrap())
-        .sum();
-    assert_eq!(added, 0, "nothing added");
+    assert_eq!(
+        rows_of(&manifest["derived"]["diff_added"]),
+        0,
+        "nothing added"
+    );
 }
 
 /// Turns a first night into one written before the Delta table: its ToC files rewritten with
@@ -149,13 +147,11 @@ fn a_version_2_snapshot_carries_first_seen_into_version_3() {
     assert_eq!(manifest["previous_run"], "r1");
     assert_eq!(manifest["schema_version"], 3);
     for table in ["diff_added", "diff_removed", "diff_changed"] {
-        let rows: u64 = manifest["derived"][table]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["rows"].as_u64().unwrap())
-            .sum();
-        assert_eq!(rows, 0, "{table}: nothing changed between the nights");
+        assert_eq!(
+            rows_of(&manifest["derived"][table]),
+            0,
+            "{table}: nothing changed between the nights"
+        );
     }
     let after = toc_rows(&out);
     assert_eq!(after.len(), before.len());

@@ -371,3 +371,10 @@ fn mounted(path: &Path) -> bool {
     info.lines()
         .any(|l| l.split_whitespace().nth(4) == Some(path.as_ref()))
 }
+
+/// The rows of a manifest's file list (`toc_files`, or one table of `derived`): 0 for none.
+pub fn rows_of(files: &Value) -> u64 {
+    files.as_array().map_or(0, |files| {
+        files.iter().map(|f| f["rows"].as_u64().unwrap()).sum()
+    })
+}

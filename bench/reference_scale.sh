@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The whole pipeline at the reference store's shape, step by step, on this machine: slowfs'
+# synthetic tree (16 M files, ~510 k directories, its biggest directory over a million files)
+# served from memory, two nights (churn 0, then 0.005), each as `scanjob plan`, 16 × `scanjob
+# scan` and `scanjob merge` (the steps the operator's pods run), every step under
+# /usr/bin/time for its wall time and peak RSS, with the objects and bytes it wrote. Then the
+# tables are checked against slowfs' ground truth (bench/reference_check.py).
+#   bash bench/reference_scale.sh [--files 16M] [--shards 16] [--threads 16] [--latency-us 0] [--out DIR]
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=$(cd "$REPO/../shared" && pwd)
+CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
+FILES=16M SHARDS=16 THREADS=16 LAT=0 OUT=/tmp/scanjob-reference
+while [ $# -gt 0 ]; do
+  case $1 in
+    --files) FILES=$2; shift 2 ;;
+    --shards) SHARDS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --latency-us) LAT=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+(cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
+(cd "$REPO" && cargo build --release --locked -q --workspace --bins)
+bash "$REPO/tests/cluster/install.sh" >/dev/null
+SCANJOB=$CARGO_TARGET_DIR/release/scanjob SLOWFS=$CACHE/slowfs-target/release/slowfs
+MNT=/tmp/reference-mnt
+rm -rf "$OUT" && mkdir -p "$OUT/bench" "$MNT"
+STEPS=$OUT/bench/steps.tsv
+printf 'night\tstep\tseconds\tpeak_rss_kib\tobjects\tbytes\n' >"$STEPS"
+SLOWFS_PID=
+unmount() {
+  [ -z "$SLOWFS_PID" ] || { kill "$SLOWFS_PID" 2>/dev/null || true; wait "$SLOWFS_PID" 2>/dev/null || true; }
+  SLOWFS_PID=
+  mountpoint -q "$MNT" && umount -l "$MNT" || true
+}
+trap unmount EXIT
+objects() { find "$OUT" -path "$OUT/bench" -prune -o -type f -printf '%s\n' | awk '{n++; b+=$1} END {print n+0, b+0}'; }
+# step NIGHT NAME COMMAND...: runs it under /usr/bin/time and records what it wrote.
+step() {
+  local night=$1 name=$2; shift 2
+  read -r n0 b0 < <(objects)
+  /usr/bin/time -f '%e %M' -o "$OUT/bench/time" "$@" >>"$OUT/bench/$night.log" 2>&1 \
+    || { echo "$night $name failed:" >&2; tail -20 "$OUT/bench/$night.log" >&2; exit 1; }
+  read -r n1 b1 < <(objects)
+  read -r secs rss <"$OUT/bench/time"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$night" "$name" "$secs" "$rss" $((n1 - n0)) $((b1 - b0)) >>"$STEPS"
+  echo "$night $name: ${secs} s, peak RSS $((rss / 1024)) MiB, $((n1 - n0)) objects, $((b1 - b0)) bytes"
+}
+for night in 1 2; do
+  churn=$([ "$night" = 1 ] && echo 0 || echo 0.005)
+  run=n$night
+  "$SLOWFS" --synthetic "files=$FILES,seed=42,churn=$churn" "$MNT" --latency-us "$LAT" \
+    --summary "$OUT/bench/truth$night.json" --stats "$OUT/bench/stats$night.json" \
+    >"$OUT/bench/slowfs$night.log" 2>&1 &
+  SLOWFS_PID=$!
+  for _ in $(seq 600); do mountpoint -q "$MNT" && break; sleep 0.5; done
+  mountpoint -q "$MNT" || { echo "slowfs did not mount" >&2; exit 1; }
+  step "$run" plan "$SCANJOB" plan "$MNT" --shards "$SHARDS" --out "$OUT" --previous "$OUT" \
+    --run "$run" --threads "$THREADS" --json
+  for i in $(seq 0 $((SHARDS - 1))); do
+    step "$run" "scan $i" "$SCANJOB" scan --plan "$OUT/runs/$run/plan.json" --index "$i" \
+      --threads "$THREADS" --progress-seconds 0
+  done
+  step "$run" merge env RUST_LOG=info "$SCANJOB" merge --run "$OUT/runs/$run"
+  unmount
+done
+"$CACHE/venv/bin/python" "$REPO/bench/reference_check.py" "$OUT"
