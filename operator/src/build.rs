@@ -116,6 +116,12 @@ fn flag<T: TryFrom<i64>>(value: impl Into<i64>, saturated: T) -> T {
 fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
     let spec = &sj.spec;
     let url = output_url(sj);
+    // The plan's top-level count and the scans list with the same threads, under one guard.
+    let threads = spec.worker.threads.map(|n| flag(n, usize::MAX));
+    let latency_guard_ms = spec
+        .source
+        .latency_guard_milliseconds
+        .map(|ms| flag(ms, u32::MAX));
     match req.step {
         Step::Plan => PlanArgs {
             root: scan_root(sj),
@@ -129,30 +135,24 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 project_level: flag(spec.source.project_level, usize::MAX),
             },
             // The plan pod runs alone, before any scan pod: the whole budget is its own.
-            threads: spec.worker.threads.map(|n| flag(n, usize::MAX)),
+            threads,
             max_ops_per_second: spec
                 .source
                 .max_ops_per_second
                 .map(|budget| flag(budget.max(1), u32::MAX)),
-            latency_guard_ms: spec
-                .source
-                .latency_guard_milliseconds
-                .map(|ms| flag(ms, u32::MAX)),
+            latency_guard_ms,
         }
         .to_args(),
         Step::Scan => {
             let pods = i64::from(spec.parallelism.min(req.shards).max(1));
             ScanArgs {
                 plan: url_of(&url, &plan_path(&req.run)),
-                threads: spec.worker.threads.map(|n| flag(n, usize::MAX)),
+                threads,
                 max_ops_per_second: spec
                     .source
                     .max_ops_per_second
                     .map(|budget| flag((budget / pods).max(1), u32::MAX)),
-                latency_guard_ms: spec
-                    .source
-                    .latency_guard_milliseconds
-                    .map(|ms| flag(ms, u32::MAX)),
+                latency_guard_ms,
                 // The worker gives up a little before the pod's deadline, so it can say why
                 // and exit retryable instead of being killed mid-call.
                 deadline_seconds: spec.worker.active_deadline_seconds.map(|deadline| {

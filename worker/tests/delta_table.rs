@@ -50,10 +50,6 @@ fn merge(out: &Path, run: &str) -> Command {
     cmd
 }
 
-fn log_entry(out: &Path, version: u64) -> PathBuf {
-    out.join(format!("toc/_delta_log/{version:020}.json"))
-}
-
 fn versions(out: &Path) -> usize {
     std::fs::read_dir(out.join("toc/_delta_log"))
         .unwrap()
@@ -111,7 +107,7 @@ fn a_torn_log_entry_stops_the_next_night_and_the_version_before_stays_readable()
 
     // Version 1 damaged as a writer that died mid-write, or a hand edit, would leave it: its
     // last line dropped (every line still JSON), then cut inside a line.
-    let entry = log_entry(&out, 1);
+    let entry = delta_log_entry(&out, "toc", 1);
     let text = std::fs::read_to_string(&entry).unwrap();
     let last_line = text.trim_end().rfind('\n').unwrap() + 1;
     let damages = [
@@ -355,14 +351,6 @@ fn derived_tables(out: &Path, names: &[String]) -> Value {
             .args(names),
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The first line of `<out>/<table>/_delta_log/<version>.json`: the commit's `commitInfo`.
-fn commit_info(out: &Path, table: &str, version: u64) -> Value {
-    let path = out.join(format!("{table}/_delta_log/{version:020}.json"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    first["commitInfo"].clone()
 }
 
 #[test]

@@ -221,20 +221,17 @@ fn spark_reads_the_newest_night_and_the_one_before_by_version_and_by_commit_time
     let truth1 = night("r1");
     grow_for_night(&root, 1);
     let truth2 = night("r2");
-    let ict = |version: u64| -> i64 {
-        let entry = out.join(format!("toc/_delta_log/{version:020}.json"));
-        let text = std::fs::read_to_string(&entry).unwrap();
-        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200);
+    let commit_time = |version| commit_info(&out, "toc", version)["inCommitTimestamp"].as_i64();
+    let (t0, t1) = (commit_time(0).unwrap(), commit_time(1).unwrap());
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200);
+    for version in [0, 1] {
         std::fs::File::options()
             .write(true)
-            .open(&entry)
+            .open(delta_log_entry(&out, "toc", version))
             .unwrap()
             .set_modified(long_ago)
             .unwrap();
-        first["commitInfo"]["inCommitTimestamp"].as_i64().unwrap()
-    };
-    let (t0, t1) = (ict(0), ict(1));
+    }
     assert!(t1 > t0, "in-commit timestamps increase");
     let got = run_ok(
         Command::new(python())

@@ -21,7 +21,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use globset::GlobSet;
@@ -296,8 +296,9 @@ pub struct CountOptions<'a> {
 /// A directory the count has yet to list: its parent's descriptor, its name and its path.
 type Pending = (Arc<OwnedFd>, Vec<u8>, Vec<u8>);
 
-/// What listing one directory found: its stats and its subdirectories, in listing order.
-type Listed = (DirStats, Vec<Pending>);
+/// What listing one directory found: its path, its stats and its subdirectories, in listing
+/// order.
+type Listed = (Vec<u8>, DirStats, Vec<Pending>);
 
 /// Lists the top of the tree breadth-first (names only; a stat only where the directory entry
 /// does not give the type) until `options.max_dirs` directories are listed. Used when there is
@@ -319,10 +320,8 @@ pub fn count_top_levels(root: Arc<OwnedFd>, options: &CountOptions<'_>) -> (DirT
         for (_, _, path) in level.split_off(level.len().min(room)) {
             table.entry(path).or_default();
         }
-        let paths: Vec<Vec<u8>> = level.iter().map(|(_, _, path)| path.clone()).collect();
-        let listed = list_level(level, options, root_dev, &calls);
         let mut next = Vec::new();
-        for (path, (stats, children)) in paths.into_iter().zip(listed) {
+        for (path, stats, children) in list_level(level, options, root_dev, &calls) {
             table.insert(path, stats);
             next.extend(children);
         }
@@ -350,34 +349,33 @@ fn list_level(
     calls: &AtomicU64,
 ) -> Vec<Listed> {
     let count = level.len();
-    let work: Vec<Mutex<Option<Pending>>> =
-        level.into_iter().map(|p| Mutex::new(Some(p))).collect();
-    let done: Vec<Mutex<Option<Listed>>> = (0..count).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
+    let work = Mutex::new(level.into_iter().enumerate());
+    let mut listed: Vec<Option<Listed>> = (0..count).map(|_| None).collect();
     std::thread::scope(|scope| {
-        for _ in 0..options.threads.clamp(1, count.max(1)) {
-            scope.spawn(|| {
-                let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = work.get(i) else { break };
-                    let pending = slot
-                        .lock()
-                        .expect("not poisoned")
-                        .take()
-                        .expect("taken once");
-                    let listed = list_one(pending, options, root_dev, calls, &mut buf);
-                    *done[i].lock().expect("not poisoned") = Some(listed);
-                }
-            });
+        let threads: Vec<_> = (0..options.threads.clamp(1, count.max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+                    let mut done = Vec::new();
+                    loop {
+                        let Some((i, pending)) = work.lock().expect("not poisoned").next() else {
+                            break;
+                        };
+                        done.push((i, list_one(pending, options, root_dev, calls, &mut buf)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for thread in threads {
+            for (i, one) in thread.join().expect("a count thread panicked") {
+                listed[i] = Some(one);
+            }
         }
     });
-    done.into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .expect("not poisoned")
-                .expect("every directory listed")
-        })
+    listed
+        .into_iter()
+        .map(|one| one.expect("every directory listed"))
         .collect()
 }
 
@@ -395,6 +393,7 @@ fn list_one(
     drop(parent);
     let Ok(fd) = opened else {
         return (
+            path,
             DirStats {
                 entries: 0,
                 listed: true,
@@ -439,6 +438,7 @@ fn list_one(
         }
     }
     (
+        path,
         DirStats {
             entries,
             listed: true,

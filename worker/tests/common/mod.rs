@@ -378,3 +378,15 @@ pub fn rows_of(files: &Value) -> u64 {
         files.iter().map(|f| f["rows"].as_u64().unwrap()).sum()
     })
 }
+
+/// `<out>/<table>/_delta_log/<version>.json`.
+pub fn delta_log_entry(out: &Path, table: &str, version: u64) -> PathBuf {
+    out.join(format!("{table}/_delta_log/{version:020}.json"))
+}
+
+/// The first line of a Delta table's log entry: the commit's `commitInfo`.
+pub fn commit_info(out: &Path, table: &str, version: u64) -> Value {
+    let text = std::fs::read_to_string(delta_log_entry(out, table, version)).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    first["commitInfo"].clone()
+}
