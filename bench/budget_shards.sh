@@ -6,9 +6,7 @@
 # over the wall time of the whole step, against the budget.
 #   bash bench/budget_shards.sh [--files 1M] [--shards 16] [--budget 40000] [--latency-us 200]
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=$(cd "$REPO/../shared" && pwd)
-CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
+. "$(dirname "$0")/lib.sh"
 FILES=1M SHARDS=16 BUDGET=40000 LAT=200
 while [ $# -gt 0 ]; do
   case $1 in
@@ -19,22 +17,14 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
-(cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
-(cd "$REPO" && cargo build --release --locked -q --workspace --bins)
-SCANJOB=$CARGO_TARGET_DIR/release/scanjob
+build_scanjob_and_slowfs
 MNT=/tmp/budget-shards-mnt STATS=/tmp/budget-shards-stats.json WORK=$(mktemp -d)
-mkdir -p "$MNT"
-"$CACHE/slowfs-target/release/slowfs" --synthetic "files=$FILES" "$MNT" --latency-us "$LAT" \
-  --stats "$STATS" >"$WORK/slowfs.log" 2>&1 &
-SLOWFS_PID=$!
 trap 'kill $SLOWFS_PID; rm -rf "$WORK"' EXIT
-for _ in $(seq 600); do mountpoint -q "$MNT" && break; sleep 0.5; done
-requests() { sleep 0.25; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"])' "$STATS"; }
+mount_synthetic "$MNT" "files=$FILES" "$WORK/slowfs.log" --latency-us "$LAT" --stats "$STATS"
 PER_POD=$((BUDGET / SHARDS))
 "$SCANJOB" plan "$MNT" --shards "$SHARDS" --out "$WORK/out" --run r1 --threads 16 \
   --max-ops-per-second "$BUDGET" >/dev/null
-before=$(requests)
+before=$(slowfs_requests "$STATS")
 start=$(date +%s.%N)
 for i in $(seq 0 $((SHARDS - 1))); do
   "$SCANJOB" --json scan --plan "$WORK/out/runs/r1/plan.json" --index "$i" --threads 16 \
@@ -42,7 +32,7 @@ for i in $(seq 0 $((SHARDS - 1))); do
 done
 wait $(jobs -p | grep -v "^$SLOWFS_PID$") 2>/dev/null || true
 end=$(date +%s.%N)
-after=$(requests)
+after=$(slowfs_requests "$STATS")
 python3 - "$WORK" "$SHARDS" "$BUDGET" "$PER_POD" "$before" "$after" "$start" "$end" "$FILES" "$LAT" <<'PY'
 import json, sys
 work, shards, budget, per_pod, before, after, start, end, files, lat = sys.argv[1:]

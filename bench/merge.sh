@@ -17,9 +17,7 @@
 # is the merge process's peak RSS (/usr/bin/time, via ../shared/bench/measure.py).
 # Writes OUTDIR/merge.md and prints it. Nothing here asserts a timing.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-SHARED=$(cd "$REPO/../shared" && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=3
 SIZES="100000 300000 1000000"
 OUT=/tmp/scanjob-bench
@@ -33,23 +31,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 TREES=${BENCH_TREES:-/tmp}
-SCANJOB_CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCANJOB_CACHE/target}
 mkdir -p "$OUT"
 (cd "$REPO" && cargo build --release -q --workspace --bin scanjob)
-SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 
-# make_files DIR N: N small files of assorted sizes in DIR.
-make_files() {
-  python3 - "$1" "$2" <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(d, exist_ok=True)
-for i in range(n):
-    with open(os.path.join(d, "f%d.dat" % i), "wb") as f:
-        f.write(b"x" * (i % 4096))
-PY
-}
 measure() { python3 "$SHARED/bench/measure.py" -- "$1"; }
 # Median of RUNS measurements of command $1: "wall_s maxrss_mib".
 median_of() {

@@ -7,9 +7,7 @@
 # tables are checked against slowfs' ground truth (bench/reference_check.py).
 #   bash bench/reference_scale.sh [--files 16M] [--shards 16] [--threads 16] [--latency-us 0] [--out DIR]
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=$(cd "$REPO/../shared" && pwd)
-CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
+. "$(dirname "$0")/lib.sh"
 FILES=16M SHARDS=16 THREADS=16 LAT=0 OUT=/tmp/scanjob-reference
 while [ $# -gt 0 ]; do
   case $1 in
@@ -21,13 +19,10 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
-(cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
-(cd "$REPO" && cargo build --release --locked -q --workspace --bins)
+build_scanjob_and_slowfs
 bash "$REPO/tests/cluster/install.sh" >/dev/null
-SCANJOB=$CARGO_TARGET_DIR/release/scanjob SLOWFS=$CACHE/slowfs-target/release/slowfs
 MNT=/tmp/reference-mnt
-rm -rf "$OUT" && mkdir -p "$OUT/bench" "$MNT"
+rm -rf "$OUT" && mkdir -p "$OUT/bench"
 STEPS=$OUT/bench/steps.tsv
 printf 'night\tstep\tseconds\tpeak_rss_kib\tobjects\tbytes\n' >"$STEPS"
 SLOWFS_PID=
@@ -52,12 +47,8 @@ step() {
 for night in 1 2; do
   churn=$([ "$night" = 1 ] && echo 0 || echo 0.005)
   run=n$night
-  "$SLOWFS" --synthetic "files=$FILES,seed=42,churn=$churn" "$MNT" --latency-us "$LAT" \
-    --summary "$OUT/bench/truth$night.json" --stats "$OUT/bench/stats$night.json" \
-    >"$OUT/bench/slowfs$night.log" 2>&1 &
-  SLOWFS_PID=$!
-  for _ in $(seq 600); do mountpoint -q "$MNT" && break; sleep 0.5; done
-  mountpoint -q "$MNT" || { echo "slowfs did not mount" >&2; exit 1; }
+  mount_synthetic "$MNT" "files=$FILES,seed=42,churn=$churn" "$OUT/bench/slowfs$night.log" \
+    --latency-us "$LAT" --summary "$OUT/bench/truth$night.json" --stats "$OUT/bench/stats$night.json"
   step "$run" plan "$SCANJOB" plan "$MNT" --shards "$SHARDS" --out "$OUT" --previous "$OUT" \
     --run "$run" --threads "$THREADS" --json
   for i in $(seq 0 $((SHARDS - 1))); do

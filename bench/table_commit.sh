@@ -14,8 +14,7 @@
 # tables' logs", "committed to the table"). Writes
 # OUTDIR/table_commit.md and prints it. Nothing here asserts a timing.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SHARED=$(cd "$HERE/../../shared" && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 2; }
 BEFORE=$(realpath "$1")
 AFTER=$(realpath "$2")
@@ -39,16 +38,6 @@ if [ ! -f "$TREE.summary.json" ]; then
     --summary "$TREE.summary.json" >/dev/null
 fi
 churn=$((FILES / 200))
-make_files() {
-  python3 - "$1" "$2" <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(d, exist_ok=True)
-for i in range(n):
-    with open(os.path.join(d, "f%d.dat" % i), "wb") as f:
-        f.write(b"x" * (i % 4096))
-PY
-}
 trap 'rm -rf "$TREE/.bench-churn-a" "$TREE/.bench-churn-b"' EXIT
 
 # prepare NAME BINARY: nights r1 and r2 (scanned, not merged) in $OUT/NAME.base.

@@ -1,0 +1,47 @@
+# Shared by the bench scripts; sourced, not run. Sets REPO, SHARED (the shared folder beside the
+# repository), CACHE and CARGO_TARGET_DIR, and the helpers below.
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED=$(cd "$REPO/../shared" && pwd)
+CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+SCANJOB=$CARGO_TARGET_DIR/release/scanjob
+SLOWFS=$CACHE/slowfs-target/release/slowfs
+
+# build_scanjob_and_slowfs: the release binaries, built if anything changed.
+build_scanjob_and_slowfs() {
+  (cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
+  (cd "$REPO" && cargo build --release --locked -q --workspace --bins)
+}
+
+# mount_synthetic MNT SPEC LOG [SLOWFS OPTION...]: slowfs' synthetic tree SPEC (files=N,...)
+# at MNT in the background, its pid in SLOWFS_PID; returns once it is mounted (a --summary of
+# 16 M files comes first and takes a while), fails if it never is.
+mount_synthetic() {
+  local mnt=$1 spec=$2 log=$3
+  shift 3
+  mkdir -p "$mnt"
+  "$SLOWFS" --synthetic "$spec" "$mnt" "$@" >"$log" 2>&1 &
+  SLOWFS_PID=$!
+  for _ in $(seq 600); do mountpoint -q "$mnt" && return 0; sleep 0.5; done
+  echo "slowfs did not mount at $mnt (log: $log)" >&2
+  return 1
+}
+
+# slowfs_requests STATS: the FUSE requests slowfs has counted so far (its --stats file is
+# rewritten every 100 ms, so wait a little longer for the last ones).
+slowfs_requests() {
+  sleep 0.25
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["total"])' "$1"
+}
+
+# make_files DIR N: N small files of assorted sizes in DIR.
+make_files() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(d, exist_ok=True)
+for i in range(n):
+    with open(os.path.join(d, "f%d.dat" % i), "wb") as f:
+        f.write(b"x" * (i % 4096))
+PY
+}
