@@ -90,15 +90,87 @@ pub struct Growth {
     pub projects: Vec<GrowthRow>,
 }
 
+/// How far a duplicate file group's evidence got.
+pub const STAGES: [&str; 3] = ["candidate", "sampled", "confirmed"];
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Duplicates {
     /// Size threshold of candidate duplicate files and trees.
     pub min_size: u64,
+    /// File groups at every stage, and the bytes of their copies beyond the first.
     pub file_groups: u64,
     pub file_wasted_bytes: u64,
+    /// Groups and wasted bytes per stage, in the order of [`STAGES`] (every stage listed).
+    #[serde(default)]
+    pub stages: Vec<StageTotal>,
+    /// The file groups with the most wasted bytes: confirmed ones first, then sampled, then
+    /// candidates; at most [`TOP_FILE_GROUPS`].
+    #[serde(default)]
+    pub top_files: Vec<FileGroup>,
+    /// What reading contents cost this night; `None` when no hash step ran.
+    #[serde(default)]
+    pub hashing: Option<HashTotals>,
     pub tree_groups: u64,
     pub tree_wasted_bytes: u64,
     pub top_trees: Vec<TreeGroup>,
+}
+
+/// File groups listed in the summary (the `duplicate_files` table has all of them).
+pub const TOP_FILE_GROUPS: usize = 20;
+/// Paths listed per file group in the summary.
+pub const GROUP_PATHS: usize = 10;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StageTotal {
+    pub stage: String,
+    pub groups: u64,
+    pub wasted_bytes: u64,
+}
+
+/// One group of files believed to hold the same bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileGroup {
+    /// `candidate` (same size and name, or same size and mtime), `sampled` (and the same
+    /// sampled blocks) or `confirmed` (the same SHA-256 of the whole content).
+    pub stage: String,
+    /// `same name`, `same mtime`, `same sample` or `same content`.
+    pub rule: String,
+    pub size: u64,
+    /// Distinct inodes (hard links are one copy).
+    pub copies: u64,
+    pub wasted_bytes: u64,
+    /// The content's SHA-256 (confirmed) or the sample's (sampled), hex.
+    pub hash: Option<String>,
+    /// The first [`GROUP_PATHS`] paths, sorted; `paths_total` counts them all.
+    pub paths: Vec<String>,
+    pub paths_total: u64,
+}
+
+/// What the night's hash step read, over all its pods.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HashTotals {
+    pub pods: u32,
+    /// Bytes the pods together were allowed to read.
+    pub budget_bytes: u64,
+    pub bytes_read: u64,
+    /// Candidate files (distinct inodes) the pods looked at.
+    pub files: u64,
+    /// Files whose sampled blocks were read tonight, and whose whole content was.
+    pub files_sampled: u64,
+    pub files_hashed: u64,
+    /// Files whose hashes came from an earlier night (same dev, inode, size, mtime, ctime).
+    pub cache_hits: u64,
+    /// Groups left at `sampled` (or files left at `candidate`) because the budget ran out.
+    pub groups_over_budget: u64,
+    pub files_over_budget: u64,
+    /// Files that changed since the scan or while being read: not hashed.
+    pub changed: u64,
+    /// Files that could not be opened without moving their atime (O_NOATIME refused: not
+    /// their owner and no CAP_FOWNER), or not at all: not read.
+    pub noatime_refused: u64,
+    pub unreadable: u64,
+    /// The slowest pod's wall time.
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
