@@ -50,6 +50,23 @@ pub struct MergeArgs {
     /// Refuse to publish a night whose files or bytes fell by more than this many percent
     /// against the previous snapshot; 100 publishes any night.
     pub max_shrink_percent: Option<u32>,
+    /// Files smaller than this are not duplicate candidates (as the hash step's).
+    pub duplicate_min_size: Option<u64>,
+}
+
+/// `scanjob hash --plan URL --count N --max-bytes B …`; the partition index comes from
+/// `JOB_COMPLETION_INDEX`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HashArgs {
+    /// The full URL of `runs/<run>/plan.json`.
+    pub plan: String,
+    pub count: u32,
+    /// Bytes each partition may read.
+    pub max_bytes: u64,
+    pub duplicate_min_size: Option<u64>,
+    pub threads: Option<usize>,
+    pub max_ops_per_second: Option<u32>,
+    pub latency_guard_ms: Option<u32>,
 }
 
 /// Any new value of this ScanJob annotation lets the next run publish however much the store
@@ -103,6 +120,25 @@ impl ScanArgs {
     }
 }
 
+impl HashArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "hash".into(),
+            "--plan".into(),
+            self.plan.clone(),
+            "--count".into(),
+            self.count.to_string(),
+            "--max-bytes".into(),
+            self.max_bytes.to_string(),
+        ];
+        push_opt(&mut a, "--duplicate-min-size", self.duplicate_min_size);
+        push_opt(&mut a, "--threads", self.threads);
+        push_opt(&mut a, "--max-ops-per-second", self.max_ops_per_second);
+        push_opt(&mut a, "--latency-guard-ms", self.latency_guard_ms);
+        a
+    }
+}
+
 impl MergeArgs {
     pub fn to_args(&self) -> Vec<String> {
         let mut a = vec![
@@ -114,6 +150,7 @@ impl MergeArgs {
         ];
         push_opt(&mut a, "--keep-snapshots", self.keep_snapshots);
         push_opt(&mut a, "--max-shrink-percent", self.max_shrink_percent);
+        push_opt(&mut a, "--duplicate-min-size", self.duplicate_min_size);
         a
     }
 }

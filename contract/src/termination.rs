@@ -33,6 +33,7 @@ pub enum PhaseResult {
     Plan(Planned),
     Scan(Scanned),
     Merge(Merged),
+    Hash(Hashed),
     /// `scanjob run`: plan, scan and merge on one machine; reported like a merge.
     Run(Merged),
 }
@@ -61,6 +62,16 @@ pub struct Scanned {
     /// Sum of `size` over regular files.
     pub bytes: u64,
     pub errors: u64,
+}
+
+/// `scanjob hash` wrote partition `index` of the night's hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hashed {
+    pub run: String,
+    pub index: u32,
+    /// Candidate files (inodes) of the partition, and the bytes read for them.
+    pub files: u64,
+    pub bytes_read: u64,
 }
 
 /// `scanjob merge` (or `run`) published a snapshot.
@@ -183,6 +194,7 @@ impl TerminationMessage {
                 vec![&mut p.run, &mut p.plan, &mut p.balanced_by]
             }
             Self::Success(PhaseResult::Scan(s)) => vec![&mut s.run],
+            Self::Success(PhaseResult::Hash(h)) => vec![&mut h.run],
             Self::Success(PhaseResult::Merge(m) | PhaseResult::Run(m)) => {
                 vec![&mut m.run, &mut m.snapshot]
             }

@@ -1,5 +1,6 @@
 //! The Jobs of a run, built from the spec alone (pure, tested from YAML fixtures): a plan Job, an
-//! Indexed scan Job with one completion per shard, and a merge Job. Every pod mounts the source
+//! Indexed scan Job with one completion per shard, an Indexed hash Job with one completion per
+//! hash pod (when `duplicates.hashBytesPerNight` is set), and a merge Job. Every pod mounts the source
 //! read-only, gets the output Secret as env, runs without an API token under a hardened security
 //! context, and reports its JSON summary through its termination message.
 
@@ -17,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-use scanjob_contract::args::{MergeArgs, PlanArgs, ScanArgs, WalkArgs};
+use scanjob_contract::args::{HashArgs, MergeArgs, PlanArgs, ScanArgs, WalkArgs};
 use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_contract::layout::{plan_path, run_dir, url_of};
 
@@ -37,12 +38,16 @@ pub const WORKER_LOG_FILTER: &str = "warn,scanjob_worker=info,scanjob=info";
 /// The capability `spec.worker.readAllFiles` adds: read and search any file and directory.
 pub const READ_ALL_CAPABILITY: &str = "DAC_READ_SEARCH";
 
-/// The three steps of a run, in order.
+/// The capability hash pods add with `readAllFiles`: open any file with O_NOATIME.
+pub const NOATIME_CAPABILITY: &str = "FOWNER";
+
+/// The steps of a run, in order (`Hash` only when the night reads contents).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
     Plan,
     Scan,
+    Hash,
     Merge,
 }
 
@@ -51,6 +56,7 @@ impl Step {
         match self {
             Step::Plan => "plan",
             Step::Scan => "scan",
+            Step::Hash => "hash",
             Step::Merge => "merge",
         }
     }
@@ -59,6 +65,7 @@ impl Step {
         match s {
             "plan" => Some(Step::Plan),
             "scan" => Some(Step::Scan),
+            "hash" => Some(Step::Hash),
             "merge" => Some(Step::Merge),
             _ => None,
         }
@@ -78,7 +85,8 @@ pub fn job_name(scanjob: &str, run: &str, step: Step) -> String {
 }
 
 /// What a Job needs beyond the spec: which run, which step, and for the scan the planned shard
-/// count (the planner may plan fewer shards than asked for on a small tree).
+/// count (the planner may plan fewer shards than asked for on a small tree), for the hash step
+/// its pod count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRequest {
     pub run: String,
@@ -161,6 +169,23 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             }
             .to_args()
         }
+        Step::Hash => {
+            let pods = i64::from(req.shards.max(1));
+            let duplicates = &spec.duplicates;
+            HashArgs {
+                plan: url_of(&url, &plan_path(&req.run)),
+                count: flag(pods, u32::MAX),
+                max_bytes: flag(duplicates.hash_bytes_per_night / pods, u64::MAX),
+                duplicate_min_size: Some(flag(duplicates.min_size, u64::MAX)),
+                threads,
+                max_ops_per_second: spec
+                    .source
+                    .max_ops_per_second
+                    .map(|budget| flag((budget / pods).max(1), u32::MAX)),
+                latency_guard_ms,
+            }
+            .to_args()
+        }
         Step::Merge => MergeArgs {
             run: url_of(&url, &run_dir(&req.run)),
             max_missing_shards: flag(spec.max_failed_shards, u32::MAX),
@@ -170,6 +195,7 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             } else {
                 flag(spec.max_shrink_percent.clamp(1, 100), 100)
             }),
+            duplicate_min_size: Some(flag(spec.duplicates.min_size, u64::MAX)),
         }
         .to_args(),
     }
@@ -220,18 +246,22 @@ fn default_pod_security_context(sj: &ScanJob) -> PodSecurityContext {
 }
 
 /// Nothing a scanner needs: no privilege escalation, no capabilities, no writes to its image;
-/// with `readAllFiles`, the one capability that reads everything.
-fn container_security_context(sj: &ScanJob) -> SecurityContext {
+/// with `readAllFiles`, the one capability that reads everything, and for hash pods the one
+/// that opens any file without moving its atime (the source stays mounted read-only).
+fn container_security_context(sj: &ScanJob, step: Step) -> SecurityContext {
+    let add = sj.spec.worker.read_all_files.then(|| {
+        let mut add = vec![READ_ALL_CAPABILITY.to_owned()];
+        if step == Step::Hash {
+            add.push(NOATIME_CAPABILITY.to_owned());
+        }
+        add
+    });
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".into()]),
-            add: sj
-                .spec
-                .worker
-                .read_all_files
-                .then(|| vec![READ_ALL_CAPABILITY.into()]),
+            add,
         }),
         ..SecurityContext::default()
     }
@@ -313,7 +343,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
         ]),
         env_from,
         resources: worker.resources.clone(),
-        security_context: Some(container_security_context(sj)),
+        security_context: Some(container_security_context(sj, req.step)),
         termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(mounts),
@@ -338,7 +368,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
             node_selector: (!worker.node_selector.is_empty()).then(|| worker.node_selector.clone()),
             tolerations: (!worker.tolerations.is_empty()).then(|| worker.tolerations.clone()),
             active_deadline_seconds: match req.step {
-                Step::Scan => worker.active_deadline_seconds,
+                Step::Scan | Step::Hash => worker.active_deadline_seconds,
                 _ => None,
             },
             containers: vec![container],
@@ -350,7 +380,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
 
 /// Fail at once on the worker's permanent exit code; never count node disruptions.
 fn pod_failure_policy(step: Step) -> PodFailurePolicy {
-    let action = if step == Step::Scan {
+    let action = if matches!(step, Step::Scan | Step::Hash) {
         "FailIndex"
     } else {
         "FailJob"
@@ -395,6 +425,12 @@ pub fn job(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Job {
             job_spec.parallelism = Some(spec.parallelism.min(req.shards));
             job_spec.backoff_limit_per_index = Some(spec.backoff_limit_per_shard);
             job_spec.max_failed_indexes = Some(spec.max_failed_shards);
+        }
+        Step::Hash => {
+            job_spec.completion_mode = Some("Indexed".into());
+            job_spec.completions = Some(req.shards);
+            job_spec.parallelism = Some(req.shards);
+            job_spec.backoff_limit_per_index = Some(spec.backoff_limit_per_shard);
         }
         Step::Plan | Step::Merge => {
             job_spec.backoff_limit = Some(spec.backoff_limit_per_shard);

@@ -127,6 +127,50 @@ pub struct ScanJobSpec {
     #[serde(default = "one")]
     #[schemars(range(min = 0))]
     pub failed_runs_history_limit: i32,
+    /// Duplicate files: which are candidates, and how much content may be read each night to
+    /// confirm them.
+    #[serde(default)]
+    pub duplicates: Duplicates,
+}
+
+/// Duplicate files are found from metadata (same size and name, or same size and mtime) and
+/// confirmed from content by hash pods between the scan and the merge: first a SHA-256 of a few
+/// sampled blocks, then of the whole file for groups whose samples match, within a byte budget,
+/// largest waste first. A file's hashes are kept while its dev, inode, size, mtime and ctime do
+/// not change, so an unchanged file is read once, ever. Files are opened with O_NOATIME; a file
+/// where that is refused (not owned by the pod's uid, without `readAllFiles`) is not read, so
+/// atimes never move.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Duplicates {
+    /// Files smaller than this many bytes are not duplicate candidates.
+    #[serde(default = "mebibyte")]
+    #[schemars(range(min = 1))]
+    pub min_size: i64,
+    /// Bytes of file content the hash pods may read in one night, all together. 0 (the
+    /// default) reads no file: every group stays a candidate, and no hash Job runs.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub hash_bytes_per_night: i64,
+    /// Hash pods: an Indexed Job whose pods each take the candidate groups of their share of
+    /// file sizes, with an even share of the bytes and of `source.maxOpsPerSecond`.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub hash_pods: i32,
+}
+
+impl Default for Duplicates {
+    fn default() -> Self {
+        Self {
+            min_size: mebibyte(),
+            hash_bytes_per_night: 0,
+            hash_pods: 1,
+        }
+    }
+}
+
+fn mebibyte() -> i64 {
+    1 << 20
 }
 
 fn one() -> i32 {
@@ -354,6 +398,8 @@ pub enum Stage {
     Pending,
     Planning,
     Scanning,
+    /// Reading duplicate candidates' contents (only with `duplicates.hashBytesPerNight`).
+    Hashing,
     Merging,
 }
 

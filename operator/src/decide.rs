@@ -407,6 +407,7 @@ impl<'a> Pass<'a> {
             }
             Stage::Planning => self.after_plan(run, jobs),
             Stage::Scanning => self.after_scan(run, jobs),
+            Stage::Hashing => self.after_hash(run, jobs),
             Stage::Merging => self.after_merge(run, jobs),
         }
     }
@@ -446,18 +447,14 @@ impl<'a> Pass<'a> {
         };
         self.shard_progress(&mut run, scan, jobs);
         if scan.complete {
-            self.request(&run, Step::Merge, 1);
-            run.stage = Stage::Merging;
-            return Progress::Active(run);
+            return self.after_shards(run);
         }
         let Some((reason, message)) = &scan.failed else {
             return Progress::Active(run);
         };
         let allowed = self.sj.spec.max_failed_shards;
         if reason == "FailedIndexes" && run.shards.failed <= allowed && run.shards.succeeded > 0 {
-            self.request(&run, Step::Merge, 1);
-            run.stage = Stage::Merging;
-            return Progress::Active(run);
+            return self.after_shards(run);
         }
         let failed = indexes(run.failed_indexes.as_deref());
         let first = failed.iter().next().and_then(|&i| {
@@ -472,6 +469,34 @@ impl<'a> Pass<'a> {
             None => format!("scan Job failed: {reason}: {message}"),
         };
         self.failed(&run, "ShardsFailed", why)
+    }
+
+    /// Shards done: the hash Job next when the night may read contents, else the merge.
+    fn after_shards(&mut self, mut run: RunStatus) -> Progress {
+        let duplicates = &self.sj.spec.duplicates;
+        if duplicates.hash_bytes_per_night > 0 {
+            self.request(&run, Step::Hash, duplicates.hash_pods.max(1));
+            run.stage = Stage::Hashing;
+        } else {
+            self.request(&run, Step::Merge, 1);
+            run.stage = Stage::Merging;
+        }
+        Progress::Active(run)
+    }
+
+    /// A hashing run merges once its hash Job has ended, however it ended: the hashes are
+    /// evidence for the duplicates, not part of the table of contents, so a partition that
+    /// failed leaves its groups at `candidate` and the night is still published.
+    fn after_hash(&mut self, mut run: RunStatus, jobs: &RunJobs) -> Progress {
+        let Some(hash) = jobs.get(Step::Hash) else {
+            return self.vanished(&run, Step::Hash);
+        };
+        if !hash.complete && hash.failed.is_none() {
+            return Progress::Active(run);
+        }
+        self.request(&run, Step::Merge, 1);
+        run.stage = Stage::Merging;
+        Progress::Active(run)
     }
 
     /// A merging run has succeeded once its merge pod says what it published.

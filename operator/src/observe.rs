@@ -114,6 +114,7 @@ impl PodReport {
 pub struct RunJobs {
     pub plan: Option<JobState>,
     pub scan: Option<JobState>,
+    pub hash: Option<JobState>,
     pub merge: Option<JobState>,
     pub reports: Vec<PodReport>,
 }
@@ -123,6 +124,7 @@ impl RunJobs {
         match step {
             Step::Plan => self.plan.as_ref(),
             Step::Scan => self.scan.as_ref(),
+            Step::Hash => self.hash.as_ref(),
             Step::Merge => self.merge.as_ref(),
         }
     }
@@ -131,6 +133,7 @@ impl RunJobs {
         match step {
             Step::Plan => &mut self.plan,
             Step::Scan => &mut self.scan,
+            Step::Hash => &mut self.hash,
             Step::Merge => &mut self.merge,
         }
     }

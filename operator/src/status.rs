@@ -34,7 +34,7 @@ fn phase(status: &ScanJobStatus) -> Phase {
     match (&status.current_run, &status.last_run) {
         (Some(run), _) => match run.stage {
             Stage::Pending | Stage::Planning => Phase::Planning,
-            Stage::Scanning => Phase::Scanning,
+            Stage::Scanning | Stage::Hashing => Phase::Scanning,
             Stage::Merging => Phase::Merging,
         },
         (None, Some(last)) if last.outcome == Outcome::Succeeded => Phase::Succeeded,
@@ -88,6 +88,7 @@ fn conditions(
                 Stage::Pending => "RunPending",
                 Stage::Planning => "Planning",
                 Stage::Scanning => "Scanning",
+                Stage::Hashing => "Hashing",
                 Stage::Merging => "Merging",
             };
             make(

@@ -189,6 +189,7 @@ async fn the_operator_follows_a_run_by_the_workers_own_messages() {
     let obs = observed(RunJobs {
         plan: job(true),
         scan: job(true),
+        hash: None,
         merge: job(true),
         reports,
     });

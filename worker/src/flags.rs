@@ -144,8 +144,37 @@ pub enum Command {
     /// Print the report of the latest (or a named) snapshot: totals, top directories,
     /// extensions, owners and projects, age, growth, duplicates.
     Report(ReportArgs),
+    /// Read one partition of a run's duplicate candidates (sampled blocks, then whole files)
+    /// within a byte budget, for the merge to confirm duplicates by content.
+    Hash(HashArgs),
     /// Plan, scan and merge on this machine: the whole job without Kubernetes.
     Run(RunArgs),
+}
+
+// The flags of `scanjob hash`.
+#[derive(Args)]
+pub struct HashArgs {
+    #[arg(long, value_name = "URL")]
+    pub plan: String,
+    /// Partition index; an Indexed Job's pods get it from JOB_COMPLETION_INDEX.
+    #[arg(long, env = "JOB_COMPLETION_INDEX", default_value_t = 0)]
+    pub index: u32,
+    /// Partitions in all (one pod each); every candidate group is read by one of them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+    /// Bytes this partition may read, sampled blocks and whole files together.
+    #[arg(long, value_name = "BYTES")]
+    pub max_bytes: u64,
+    /// Files smaller than this are not duplicate candidates (as the merge's).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub duplicate_min_size: u64,
+    #[arg(long, default_value_t = default_threads())]
+    pub threads: usize,
+    /// Where the planned root is mounted, if not at the planned path.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub politeness: PolitenessArgs,
 }
 
 // The flags of `scanjob plan`.
@@ -237,6 +266,10 @@ pub struct RunArgs {
     pub politeness: PolitenessArgs,
     #[command(flatten)]
     pub merge: MergeArgs,
+    /// Confirm duplicate candidates by content, reading at most this many bytes (sampled
+    /// blocks, then whole files; `scanjob hash`); 0 (the default) reads no file.
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub hash_bytes: u64,
 }
 
 #[cfg(test)]
@@ -245,7 +278,8 @@ mod tests {
     //! binary's own parser into the values they were made from.
 
     use scanjob_contract::args::{
-        MergeArgs as MergeLine, PlanArgs as PlanLine, ScanArgs as ScanLine, WalkArgs as WalkLine,
+        HashArgs as HashLine, MergeArgs as MergeLine, PlanArgs as PlanLine, ScanArgs as ScanLine,
+        WalkArgs as WalkLine,
     };
 
     use super::*;
@@ -349,6 +383,7 @@ mod tests {
             max_missing_shards: 2,
             keep_snapshots: Some(7),
             max_shrink_percent: Some(30),
+            duplicate_min_size: Some(4096),
         };
         let Command::Merge(MergeCommandArgs {
             run,
@@ -363,14 +398,59 @@ mod tests {
                 run,
                 max_missing_shards,
                 merge.keep_snapshots,
-                Some(merge.max_shrink_percent)
+                Some(merge.max_shrink_percent),
+                Some(merge.duplicate_min_size)
             ),
             (
                 line.run,
                 line.max_missing_shards,
                 line.keep_snapshots,
-                line.max_shrink_percent
+                line.max_shrink_percent,
+                line.duplicate_min_size
             )
+        );
+    }
+
+    #[test]
+    fn the_operators_hash_line_parses_into_its_values() {
+        let line = HashLine {
+            plan: "s3://toc/isilon/runs/20261123t000000z/plan.json".into(),
+            count: 4,
+            max_bytes: 25 << 30,
+            duplicate_min_size: Some(1 << 20),
+            threads: Some(8),
+            max_ops_per_second: Some(250),
+            latency_guard_ms: Some(40),
+        };
+        let mut args = line.to_args();
+        args.extend(["--index".into(), "3".into()]);
+        let Command::Hash(h) = parse(args) else {
+            panic!("not a hash command");
+        };
+        assert_eq!(
+            (
+                h.plan,
+                h.index,
+                h.count,
+                h.max_bytes,
+                Some(h.duplicate_min_size),
+                Some(h.threads)
+            ),
+            (
+                line.plan,
+                3,
+                line.count,
+                line.max_bytes,
+                line.duplicate_min_size,
+                line.threads
+            )
+        );
+        assert_eq!(
+            (
+                h.politeness.max_ops_per_second,
+                h.politeness.latency_guard_ms
+            ),
+            (line.max_ops_per_second, line.latency_guard_ms)
         );
     }
 

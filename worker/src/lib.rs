@@ -1,10 +1,12 @@
 //! The scanjob scan engine: a directory tree in, a table of contents on object storage out.
 //!
-//! A run has three steps (docs/design.md §1), each a folder with its command at its top and
+//! A run has three steps, four with hashing (docs/design.md §1), each a folder with its command at its top and
 //! usable alone (one Kubernetes Job each) or chained on one machine by [`run`]:
 //!
 //! - [`plan`]: split the tree into balanced shards → `runs/<run>/plan.json`.
 //! - [`scan`]: walk one shard ([`scan::walk`]) into Parquet parts → `runs/<run>/shards/<i>/`.
+//! - [`hash`] (when asked for): read the night's duplicate candidates within a byte budget →
+//!   `runs/<run>/hashes/<i>/`.
 //! - [`merge`]: check the shards, derive what the snapshot tells ([`insights`]: history, diffs,
 //!   rollups, duplicates) and publish it → `snapshots/<run>/`, `latest.json`.
 //!
@@ -18,6 +20,7 @@
 
 pub mod cgroup;
 pub mod error;
+pub mod hash;
 pub mod insights;
 pub mod merge;
 pub mod pathbytes;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_worker::error::{EXIT_RETRYABLE, Error};
+use scanjob_worker::hash::{HashRequest, hash_partition};
 use scanjob_worker::merge::merge_run;
 use scanjob_worker::plan::{PlanRequest, make_plan};
 use scanjob_worker::report::load_summary;
@@ -25,12 +26,12 @@ use scanjob_worker::scan::{ScanRequest, scan_shard};
 use scanjob_worker::store::Location;
 use scanjob_worker::store::layout::run_id;
 use scanjob_worker::termination::{
-    Failure, PhaseResult, TerminationMessage, failure, merged, planned, scanned,
+    Failure, Hashed, PhaseResult, TerminationMessage, failure, merged, planned, scanned,
 };
 use serde::Serialize;
 
 use crate::flags::{
-    Cli, Command, MergeCommandArgs, PlanArgs, ReportArgs, RunArgs, ScanArgs, WatchdogArgs,
+    Cli, Command, HashArgs, MergeCommandArgs, PlanArgs, ReportArgs, RunArgs, ScanArgs, WatchdogArgs,
 };
 
 fn main() -> ExitCode {
@@ -119,6 +120,7 @@ async fn run(cli: Cli) -> Result<Option<PhaseResult>, Error> {
         Command::Scan(args) => scan(args, json, cli.termination_log).await.map(Some),
         Command::Merge(args) => merge(args, json).await.map(Some),
         Command::Report(args) => report(args, json).await.map(|()| None),
+        Command::Hash(args) => hash(args, json).await.map(Some),
         Command::Run(args) => plan_scan_merge(args, json).await.map(Some),
     }
 }
@@ -223,6 +225,44 @@ async fn scan(
     Ok(PhaseResult::Scan(scanned(&success)))
 }
 
+/// `scanjob hash`: reads one partition of the run's duplicate candidates.
+async fn hash(args: HashArgs, json: bool) -> Result<PhaseResult, Error> {
+    let success = hash_partition(HashRequest {
+        plan_url: args.plan,
+        index: args.index,
+        count: args.count,
+        threads: args.threads,
+        root_override: args.root,
+        max_bytes: args.max_bytes,
+        min_size: args.duplicate_min_size,
+        max_ops_per_second: args.politeness.max_ops_per_second,
+        latency_guard_ms: args.politeness.latency_guard_ms,
+    })
+    .await?;
+    let t = &success.totals;
+    emit(json, &success, || {
+        format!(
+            "hash partition {} of {} of run {}: {} candidate files, {} sampled, {} read whole, \
+             {} from the cache; {} read of {}",
+            success.index,
+            success.count,
+            success.run,
+            t.files,
+            t.files_sampled,
+            t.files_hashed,
+            t.cache_hits,
+            human_bytes(t.bytes_read),
+            human_bytes(t.budget_bytes)
+        )
+    });
+    Ok(PhaseResult::Hash(Hashed {
+        run: success.run.clone(),
+        index: success.index,
+        files: t.files,
+        bytes_read: t.bytes_read,
+    }))
+}
+
 /// `scanjob merge`: publishes the run as the latest snapshot.
 async fn merge(args: MergeCommandArgs, json: bool) -> Result<PhaseResult, Error> {
     let options = args.merge.options(args.max_missing_shards);
@@ -267,6 +307,7 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
         walk,
         politeness,
         merge,
+        hash_bytes,
     } = args;
     let output = Location::parse(&out)?;
     let progress = Arc::new(RunProgress::default());
@@ -283,6 +324,7 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
             max_ops_per_second: politeness.max_ops_per_second,
             latency_guard_ms: politeness.latency_guard_ms,
             merge: merge.options(0),
+            hash_bytes,
         },
         &progress,
     )

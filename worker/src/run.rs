@@ -1,5 +1,5 @@
-//! `scanjob run`: plan, scan every shard on local threads, merge — the same layout a cluster
-//! run produces, without Kubernetes.
+//! `scanjob run`: plan, scan every shard on local threads, hash the duplicate candidates
+//! (with `--hash-bytes`), merge — the same layout a cluster run produces, without Kubernetes.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::hash::{HashRequest, hash_partition};
 use crate::merge::{MergeOptions, merge_run};
 use crate::plan::{PlanRequest, make_plan};
 use crate::scan::politeness::PolitenessReport;
@@ -30,6 +31,8 @@ pub struct RunRequest {
     pub latency_guard_ms: Option<u32>,
     /// Derived tables and retention; `max_missing_shards` is ignored (every shard runs here).
     pub merge: MergeOptions,
+    /// Bytes the hash step may read to confirm duplicates (`crate::hash`); 0 skips it.
+    pub hash_bytes: u64,
 }
 
 /// Live totals over the shards of a local run, for the progress bar.
@@ -130,6 +133,20 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         politeness.calls += success.politeness.calls;
         politeness.max_ops_per_second = success.politeness.max_ops_per_second;
         politeness.latency_guard = success.politeness.latency_guard;
+    }
+    if request.hash_bytes > 0 {
+        hash_partition(HashRequest {
+            plan_url: plan_url.clone(),
+            index: 0,
+            count: 1,
+            threads: request.threads,
+            root_override: None,
+            max_bytes: request.hash_bytes,
+            min_size: request.merge.insights.duplicate_min_size,
+            max_ops_per_second: request.max_ops_per_second,
+            latency_guard_ms: request.latency_guard_ms,
+        })
+        .await?;
     }
     // Every shard ran here, in this process: none may be missing.
     let merge = MergeOptions {

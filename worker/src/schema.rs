@@ -57,6 +57,23 @@ pub static TOC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The content hashes of files (`crate::hash`, the `file_hashes` table): keyed by what tells
+/// an unchanged file, so a file is read again only when one of them moves. Hashes are SHA-256,
+/// hex; `sample_sha256` is of the sampled blocks (the whole content for a file of at most
+/// [`crate::hash::SAMPLE_BLOCKS`] blocks), `sha256` of the whole content when it was read.
+pub static HASH_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("dev", DataType::Int64, false),
+        Field::new("inode", DataType::Int64, false),
+        Field::new("size", DataType::Int64, false),
+        Field::new("mtime", timestamp(), false),
+        Field::new("ctime", timestamp(), false),
+        Field::new("sample_sha256", DataType::Utf8, true),
+        Field::new("sha256", DataType::Utf8, true),
+        Field::new("hashed_run", DataType::Utf8, false),
+    ]))
+});
+
 /// Walk errors: an entry that could not be listed or stat'ed. These never abort a shard.
 pub static ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![

@@ -2,7 +2,7 @@
 //! crate's), made from what each phase produced.
 
 pub use scanjob_contract::termination::{
-    Failure, MAX_TERMINATION_MESSAGE_BYTES, Merged, PhaseResult, Planned, Scanned,
+    Failure, Hashed, MAX_TERMINATION_MESSAGE_BYTES, Merged, PhaseResult, Planned, Scanned,
     TerminationMessage,
 };
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+    BinaryBuilder, BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
@@ -154,6 +154,7 @@ impl Engine {
             entry_hash_udf(),
             inode_key_udf(),
             change_sig_udf(),
+            size_part_udf(),
         ] {
             ctx.register_udf(udf);
         }
@@ -526,6 +527,36 @@ fn entry_hash_udf() -> datafusion::logical_expr::ScalarUDF {
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         }),
     )
+}
+
+/// `sj_size_part(size, count)`: which of `count` hash partitions a file size falls in, so that
+/// every duplicate candidate group (all of one size) is read by one pod ([`size_part`]).
+fn size_part_udf() -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "sj_size_part",
+        vec![DataType::Int64, DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = array_arg(args, rows_of(args))?;
+            let sizes = arrays[0].as_primitive::<Int64Type>();
+            let counts = arrays[1].as_primitive::<Int64Type>();
+            let mut out = Int64Builder::with_capacity(sizes.len());
+            for (size, count) in sizes.iter().zip(counts.iter()) {
+                match (size, count) {
+                    (Some(s), Some(c)) if c > 0 => out.append_value(size_part(s, c as u64) as i64),
+                    _ => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// The partition of a file size among `count`: sizes are often round numbers, so they are
+/// hashed first, not taken modulo `count`.
+pub fn size_part(size: i64, count: u64) -> u64 {
+    hash_of(&[b"s", &size.to_le_bytes()]) % count.max(1)
 }
 
 pub fn entry_hash(name: &[u8], size: u64) -> u64 {

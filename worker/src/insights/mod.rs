@@ -12,7 +12,8 @@
 //! growth/<run>/…                      files and bytes per uid and project, before and now
 //! rollup_by_{extension,uid,gid,project,directory}/<run>/…
 //! rollup_age/<run>/…                  mtime/atime age buckets per uid and project
-//! duplicate_{files,trees}/<run>/…
+//! duplicate_{files,trees}/<run>/…    duplicate files with their stage: candidate, sampled, confirmed
+//! file_hashes/<run>/…                 content hashes (`crate::hash`) of files unchanged since read
 //! trends/<run>/…                      the night's totals per key, appended to every night's
 //! snapshots/<run>/summary.json        the report's numbers
 //! snapshots/<run>/report.html         self-contained report
@@ -40,9 +41,10 @@ use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf
 use crate::insights::rollup::{AtimeCheck, TreeGroup, i64s, strings, u64s};
 use crate::report::summary;
 use crate::report::summary::{
-    Bucket, Duplicates, Group, Growth, GrowthRow, Night, Summary, Top, Totals, listed,
+    Bucket, Duplicates, FileGroup, Group, Growth, GrowthRow, Night, STAGES, StageTotal, Summary,
+    Top, Totals, listed,
 };
-use crate::schema::TOC_SCHEMA;
+use crate::schema::{HASH_SCHEMA, TOC_SCHEMA};
 use crate::store::Location;
 use crate::store::layout::{
     EntryCounts, SnapshotManifest, TRENDS_TABLE, derived_dir, toc_merged_dir,
@@ -88,6 +90,10 @@ pub struct Inputs<'a> {
     pub previous: Option<&'a SnapshotManifest>,
     /// Whether a previous snapshot's row belongs to one of `missing_shards`.
     pub carried: Option<engine::PathPredicate>,
+    /// The hash step's files of tonight (`crate::hash`) and its totals over all partitions;
+    /// empty and `None` when it did not run.
+    pub hash_files: Vec<PartFile>,
+    pub hashing: Option<summary::HashTotals>,
 }
 
 /// What the merge records in the manifest.
@@ -117,15 +123,8 @@ pub async fn derive(
         "history done"
     );
     let rollups = rollups(&engine, inputs.run, options, &mut derived, started).await?;
-    let duplicates = duplicates(
-        &engine,
-        location,
-        inputs.run,
-        options,
-        &rollups,
-        &mut derived,
-    )
-    .await?;
+    let duplicates =
+        duplicates(&engine, location, &inputs, options, &rollups, &mut derived).await?;
     let c = inputs.counts;
     let mut summary = Summary {
         run: inputs.run.to_string(),
@@ -413,16 +412,47 @@ async fn rollups(
     })
 }
 
-/// The duplicate files table, and the duplicates' part of the summary (with the trees the
-/// rollups found).
+/// The `file_hashes` table (tonight's hashes and the earlier nights' of files still
+/// unchanged), the duplicate files table with each group's stage, and the duplicates' part of
+/// the summary (with the trees the rollups found).
 async fn duplicates(
     engine: &Engine,
     location: &Location,
-    run: &str,
+    inputs: &Inputs<'_>,
     options: &InsightOptions,
     rollups: &Rollups,
     derived: &mut BTreeMap<String, Vec<PartFile>>,
 ) -> Result<Duplicates> {
+    let run = inputs.run;
+    let previous_hashes = inputs
+        .previous
+        .and_then(|p| p.derived.get("file_hashes").cloned())
+        .unwrap_or_default();
+    engine
+        .register_files("hashes_new", &inputs.hash_files, &HASH_SCHEMA)
+        .await?;
+    engine
+        .register_files("hashes_prev", &previous_hashes, &HASH_SCHEMA)
+        .await?;
+    let query = if inputs.hash_files.is_empty() && previous_hashes.is_empty() {
+        // No hashes at all: the table's night is empty, without reading the ToC for it.
+        format!("SELECT {} FROM hashes_new", rollup::HASH_COLUMNS)
+    } else {
+        rollup::file_hashes_query()
+    };
+    let hash_files = engine
+        .write(
+            "carrying the hash cache",
+            &query,
+            &derived_dir("file_hashes", run),
+            "part",
+            None,
+        )
+        .await?;
+    engine
+        .register_files("file_hashes", &hash_files, &HASH_SCHEMA)
+        .await?;
+    derived.insert("file_hashes".into(), hash_files);
     let dup_files = engine
         .write(
             "finding duplicate files",
@@ -432,9 +462,16 @@ async fn duplicates(
             None,
         )
         .await?;
-    let (file_groups, file_wasted_bytes) = if rows_of(&dup_files) == 0 {
-        (0, 0)
-    } else {
+    let mut stages: Vec<StageTotal> = STAGES
+        .iter()
+        .map(|stage| StageTotal {
+            stage: stage.to_string(),
+            groups: 0,
+            wasted_bytes: 0,
+        })
+        .collect();
+    let mut top_files = Vec::new();
+    if rows_of(&dup_files) > 0 {
         engine
             .register_files(
                 "duplicate_files",
@@ -445,21 +482,64 @@ async fn duplicates(
         let totals = engine
             .collect(
                 "totalling duplicate files",
-                "SELECT count(*) AS groups, CAST(sum(wasted_bytes) AS BIGINT) AS wasted \
-                 FROM duplicate_files",
+                "SELECT stage, count(*) AS groups, CAST(sum(wasted_bytes) AS BIGINT) AS wasted \
+                 FROM duplicate_files GROUP BY stage",
             )
             .await?;
-        (u64s(&totals, "groups")[0], u64s(&totals, "wasted")[0])
-    };
+        let groups = u64s(&totals, "groups");
+        let wasted = u64s(&totals, "wasted");
+        for (i, stage) in strings(&totals, "stage").into_iter().enumerate() {
+            if let Some(t) = stages.iter_mut().find(|t| Some(&t.stage) == stage.as_ref()) {
+                t.groups = groups[i];
+                t.wasted_bytes = wasted[i];
+            }
+        }
+        let top = engine
+            .collect(
+                "listing the top duplicate files",
+                &format!(
+                    "SELECT stage, rule, size, copies, wasted_bytes, hash, paths \
+                     FROM duplicate_files ORDER BY {}, wasted_bytes DESC, rule, size LIMIT {}",
+                    rollup::STAGE_ORDER,
+                    summary::TOP_FILE_GROUPS
+                ),
+            )
+            .await?;
+        let (stage, rule, hash, paths) = (
+            strings(&top, "stage"),
+            strings(&top, "rule"),
+            strings(&top, "hash"),
+            rollup::string_lists(&top, "paths"),
+        );
+        let (size, copies, wasted) = (
+            u64s(&top, "size"),
+            u64s(&top, "copies"),
+            u64s(&top, "wasted_bytes"),
+        );
+        for (i, mut paths) in paths.into_iter().enumerate() {
+            let paths_total = paths.len() as u64;
+            paths.truncate(summary::GROUP_PATHS);
+            top_files.push(FileGroup {
+                stage: stage[i].clone().unwrap_or_default(),
+                rule: rule[i].clone().unwrap_or_default(),
+                size: size[i],
+                copies: copies[i],
+                wasted_bytes: wasted[i],
+                hash: hash[i].clone(),
+                paths,
+                paths_total,
+            });
+        }
+    }
     derived.insert("duplicate_files".into(), dup_files);
     let trees = &rollups.trees;
     Ok(Duplicates {
         min_size: options.duplicate_min_size,
-        file_groups,
-        file_wasted_bytes,
-        stages: Vec::new(),
-        top_files: Vec::new(),
-        hashing: None,
+        file_groups: stages.iter().map(|s| s.groups).sum(),
+        file_wasted_bytes: stages.iter().map(|s| s.wasted_bytes).sum(),
+        stages,
+        top_files,
+        hashing: inputs.hashing.clone(),
         tree_groups: trees.len() as u64,
         tree_wasted_bytes: trees.iter().map(|t| t.wasted_bytes).sum(),
         top_trees: trees.iter().take(summary::TOP).cloned().collect(),

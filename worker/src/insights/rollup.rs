@@ -54,6 +54,35 @@ pub fn strings(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Values of a list-of-strings column (`array_agg` of strings), nulls as empty lists.
+pub fn string_lists(batches: &[RecordBatch], name: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let Ok(index) = batch.schema().index_of(name) else {
+            continue;
+        };
+        let column = batch.column(index);
+        let lists = column.as_list::<i32>();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                out.push(Vec::new());
+                continue;
+            }
+            let values = datafusion::arrow::compute::cast(&lists.value(i), &DataType::Utf8)
+                .map(|a| {
+                    a.as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(values);
+        }
+    }
+    out
+}
+
 /// Values of a binary column, nulls as empty.
 pub fn binaries(batches: &[RecordBatch], name: &str) -> Vec<Vec<u8>> {
     cast_column(batches, name, &DataType::Binary)
@@ -495,30 +524,87 @@ pub fn duplicate_trees_batch(groups: &[TreeGroup]) -> Result<RecordBatch> {
         .map_err(|e| Error::query("building the duplicate trees table", e.into()))
 }
 
-/// Candidate duplicate files: regular files of at least `min_size` bytes sharing size and
-/// name, or size and mtime, counted by distinct inode so hard links are one copy. A cheap
-/// count first finds the keys held by more than one row; only those rows are then grouped with
-/// their paths and distinct inodes.
-pub fn duplicate_files_query(min_size: u64) -> String {
+/// The columns of the `file_hashes` table ([`crate::schema::HASH_SCHEMA`]).
+pub const HASH_COLUMNS: &str = "dev, inode, size, mtime, ctime, sample_sha256, sha256, hashed_run";
+
+/// The hash cache after tonight: tonight's hashes, and the earlier nights' of files not read
+/// tonight, each kept only while a file of the snapshot has its key (dev, inode, size, mtime,
+/// ctime). A changed or removed file's hash is dropped, so the table is bounded by the files
+/// hashed and still unchanged.
+pub fn file_hashes_query() -> String {
+    let c = HASH_COLUMNS;
+    let k: Vec<String> = c.split(", ").map(|c| format!("k.{c}")).collect();
     format!(
-        "WITH f AS (SELECT path_display, filename, size, mtime, \
+        "WITH h AS (SELECT {c}, 0 AS pri FROM hashes_new \
+                    UNION ALL SELECT {c}, 1 AS pri FROM hashes_prev), \
+              r AS (SELECT {c}, row_number() OVER (PARTITION BY dev, inode, size, mtime, ctime \
+                                                 ORDER BY pri, hashed_run DESC) AS rn FROM h), \
+              k AS (SELECT {c} FROM r WHERE rn = 1) \
+         SELECT {} FROM k LEFT SEMI JOIN toc t ON k.dev = t.dev AND k.inode = t.inode \
+           AND k.size = t.size AND k.mtime = t.mtime AND k.ctime = t.ctime",
+        k.join(", ")
+    )
+}
+
+/// Orders duplicate file groups confirmed first, then sampled, then candidates.
+pub const STAGE_ORDER: &str = "CASE stage WHEN 'confirmed' THEN 0 WHEN 'sampled' THEN 1 ELSE 2 END";
+
+/// Duplicate files, each group at the furthest stage its evidence reached (`crate::hash`):
+///
+/// - Candidates are regular files of at least `min_size` bytes sharing size and name, or size
+///   and mtime, with two inodes or more (hard links are one copy). A cheap count first finds
+///   the keys held by more than one inode; only those rows are then grouped with their paths.
+/// - Candidates with the same size and sample hash (`file_hashes`) form a `sampled` group; when
+///   every file of it has a full hash, it splits by that hash into `confirmed` groups of two
+///   inodes or more instead. Files whose samples differ form no group: decoys drop out.
+/// - A candidate group stays `candidate` while any of its files has no sample (hashing off,
+///   the budget spent, the file unreadable or changed).
+///
+/// `wasted_bytes` is the size times the copies beyond the first.
+pub fn duplicate_files_query(min_size: u64) -> String {
+    let paths = "array_agg(ch.path_display ORDER BY ch.path_display)";
+    format!(
+        "WITH f AS (SELECT path_display, filename, size, mtime, ctime, dev, inode, \
                            sj_inode_key(dev, inode) AS ino \
                     FROM toc WHERE kind = 'file' AND size >= {min_size}), \
-              kn AS (SELECT size, filename FROM f GROUP BY size, filename HAVING count(*) > 1), \
-              km AS (SELECT size, mtime FROM f WHERE mtime IS NOT NULL \
-                     GROUP BY size, mtime HAVING count(*) > 1) \
-         SELECT rule, size, name, mtime, copies, \
-                CAST(size AS BIGINT) * (copies - 1) AS wasted_bytes, paths FROM (\
-           SELECT 'same name' AS rule, f.size, f.filename AS name, min(f.mtime) AS mtime, \
-                  count(DISTINCT f.ino) AS copies, \
-                  array_agg(f.path_display ORDER BY f.path_display) AS paths \
-           FROM kn JOIN f ON f.size = kn.size AND f.filename = kn.filename \
-           GROUP BY f.size, f.filename HAVING count(DISTINCT f.ino) > 1 \
+              kn AS (SELECT size, filename FROM f GROUP BY size, filename \
+                     HAVING count(DISTINCT ino) > 1), \
+              km AS (SELECT size, mtime FROM f WHERE mtime IS NOT NULL GROUP BY size, mtime \
+                     HAVING count(DISTINCT ino) > 1), \
+              c AS (SELECT f.path_display, f.filename, f.size, f.mtime, f.ctime, f.dev, f.inode, \
+                           f.ino FROM kn JOIN f ON f.size = kn.size AND f.filename = kn.filename \
+                    UNION \
+                    SELECT f.path_display, f.filename, f.size, f.mtime, f.ctime, f.dev, f.inode, \
+                           f.ino FROM km JOIN f ON f.size = km.size AND f.mtime = km.mtime), \
+              ch AS (SELECT c.path_display, c.filename, c.size, c.mtime, c.ino, \
+                            h.sample_sha256 AS sample, h.sha256 AS full \
+                     FROM file_hashes h RIGHT JOIN c ON h.dev = c.dev AND h.inode = c.inode \
+                       AND h.size = c.size AND h.mtime = c.mtime AND h.ctime = c.ctime), \
+              sc AS (SELECT size, sample, bool_and(full IS NOT NULL) AS all_full FROM ch \
+                     WHERE sample IS NOT NULL GROUP BY size, sample \
+                     HAVING count(DISTINCT ino) > 1) \
+         SELECT stage, rule, size, name, mtime, copies, \
+                CAST(size AS BIGINT) * (copies - 1) AS wasted_bytes, hash, paths FROM (\
+           SELECT 'confirmed' AS stage, 'same content' AS rule, ch.size, \
+                  min(ch.filename) AS name, min(ch.mtime) AS mtime, \
+                  count(DISTINCT ch.ino) AS copies, ch.full AS hash, {paths} AS paths \
+           FROM sc JOIN ch ON ch.size = sc.size AND ch.sample = sc.sample \
+           WHERE sc.all_full GROUP BY ch.size, ch.full HAVING count(DISTINCT ch.ino) > 1 \
            UNION ALL \
-           SELECT 'same mtime', f.size, min(f.filename), f.mtime, count(DISTINCT f.ino), \
-                  array_agg(f.path_display ORDER BY f.path_display) \
-           FROM km JOIN f ON f.size = km.size AND f.mtime = km.mtime \
-           GROUP BY f.size, f.mtime HAVING count(DISTINCT f.ino) > 1) \
-         ORDER BY wasted_bytes DESC, rule, size"
+           SELECT 'sampled', 'same sample', ch.size, min(ch.filename), min(ch.mtime), \
+                  count(DISTINCT ch.ino), ch.sample, {paths} \
+           FROM sc JOIN ch ON ch.size = sc.size AND ch.sample = sc.sample \
+           WHERE NOT sc.all_full GROUP BY ch.size, ch.sample \
+           UNION ALL \
+           SELECT 'candidate', 'same name', ch.size, ch.filename, min(ch.mtime), \
+                  count(DISTINCT ch.ino), CAST(NULL AS VARCHAR), {paths} \
+           FROM kn JOIN ch ON ch.size = kn.size AND ch.filename = kn.filename \
+           GROUP BY ch.size, ch.filename HAVING bool_or(ch.sample IS NULL) \
+           UNION ALL \
+           SELECT 'candidate', 'same mtime', ch.size, min(ch.filename), ch.mtime, \
+                  count(DISTINCT ch.ino), CAST(NULL AS VARCHAR), {paths} \
+           FROM km JOIN ch ON ch.size = km.size AND ch.mtime = km.mtime \
+           GROUP BY ch.size, ch.mtime HAVING bool_or(ch.sample IS NULL)) \
+         ORDER BY {STAGE_ORDER}, wasted_bytes DESC, rule, size"
     )
 }

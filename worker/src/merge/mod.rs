@@ -30,15 +30,16 @@ use crate::error::{Error, Result};
 use crate::insights::{self, Inputs, InsightOptions};
 use crate::pathbytes::parent_of;
 use crate::plan::pieces::NameSlice;
+use crate::report::summary::HashTotals;
 use crate::scan::load_plan;
 use crate::schema::{SCHEMA_VERSION, TOC_SCHEMA};
 use crate::store::Location;
 use crate::store::delta::{self, TOC_TABLE};
 use crate::store::layout::{
-    DERIVED_TABLES, EntryCounts, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan,
-    ShardSuccess, ShardSummary, SnapshotManifest, TRENDS_TABLE, derived_dir, manifest_path,
-    plan_path, report_path, run_dir, snapshot_dir, split_run_url, success_path, summary_path,
-    toc_merged_dir, toc_night_dir, url_of,
+    DERIVED_TABLES, EntryCounts, HashSuccess, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan,
+    ShardSuccess, ShardSummary, SnapshotManifest, TRENDS_TABLE, derived_dir, hash_success_path,
+    hashes_dir, manifest_path, plan_path, report_path, run_dir, snapshot_dir, split_run_url,
+    success_path, summary_path, toc_merged_dir, toc_night_dir, url_of,
 };
 use crate::store::writer::PartFile;
 
@@ -123,6 +124,7 @@ pub async fn merge_run(
             (Some(_), false) => Some(Arc::new(owned_by(&plan, &shards.missing))),
             _ => None,
         };
+    let (hash_files, hashing) = hashed(&output, &plan).await?;
     let created = chrono::Utc::now();
     let outcome = insights::derive(
         &output,
@@ -145,6 +147,8 @@ pub async fn merge_run(
             missing_shards: shards.missing.clone(),
             previous: previous.as_ref(),
             carried,
+            hash_files,
+            hashing,
         },
         &options.insights,
     )
@@ -259,6 +263,75 @@ async fn done_shards(output: &Location, plan: &ShardPlan, max_missing: u32) -> R
         );
     }
     Ok(Shards { done, missing })
+}
+
+/// The hash step's output of this run (`crate::hash`), if it ran: the files of every
+/// partition with a `_SUCCESS-<i>.json` of this plan, and their totals. Partitions of an
+/// earlier attempt with another partition count are left out (the newest attempt's count
+/// wins). A partition that did not finish leaves its groups at `candidate`.
+async fn hashed(
+    output: &Location,
+    plan: &ShardPlan,
+) -> Result<(Vec<PartFile>, Option<HashTotals>)> {
+    use futures::TryStreamExt;
+    let dir = hashes_dir(&plan.run);
+    let listed: Vec<object_store::ObjectMeta> = output
+        .store
+        .list(Some(&output.path(&dir)))
+        .try_collect()
+        .await
+        .map_err(|source| Error::store(&output.url, &dir, source))?;
+    let mut done: Vec<HashSuccess> = Vec::new();
+    for meta in listed {
+        let Some(index) = meta
+            .location
+            .filename()
+            .and_then(|n| n.strip_prefix("_SUCCESS-"))
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(s) = output
+            .get_json::<HashSuccess>(&hash_success_path(&plan.run, index))
+            .await?
+            .filter(|s| s.plan_id == plan.plan_id && s.index == index)
+        {
+            done.push(s);
+        }
+    }
+    let Some(count) = done.iter().max_by_key(|s| s.started).map(|s| s.count) else {
+        return Ok((Vec::new(), None));
+    };
+    done.retain(|s| s.count == count);
+    let files: Vec<PartFile> = done.iter().flat_map(|s| s.files.clone()).collect();
+    check_parquet_files(output, &files, &format!("hashes of run {}", plan.run)).await?;
+    let mut totals = HashTotals::default();
+    for s in &done {
+        let t = &s.totals;
+        totals.pods += 1;
+        totals.budget_bytes += t.budget_bytes;
+        totals.bytes_read += t.bytes_read;
+        totals.files += t.files;
+        totals.files_sampled += t.files_sampled;
+        totals.files_hashed += t.files_hashed;
+        totals.cache_hits += t.cache_hits;
+        totals.groups_over_budget += t.groups_over_budget;
+        totals.files_over_budget += t.files_over_budget;
+        totals.changed += t.changed;
+        totals.noatime_refused += t.noatime_refused;
+        totals.unreadable += t.unreadable;
+        totals.seconds = totals.seconds.max(t.seconds);
+    }
+    if done.len() < count as usize {
+        warn!(
+            run = plan.run,
+            done = done.len(),
+            count,
+            "not every hash partition finished: their groups stay candidates"
+        );
+    }
+    Ok((files, Some(totals)))
 }
 
 /// Writes the snapshot's `summary.json` and `report.html`.

@@ -39,7 +39,7 @@ pub const LAYOUT_FORMAT: u32 = 1;
 
 /// The derived tables, each a Delta table at `<name>/` under the output (the manifest's
 /// `derived` map names their files by the same names).
-pub const DERIVED_TABLES: [&str; 12] = [
+pub const DERIVED_TABLES: [&str; 13] = [
     "diff_added",
     "diff_removed",
     "diff_changed",
@@ -52,6 +52,7 @@ pub const DERIVED_TABLES: [&str; 12] = [
     "rollup_by_directory",
     "duplicate_trees",
     "duplicate_files",
+    "file_hashes",
 ];
 
 /// The trends table: one row per night and dimension key (files and bytes in total, per
@@ -194,6 +195,31 @@ impl ShardSuccess {
             .map(|f| f.bytes)
             .sum()
     }
+}
+
+/// `runs/<run>/hashes/`: what the hash step's pods wrote.
+pub fn hashes_dir(run: &str) -> String {
+    format!("{}/hashes", run_dir(run))
+}
+
+/// `runs/<run>/hashes/_SUCCESS-<index>.json`: written after the partition's hashes.
+pub fn hash_success_path(run: &str, index: u32) -> String {
+    format!("{}/_SUCCESS-{index}.json", hashes_dir(run))
+}
+
+/// One partition of the hash step, done.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HashSuccess {
+    pub format: u32,
+    pub run: String,
+    pub plan_id: String,
+    pub index: u32,
+    pub count: u32,
+    pub started: chrono::DateTime<chrono::Utc>,
+    /// Every hash of the partition's candidates, read tonight or from the cache.
+    pub files: Vec<PartFile>,
+    pub totals: crate::report::summary::HashTotals,
+    pub politeness: crate::scan::politeness::PolitenessReport,
 }
 
 /// One shard as the snapshot records it.
