@@ -4,7 +4,8 @@
     python read_snapshot.py --exists s3://bucket/key      prints true or false
     python read_snapshot.py --list s3://bucket/prefix     prints the keys below it, sorted
 
-Prints JSON: the manifest, the rows of the table of contents by kind, bytes in files, the
+Prints JSON: the manifest, its summary, the duplicate file groups (stage, copies, paths), the
+rows of the table of contents by kind, bytes in files, the
 number of distinct paths, the shards the rows came from, and the errors table's rows (path and
 kind). S3 settings come from AWS_*.
 """
@@ -47,8 +48,22 @@ def main(url):
         err = pq.read_table([f"{base}/{f['path']}" for f in manifest["error_files"]], filesystem=fs)
         errors = [{"path": p.decode("utf-8", "replace"), "kind": k}
                   for p, k in zip(err.column("path").to_pylist(), err.column("kind").to_pylist())]
+    summary = None
+    if manifest.get("summary"):
+        with fs.open_input_stream(f"{base}/{manifest['summary']}") as f:
+            summary = json.loads(f.read())
+    duplicates = []
+    dup_files = manifest.get("derived", {}).get("duplicate_files") or []
+    if dup_files:
+        dup = pq.read_table([f"{base}/{f['path']}" for f in dup_files], filesystem=fs,
+                            columns=["stage", "copies", "paths"])
+        duplicates = sorted(({"stage": s, "copies": c, "paths": sorted(p)} for s, c, p in zip(
+            dup.column("stage").to_pylist(), dup.column("copies").to_pylist(),
+            dup.column("paths").to_pylist())), key=lambda g: (g["stage"], g["paths"]))
     print(json.dumps({
         "manifest": manifest,
+        "summary": summary,
+        "duplicates": duplicates,
         "latest": latest,
         "rows": table.num_rows,
         "kinds": dict(kinds),

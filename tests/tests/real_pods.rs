@@ -4,7 +4,7 @@
 //! from its cgroup. Tests read the container's process on the host (`/proc`) through containerd,
 //! and check the published rows against the tree.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -478,5 +478,101 @@ async fn an_oom_killed_merge_fails_the_run_with_a_message_that_says_so() {
     for pod in &merges {
         assert_eq!(exit_code(pod), Some(137), "{:?}", pod.status);
     }
+    h.delete().await;
+}
+
+/// A tree of `size`-byte files, owned by uid 4242: `copies/<i>/data.bin` are three true copies,
+/// `decoys/<i>/result.h5` two files of one size and name that differ in one byte between the
+/// sampled blocks. Every atime is set far before the mtime, so a read would move it.
+fn planted_duplicates(root: &Path) -> Vec<PathBuf> {
+    const SIZE: usize = 400 << 10;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 + i / 1000) as u8).collect();
+    // The decoys differ from the copies in their first byte (sampled), and from each other
+    // only in one byte between the sampled blocks.
+    let mut decoy = data.clone();
+    decoy[0] ^= 0xff;
+    let mut other_decoy = decoy.clone();
+    other_decoy[250_000] ^= 0xff;
+    let mut files = Vec::new();
+    for (rel, bytes) in [
+        ("copies/0/data.bin", &data),
+        ("copies/1/data.bin", &data),
+        ("copies/2/data.bin", &data),
+        ("decoys/0/result.h5", &decoy),
+        ("decoys/1/result.h5", &other_decoy),
+    ] {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let times = std::fs::FileTimes::new()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000))
+            .set_accessed(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000));
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+        std::os::unix::fs::chown(&path, Some(4242), Some(4242)).unwrap();
+        files.push(path);
+    }
+    files
+}
+
+fn atimes(files: &[PathBuf]) -> Vec<i64> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().atime())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hash_pods_confirm_the_true_copies_without_moving_an_atime() {
+    let h = Harness::start("pods-hash").await;
+    let root = h.ns.dir.join("tree");
+    let files = planted_duplicates(&root);
+    let before = atimes(&files);
+    // uid 0 with readAllFiles: the hash pods add CAP_FOWNER, so O_NOATIME is allowed on files
+    // of uid 4242 (without it the kernel refuses, and the files would not be read).
+    h.apply(&scanjob_yaml_with_worker(
+        "hash",
+        &root,
+        &h.url,
+        "runAsUser: 0, readAllFiles: true",
+        &format!(
+            "{TWO_SHARDS}  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000, hashPods: 2}}\n"
+        ),
+    ));
+    let sj = h.wait_finished("hash", Phase::Succeeded).await;
+    assert_eq!(
+        step_pods(&h, "hash", "hash").await.len(),
+        2,
+        "two hash pods"
+    );
+    let snap = read_snapshot(&success(&sj).snapshot);
+    let hashing = &snap["summary"]["duplicates"]["hashing"];
+    assert_eq!(hashing["pods"], 2, "{hashing}");
+    assert_eq!(hashing["noatime_refused"], 0, "{hashing}");
+    assert_eq!(hashing["files_sampled"], 5, "{hashing}");
+    // Samples of five files, then the whole of the three copies and the two decoys.
+    assert_eq!(
+        hashing["bytes_read"],
+        5 * 80 * 1024 + 5 * (400 << 10),
+        "{hashing}"
+    );
+    let groups = snap["duplicates"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["stage"], "confirmed");
+    assert_eq!(groups[0]["copies"], 3);
+    assert_eq!(
+        groups[0]["paths"],
+        serde_json::json!([
+            "copies/0/data.bin",
+            "copies/1/data.bin",
+            "copies/2/data.bin"
+        ])
+    );
+    assert_eq!(atimes(&files), before, "an atime moved");
     h.delete().await;
 }
