@@ -38,6 +38,7 @@ use tracing::info;
 use crate::error::{Error, Result};
 use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf, carried_udf};
 use crate::insights::rollup::{AtimeCheck, TreeGroup, i64s, strings, u64s};
+use crate::report::owners::OwnerNames;
 use crate::report::summary;
 use crate::report::summary::{
     Bucket, Duplicates, Group, Growth, GrowthRow, Night, Summary, Top, Totals, listed,
@@ -57,6 +58,8 @@ pub struct InsightOptions {
     /// Smallest file (and directory tree) considered as a duplicate candidate.
     pub duplicate_min_size: u64,
     pub engine: EngineOptions,
+    /// User and group names the report shows beside the ids.
+    pub owner_names: OwnerNames,
 }
 
 impl Default for InsightOptions {
@@ -65,6 +68,7 @@ impl Default for InsightOptions {
             rollup_depth: 3,
             duplicate_min_size: 1 << 20,
             engine: EngineOptions::default(),
+            owner_names: OwnerNames::default(),
         }
     }
 }
@@ -146,7 +150,12 @@ pub async fn derive(
         growth: history.growth,
         duplicates,
         nights: Vec::new(),
+        top_groups: Top::of(&rollups.groups["by_gid"]),
+        tree: rollups.treemap,
+        uid_names: BTreeMap::new(),
+        gid_names: BTreeMap::new(),
     };
+    summary.name_owners(&options.owner_names);
     let trends = trends_batch(inputs.run, inputs.scanned, &summary, &rollups.groups)?;
     summary.nights = nights(&engine, &inputs, &summary).await?;
     derived.insert(
@@ -323,6 +332,8 @@ struct Rollups {
     atime: AtimeCheck,
     /// Directories with files directly in them: files and bytes of those files.
     directories: Vec<Group>,
+    /// The biggest directories with recursive totals, for the report's treemap.
+    treemap: Vec<summary::TreeNode>,
     trees: Vec<TreeGroup>,
 }
 
@@ -392,6 +403,11 @@ async fn rollups(
             bytes: n.bytes_direct,
         })
         .collect();
+    let treemap = rollup::treemap_nodes(
+        &tree,
+        options.rollup_depth.min(summary::TREEMAP_DEPTH),
+        summary::TREEMAP_NODES,
+    );
     let trees = rollup::duplicate_trees(engine, &tree, options.duplicate_min_size).await?;
     drop(tree);
     let batch = rollup::duplicate_trees_batch(&trees)?;
@@ -409,6 +425,7 @@ async fn rollups(
         age_rows,
         atime,
         directories,
+        treemap,
         trees,
     })
 }
