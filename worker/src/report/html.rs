@@ -61,14 +61,15 @@ for(const [label,v] of [['files',num(t.files)],['size',hb(t.bytes)],['directorie
 // Treemap: squarified, nested by depth; the space a directory's listed children leave is its
 // own files and the directories too small to list.
 function squarify(items,x,y,w,h){
-  const out=[];let rest=items.filter(i=>i.a>0);
-  while(rest.length&&w>0&&h>0){
-    const side=Math.min(w,h);let row=[],best=Infinity,sum=0;
+  const out=[],rest=items.filter(i=>i.a>0);
+  for(const i of items)if(!(i.a>0))out.push([i,x,y,0,0]);
+  while(rest.length){
+    const side=Math.max(1e-9,Math.min(w,h));let row=[],best=Infinity,sum=0;
     while(rest.length){const c=rest[0],s2=sum+c.a,mx=Math.max(row.length?row[0].a:0,c.a),mn=c.a;
       const worst=Math.max(side*side*mx/(s2*s2),s2*s2/(side*side*mn));if(row.length&&worst>best)break;
       best=worst;row.push(rest.shift());sum=s2}
-    if(w>=h){const cw=sum/h;let cy=y;for(const r of row){const rh=r.a/cw;out.push([r,x,cy,cw,rh]);cy+=rh}x+=cw;w-=cw}
-    else{const ch=sum/w;let cx=x;for(const r of row){const rw=r.a/ch;out.push([r,cx,y,rw,ch]);cx+=rw}y+=ch;h-=ch}}
+    if(w>=h){const cw=h>0?sum/h:0;let cy=y;for(const r of row){const rh=cw>0?r.a/cw:0;out.push([r,x,cy,cw,rh]);cy+=rh}x+=cw;w=Math.max(0,w-cw)}
+    else{const ch=w>0?sum/w:0;let cx=x;for(const r of row){const rw=ch>0?r.a/ch:0;out.push([r,cx,y,rw,ch]);cx+=rw}y+=ch;h=Math.max(0,h-ch)}}
   return out}
 const tree=s.tree||[];
 if(tree.length){
@@ -77,14 +78,14 @@ if(tree.length){
   const hues=[212,140,28,280,350,180,50,100,250,0];let hue=0;
   const draw=(path,bytes,x,y,w,h,depth,h0)=>{
     const children=(kids[path]||[]).slice().sort((a,b)=>b.bytes-a.bytes);if(!children.length)return;
-    const head=depth>0&&w>60&&h>34?15:0,pad=depth>0?2:0;const ix=x+pad,iy=y+head+pad,iw=Math.max(0,w-2*pad),ih=Math.max(0,h-head-2*pad);
+    const head=depth>0&&w>60&&h>34?15:0,pad=depth>0&&w>8&&h-head>8?2:0;const ix=x+pad,iy=y+head+pad,iw=Math.max(0,w-2*pad),ih=Math.max(0,h-head-2*pad);
     const total=Math.max(bytes,children.reduce((a,c)=>a+c.bytes,0));if(total<=0)return;
     const scale=iw*ih/total;const items=children.map(c=>({n:c,a:c.bytes*scale}));
     const rest=(total-children.reduce((a,c)=>a+c.bytes,0))*scale;if(rest>0)items.push({n:null,a:rest});
     items.sort((a,b)=>b.a-a.a);
     for(const [it,rx,ry,rw,rh] of squarify(items,ix,iy,iw,ih)){if(!it.n)continue;const n=it.n;
-      const hh=depth===0?hues[(hue++)%hues.length]:h0;
-      const r=sv('rect',{x:rx.toFixed(1),y:ry.toFixed(1),width:Math.max(0,rw).toFixed(1),height:Math.max(0,rh).toFixed(1),fill:'hsl('+hh+','+(55-8*depth)+'%,'+(58+11*depth)+'%)'},svg);
+      const hh=depth<2?hues[(hue++)%hues.length]:h0;
+      const r=sv('rect',{x:rx.toFixed(1),y:ry.toFixed(1),width:Math.max(0,rw).toFixed(1),height:Math.max(0,rh).toFixed(1),fill:'hsl('+hh+','+(58-6*depth)+'%,'+(56+9*depth)+'%)'},svg);
       r.dataset.path=n.path;r.dataset.bytes=n.bytes;r.dataset.files=n.files;r.dataset.depth=n.depth;
       sv('title',{},r).textContent=n.path+'\n'+hb(n.bytes)+' \u00b7 '+num(n.files)+' files';
       const name=n.path.slice(n.path.lastIndexOf('/')+1),room=Math.floor((rw-6)/6.2);
