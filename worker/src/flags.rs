@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use scanjob_contract::exit::TERMINATION_LOG_ENV;
+use scanjob_worker::Error;
 use scanjob_worker::insights::InsightOptions;
 use scanjob_worker::insights::engine::EngineOptions;
 use scanjob_worker::merge::MergeOptions;
+use scanjob_worker::report::owners::OwnerNames;
 use scanjob_worker::store::layout::WalkSettings;
 
 /// Scan a file system into a Parquet table of contents.
@@ -75,7 +77,7 @@ pub struct WatchdogArgs {
 }
 
 /// What `merge` derives for each snapshot and how many snapshots it keeps.
-#[derive(Args, Clone, Copy)]
+#[derive(Args, Clone)]
 pub struct MergeArgs {
     /// After publishing, remove all but the K newest snapshots and their runs' files (never
     /// the one latest.json names); at least 1. Default: keep everything.
@@ -102,11 +104,21 @@ pub struct MergeArgs {
     /// 256 bytes a row].
     #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
     pub merge_join_rows: Option<u64>,
+    /// A passwd-format file (`name:x:uid:gid:…`, e.g. the file server's /etc/passwd): the
+    /// report shows owners as `name (uid)`. Malformed lines are skipped with a warning.
+    #[arg(long, value_name = "FILE")]
+    pub passwd: Option<PathBuf>,
+    /// A group-format file (`name:x:gid:members`): the report shows groups as `name (gid)`.
+    #[arg(long, value_name = "FILE")]
+    pub group: Option<PathBuf>,
 }
 
 impl MergeArgs {
-    pub fn options(self, max_missing_shards: u32) -> MergeOptions {
-        MergeOptions {
+    /// The merge's options; reads the `--passwd` and `--group` files, so that one that
+    /// cannot be read fails the command before any work.
+    pub fn options(self, max_missing_shards: u32) -> Result<MergeOptions, Error> {
+        let owner_names = OwnerNames::load(self.passwd.as_deref(), self.group.as_deref())?;
+        Ok(MergeOptions {
             max_missing_shards,
             keep_snapshots: self.keep_snapshots,
             max_shrink_percent: Some(self.max_shrink_percent),
@@ -120,8 +132,9 @@ impl MergeArgs {
                     join_pass_rows: self.merge_join_rows,
                     ..EngineOptions::default()
                 },
+                owner_names,
             },
-        }
+        })
     }
 }
 

@@ -265,7 +265,7 @@ async fn hash(args: HashArgs, json: bool) -> Result<PhaseResult, Error> {
 
 /// `scanjob merge`: publishes the run as the latest snapshot.
 async fn merge(args: MergeCommandArgs, json: bool) -> Result<PhaseResult, Error> {
-    let options = args.merge.options(args.max_missing_shards);
+    let options = args.merge.options(args.max_missing_shards)?;
     let (manifest, url) = merge_run(&args.run, &options).await?;
     emit(json, &manifest, || {
         format!(
@@ -310,6 +310,7 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
         hash_bytes,
     } = args;
     let output = Location::parse(&out)?;
+    let merge = merge.options(0)?;
     let progress = Arc::new(RunProgress::default());
     let bar = progress_bar(!json && std::io::stderr().is_terminal(), progress.clone());
     let result = run_local(
@@ -323,7 +324,7 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
             settings: walk.settings(),
             max_ops_per_second: politeness.max_ops_per_second,
             latency_guard_ms: politeness.latency_guard_ms,
-            merge: merge.options(0),
+            merge,
             hash_bytes,
         },
         &progress,

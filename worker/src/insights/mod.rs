@@ -39,6 +39,7 @@ use tracing::info;
 use crate::error::{Error, Result};
 use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf, carried_udf};
 use crate::insights::rollup::{AtimeCheck, TreeGroup, i64s, strings, u64s};
+use crate::report::owners::OwnerNames;
 use crate::report::summary;
 use crate::report::summary::{
     Bucket, Duplicates, FileGroup, Group, Growth, GrowthRow, Night, STAGES, StageTotal, Summary,
@@ -59,6 +60,8 @@ pub struct InsightOptions {
     /// Smallest file (and directory tree) considered as a duplicate candidate.
     pub duplicate_min_size: u64,
     pub engine: EngineOptions,
+    /// User and group names the report shows beside the ids.
+    pub owner_names: OwnerNames,
 }
 
 impl Default for InsightOptions {
@@ -67,6 +70,7 @@ impl Default for InsightOptions {
             rollup_depth: 3,
             duplicate_min_size: 1 << 20,
             engine: EngineOptions::default(),
+            owner_names: OwnerNames::default(),
         }
     }
 }
@@ -145,7 +149,12 @@ pub async fn derive(
         growth: history.growth,
         duplicates,
         nights: Vec::new(),
+        top_groups: Top::of(&rollups.groups["by_gid"]),
+        tree: rollups.treemap,
+        uid_names: BTreeMap::new(),
+        gid_names: BTreeMap::new(),
     };
+    summary.name_owners(&options.owner_names);
     let trends = trends_batch(inputs.run, inputs.scanned, &summary, &rollups.groups)?;
     summary.nights = nights(&engine, &inputs, &summary).await?;
     derived.insert(
@@ -322,6 +331,8 @@ struct Rollups {
     atime: AtimeCheck,
     /// Directories with files directly in them: files and bytes of those files.
     directories: Vec<Group>,
+    /// The biggest directories with recursive totals, for the report's treemap.
+    treemap: Vec<summary::TreeNode>,
     trees: Vec<TreeGroup>,
 }
 
@@ -391,6 +402,11 @@ async fn rollups(
             bytes: n.bytes_direct,
         })
         .collect();
+    let treemap = rollup::treemap_nodes(
+        &tree,
+        options.rollup_depth.min(summary::TREEMAP_DEPTH),
+        summary::TREEMAP_NODES,
+    );
     let trees = rollup::duplicate_trees(engine, &tree, options.duplicate_min_size).await?;
     drop(tree);
     let batch = rollup::duplicate_trees_batch(&trees)?;
@@ -408,6 +424,7 @@ async fn rollups(
         age_rows,
         atime,
         directories,
+        treemap,
         trees,
     })
 }

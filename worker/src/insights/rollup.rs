@@ -372,6 +372,35 @@ pub fn directory_batch(tree: &HashMap<Vec<u8>, DirNode>, max_depth: u32) -> Resu
         .map_err(|e| Error::query("building the directory rollup", e.into()))
 }
 
+/// The treemap's directories: the `limit` biggest of depth 1 to `max_depth` by recursive
+/// bytes. Ranked by bytes, then depth, then path, a parent (never smaller than its child)
+/// ranks before each of its children, so every listed directory's parent is listed.
+pub fn treemap_nodes(
+    tree: &HashMap<Vec<u8>, DirNode>,
+    max_depth: u32,
+    limit: usize,
+) -> Vec<crate::report::summary::TreeNode> {
+    let mut nodes: Vec<(&Vec<u8>, &DirNode)> = tree
+        .iter()
+        .filter(|(p, n)| !p.is_empty() && n.depth <= max_depth && n.bytes > 0)
+        .collect();
+    nodes.sort_unstable_by(|a, b| {
+        (b.1.bytes.cmp(&a.1.bytes))
+            .then_with(|| a.1.depth.cmp(&b.1.depth))
+            .then_with(|| a.0.cmp(b.0))
+    });
+    nodes.truncate(limit);
+    nodes
+        .into_iter()
+        .map(|(p, n)| crate::report::summary::TreeNode {
+            path: String::from_utf8_lossy(p).into_owned(),
+            depth: n.depth,
+            files: n.files,
+            bytes: n.bytes,
+        })
+        .collect()
+}
+
 /// One group of identical directory trees.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct TreeGroup {

@@ -4,6 +4,7 @@
 //! store; the merge is the only step that writes what is here.
 
 pub mod html;
+pub mod owners;
 pub mod summary;
 
 use crate::error::{Error, Result};

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::insights::history::DiffCounts;
 use crate::insights::rollup::{AtimeCheck, TreeGroup};
+use crate::report::owners::OwnerNames;
 
 pub const TOP: usize = 5;
 
@@ -197,6 +198,30 @@ pub struct Summary {
     /// Totals of every night the `trends` table holds, this one last.
     #[serde(default)]
     pub nights: Vec<Night>,
+    #[serde(default)]
+    pub top_groups: Top,
+    /// The biggest directories below the root with recursive totals, for the treemap: at most
+    /// [`TREEMAP_NODES`], down to [`TREEMAP_DEPTH`], every parent of one listed too.
+    #[serde(default)]
+    pub tree: Vec<TreeNode>,
+    /// Names of the uids and gids this summary lists, where `--passwd` and `--group` gave one.
+    #[serde(default)]
+    pub uid_names: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gid_names: BTreeMap<String, String>,
+}
+
+/// Directories in the summary's treemap, and how deep it goes (capped by `--rollup-depth`).
+pub const TREEMAP_NODES: usize = 300;
+pub const TREEMAP_DEPTH: u32 = 3;
+
+/// One directory's recursive totals (as `rollup_by_directory` has them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeNode {
+    pub path: String,
+    pub depth: u32,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// One night's totals, for growth over all nights.
@@ -229,7 +254,51 @@ fn signed_bytes(delta: i64) -> String {
     format!("{sign}{}", human_bytes(delta.unsigned_abs()))
 }
 
+impl Duplicates {
+    /// Groups and wasted bytes of every stage in [`STAGES`]; without a hash step's totals
+    /// every group is a candidate.
+    pub fn stage_totals(&self) -> Vec<StageTotal> {
+        STAGES
+            .iter()
+            .map(|&stage| {
+                self.stages
+                    .iter()
+                    .find(|t| t.stage == stage)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        let all = self.stages.is_empty() && stage == "candidate";
+                        StageTotal {
+                            stage: stage.to_string(),
+                            groups: if all { self.file_groups } else { 0 },
+                            wasted_bytes: if all { self.file_wasted_bytes } else { 0 },
+                        }
+                    })
+            })
+            .collect()
+    }
+}
+
 impl Summary {
+    /// Records the names of the uids and gids the summary lists (top owners and groups,
+    /// growth by owner), so that the report shows them without the whole mapping.
+    pub fn name_owners(&mut self, names: &OwnerNames) {
+        let uids: Vec<&str> = (self.top_owners.by_files.iter())
+            .chain(&self.top_owners.by_bytes)
+            .map(|g| g.key.as_str())
+            .chain(
+                self.growth
+                    .iter()
+                    .flat_map(|g| g.owners.iter().map(|r| r.key.as_str())),
+            )
+            .collect();
+        let gids: Vec<&str> = (self.top_groups.by_files.iter())
+            .chain(&self.top_groups.by_bytes)
+            .map(|g| g.key.as_str())
+            .collect();
+        self.uid_names = OwnerNames::named(&names.users, &uids);
+        self.gid_names = OwnerNames::named(&names.groups, &gids);
+    }
+
     /// The terminal report.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
@@ -273,26 +342,33 @@ impl Summary {
         );
     }
 
-    /// The top directories, extensions, owners and projects, and the per-type and per-project lists.
+    /// The top directories, extensions, owners, groups and projects, and the per-type and
+    /// per-project lists.
     fn write_tops(&self, out: &mut String) {
-        let top = |out: &mut String, title: &str, top: &Top| {
+        let none = BTreeMap::new();
+        let top = |out: &mut String, title: &str, top: &Top, names: &BTreeMap<String, String>| {
             let _ = writeln!(out, "\ntop {TOP} {title} by files:");
-            group_lines(out, &top.by_files);
+            group_lines(out, &top.by_files, names);
             let _ = writeln!(out, "top {TOP} {title} by size:");
-            group_lines(out, &top.by_bytes);
+            group_lines(out, &top.by_bytes, names);
         };
         top(
             out,
             "directories (files directly inside)",
             &self.top_directories,
+            &none,
         );
-        top(out, "extensions", &self.top_extensions);
-        top(out, "owners (uid)", &self.top_owners);
+        top(out, "extensions", &self.top_extensions, &none);
+        top(out, "owners", &self.top_owners, &self.uid_names);
+        if !self.top_groups.by_bytes.is_empty() {
+            top(out, "groups", &self.top_groups, &self.gid_names);
+        }
         if self.project_level > 0 {
             top(
                 out,
                 &format!("projects (path level {})", self.project_level),
                 &self.top_projects,
+                &none,
             );
         }
         let _ = writeln!(
@@ -300,10 +376,18 @@ impl Summary {
             "\nper file type ({} extensions):",
             self.by_extension.len()
         );
-        group_lines(out, &self.by_extension[..self.by_extension.len().min(15)]);
+        group_lines(
+            out,
+            &self.by_extension[..self.by_extension.len().min(15)],
+            &none,
+        );
         if self.project_level > 0 {
             let _ = writeln!(out, "per project ({}):", self.by_project.len());
-            group_lines(out, &self.by_project[..self.by_project.len().min(15)]);
+            group_lines(
+                out,
+                &self.by_project[..self.by_project.len().min(15)],
+                &none,
+            );
         }
     }
 
@@ -356,7 +440,11 @@ impl Summary {
                     g.diff.changed,
                     g.diff.moved
                 );
-                for (title, rows) in [("owners", &g.owners), ("projects", &g.projects)] {
+                let none = BTreeMap::new();
+                for (title, rows, names) in [
+                    ("owners", &g.owners, &self.uid_names),
+                    ("projects", &g.projects, &none),
+                ] {
                     if rows.is_empty() {
                         continue;
                     }
@@ -366,7 +454,7 @@ impl Summary {
                             out,
                             "  {:>12}  {}",
                             signed_bytes(r.bytes_delta),
-                            shown(&r.key)
+                            named(&r.key, names)
                         );
                     }
                 }
@@ -377,7 +465,7 @@ impl Summary {
         }
     }
 
-    /// Duplicate file groups and trees.
+    /// Duplicate file groups by stage, the hash step's totals, the top file groups and trees.
     fn write_duplicates(&self, out: &mut String) {
         let d = &self.duplicates;
         let _ = writeln!(
@@ -389,6 +477,68 @@ impl Summary {
             d.tree_groups,
             human_bytes(d.tree_wasted_bytes)
         );
+        let stages: Vec<String> = d
+            .stage_totals()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} groups wasting {}",
+                    t.stage,
+                    t.groups,
+                    human_bytes(t.wasted_bytes)
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "file groups by stage: {}", stages.join(", "));
+        match &d.hashing {
+            Some(h) => {
+                let _ = writeln!(
+                    out,
+                    "contents read: {} of a {} budget by {} pods in {:.0} s; {} files sampled,                      {} hashed, {} from the cache; not read: {} refused O_NOATIME, {} unreadable,                      {} changed, {} over budget",
+                    human_bytes(h.bytes_read),
+                    human_bytes(h.budget_bytes),
+                    h.pods,
+                    h.seconds,
+                    h.files_sampled,
+                    h.files_hashed,
+                    h.cache_hits,
+                    h.noatime_refused,
+                    h.unreadable,
+                    h.changed,
+                    h.files_over_budget
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "contents not read: groups share name or mtime and size"
+                );
+            }
+        }
+        if !d.top_files.is_empty() {
+            let _ = writeln!(out, "top file groups:");
+        }
+        for g in &d.top_files {
+            let listed: Vec<&str> = g.paths.iter().take(3).map(String::as_str).collect();
+            let more = g.paths_total.saturating_sub(listed.len() as u64);
+            let _ = writeln!(
+                out,
+                "  {:>10} wasted: {:<9} {} copies of {}: {}{}",
+                human_bytes(g.wasted_bytes),
+                g.stage,
+                g.copies,
+                human_bytes(g.size),
+                listed.join(", "),
+                if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if !d.top_trees.is_empty() {
+            let _ = writeln!(out, "top directory trees:");
+        }
         for g in &d.top_trees {
             let _ = writeln!(
                 out,
@@ -403,16 +553,24 @@ impl Summary {
     }
 }
 
-/// One line per group: files, size, key.
-fn group_lines(out: &mut String, groups: &[Group]) {
+/// One line per group: files, size, key (with its name where `names` has one).
+fn group_lines(out: &mut String, groups: &[Group], names: &BTreeMap<String, String>) {
     for g in groups {
         let _ = writeln!(
             out,
             "  {:>12}  {:>10}  {}",
             g.files,
             human_bytes(g.bytes),
-            shown(&g.key)
+            named(&g.key, names)
         );
+    }
+}
+
+/// `name (id)` where `names` has the id, else the id.
+fn named(key: &str, names: &BTreeMap<String, String>) -> String {
+    match names.get(key) {
+        Some(name) => format!("{name} ({key})"),
+        None => shown(key).to_string(),
     }
 }
 
