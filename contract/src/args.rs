@@ -52,6 +52,9 @@ pub struct MergeArgs {
     pub max_shrink_percent: Option<u32>,
     /// Files smaller than this are not duplicate candidates (as the hash step's).
     pub duplicate_min_size: Option<u64>,
+    /// passwd- and group-format files naming the owners and groups in the report.
+    pub passwd: Option<String>,
+    pub group: Option<String>,
 }
 
 /// `scanjob hash --plan URL --count N --max-bytes B …`; the partition index comes from
@@ -151,6 +154,8 @@ impl MergeArgs {
         push_opt(&mut a, "--keep-snapshots", self.keep_snapshots);
         push_opt(&mut a, "--max-shrink-percent", self.max_shrink_percent);
         push_opt(&mut a, "--duplicate-min-size", self.duplicate_min_size);
+        push_opt(&mut a, "--passwd", self.passwd.as_ref());
+        push_opt(&mut a, "--group", self.group.as_ref());
         a
     }
 }

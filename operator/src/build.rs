@@ -11,9 +11,9 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, PodSecurityContext,
-    PodSpec, PodTemplateSpec, SeccompProfile, SecretEnvSource, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretEnvSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -37,6 +37,9 @@ pub const SCRATCH_MOUNT: &str = "/tmp";
 pub const WORKER_LOG_FILTER: &str = "warn,scanjob_worker=info,scanjob=info";
 /// The capability `spec.worker.readAllFiles` adds: read and search any file and directory.
 pub const READ_ALL_CAPABILITY: &str = "DAC_READ_SEARCH";
+
+/// Where the merge pod finds the `ownerNames` ConfigMap's files.
+pub const OWNER_NAMES_MOUNT: &str = "/etc/scanjob/owner-names";
 
 /// The capability hash pods add with `readAllFiles`: open any file with O_NOATIME.
 pub const NOATIME_CAPABILITY: &str = "FOWNER";
@@ -196,6 +199,16 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 flag(spec.max_shrink_percent.clamp(1, 100), 100)
             }),
             duplicate_min_size: Some(flag(spec.duplicates.min_size, u64::MAX)),
+            passwd: spec.owner_names.as_ref().and_then(|o| {
+                o.passwd_key
+                    .as_ref()
+                    .map(|_| format!("{OWNER_NAMES_MOUNT}/passwd"))
+            }),
+            group: spec.owner_names.as_ref().and_then(|o| {
+                o.group_key
+                    .as_ref()
+                    .map(|_| format!("{OWNER_NAMES_MOUNT}/group"))
+            }),
         }
         .to_args(),
     }
@@ -301,6 +314,34 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
         mount_path: SCRATCH_MOUNT.into(),
         ..VolumeMount::default()
     });
+    if let (Step::Merge, Some(names)) = (req.step, &spec.owner_names) {
+        let items = [(&names.passwd_key, "passwd"), (&names.group_key, "group")]
+            .into_iter()
+            .filter_map(|(key, path)| {
+                key.as_ref().map(|key| KeyToPath {
+                    key: key.clone(),
+                    path: path.into(),
+                    mode: None,
+                })
+            })
+            .collect();
+        volumes.push(Volume {
+            name: "owner-names".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.config_map_name.clone(),
+                items: Some(items),
+                optional: Some(false),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "owner-names".into(),
+            mount_path: OWNER_NAMES_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
     if let (Some(volume), Some(path)) = (&spec.output.volume, output_mount(sj)) {
         volumes.push(volume.to_volume("output"));
         mounts.push(VolumeMount {

@@ -131,6 +131,28 @@ pub struct ScanJobSpec {
     /// confirm them.
     #[serde(default)]
     pub duplicates: Duplicates,
+    /// A ConfigMap naming the file system's users and groups, so the report shows owners by
+    /// name (by number otherwise).
+    pub owner_names: Option<OwnerNames>,
+}
+
+/// Keys of a ConfigMap holding the file system's `/etc/passwd` and `/etc/group` (their
+/// formats), mounted into the merge pod. The ConfigMap and the keys named must exist: the merge
+/// pod does not start without them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.passwdKey) || has(self.groupKey)").message("spec.ownerNames needs passwdKey, groupKey or both"))]
+pub struct OwnerNames {
+    /// The ConfigMap, in the ScanJob's namespace.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("spec.ownerNames.configMapName must name a ConfigMap"))]
+    #[schemars(length(max = 253))]
+    pub config_map_name: String,
+    /// Its key holding a passwd-format file (`name:x:uid:gid:…`).
+    #[schemars(length(min = 1, max = 253))]
+    pub passwd_key: Option<String>,
+    /// Its key holding a group-format file (`name:x:gid:members`).
+    #[schemars(length(min = 1, max = 253))]
+    pub group_key: Option<String>,
 }
 
 /// Duplicate files are found from metadata (same size and name, or same size and mtime) and

@@ -533,6 +533,20 @@ async fn hash_pods_confirm_the_true_copies_without_moving_an_atime() {
     let root = h.ns.dir.join("tree");
     let files = planted_duplicates(&root);
     let before = atimes(&files);
+    // The owners' names, from a ConfigMap mounted into the merge pod.
+    let (ok, out) = scanjob_e2e::operator::kubectl(
+        &[
+            "create",
+            "configmap",
+            "names",
+            "-n",
+            &h.ns.name,
+            "--from-literal=passwd=alice:x:4242:4242:Alice:/home/alice:/bin/sh\n",
+            "--from-literal=etc-group=lab:x:4242:alice\n",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
     // uid 0 with readAllFiles: the hash pods add CAP_FOWNER, so O_NOATIME is allowed on files
     // of uid 4242 (without it the kernel refuses, and the files would not be read).
     h.apply(&scanjob_yaml_with_worker(
@@ -541,7 +555,8 @@ async fn hash_pods_confirm_the_true_copies_without_moving_an_atime() {
         &h.url,
         "runAsUser: 0, readAllFiles: true",
         &format!(
-            "{TWO_SHARDS}  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000, hashPods: 2}}\n"
+            "{TWO_SHARDS}  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000, hashPods: 2}}\n  \
+             ownerNames: {{configMapName: names, passwdKey: passwd, groupKey: etc-group}}\n"
         ),
     ));
     let sj = h.wait_finished("hash", Phase::Succeeded).await;
@@ -574,5 +589,16 @@ async fn hash_pods_confirm_the_true_copies_without_moving_an_atime() {
         ])
     );
     assert_eq!(atimes(&files), before, "an atime moved");
+    let summary = &snap["summary"];
+    assert_eq!(
+        summary["uid_names"]["4242"], "alice",
+        "{}",
+        summary["uid_names"]
+    );
+    assert_eq!(
+        summary["gid_names"]["4242"], "lab",
+        "{}",
+        summary["gid_names"]
+    );
     h.delete().await;
 }

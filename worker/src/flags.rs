@@ -397,6 +397,8 @@ mod tests {
             keep_snapshots: Some(7),
             max_shrink_percent: Some(30),
             duplicate_min_size: Some(4096),
+            passwd: Some("/etc/scanjob/owner-names/passwd".into()),
+            group: Some("/etc/scanjob/owner-names/group".into()),
         };
         let Command::Merge(MergeCommandArgs {
             run,
@@ -412,14 +414,18 @@ mod tests {
                 max_missing_shards,
                 merge.keep_snapshots,
                 Some(merge.max_shrink_percent),
-                Some(merge.duplicate_min_size)
+                Some(merge.duplicate_min_size),
+                merge.passwd.map(|p| p.display().to_string()),
+                merge.group.map(|p| p.display().to_string())
             ),
             (
                 line.run,
                 line.max_missing_shards,
                 line.keep_snapshots,
                 line.max_shrink_percent,
-                line.duplicate_min_size
+                line.duplicate_min_size,
+                line.passwd,
+                line.group
             )
         );
     }
