@@ -133,6 +133,12 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
         .source
         .latency_guard_milliseconds
         .map(|ms| flag(ms, u32::MAX));
+    // Pods that run at once share the operations budget evenly.
+    let ops_per_pod = |pods: i64| {
+        spec.source
+            .max_ops_per_second
+            .map(|budget| flag((budget / pods).max(1), u32::MAX))
+    };
     match req.step {
         Step::Plan => PlanArgs {
             root: scan_root(sj),
@@ -159,10 +165,7 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             ScanArgs {
                 plan: url_of(&url, &plan_path(&req.run)),
                 threads,
-                max_ops_per_second: spec
-                    .source
-                    .max_ops_per_second
-                    .map(|budget| flag((budget / pods).max(1), u32::MAX)),
+                max_ops_per_second: ops_per_pod(pods),
                 latency_guard_ms,
                 // The worker gives up a little before the pod's deadline, so it can say why
                 // and exit retryable instead of being killed mid-call.
@@ -181,10 +184,7 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 max_bytes: flag(duplicates.hash_bytes_per_night / pods, u64::MAX),
                 duplicate_min_size: Some(flag(duplicates.min_size, u64::MAX)),
                 threads,
-                max_ops_per_second: spec
-                    .source
-                    .max_ops_per_second
-                    .map(|budget| flag((budget / pods).max(1), u32::MAX)),
+                max_ops_per_second: ops_per_pod(pods),
                 latency_guard_ms,
             }
             .to_args()

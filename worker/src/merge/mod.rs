@@ -308,20 +308,7 @@ async fn hashed(
     check_parquet_files(output, &files, &format!("hashes of run {}", plan.run)).await?;
     let mut totals = HashTotals::default();
     for s in &done {
-        let t = &s.totals;
-        totals.pods += 1;
-        totals.budget_bytes += t.budget_bytes;
-        totals.bytes_read += t.bytes_read;
-        totals.files += t.files;
-        totals.files_sampled += t.files_sampled;
-        totals.files_hashed += t.files_hashed;
-        totals.cache_hits += t.cache_hits;
-        totals.groups_over_budget += t.groups_over_budget;
-        totals.files_over_budget += t.files_over_budget;
-        totals.changed += t.changed;
-        totals.noatime_refused += t.noatime_refused;
-        totals.unreadable += t.unreadable;
-        totals.seconds = totals.seconds.max(t.seconds);
+        totals.add(&s.totals);
     }
     if done.len() < count as usize {
         warn!(

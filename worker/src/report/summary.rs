@@ -174,6 +174,25 @@ pub struct HashTotals {
     pub seconds: f64,
 }
 
+impl HashTotals {
+    /// Adds another pod's totals (its wall time counts only if it is the slowest).
+    pub fn add(&mut self, other: &Self) {
+        self.pods += other.pods;
+        self.budget_bytes += other.budget_bytes;
+        self.bytes_read += other.bytes_read;
+        self.files += other.files;
+        self.files_sampled += other.files_sampled;
+        self.files_hashed += other.files_hashed;
+        self.cache_hits += other.cache_hits;
+        self.groups_over_budget += other.groups_over_budget;
+        self.files_over_budget += other.files_over_budget;
+        self.changed += other.changed;
+        self.noatime_refused += other.noatime_refused;
+        self.unreadable += other.unreadable;
+        self.seconds = self.seconds.max(other.seconds);
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub run: String,
