@@ -72,6 +72,30 @@ pub struct HashArgs {
     pub latency_guard_ms: Option<u32>,
 }
 
+/// `scanjob join --run URL --count K --max-missing-shards N`; the partition index comes from
+/// `JOB_COMPLETION_INDEX`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinArgs {
+    /// The full URL of `runs/<run>`.
+    pub run: String,
+    pub count: u32,
+    pub max_missing_shards: u32,
+}
+
+impl JoinArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "join".into(),
+            "--run".into(),
+            self.run.clone(),
+            "--count".into(),
+            self.count.to_string(),
+            "--max-missing-shards".into(),
+            self.max_missing_shards.to_string(),
+        ]
+    }
+}
+
 /// Any new value of this ScanJob annotation lets the next run publish however much the store
 /// shrank (the merge's shrink guard is off for that one run).
 pub const ALLOW_SHRINK_ANNOTATION: &str = "scanjob.dev/allow-shrink";

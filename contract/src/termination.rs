@@ -34,6 +34,7 @@ pub enum PhaseResult {
     Scan(Scanned),
     Merge(Merged),
     Hash(Hashed),
+    Join(JoinedPart),
     /// `scanjob run`: plan, scan and merge on one machine; reported like a merge.
     Run(Merged),
 }
@@ -72,6 +73,15 @@ pub struct Hashed {
     /// Candidate files (inodes) of the partition, and the bytes read for them.
     pub files: u64,
     pub bytes_read: u64,
+}
+
+/// `scanjob join` wrote partition `index` of a merge's joins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinedPart {
+    pub run: String,
+    pub index: u32,
+    /// Rows of the snapshot's ToC the partition wrote.
+    pub rows: u64,
 }
 
 /// `scanjob merge` (or `run`) published a snapshot.
@@ -195,6 +205,7 @@ impl TerminationMessage {
             }
             Self::Success(PhaseResult::Scan(s)) => vec![&mut s.run],
             Self::Success(PhaseResult::Hash(h)) => vec![&mut h.run],
+            Self::Success(PhaseResult::Join(j)) => vec![&mut j.run],
             Self::Success(PhaseResult::Merge(m) | PhaseResult::Run(m)) => {
                 vec![&mut m.run, &mut m.snapshot]
             }

@@ -160,8 +160,30 @@ pub enum Command {
     /// Read one partition of a run's duplicate candidates (sampled blocks, then whole files)
     /// within a byte budget, for the merge to confirm duplicates by content.
     Hash(HashArgs),
+    /// Run one partition of a merge's big joins (first_seen, the diff), so that several pods
+    /// share them; the merge then finds every partition's output and does the rest.
+    Join(JoinCommandArgs),
     /// Plan, scan and merge on this machine: the whole job without Kubernetes.
     Run(RunArgs),
+}
+
+// The flags of `scanjob join`.
+#[derive(Args)]
+pub struct JoinCommandArgs {
+    /// `<out>/runs/<run>`.
+    #[arg(long, value_name = "URL")]
+    pub run: String,
+    /// Partition index; an Indexed Job's pods get it from JOB_COMPLETION_INDEX.
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    pub index: u32,
+    /// Partitions in all (one pod each).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+    /// As the merge's: shards that may lack a _SUCCESS.json.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_missing_shards: u32,
+    #[command(flatten)]
+    pub merge: MergeArgs,
 }
 
 // The flags of `scanjob hash`.
@@ -279,6 +301,10 @@ pub struct RunArgs {
     pub politeness: PolitenessArgs,
     #[command(flatten)]
     pub merge: MergeArgs,
+    /// Split the merge's big joins into this many partitions, run one after another here (as
+    /// that many merge pods would share them; `scanjob join`).
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub merge_pods: u32,
     /// Confirm duplicate candidates by content, reading at most this many bytes (sampled
     /// blocks, then whole files; `scanjob hash`); 0 (the default) reads no file.
     #[arg(long, value_name = "BYTES", default_value_t = 0)]

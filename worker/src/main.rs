@@ -16,7 +16,7 @@ use clap::Parser;
 use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_worker::error::{EXIT_RETRYABLE, Error};
 use scanjob_worker::hash::{HashRequest, hash_partition};
-use scanjob_worker::merge::merge_run;
+use scanjob_worker::merge::{join_run, merge_run};
 use scanjob_worker::plan::{PlanRequest, make_plan};
 use scanjob_worker::report::load_summary;
 use scanjob_worker::report::summary::human_bytes;
@@ -26,12 +26,13 @@ use scanjob_worker::scan::{ScanRequest, scan_shard};
 use scanjob_worker::store::Location;
 use scanjob_worker::store::layout::run_id;
 use scanjob_worker::termination::{
-    Failure, Hashed, PhaseResult, TerminationMessage, failure, merged, planned, scanned,
+    Failure, Hashed, JoinedPart, PhaseResult, TerminationMessage, failure, merged, planned, scanned,
 };
 use serde::Serialize;
 
 use crate::flags::{
-    Cli, Command, HashArgs, MergeCommandArgs, PlanArgs, ReportArgs, RunArgs, ScanArgs, WatchdogArgs,
+    Cli, Command, HashArgs, JoinCommandArgs, MergeCommandArgs, PlanArgs, ReportArgs, RunArgs,
+    ScanArgs, WatchdogArgs,
 };
 
 fn main() -> ExitCode {
@@ -121,6 +122,7 @@ async fn run(cli: Cli) -> Result<Option<PhaseResult>, Error> {
         Command::Merge(args) => merge(args, json).await.map(Some),
         Command::Report(args) => report(args, json).await.map(|()| None),
         Command::Hash(args) => hash(args, json).await.map(Some),
+        Command::Join(args) => join(args, json).await.map(Some),
         Command::Run(args) => plan_scan_merge(args, json).await.map(Some),
     }
 }
@@ -263,6 +265,24 @@ async fn hash(args: HashArgs, json: bool) -> Result<PhaseResult, Error> {
     }))
 }
 
+/// `scanjob join`: one partition of the merge's joins.
+async fn join(args: JoinCommandArgs, json: bool) -> Result<PhaseResult, Error> {
+    let options = args.merge.options(args.max_missing_shards)?;
+    let success = join_run(&args.run, &options, args.index, args.count).await?;
+    let rows: u64 = success.toc_files.iter().map(|f| f.rows).sum();
+    emit(json, &success, || {
+        format!(
+            "join partition {} of {} of run {}: {rows} rows in {:.2} s",
+            success.index, success.count, success.run, success.seconds
+        )
+    });
+    Ok(PhaseResult::Join(JoinedPart {
+        run: success.run.clone(),
+        index: success.index,
+        rows,
+    }))
+}
+
 /// `scanjob merge`: publishes the run as the latest snapshot.
 async fn merge(args: MergeCommandArgs, json: bool) -> Result<PhaseResult, Error> {
     let options = args.merge.options(args.max_missing_shards)?;
@@ -307,6 +327,7 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
         walk,
         politeness,
         merge,
+        merge_pods,
         hash_bytes,
     } = args;
     let output = Location::parse(&out)?;
@@ -325,6 +346,7 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
             max_ops_per_second: politeness.max_ops_per_second,
             latency_guard_ms: politeness.latency_guard_ms,
             merge,
+            merge_pods,
             hash_bytes,
         },
         &progress,

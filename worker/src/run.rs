@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::hash::{HashRequest, hash_partition};
-use crate::merge::{MergeOptions, merge_run};
+use crate::merge::{MergeOptions, join_run, merge_run};
 use crate::plan::{PlanRequest, make_plan};
 use crate::scan::politeness::PolitenessReport;
 use crate::scan::walk::WalkCounters;
@@ -31,6 +31,8 @@ pub struct RunRequest {
     pub latency_guard_ms: Option<u32>,
     /// Derived tables and retention; `max_missing_shards` is ignored (every shard runs here).
     pub merge: MergeOptions,
+    /// Partitions of the merge's joins, run one after another before it ([`join_run`]).
+    pub merge_pods: u32,
     /// Bytes the hash step may read to confirm duplicates (`crate::hash`); 0 skips it.
     pub hash_bytes: u64,
 }
@@ -153,8 +155,13 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         max_missing_shards: 0,
         ..request.merge.clone()
     };
-    let (snapshot, manifest) =
-        merge_run(&url_of(&request.output.url, &run_dir(&run)), &merge).await?;
+    let run_url = url_of(&request.output.url, &run_dir(&run));
+    if request.merge_pods > 1 {
+        for index in 0..request.merge_pods {
+            join_run(&run_url, &merge, index, request.merge_pods).await?;
+        }
+    }
+    let (snapshot, manifest) = merge_run(&run_url, &merge).await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(RunSummary {
         manifest,

@@ -2,8 +2,8 @@
 //! crate's), made from what each phase produced.
 
 pub use scanjob_contract::termination::{
-    Failure, Hashed, MAX_TERMINATION_MESSAGE_BYTES, Merged, PhaseResult, Planned, Scanned,
-    TerminationMessage,
+    Failure, Hashed, JoinedPart, MAX_TERMINATION_MESSAGE_BYTES, Merged, PhaseResult, Planned,
+    Scanned, TerminationMessage,
 };
 
 use crate::error::{EXIT_RETRYABLE, Error};

@@ -136,8 +136,41 @@ fn joins_in_passes_give_the_same_history() {
     );
 }
 
+/// The same with the joins shared by three merge pods (`scanjob join`, one after another
+/// here): the merge uses every partition's rows, and the tables are the same.
+#[test]
+fn joins_split_over_merge_pods_give_the_same_history() {
+    let (_tmp, out, m2) = two_runs_in(&["--merge-pods", "3"]);
+    let mut from_partitions = BTreeSet::new();
+    for index in 0..3 {
+        let success: Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("runs/r2/joins/_SUCCESS-{index}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(success["count"], 3);
+        for f in success["toc_files"].as_array().unwrap() {
+            from_partitions.insert(f["path"].as_str().unwrap().to_string());
+        }
+    }
+    let in_snapshot: BTreeSet<String> = m2["toc_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        in_snapshot, from_partitions,
+        "the ToC is the partitions' rows"
+    );
+}
+
 /// Two runs around known changes; returns the second run's manifest.
 fn two_runs(extra: &[&str]) -> Value {
+    two_runs_in(extra).2
+}
+
+/// [`two_runs`], returning the temporary directory and the output directory in it too.
+fn two_runs_in(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Value) {
     let tmp = tempfile::tempdir().unwrap();
     let root = fixture(tmp.path());
     let out = tmp.path().join("toc");
@@ -329,13 +362,23 @@ fn two_runs(extra: &[&str]) -> Value {
     assert_eq!(summary["growth"]["diff"]["moved"], 1);
     assert_eq!(summary["duplicates"]["tree_groups"], 1);
     assert!(out.join("snapshots/r2/report.html").exists());
-    m2
+    (tmp, out, m2)
 }
 
 /// Robinhood's rule: a shard that failed reports none of its files as removed; its rows come
 /// from the previous snapshot with their old last_seen.
 #[test]
 fn a_failed_shard_carries_its_rows_forward_and_removes_nothing() {
+    failed_shard_carried(0);
+}
+
+/// The same with the joins shared by three merge pods: only the first carries the rows.
+#[test]
+fn a_failed_shard_is_carried_once_with_the_joins_over_merge_pods() {
+    failed_shard_carried(3);
+}
+
+fn failed_shard_carried(join_partitions: u32) {
     let tmp = tempfile::tempdir().unwrap();
     let root = fixture(tmp.path());
     let out = tmp.path().join("toc");
@@ -396,6 +439,21 @@ fn a_failed_shard_carries_its_rows_forward_and_removes_nothing() {
     std::fs::remove_file(root.join(&outside)).unwrap();
     scan_shard(0);
     scan_shard(2);
+    for index in 0..join_partitions {
+        run_ok(
+            scanjob()
+                .args([
+                    "join",
+                    "--max-missing-shards",
+                    "1",
+                    "--merge-join-rows",
+                    "300",
+                ])
+                .args(["--count", &join_partitions.to_string()])
+                .args(["--index", &index.to_string(), "--run"])
+                .arg(out.join("runs/r2")),
+        );
+    }
     run_ok(
         scanjob()
             .args([

@@ -47,6 +47,10 @@ pub struct EngineOptions {
     pub join_passes: u32,
     /// Rows per join pass; by default as many as half the memory limit holds.
     pub join_pass_rows: Option<u64>,
+    /// `(index, count)`: this process runs only the join passes of partition `index` of
+    /// `count` (a merge pod of several, `scanjob join`): the passes whose number is `index`
+    /// modulo `count`, which are the rows whose path hash is `index` modulo `count`.
+    pub partition: Option<(u32, u32)>,
 }
 
 /// What one ToC row of a hash join's build side costs, generously (path bytes, hash table).
@@ -77,12 +81,18 @@ impl EngineOptions {
     /// As many join passes as it takes for `rows` rows' build side to fit half the memory
     /// limit (hash joins cannot spill; DataFusion's sort-merge join over wide rows failed to
     /// spill under tight limits, so the rows are split instead).
+    ///
+    /// In partition `index` of `count`, each partition's rows (a `count`th) get their own passes:
+    /// `count` × as many as one partition needs, numbered so that partition `index` runs those
+    /// congruent to it ([`Engine::passes`]).
     pub fn passes_for(mut self, rows: u64) -> Self {
         let budget = self
             .join_pass_rows
             .unwrap_or((self.memory_limit_bytes / 2 / JOIN_BYTES_PER_ROW) as u64)
             .max(1);
-        self.join_passes = rows.div_ceil(budget).clamp(1, u32::MAX as u64) as u32;
+        let count = u64::from(self.partition.map_or(1, |(_, count)| count.max(1)));
+        let per_partition = rows.div_ceil(count).div_ceil(budget).max(1);
+        self.join_passes = (per_partition * count).clamp(1, u32::MAX as u64) as u32;
         self
     }
 }
@@ -94,6 +104,7 @@ impl Default for EngineOptions {
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             join_passes: 1,
             join_pass_rows: None,
+            partition: None,
         }
     }
 }
@@ -102,6 +113,8 @@ pub struct Engine {
     pub ctx: SessionContext,
     pub location: Location,
     pub join_passes: u32,
+    /// See [`EngineOptions::partition`].
+    pub partition: Option<(u32, u32)>,
     /// Spill files the queries wrote so far, and their bytes (see [`Engine::spilled`]).
     spill_files: AtomicU64,
     spill_bytes: AtomicU64,
@@ -162,6 +175,7 @@ impl Engine {
             ctx,
             location: location.clone(),
             join_passes: options.join_passes.max(1),
+            partition: options.partition,
             spill_files: AtomicU64::new(0),
             spill_bytes: AtomicU64::new(0),
         })
@@ -205,6 +219,13 @@ impl Engine {
             .map_err(|e| Error::query(what.to_string(), e))?;
         self.count_spills(&plan);
         Ok(batches)
+    }
+
+    /// The join passes this process runs: all of them, or those of its partition.
+    pub fn passes(&self) -> impl Iterator<Item = u32> + use<> {
+        let partition = self.partition;
+        (0..self.join_passes)
+            .filter(move |pass| partition.is_none_or(|(index, count)| pass % count == index))
     }
 
     /// The condition that keeps the rows of join pass `pass` in a table with a `path` column;

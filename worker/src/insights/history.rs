@@ -43,7 +43,7 @@ pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<Pa
         &[("first_seen", "COALESCE(p.first_seen, c.first_seen)")],
     );
     let mut files = Vec::new();
-    for pass in 0..engine.join_passes {
+    for pass in engine.passes() {
         let filter = engine.pass_filter(pass);
         let mut query = format!(
             "SELECT {joined} FROM (SELECT path, first_seen FROM prev WHERE {filter}) p \
@@ -91,6 +91,25 @@ pub async fn write_diff(
     dir_of: impl Fn(&str) -> String,
 ) -> Result<(Vec<(&'static str, Vec<PartFile>)>, DiffCounts)> {
     materialize_delta(engine).await?;
+    finish_diff(engine, dir_of).await
+}
+
+/// A join partition's share of the diff: its rows of `delta` (the paths of its passes that
+/// differ), written under `dir` for the merge to finish with [`finish_diff`].
+pub async fn write_delta(engine: &Engine, dir: &str) -> Result<Vec<PartFile>> {
+    materialize_delta(engine).await?;
+    engine
+        .write(DIFF, "SELECT * FROM delta", dir, "part", None)
+        .await
+}
+
+/// The diff from table `delta` (every partition's rows of it): moves, then the `added`,
+/// `removed` and `changed` tables. Moves pair paths of any two partitions, so they are found
+/// here, over all of `delta`.
+pub async fn finish_diff(
+    engine: &Engine,
+    dir_of: impl Fn(&str) -> String,
+) -> Result<(Vec<(&'static str, Vec<PartFile>)>, DiffCounts)> {
     let moved = register_moves(engine).await?;
     // Added: the new side of rows with no old one; removed: the reverse. Moved paths are in
     // `changed` instead.
@@ -117,7 +136,8 @@ const DIFF: &str = "diffing against the previous snapshot";
 /// columns from both sides.
 async fn materialize_delta(engine: &Engine) -> Result<()> {
     let sig = "sj_change_sig(CAST(kind AS VARCHAR) = 'dir', size, mtime, uid, gid, mode)";
-    let keys_queries: Vec<String> = (0..engine.join_passes)
+    let keys_queries: Vec<String> = engine
+        .passes()
         .map(|pass| {
             format!(
                 "SELECT c.path AS new_key, p.path AS old_key \

@@ -98,6 +98,61 @@ pub struct Inputs<'a> {
     /// empty and `None` when it did not run.
     pub hash_files: Vec<PartFile>,
     pub hashing: Option<summary::HashTotals>,
+    /// The first_seen join and the diff's join, already done by every join partition
+    /// (`scanjob join`, [`join_partition`]); `None`: this merge does them.
+    pub joined: Option<Joined>,
+}
+
+/// What the join partitions wrote, together.
+#[derive(Debug, Clone, Default)]
+pub struct Joined {
+    /// The snapshot's ToC (first_seen carried, and the missing shards' rows).
+    pub toc_files: Vec<PartFile>,
+    /// The rows of the diff's `delta` table.
+    pub delta_files: Vec<PartFile>,
+}
+
+/// One join partition of a merge (`scanjob join`): with a previous snapshot, the first_seen
+/// join and the diff's join over the rows whose path hash falls in partition `index` of
+/// `count`, written to the ToC's `merged/<pass>/` directories and to `delta_dir`. The merge
+/// then derives everything else from them ([`Inputs::joined`]).
+pub async fn join_partition(
+    location: &Location,
+    inputs: &Inputs<'_>,
+    options: &InsightOptions,
+    (index, count): (u32, u32),
+    delta_dir: &str,
+) -> Result<Joined> {
+    let Some(previous) = inputs.previous else {
+        return Ok(Joined::default());
+    };
+    let mut options = options.clone();
+    options.engine.partition = Some((index, count));
+    let engine = open_engine(location, inputs, &options).await?;
+    engine
+        .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
+        .await?;
+    // An earlier attempt's passes are written again.
+    for pass in engine.passes() {
+        location
+            .delete_prefix(&format!(
+                "{}/",
+                crate::store::layout::table_subdir(&toc_merged_dir(inputs.run), pass)
+            ))
+            .await?;
+    }
+    location.delete_prefix(&format!("{delta_dir}/")).await?;
+    let toc_files = history::write_toc(
+        &engine,
+        &toc_merged_dir(inputs.run),
+        inputs.carried.is_some(),
+    )
+    .await?;
+    let delta_files = history::write_delta(&engine, delta_dir).await?;
+    Ok(Joined {
+        toc_files,
+        delta_files,
+    })
 }
 
 /// What the merge records in the manifest.
@@ -249,7 +304,10 @@ async fn history(
     engine
         .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
         .await?;
-    let files = history::write_toc(engine, &toc_merged_dir(inputs.run), carry).await?;
+    let files = match &inputs.joined {
+        Some(joined) => joined.toc_files.clone(),
+        None => history::write_toc(engine, &toc_merged_dir(inputs.run), carry).await?,
+    };
     let carried_rows = rows_of(&files).saturating_sub(rows_of(&inputs.toc_files));
     engine.register_files("toc", &files, &TOC_SCHEMA).await?;
     group_owners(engine).await?;
@@ -257,7 +315,14 @@ async fn history(
         seconds = started.elapsed().as_secs_f64(),
         "first_seen joined"
     );
-    let (diff, growth_rows) = diff_and_growth(engine, inputs.run, derived).await?;
+    if let Some(joined) = &inputs.joined {
+        let schema = parquet_schema(&engine.location, &joined.delta_files[0]).await?;
+        engine
+            .register_files("delta", &joined.delta_files, &schema)
+            .await?;
+    }
+    let (diff, growth_rows) =
+        diff_and_growth(engine, inputs.run, derived, inputs.joined.is_none()).await?;
     info!(
         seconds = started.elapsed().as_secs_f64(),
         "diff and growth done"
@@ -271,14 +336,20 @@ async fn history(
 }
 
 /// The diff tables and the growth table of `run`, between the engine's `prev` and `cur` (and
-/// their owner groups); returns the diff's counts and the growth rows.
+/// their owner groups); returns the diff's counts and the growth rows. Without `join`, the
+/// diff's `delta` table is already registered (from the join partitions).
 async fn diff_and_growth(
     engine: &Engine,
     run: &str,
     derived: &mut BTreeMap<String, Vec<PartFile>>,
+    join: bool,
 ) -> Result<(history::DiffCounts, Vec<arrow_array::RecordBatch>)> {
-    let (tables, diff) =
-        history::write_diff(engine, |t| derived_dir(&format!("diff_{t}"), run)).await?;
+    let dir_of = |t: &str| derived_dir(&format!("diff_{t}"), run);
+    let (tables, diff) = if join {
+        history::write_diff(engine, dir_of).await?
+    } else {
+        history::finish_diff(engine, dir_of).await?
+    };
     for (name, files) in tables {
         derived.insert(format!("diff_{name}"), files);
     }
@@ -320,7 +391,7 @@ async fn empty_history_tables(
         empty.register_files(name, &[], &TOC_SCHEMA).await?;
     }
     group_owners(&empty).await?;
-    diff_and_growth(&empty, inputs.run, derived).await?;
+    diff_and_growth(&empty, inputs.run, derived, true).await?;
     Ok(())
 }
 

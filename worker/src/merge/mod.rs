@@ -27,7 +27,7 @@ use object_store::{ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::insights::{self, Inputs, InsightOptions};
+use crate::insights::{self, Inputs, InsightOptions, Joined};
 use crate::pathbytes::parent_of;
 use crate::plan::pieces::NameSlice;
 use crate::report::summary::HashTotals;
@@ -36,12 +36,13 @@ use crate::schema::{SCHEMA_VERSION, TOC_SCHEMA};
 use crate::store::Location;
 use crate::store::delta::{self, TOC_TABLE};
 use crate::store::layout::{
-    DERIVED_TABLES, EntryCounts, HashSuccess, LATEST_PATH, LAYOUT_FORMAT, LatestPointer, ShardPlan,
-    ShardSuccess, ShardSummary, SnapshotManifest, TRENDS_TABLE, derived_dir, hash_success_path,
-    hashes_dir, manifest_path, plan_path, report_path, run_dir, snapshot_dir, split_run_url,
-    success_path, summary_path, toc_merged_dir, toc_night_dir, url_of,
+    DERIVED_TABLES, EntryCounts, HashSuccess, JoinSuccess, LATEST_PATH, LAYOUT_FORMAT,
+    LatestPointer, ShardPlan, ShardSuccess, ShardSummary, SnapshotManifest, TRENDS_TABLE,
+    derived_dir, hash_success_path, hashes_dir, join_dir, join_success_path, manifest_path,
+    plan_path, report_path, run_dir, snapshot_dir, split_run_url, success_path, summary_path,
+    toc_merged_dir, toc_night_dir, url_of,
 };
-use crate::store::writer::PartFile;
+use crate::store::writer::{PartFile, rows_of};
 
 /// What `merge` does besides committing the snapshot.
 #[derive(Debug, Clone, Default)]
@@ -93,37 +94,24 @@ pub async fn merge_run(
         publish(&output, &run, &relative, version).await?;
         return Ok((manifest, url_of(&output.url, &relative)));
     }
-    // What an earlier attempt wrote before it failed: files no manifest names.
+    let night = night_of(&output, &plan, &run, latest.as_ref(), options).await?;
+    let joined = joined(&output, &plan, &night).await?;
+    // What an earlier attempt wrote before it failed: files no manifest names (the join
+    // partitions' ToC parts are this attempt's input).
     output.delete_prefix(&snapshot_dir(&run)).await?;
-    output.delete_prefix(&toc_merged_dir(&run)).await?;
+    if joined.is_none() {
+        output.delete_prefix(&toc_merged_dir(&run)).await?;
+    }
     for table in DERIVED_TABLES.iter().chain([&TRENDS_TABLE]) {
         output.delete_prefix(&derived_dir(table, &run)).await?;
     }
-    let shards = done_shards(&output, &plan, options.max_missing_shards).await?;
-    let toc_files: Vec<PartFile> = shards
-        .done
-        .iter()
-        .flat_map(|s| s.toc_files.clone())
-        .collect();
-    check_parquet_files(&output, &toc_files, &format!("run {run}")).await?;
-    let previous = previous_snapshot(&output, &plan, &run, latest.as_ref()).await?;
-
-    let mut counts = EntryCounts::default();
-    for s in &shards.done {
-        counts.add(&s.counts);
-    }
-    if let (Some(previous), Some(max_percent), true) = (
-        &previous,
-        options.max_shrink_percent,
-        shards.missing.is_empty(),
-    ) {
-        check_shrink(&previous.counts, &counts, &previous.run, max_percent)?;
-    }
-    let carried: Option<crate::insights::engine::PathPredicate> =
-        match (&previous, shards.missing.is_empty()) {
-            (Some(_), false) => Some(Arc::new(owned_by(&plan, &shards.missing))),
-            _ => None,
-        };
+    let Night {
+        shards,
+        toc_files,
+        previous,
+        counts,
+        carried,
+    } = night;
     let (hash_files, hashing) = hashed(&output, &plan).await?;
     let created = chrono::Utc::now();
     let outcome = insights::derive(
@@ -149,6 +137,7 @@ pub async fn merge_run(
             carried,
             hash_files,
             hashing,
+            joined,
         },
         &options.insights,
     )
@@ -178,6 +167,192 @@ pub async fn merge_run(
         }
     }
     Ok((manifest, url_of(&output.url, &relative)))
+}
+
+/// What a merge, and each of its join partitions, starts from: the run's shards and rows, the
+/// previous snapshot, and which of its rows are carried for missing shards.
+struct Night {
+    shards: Shards,
+    toc_files: Vec<PartFile>,
+    previous: Option<SnapshotManifest>,
+    counts: EntryCounts,
+    carried: Option<crate::insights::engine::PathPredicate>,
+}
+
+/// Reads and checks the run's shards and the previous snapshot, and applies the shrink guard.
+async fn night_of(
+    output: &Location,
+    plan: &ShardPlan,
+    run: &str,
+    latest: Option<&LatestPointer>,
+    options: &MergeOptions,
+) -> Result<Night> {
+    let shards = done_shards(output, plan, options.max_missing_shards).await?;
+    let toc_files: Vec<PartFile> = shards
+        .done
+        .iter()
+        .flat_map(|s| s.toc_files.clone())
+        .collect();
+    check_parquet_files(output, &toc_files, &format!("run {run}")).await?;
+    let previous = previous_snapshot(output, plan, run, latest).await?;
+    let mut counts = EntryCounts::default();
+    for s in &shards.done {
+        counts.add(&s.counts);
+    }
+    if let (Some(previous), Some(max_percent), true) = (
+        &previous,
+        options.max_shrink_percent,
+        shards.missing.is_empty(),
+    ) {
+        check_shrink(&previous.counts, &counts, &previous.run, max_percent)?;
+    }
+    let carried: Option<crate::insights::engine::PathPredicate> =
+        match (&previous, shards.missing.is_empty()) {
+            (Some(_), false) => Some(Arc::new(owned_by(plan, &shards.missing))),
+            _ => None,
+        };
+    Ok(Night {
+        shards,
+        toc_files,
+        previous,
+        counts,
+        carried,
+    })
+}
+
+/// `scanjob join`: partition `index` of `count` of the merge's big joins (the first_seen join
+/// and the diff's), over the rows whose path hashes to it ([`insights::join_partition`]).
+/// The merge finds every partition's `_SUCCESS-<i>.json` and derives the rest from them; a
+/// partition retried writes its files again. Without a previous snapshot there is nothing to
+/// join, and the partition says so.
+pub async fn join_run(
+    run_url: &str,
+    options: &MergeOptions,
+    index: u32,
+    count: u32,
+) -> Result<JoinSuccess> {
+    let started = std::time::Instant::now();
+    let (base, run) = split_run_url(run_url, None).ok_or_else(|| Error::BadPlan {
+        url: run_url.to_string(),
+        reason: "expected <output>/runs/<run>".into(),
+    })?;
+    if index >= count {
+        return Err(Error::BadPlan {
+            url: run_url.to_string(),
+            reason: format!("join partition {index} is out of range: there are {count}"),
+        });
+    }
+    let (plan, output) = load_plan(&url_of(&base, &plan_path(&run))).await?;
+    let latest = output.latest().await?;
+    let night = night_of(&output, &plan, &run, latest.as_ref(), options).await?;
+    let joined = insights::join_partition(
+        &output,
+        &Inputs {
+            run: &run,
+            root: &plan.root,
+            project_level: plan.settings.project_level,
+            created: chrono::Utc::now(),
+            scanned: plan.created,
+            trends_files: Vec::new(),
+            counts: &night.counts,
+            toc_files: night.toc_files.clone(),
+            missing_shards: night.shards.missing.clone(),
+            previous: night.previous.as_ref(),
+            carried: night.carried.clone(),
+            hash_files: Vec::new(),
+            hashing: None,
+            joined: None,
+        },
+        &options.insights,
+        (index, count),
+        &join_dir(&run, index),
+    )
+    .await?;
+    let success = JoinSuccess {
+        format: LAYOUT_FORMAT,
+        run: run.clone(),
+        plan_id: plan.plan_id.clone(),
+        index,
+        count,
+        previous_run: night.previous.as_ref().map(|p| p.run.clone()),
+        missing_shards: night.shards.missing.clone(),
+        toc_files: joined.toc_files,
+        delta_files: joined.delta_files,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let path = join_success_path(&run, index);
+    output
+        .put_json(&path, &success, PutMode::Overwrite)
+        .await
+        .map_err(|source| Error::store(&output.url, &path, source))?;
+    info!(
+        run,
+        index,
+        count,
+        rows = rows_of(&success.toc_files),
+        seconds = success.seconds,
+        "join partition written"
+    );
+    Ok(success)
+}
+
+/// The join partitions' output, when every partition of one count finished for this plan,
+/// against this night's previous snapshot and with its missing shards; otherwise `None`, and
+/// the merge joins everything itself.
+async fn joined(output: &Location, plan: &ShardPlan, night: &Night) -> Result<Option<Joined>> {
+    let Some(first) = output
+        .get_json::<JoinSuccess>(&join_success_path(&plan.run, 0))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let matches = |s: &JoinSuccess, index: u32| {
+        s.plan_id == plan.plan_id
+            && s.index == index
+            && s.count == first.count
+            && s.previous_run == night.previous.as_ref().map(|p| p.run.clone())
+            && s.missing_shards == night.shards.missing
+    };
+    let mut all = Joined::default();
+    for index in 0..first.count {
+        let s = match index {
+            0 => Some(first.clone()),
+            _ => {
+                output
+                    .get_json::<JoinSuccess>(&join_success_path(&plan.run, index))
+                    .await?
+            }
+        };
+        match s {
+            Some(s) if matches(&s, index) => {
+                all.toc_files.extend(s.toc_files);
+                all.delta_files.extend(s.delta_files);
+            }
+            _ => {
+                warn!(
+                    run = plan.run,
+                    index,
+                    count = first.count,
+                    "a join partition is missing or was made for another night: the merge \
+                     joins every row itself"
+                );
+                return Ok(None);
+            }
+        }
+    }
+    if night.previous.is_none() {
+        return Ok(None);
+    }
+    let whose = format!("join partitions of run {}", plan.run);
+    check_parquet_files(output, &all.toc_files, &whose).await?;
+    check_parquet_files(output, &all.delta_files, &whose).await?;
+    info!(
+        run = plan.run,
+        count = first.count,
+        rows = rows_of(&all.toc_files),
+        "using the join partitions"
+    );
+    Ok(Some(all))
 }
 
 /// The shrink guard: a night whose files or bytes fell by more than `max_percent` percent

@@ -222,6 +222,34 @@ pub struct HashSuccess {
     pub politeness: crate::scan::politeness::PolitenessReport,
 }
 
+/// `runs/<run>/joins/<index>/`: what join partition `index` of the merge wrote besides its
+/// ToC parts (which go to the snapshot's `toc/<run>/merged/<pass>/`).
+pub fn join_dir(run: &str, index: u32) -> String {
+    format!("{}/joins/{index}", run_dir(run))
+}
+
+/// `runs/<run>/joins/_SUCCESS-<index>.json`: written after the partition's files.
+pub fn join_success_path(run: &str, index: u32) -> String {
+    format!("{}/joins/_SUCCESS-{index}.json", run_dir(run))
+}
+
+/// One join partition of the merge, done (`scanjob join`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JoinSuccess {
+    pub format: u32,
+    pub run: String,
+    pub plan_id: String,
+    pub index: u32,
+    pub count: u32,
+    /// What it joined against, and which shards' rows it carried: the merge uses the
+    /// partitions only when it finds the same.
+    pub previous_run: Option<String>,
+    pub missing_shards: Vec<u32>,
+    pub toc_files: Vec<PartFile>,
+    pub delta_files: Vec<PartFile>,
+    pub seconds: f64,
+}
+
 /// One shard as the snapshot records it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ShardSummary {
