@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-use scanjob_contract::args::{HashArgs, MergeArgs, PlanArgs, ScanArgs, WalkArgs};
+use scanjob_contract::args::{HashArgs, JoinArgs, MergeArgs, PlanArgs, ScanArgs, WalkArgs};
 use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_contract::layout::{plan_path, run_dir, url_of};
 
@@ -51,6 +51,7 @@ pub enum Step {
     Plan,
     Scan,
     Hash,
+    Join,
     Merge,
 }
 
@@ -60,6 +61,7 @@ impl Step {
             Step::Plan => "plan",
             Step::Scan => "scan",
             Step::Hash => "hash",
+            Step::Join => "join",
             Step::Merge => "merge",
         }
     }
@@ -69,6 +71,7 @@ impl Step {
             "plan" => Some(Step::Plan),
             "scan" => Some(Step::Scan),
             "hash" => Some(Step::Hash),
+            "join" => Some(Step::Join),
             "merge" => Some(Step::Merge),
             _ => None,
         }
@@ -189,6 +192,12 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             }
             .to_args()
         }
+        Step::Join => JoinArgs {
+            run: url_of(&url, &run_dir(&req.run)),
+            count: flag(req.shards.max(1), u32::MAX),
+            max_missing_shards: flag(spec.max_failed_shards, u32::MAX),
+        }
+        .to_args(),
         Step::Merge => MergeArgs {
             run: url_of(&url, &run_dir(&req.run)),
             max_missing_shards: flag(spec.max_failed_shards, u32::MAX),
@@ -292,7 +301,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
     let worker = &spec.worker;
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    if req.step != Step::Merge {
+    if matches!(req.step, Step::Plan | Step::Scan | Step::Hash) {
         volumes.push(spec.source.volume.to_volume("source"));
         mounts.push(VolumeMount {
             name: "source".into(),
@@ -467,7 +476,7 @@ pub fn job(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Job {
             job_spec.backoff_limit_per_index = Some(spec.backoff_limit_per_shard);
             job_spec.max_failed_indexes = Some(spec.max_failed_shards);
         }
-        Step::Hash => {
+        Step::Hash | Step::Join => {
             job_spec.completion_mode = Some("Indexed".into());
             job_spec.completions = Some(req.shards);
             job_spec.parallelism = Some(req.shards);

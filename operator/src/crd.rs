@@ -77,6 +77,13 @@ pub struct ScanJobSpec {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 10000))]
     pub parallelism: i32,
+    /// Merge pods sharing a night's big joins (the first_seen join and the diff's, over the rows
+    /// whose path hashes to each): with more than 1, an Indexed join Job of this many pods runs
+    /// before the one merge pod, which derives everything else from their output and publishes
+    /// the night at once. A night with no previous snapshot has nothing to join.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub merge_pods: i32,
     /// How worker pods run.
     #[serde(default)]
     pub worker: Worker,
@@ -422,6 +429,8 @@ pub enum Stage {
     Scanning,
     /// Reading duplicate candidates' contents (only with `duplicates.hashBytesPerNight`).
     Hashing,
+    /// The merge's joins in `mergePods` partitions (only with more than one).
+    Joining,
     Merging,
 }
 

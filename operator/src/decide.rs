@@ -408,6 +408,7 @@ impl<'a> Pass<'a> {
             Stage::Planning => self.after_plan(run, jobs),
             Stage::Scanning => self.after_scan(run, jobs),
             Stage::Hashing => self.after_hash(run, jobs),
+            Stage::Joining => self.after_join(run, jobs),
             Stage::Merging => self.after_merge(run, jobs),
         }
     }
@@ -477,6 +478,16 @@ impl<'a> Pass<'a> {
         if duplicates.hash_bytes_per_night > 0 {
             self.request(&run, Step::Hash, duplicates.hash_pods.max(1));
             run.stage = Stage::Hashing;
+            return Progress::Active(run);
+        }
+        self.before_merge(run)
+    }
+
+    /// The join Job first when the merge is shared by several pods, else the merge.
+    fn before_merge(&mut self, mut run: RunStatus) -> Progress {
+        if self.sj.spec.merge_pods > 1 {
+            self.request(&run, Step::Join, self.sj.spec.merge_pods);
+            run.stage = Stage::Joining;
         } else {
             self.request(&run, Step::Merge, 1);
             run.stage = Stage::Merging;
@@ -484,19 +495,32 @@ impl<'a> Pass<'a> {
         Progress::Active(run)
     }
 
+    /// A joining run merges once its join Job has ended. If a partition failed, the merge finds
+    /// the partitions incomplete and joins every row itself: slower, never a night published
+    /// with a hole; its own failure fails the run.
+    fn after_join(&mut self, mut run: RunStatus, jobs: &RunJobs) -> Progress {
+        let Some(join) = jobs.get(Step::Join) else {
+            return self.vanished(&run, Step::Join);
+        };
+        if !join.complete && join.failed.is_none() {
+            return Progress::Active(run);
+        }
+        self.request(&run, Step::Merge, 1);
+        run.stage = Stage::Merging;
+        Progress::Active(run)
+    }
+
     /// A hashing run merges once its hash Job has ended, however it ended: the hashes are
     /// evidence for the duplicates, not part of the table of contents, so a partition that
     /// failed leaves its groups at `candidate` and the night is still published.
-    fn after_hash(&mut self, mut run: RunStatus, jobs: &RunJobs) -> Progress {
+    fn after_hash(&mut self, run: RunStatus, jobs: &RunJobs) -> Progress {
         let Some(hash) = jobs.get(Step::Hash) else {
             return self.vanished(&run, Step::Hash);
         };
         if !hash.complete && hash.failed.is_none() {
             return Progress::Active(run);
         }
-        self.request(&run, Step::Merge, 1);
-        run.stage = Stage::Merging;
-        Progress::Active(run)
+        self.before_merge(run)
     }
 
     /// A merging run has succeeded once its merge pod says what it published.

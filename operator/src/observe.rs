@@ -115,6 +115,7 @@ pub struct RunJobs {
     pub plan: Option<JobState>,
     pub scan: Option<JobState>,
     pub hash: Option<JobState>,
+    pub join: Option<JobState>,
     pub merge: Option<JobState>,
     pub reports: Vec<PodReport>,
 }
@@ -125,6 +126,7 @@ impl RunJobs {
             Step::Plan => self.plan.as_ref(),
             Step::Scan => self.scan.as_ref(),
             Step::Hash => self.hash.as_ref(),
+            Step::Join => self.join.as_ref(),
             Step::Merge => self.merge.as_ref(),
         }
     }
@@ -134,6 +136,7 @@ impl RunJobs {
             Step::Plan => &mut self.plan,
             Step::Scan => &mut self.scan,
             Step::Hash => &mut self.hash,
+            Step::Join => &mut self.join,
             Step::Merge => &mut self.merge,
         }
     }

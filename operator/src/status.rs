@@ -35,6 +35,7 @@ fn phase(status: &ScanJobStatus) -> Phase {
         (Some(run), _) => match run.stage {
             Stage::Pending | Stage::Planning => Phase::Planning,
             Stage::Scanning | Stage::Hashing => Phase::Scanning,
+            Stage::Joining => Phase::Merging,
             Stage::Merging => Phase::Merging,
         },
         (None, Some(last)) if last.outcome == Outcome::Succeeded => Phase::Succeeded,
@@ -89,6 +90,7 @@ fn conditions(
                 Stage::Planning => "Planning",
                 Stage::Scanning => "Scanning",
                 Stage::Hashing => "Hashing",
+                Stage::Joining => "Joining",
                 Stage::Merging => "Merging",
             };
             make(

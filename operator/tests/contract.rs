@@ -190,6 +190,7 @@ async fn the_operator_follows_a_run_by_the_workers_own_messages() {
         plan: job(true),
         scan: job(true),
         hash: None,
+        join: None,
         merge: job(true),
         reports,
     });

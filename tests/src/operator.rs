@@ -471,6 +471,39 @@ impl Harness {
     }
 
     /// Waits for the newest run to end in `phase` (Succeeded or Failed).
+    /// Sets `annotations` on ScanJob `name` (`scanjob.dev/run-now`, …) and waits for the run
+    /// it starts (one other than `previous`) to end.
+    pub async fn run_again(
+        &self,
+        name: &str,
+        previous: &str,
+        annotations: serde_json::Value,
+    ) -> ScanJob {
+        self.ns
+            .api::<ScanJob>()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"metadata": {"annotations": annotations}}),
+                ),
+            )
+            .await
+            .expect("annotating the ScanJob");
+        let previous = previous.to_string();
+        self.wait(
+            name,
+            Duration::from_secs(240),
+            "a new run to end",
+            move |sj| {
+                sj.status.as_ref().is_some_and(|s| {
+                    s.current_run.is_none() && s.last_run.as_ref().is_some_and(|r| r.id != previous)
+                })
+            },
+        )
+        .await
+    }
+
     pub async fn wait_finished(&self, name: &str, phase: Phase) -> ScanJob {
         self.wait(
             name,

@@ -2,42 +2,9 @@
 //! where the store was) is not published; the run says why in its status and an Event; the
 //! `scanjob.dev/allow-shrink` annotation publishes a real shrink once.
 
-use std::time::Duration;
-
-use kube::api::{Patch, PatchParams};
 use scanjob_e2e::operator::{Harness, scanjob_events, scanjob_yaml_with_worker, small_tree};
-use scanjob_operator::crd::{Outcome, ScanJob};
+use scanjob_operator::crd::Outcome;
 use serde_json::json;
-
-/// Sets `annotations` on ScanJob `name` and waits for the run it starts (one other than
-/// `previous`) to end.
-async fn run_again(
-    h: &Harness,
-    name: &str,
-    previous: &str,
-    annotations: serde_json::Value,
-) -> ScanJob {
-    h.ns.api::<ScanJob>()
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
-        )
-        .await
-        .expect("annotating the ScanJob");
-    let previous = previous.to_string();
-    h.wait(
-        name,
-        Duration::from_secs(240),
-        "a new run to end",
-        move |sj| {
-            sj.status.as_ref().is_some_and(|s| {
-                s.current_run.is_none() && s.last_run.as_ref().is_some_and(|r| r.id != previous)
-            })
-        },
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_night_whose_volume_was_not_mounted_is_not_published_until_allowed() {
@@ -61,7 +28,9 @@ async fn a_night_whose_volume_was_not_mounted_is_not_published_until_allowed() {
     // Tonight the volume is not mounted: its mount point is an empty directory.
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::create_dir(&root).unwrap();
-    let sj = run_again(&h, "shrink", &first, json!({"scanjob.dev/run-now": "1"})).await;
+    let sj = h
+        .run_again("shrink", &first, json!({"scanjob.dev/run-now": "1"}))
+        .await;
     let status = sj.status.unwrap();
     let refused = status.last_run.unwrap();
     assert_eq!(refused.outcome, Outcome::Failed, "{refused:?}");
@@ -80,13 +49,13 @@ async fn a_night_whose_volume_was_not_mounted_is_not_published_until_allowed() {
     );
 
     // The store really is empty now: allowed once, the next run publishes it.
-    let sj = run_again(
-        &h,
-        "shrink",
-        &refused.id,
-        json!({"scanjob.dev/allow-shrink": "yes", "scanjob.dev/run-now": "2"}),
-    )
-    .await;
+    let sj = h
+        .run_again(
+            "shrink",
+            &refused.id,
+            json!({"scanjob.dev/allow-shrink": "yes", "scanjob.dev/run-now": "2"}),
+        )
+        .await;
     let status = sj.status.unwrap();
     let published = status.last_run.unwrap();
     assert_eq!(published.outcome, Outcome::Succeeded, "{published:?}");
