@@ -4,11 +4,15 @@
 # served from memory, two nights (churn 0, then 0.005), each as `scanjob plan`, 16 × `scanjob
 # scan` and `scanjob merge` (the steps the operator's pods run), every step under
 # /usr/bin/time for its wall time and peak RSS, with the objects and bytes it wrote. Then the
-# tables are checked against slowfs' ground truth (bench/reference_check.py).
-#   bash bench/reference_scale.sh [--files 16M] [--shards 16] [--threads 16] [--latency-us 0] [--out DIR]
+# tables are checked against slowfs' ground truth (bench/reference_check.py). With
+# `--merge-pods "1 2 4"`, the second night is merged once per count from the same scanned state
+# (a hard-linked copy of the output before its merge): with K > 1 as K `scanjob join`
+# partitions, each timed alone as its pod would run, then the merge; the checks read the last.
+#   bash bench/reference_scale.sh [--files 16M] [--shards 16] [--threads 16] [--latency-us 0]
+#                                 [--merge-pods "1"] [--out DIR]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-FILES=16M SHARDS=16 THREADS=16 LAT=0 OUT=/tmp/scanjob-reference
+FILES=16M SHARDS=16 THREADS=16 LAT=0 OUT=/tmp/scanjob-reference MERGE_PODS=1
 while [ $# -gt 0 ]; do
   case $1 in
     --files) FILES=$2; shift 2 ;;
@@ -16,6 +20,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --latency-us) LAT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --merge-pods) MERGE_PODS=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -55,7 +60,24 @@ for night in 1 2; do
     step "$run" "scan $i" "$SCANJOB" scan --plan "$OUT/runs/$run/plan.json" --index "$i" \
       --threads "$THREADS" --progress-seconds 0
   done
-  step "$run" merge env RUST_LOG=info "$SCANJOB" merge --run "$OUT/runs/$run"
+  if [ "$night" = 1 ]; then
+    step "$run" merge env RUST_LOG=info "$SCANJOB" merge --run "$OUT/runs/$run"
+  else
+    # Each merge count starts from the same scanned state (hard links: the merge only adds
+    # and removes files, so the copies do not touch each other).
+    rm -rf "$OUT.scanned" && cp -al "$OUT" "$OUT.scanned"
+    for k in $MERGE_PODS; do
+      rm -rf "$OUT" && cp -al "$OUT.scanned" "$OUT"
+      if [ "$k" -gt 1 ]; then
+        for i in $(seq 0 $((k - 1))); do
+          step "$run" "join $i/$k" env RUST_LOG=info "$SCANJOB" join --run "$OUT/runs/$run" \
+            --index "$i" --count "$k"
+        done
+      fi
+      step "$run" "merge ($k pods)" env RUST_LOG=info "$SCANJOB" merge --run "$OUT/runs/$run"
+    done
+    rm -rf "$OUT.scanned"
+  fi
   unmount
 done
 "$CACHE/venv/bin/python" "$REPO/bench/reference_check.py" "$OUT"

@@ -1,6 +1,7 @@
 //! The Jobs of a run, built from the spec alone (pure, tested from YAML fixtures): a plan Job, an
 //! Indexed scan Job with one completion per shard, an Indexed hash Job with one completion per
-//! hash pod (when `duplicates.hashBytesPerNight` is set), and a merge Job. Every pod mounts the source
+//! hash pod (when `duplicates.hashBytesPerNight` is set), an Indexed join Job with one
+//! completion per merge pod (when `mergePods` is above 1), and a merge Job. Every pod mounts the source
 //! read-only, gets the output Secret as env, runs without an API token under a hardened security
 //! context, and reports its JSON summary through its termination message.
 
@@ -91,8 +92,8 @@ pub fn job_name(scanjob: &str, run: &str, step: Step) -> String {
 }
 
 /// What a Job needs beyond the spec: which run, which step, and for the scan the planned shard
-/// count (the planner may plan fewer shards than asked for on a small tree), for the hash step
-/// its pod count.
+/// count (the planner may plan fewer shards than asked for on a small tree), for the hash and
+/// join steps their pod counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRequest {
     pub run: String,
