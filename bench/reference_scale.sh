@@ -8,11 +8,12 @@
 # `--merge-pods "1 2 4"`, the second night is merged once per count from the same scanned state
 # (a hard-linked copy of the output before its merge): with K > 1 as K `scanjob join`
 # partitions, each timed alone as its pod would run, then the merge; the checks read the last.
+# `--remerge` does only that, again, from the scanned state an interrupted run left in OUT.scanned.
 #   bash bench/reference_scale.sh [--files 16M] [--shards 16] [--threads 16] [--latency-us 0]
-#                                 [--merge-pods "1"] [--out DIR]
+#                                 [--merge-pods "1"] [--remerge] [--out DIR]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-FILES=16M SHARDS=16 THREADS=16 LAT=0 OUT=/tmp/scanjob-reference MERGE_PODS=1
+FILES=16M SHARDS=16 THREADS=16 LAT=0 OUT=/tmp/scanjob-reference MERGE_PODS=1 REMERGE=0
 while [ $# -gt 0 ]; do
   case $1 in
     --files) FILES=$2; shift 2 ;;
@@ -21,15 +22,16 @@ while [ $# -gt 0 ]; do
     --latency-us) LAT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --merge-pods) MERGE_PODS=$2; shift 2 ;;
+    --remerge) REMERGE=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 build_scanjob_and_slowfs
 bash "$REPO/tests/cluster/install.sh" >/dev/null
 MNT=/tmp/reference-mnt
-rm -rf "$OUT" && mkdir -p "$OUT/bench"
+[ "$REMERGE" = 1 ] || { rm -rf "$OUT" && mkdir -p "$OUT/bench"; }
 STEPS=$OUT/bench/steps.tsv
-printf 'night\tstep\tseconds\tpeak_rss_kib\tobjects\tbytes\n' >"$STEPS"
+[ "$REMERGE" = 1 ] || printf 'night\tstep\tseconds\tpeak_rss_kib\tobjects\tbytes\n' >"$STEPS"
 SLOWFS_PID=
 unmount() {
   [ -z "$SLOWFS_PID" ] || { kill "$SLOWFS_PID" 2>/dev/null || true; wait "$SLOWFS_PID" 2>/dev/null || true; }
@@ -49,6 +51,29 @@ step() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$night" "$name" "$secs" "$rss" $((n1 - n0)) $((b1 - b0)) >>"$STEPS"
   echo "$night $name: ${secs} s, peak RSS $((rss / 1024)) MiB, $((n1 - n0)) objects, $((b1 - b0)) bytes"
 }
+# merge_trials RUN: the night merged once per count of MERGE_PODS, each from the same scanned
+# state in $OUT.scanned (hard links: a merge only adds and removes files, so the copies do not
+# touch each other; the bench files are appended to in place and shared).
+merge_trials() {
+  local run=$1
+  for k in $MERGE_PODS; do
+    rm -rf "$OUT" && cp -al "$OUT.scanned" "$OUT"
+    if [ "$k" -gt 1 ]; then
+      for i in $(seq 0 $((k - 1))); do
+        step "$run" "join $i/$k" env RUST_LOG=info "$SCANJOB" join --run "$OUT/runs/$run" \
+          --index "$i" --count "$k"
+      done
+    fi
+    step "$run" "merge ($k pods)" env RUST_LOG=info "$SCANJOB" merge --run "$OUT/runs/$run"
+  done
+}
+if [ "$REMERGE" = 1 ]; then
+  [ -d "$OUT.scanned" ] || { echo "--remerge needs $OUT.scanned from an interrupted run" >&2; exit 1; }
+  merge_trials n2
+  rm -rf "$OUT.scanned"
+  "$CACHE/venv/bin/python" "$REPO/bench/reference_check.py" "$OUT"
+  exit 0
+fi
 for night in 1 2; do
   churn=$([ "$night" = 1 ] && echo 0 || echo 0.005)
   run=n$night
@@ -63,21 +88,11 @@ for night in 1 2; do
   if [ "$night" = 1 ]; then
     step "$run" merge env RUST_LOG=info "$SCANJOB" merge --run "$OUT/runs/$run"
   else
-    # Each merge count starts from the same scanned state (hard links: the merge only adds
-    # and removes files, so the copies do not touch each other).
+    # Kept until the script ends well, for --remerge.
     rm -rf "$OUT.scanned" && cp -al "$OUT" "$OUT.scanned"
-    for k in $MERGE_PODS; do
-      rm -rf "$OUT" && cp -al "$OUT.scanned" "$OUT"
-      if [ "$k" -gt 1 ]; then
-        for i in $(seq 0 $((k - 1))); do
-          step "$run" "join $i/$k" env RUST_LOG=info "$SCANJOB" join --run "$OUT/runs/$run" \
-            --index "$i" --count "$k"
-        done
-      fi
-      step "$run" "merge ($k pods)" env RUST_LOG=info "$SCANJOB" merge --run "$OUT/runs/$run"
-    done
-    rm -rf "$OUT.scanned"
+    merge_trials "$run"
   fi
   unmount
 done
+rm -rf "$OUT.scanned"
 "$CACHE/venv/bin/python" "$REPO/bench/reference_check.py" "$OUT"

@@ -413,6 +413,30 @@ fn cases() -> Vec<Case> {
             &["spec.worker.runAsUser in body should be greater than or equal to 0"],
         ),
         case(
+            "ownerNames without a key",
+            "owner-names-no-key",
+            with_spec(
+                "owner-names-no-key",
+                "  ownerNames:\n    configMapName: users\n",
+            ),
+            &["spec.ownerNames needs passwdKey, groupKey or both"],
+        ),
+        case(
+            "duplicates.hashPods zero",
+            "hash-pods-zero",
+            with_spec(
+                "hash-pods-zero",
+                "  duplicates:\n    hashBytesPerNight: 1000\n    hashPods: 0\n",
+            ),
+            &["spec.duplicates.hashPods in body should be greater than or equal to 1"],
+        ),
+        case(
+            "mergePods zero",
+            "merge-pods-zero",
+            with_spec("merge-pods-zero", "  mergePods: 0\n"),
+            &["spec.mergePods in body should be greater than or equal to 1"],
+        ),
+        case(
             "name longer than 40 characters",
             long_name,
             with_spec(long_name, ""),

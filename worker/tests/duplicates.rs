@@ -367,3 +367,52 @@ fn a_file_that_cannot_be_opened_without_moving_its_atime_is_not_read() {
     let after: Vec<i64> = planted.iter().map(|p| atime_of(p)).collect();
     assert_eq!(after, atimes);
 }
+
+/// A file written again after the scan saw it (its ctime moved) is not hashed: it stays out of
+/// the confirmed group, whose other copies are still confirmed, and it is counted as changed.
+#[test]
+fn a_file_changed_after_the_scan_is_not_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    plant(&root);
+    let out = dir.path().join("toc");
+    plan_and_scan(&root, &out, "r1");
+    let copy = root.join("b/data.bin");
+    std::fs::write(&copy, content(1, A)).unwrap();
+    let plan = format!("{}/runs/r1/plan.json", out.display());
+    let hashed = run_ok(
+        scanjob()
+            .args(["hash", "--plan", &plan, "--max-bytes", "1000000000"])
+            .args(["--duplicate-min-size", MIN_SIZE, "--json"]),
+    );
+    let hashed: Value = serde_json::from_slice(&hashed.stdout).unwrap();
+    assert_eq!(hashed["totals"]["changed"], 1, "{}", hashed["totals"]);
+    run_ok(
+        scanjob()
+            .args(["merge", "--run"])
+            .arg(out.join("runs/r1"))
+            .args(["--duplicate-min-size", MIN_SIZE]),
+    );
+    let groups = groups(&out);
+    let confirmed: Vec<&Group> = groups.iter().filter(|g| g.stage == "confirmed").collect();
+    assert!(
+        confirmed.contains(&&group(
+            "confirmed",
+            2,
+            A,
+            &["a/data-link.bin", "a/data.bin", "c/other.bin"]
+        )),
+        "{groups:#?}"
+    );
+    assert!(
+        !confirmed.iter().any(|g| g.paths.contains("b/data.bin")),
+        "{groups:#?}"
+    );
+    // Its name group still holds a file without a hash: a candidate.
+    assert!(
+        groups
+            .iter()
+            .any(|g| g.stage == "candidate" && g.paths.contains("b/data.bin")),
+        "{groups:#?}"
+    );
+}

@@ -582,58 +582,63 @@ pub const STAGE_ORDER: &str = "CASE stage WHEN 'confirmed' THEN 0 WHEN 'sampled'
 ///
 /// - Candidates are regular files of at least `min_size` bytes sharing size and name, or size
 ///   and mtime, with two inodes or more (hard links are one copy). A cheap count first finds
-///   the keys held by more than one inode; only those rows are then grouped with their paths.
-/// - Candidates with the same size and sample hash (`file_hashes`) form a `sampled` group; when
-///   every file of it has a full hash, it splits by that hash into `confirmed` groups of two
-///   inodes or more instead. Files whose samples differ form no group: decoys drop out.
-/// - A candidate group stays `candidate` while any of its files has no sample (hashing off,
-///   the budget spent, the file unreadable or changed).
+///   the keys held by more than one row; only those rows are then grouped with their paths.
+/// - Files with the same size and sample hash (`file_hashes`, joined to the ToC by its key)
+///   form a `sampled` group; when every file of it has a full hash, it splits by that hash into
+///   `confirmed` groups of two inodes or more instead. Files whose samples differ form no
+///   group: decoys drop out. Only hashed files take part, so this costs one pass over the ToC
+///   with the (small) hashes as the build side.
+/// - A candidate group stays `candidate` while any of its files has no hash (hashing off, the
+///   budget spent, the file unreadable or changed).
 ///
 /// `wasted_bytes` is the size times the copies beyond the first.
 pub fn duplicate_files_query(min_size: u64) -> String {
-    let paths = "array_agg(ch.path_display ORDER BY ch.path_display)";
+    let paths =
+        |alias: &str| format!("array_agg({alias}.path_display ORDER BY {alias}.path_display)");
+    let (f_paths, hf_paths) = (paths("f"), paths("hf"));
     format!(
         "WITH f AS (SELECT path_display, filename, size, mtime, ctime, dev, inode, \
                            sj_inode_key(dev, inode) AS ino \
                     FROM toc WHERE kind = 'file' AND size >= {min_size}), \
-              kn AS (SELECT size, filename FROM f GROUP BY size, filename \
-                     HAVING count(DISTINCT ino) > 1), \
+              kn AS (SELECT size, filename FROM f GROUP BY size, filename HAVING count(*) > 1), \
               km AS (SELECT size, mtime FROM f WHERE mtime IS NOT NULL GROUP BY size, mtime \
-                     HAVING count(DISTINCT ino) > 1), \
-              c AS (SELECT f.path_display, f.filename, f.size, f.mtime, f.ctime, f.dev, f.inode, \
-                           f.ino FROM kn JOIN f ON f.size = kn.size AND f.filename = kn.filename \
-                    UNION \
-                    SELECT f.path_display, f.filename, f.size, f.mtime, f.ctime, f.dev, f.inode, \
-                           f.ino FROM km JOIN f ON f.size = km.size AND f.mtime = km.mtime), \
-              ch AS (SELECT c.path_display, c.filename, c.size, c.mtime, c.ino, \
+                     HAVING count(*) > 1), \
+              hf AS (SELECT f.path_display, f.filename, f.size, f.mtime, f.ino, \
                             h.sample_sha256 AS sample, h.sha256 AS full \
-                     FROM file_hashes h RIGHT JOIN c ON h.dev = c.dev AND h.inode = c.inode \
-                       AND h.size = c.size AND h.mtime = c.mtime AND h.ctime = c.ctime), \
-              sc AS (SELECT size, sample, bool_and(full IS NOT NULL) AS all_full FROM ch \
-                     WHERE sample IS NOT NULL GROUP BY size, sample \
-                     HAVING count(DISTINCT ino) > 1) \
+                     FROM file_hashes h JOIN f ON h.dev = f.dev AND h.inode = f.inode \
+                       AND h.size = f.size AND h.mtime = f.mtime AND h.ctime = f.ctime \
+                     WHERE h.sample_sha256 IS NOT NULL), \
+              hk AS (SELECT DISTINCT ino FROM hf), \
+              sc AS (SELECT size, sample, bool_and(full IS NOT NULL) AS all_full FROM hf \
+                     GROUP BY size, sample HAVING count(DISTINCT ino) > 1) \
          SELECT stage, rule, size, name, mtime, copies, \
                 CAST(size AS BIGINT) * (copies - 1) AS wasted_bytes, hash, paths FROM (\
-           SELECT 'confirmed' AS stage, 'same content' AS rule, ch.size, \
-                  min(ch.filename) AS name, min(ch.mtime) AS mtime, \
-                  count(DISTINCT ch.ino) AS copies, ch.full AS hash, {paths} AS paths \
-           FROM sc JOIN ch ON ch.size = sc.size AND ch.sample = sc.sample \
-           WHERE sc.all_full GROUP BY ch.size, ch.full HAVING count(DISTINCT ch.ino) > 1 \
+           SELECT 'confirmed' AS stage, 'same content' AS rule, hf.size, \
+                  min(hf.filename) AS name, min(hf.mtime) AS mtime, \
+                  count(DISTINCT hf.ino) AS copies, hf.full AS hash, {hf_paths} AS paths \
+           FROM sc JOIN hf ON hf.size = sc.size AND hf.sample = sc.sample \
+           WHERE sc.all_full GROUP BY hf.size, hf.full HAVING count(DISTINCT hf.ino) > 1 \
            UNION ALL \
-           SELECT 'sampled', 'same sample', ch.size, min(ch.filename), min(ch.mtime), \
-                  count(DISTINCT ch.ino), ch.sample, {paths} \
-           FROM sc JOIN ch ON ch.size = sc.size AND ch.sample = sc.sample \
-           WHERE NOT sc.all_full GROUP BY ch.size, ch.sample \
+           SELECT 'sampled', 'same sample', hf.size, min(hf.filename), min(hf.mtime), \
+                  count(DISTINCT hf.ino), hf.sample, {hf_paths} \
+           FROM sc JOIN hf ON hf.size = sc.size AND hf.sample = sc.sample \
+           WHERE NOT sc.all_full GROUP BY hf.size, hf.sample \
            UNION ALL \
-           SELECT 'candidate', 'same name', ch.size, ch.filename, min(ch.mtime), \
-                  count(DISTINCT ch.ino), CAST(NULL AS VARCHAR), {paths} \
-           FROM kn JOIN ch ON ch.size = kn.size AND ch.filename = kn.filename \
-           GROUP BY ch.size, ch.filename HAVING bool_or(ch.sample IS NULL) \
+           SELECT 'candidate', 'same name', f.size, f.filename, min(f.mtime), \
+                  count(DISTINCT f.ino), CAST(NULL AS VARCHAR), {f_paths} \
+           FROM hk RIGHT JOIN (SELECT f.* FROM kn JOIN f \
+                               ON f.size = kn.size AND f.filename = kn.filename) f \
+             ON hk.ino = f.ino \
+           GROUP BY f.size, f.filename \
+           HAVING count(DISTINCT f.ino) > 1 AND bool_or(hk.ino IS NULL) \
            UNION ALL \
-           SELECT 'candidate', 'same mtime', ch.size, min(ch.filename), ch.mtime, \
-                  count(DISTINCT ch.ino), CAST(NULL AS VARCHAR), {paths} \
-           FROM km JOIN ch ON ch.size = km.size AND ch.mtime = km.mtime \
-           GROUP BY ch.size, ch.mtime HAVING bool_or(ch.sample IS NULL)) \
+           SELECT 'candidate', 'same mtime', f.size, min(f.filename), f.mtime, \
+                  count(DISTINCT f.ino), CAST(NULL AS VARCHAR), {f_paths} \
+           FROM hk RIGHT JOIN (SELECT f.* FROM km JOIN f \
+                               ON f.size = km.size AND f.mtime = km.mtime) f \
+             ON hk.ino = f.ino \
+           GROUP BY f.size, f.mtime \
+           HAVING count(DISTINCT f.ino) > 1 AND bool_or(hk.ino IS NULL)) \
          ORDER BY {STAGE_ORDER}, wasted_bytes DESC, rule, size"
     )
 }
