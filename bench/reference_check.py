@@ -38,7 +38,8 @@ def main():
         for s in rows:
             if s["step"].startswith("scan "):
                 continue
-            if s["step"] == "merge" and scans:
+            # The scans' row comes before the first step after them (a merge or a join).
+            if s["step"] != "plan" and scans:
                 wall = sum(float(x["seconds"]) for x in scans)
                 lo = min(float(x["seconds"]) for x in scans)
                 hi = max(float(x["seconds"]) for x in scans)
@@ -47,6 +48,7 @@ def main():
                 b = sum(int(x["bytes"]) for x in scans) / 2**20
                 print(f"| {night} | scan, {len(scans)} shards one after another (each {lo:.0f}-{hi:.0f} s) "
                       f"| {wall:.1f} | {rss:.0f} (max of a shard) | {n} | {b:.1f} |")
+                scans = []
             print(f"| {night} | {s['step']} | {float(s['seconds']):.1f} | {int(s['peak_rss_kib']) / 1024:.0f} "
                   f"| {s['objects']} | {int(s['bytes']) / 2**20:.1f} |")
     print()
