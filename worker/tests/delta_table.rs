@@ -374,7 +374,7 @@ fn every_derived_table_is_a_delta_table_and_a_night_is_the_same_version_in_every
         .keys()
         .cloned()
         .collect();
-    assert_eq!(names.len(), 13, "{names:?}");
+    assert_eq!(names.len(), 14, "{names:?}");
     let tables = derived_tables(&out, &names);
     let mut with_rows = 0;
     for name in &names {
