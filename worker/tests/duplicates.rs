@@ -213,14 +213,45 @@ fn confirmed_truth() -> Vec<Group> {
     truth
 }
 
+/// A temporary directory with the planted tree at `root` (its files' atimes taken at
+/// planting) and `out` for the table of contents.
+struct Planted {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    out: PathBuf,
+    files: Vec<PathBuf>,
+    atimes: Vec<i64>,
+}
+
+/// Plants the tree; with `atimes`, first checks that reads move atimes here (else the atime
+/// checks could not fail).
+fn planted(atimes: bool) -> Planted {
+    let dir = tempfile::tempdir().unwrap();
+    if atimes {
+        assert_reads_move_atimes(dir.path());
+    }
+    let root = dir.path().join("tree");
+    let files = plant(&root);
+    let atimes = files.iter().map(|p| atime_of(p)).collect();
+    let out = dir.path().join("toc");
+    Planted {
+        dir,
+        root,
+        out,
+        files,
+        atimes,
+    }
+}
+
 #[test]
 fn confirmed_groups_are_the_true_copies_and_unchanged_files_are_read_once() {
-    let dir = tempfile::tempdir().unwrap();
-    assert_reads_move_atimes(dir.path());
-    let root = dir.path().join("tree");
-    let planted = plant(&root);
-    let atimes: Vec<i64> = planted.iter().map(|p| atime_of(p)).collect();
-    let out = dir.path().join("toc");
+    let Planted {
+        dir: _dir,
+        root,
+        out,
+        files: planted,
+        atimes,
+    } = planted(true);
 
     // Night 1: enough budget for every stage.
     let s = run(&root, &out, "r1", 1 << 30);
@@ -285,10 +316,7 @@ fn confirmed_groups_are_the_true_copies_and_unchanged_files_are_read_once() {
 
 #[test]
 fn the_byte_budget_holds_and_what_it_does_not_cover_stays_sampled() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("tree");
-    plant(&root);
-    let out = dir.path().join("toc");
+    let Planted { dir, root, out, .. } = planted(false);
     // Every sample, then the class with the most waste (the three copies of a) and nothing more.
     let budget = CANDIDATES * SAMPLE + 3 * A;
     let s = run(&root, &out, "r1", budget);
@@ -329,12 +357,13 @@ fn a_file_that_cannot_be_opened_without_moving_its_atime_is_not_read() {
         eprintln!("skipped: needs root to run the hash step as another uid");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    assert_reads_move_atimes(dir.path());
-    let root = dir.path().join("tree");
-    let planted = plant(&root);
-    let atimes: Vec<i64> = planted.iter().map(|p| atime_of(p)).collect();
-    let out = dir.path().join("toc");
+    let Planted {
+        dir,
+        root,
+        out,
+        files: planted,
+        atimes,
+    } = planted(true);
     plan_and_scan(&root, &out, "r1");
     // The tree is readable by all, and the output writable by the other uid.
     run_ok(
@@ -372,10 +401,12 @@ fn a_file_that_cannot_be_opened_without_moving_its_atime_is_not_read() {
 /// the confirmed group, whose other copies are still confirmed, and it is counted as changed.
 #[test]
 fn a_file_changed_after_the_scan_is_not_confirmed() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("tree");
-    plant(&root);
-    let out = dir.path().join("toc");
+    let Planted {
+        dir: _dir,
+        root,
+        out,
+        ..
+    } = planted(false);
     plan_and_scan(&root, &out, "r1");
     let copy = root.join("b/data.bin");
     std::fs::write(&copy, content(1, A)).unwrap();

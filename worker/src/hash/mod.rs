@@ -313,24 +313,30 @@ fn candidates_query(min_size: u64, index: u32, count: u32) -> String {
     )
 }
 
+/// The (dev, inode, size, mtime, ctime) key of every row of `batch`, by column name.
+fn keys_of(batch: &RecordBatch) -> Vec<Key> {
+    let col = |name: &str| batch.column(batch.schema().index_of(name).expect("column"));
+    let int = |name: &str| col(name).as_primitive::<Int64Type>().clone();
+    let time = |name: &str| col(name).as_primitive::<TimestampMicrosecondType>().clone();
+    let (devs, inodes, sizes) = (int("dev"), int("inode"), int("size"));
+    let (mtimes, ctimes) = (time("mtime"), time("ctime"));
+    (0..batch.num_rows())
+        .map(|i| Key {
+            dev: devs.value(i),
+            inode: inodes.value(i),
+            size: sizes.value(i),
+            mtime: mtimes.value(i),
+            ctime: ctimes.value(i),
+        })
+        .collect()
+}
+
 /// The candidate rows as one file per inode, through its first path.
 fn files_of(rows: &[RecordBatch]) -> BTreeMap<(i64, i64), File> {
     let mut files = BTreeMap::new();
     for batch in rows {
         let paths = batch.column(0).as_binary::<i32>();
-        let sizes = batch.column(1).as_primitive::<Int64Type>();
-        let mtimes = batch.column(2).as_primitive::<TimestampMicrosecondType>();
-        let ctimes = batch.column(3).as_primitive::<TimestampMicrosecondType>();
-        let devs = batch.column(4).as_primitive::<Int64Type>();
-        let inodes = batch.column(5).as_primitive::<Int64Type>();
-        for i in 0..batch.num_rows() {
-            let key = Key {
-                dev: devs.value(i),
-                inode: inodes.value(i),
-                size: sizes.value(i),
-                mtime: mtimes.value(i),
-                ctime: ctimes.value(i),
-            };
+        for (i, key) in keys_of(batch).into_iter().enumerate() {
             files.entry((key.dev, key.inode)).or_insert_with(|| File {
                 key,
                 path: paths.value(i).to_vec(),
@@ -347,25 +353,17 @@ fn files_of(rows: &[RecordBatch]) -> BTreeMap<(i64, i64), File> {
 fn hash_rows(rows: &[RecordBatch]) -> Vec<File> {
     let mut out = Vec::new();
     for batch in rows {
-        let col = |name: &str| batch.column(batch.schema().index_of(name).expect("column"));
-        let int = |name: &str| col(name).as_primitive::<Int64Type>().clone();
-        let time = |name: &str| col(name).as_primitive::<TimestampMicrosecondType>().clone();
-        let text = |name: &str| col(name).as_string::<i32>().clone();
-        let (devs, inodes, sizes) = (int("dev"), int("inode"), int("size"));
-        let (mtimes, ctimes) = (time("mtime"), time("ctime"));
+        let text = |name: &str| {
+            let col = batch.column(batch.schema().index_of(name).expect("column"));
+            col.as_string::<i32>().clone()
+        };
         let (samples, fulls, runs) = (text("sample_sha256"), text("sha256"), text("hashed_run"));
         let opt = |a: &arrow_array::StringArray, i: usize| {
             (!a.is_null(i)).then(|| a.value(i).to_string())
         };
-        for i in 0..batch.num_rows() {
+        for (i, key) in keys_of(batch).into_iter().enumerate() {
             out.push(File {
-                key: Key {
-                    dev: devs.value(i),
-                    inode: inodes.value(i),
-                    size: sizes.value(i),
-                    mtime: mtimes.value(i),
-                    ctime: ctimes.value(i),
-                },
+                key,
                 path: Vec::new(),
                 sample: opt(&samples, i),
                 full: opt(&fulls, i),

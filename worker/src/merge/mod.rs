@@ -300,6 +300,10 @@ pub async fn join_run(
 /// against this night's previous snapshot and with its missing shards; otherwise `None`, and
 /// the merge joins everything itself.
 async fn joined(output: &Location, plan: &ShardPlan, night: &Night) -> Result<Option<Joined>> {
+    // A first night has nothing to join: the join pods wrote no partitions worth reading.
+    if night.previous.is_none() {
+        return Ok(None);
+    }
     let Some(first) = output
         .get_json::<JoinSuccess>(&join_success_path(&plan.run, 0))
         .await?
@@ -339,9 +343,6 @@ async fn joined(output: &Location, plan: &ShardPlan, night: &Night) -> Result<Op
                 return Ok(None);
             }
         }
-    }
-    if night.previous.is_none() {
-        return Ok(None);
     }
     let whose = format!("join partitions of run {}", plan.run);
     check_parquet_files(output, &all.toc_files, &whose).await?;
