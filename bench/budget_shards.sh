@@ -2,8 +2,9 @@
 # An operations budget shared by all of a run's shards at once, as the operator splits it:
 # slowfs' synthetic tree, one plan of SHARDS shards, every shard's `scanjob scan` started at the
 # same time with --max-ops-per-second BUDGET/SHARDS (what the operator passes at parallelism =
-# shards). Reports the calls the shards made, the FUSE requests slowfs counted, and the rate
-# over the wall time of the whole step, against the budget.
+# shards). Reports the calls the shards made, the FUSE requests slowfs counted, the rate over
+# the wall time of the whole step and the highest rate over any 10 s of it (slowfs' counters
+# sampled every second), against the budget.
 #   bash bench/budget_shards.sh [--files 1M] [--shards 16] [--budget 40000] [--latency-us 200]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -19,19 +20,27 @@ while [ $# -gt 0 ]; do
 done
 build_scanjob_and_slowfs
 MNT=/tmp/budget-shards-mnt STATS=/tmp/budget-shards-stats.json WORK=$(mktemp -d)
-trap 'kill $SLOWFS_PID; rm -rf "$WORK"' EXIT
+trap 'kill $SLOWFS_PID ${SAMPLER:-} 2>/dev/null; rm -rf "$WORK"' EXIT
 mount_synthetic "$MNT" "files=$FILES" "$WORK/slowfs.log" --latency-us "$LAT" --stats "$STATS"
 PER_POD=$((BUDGET / SHARDS))
 "$SCANJOB" plan "$MNT" --shards "$SHARDS" --out "$WORK/out" --run r1 --threads 16 \
   --max-ops-per-second "$BUDGET" >/dev/null
 before=$(slowfs_requests "$STATS")
 start=$(date +%s.%N)
+# slowfs' request count every second while the shards run: "seconds requests" lines.
+(while :; do
+  python3 -c 'import json, sys, time; print(time.time(), json.load(open(sys.argv[1]))["total"])' \
+    "$STATS" 2>/dev/null || true
+  sleep 1
+done) >"$WORK/samples.txt" &
+SAMPLER=$!
 for i in $(seq 0 $((SHARDS - 1))); do
   "$SCANJOB" --json scan --plan "$WORK/out/runs/r1/plan.json" --index "$i" --threads 16 \
     --max-ops-per-second "$PER_POD" --progress-seconds 0 >"$WORK/scan-$i.json" &
 done
-wait $(jobs -p | grep -v "^$SLOWFS_PID$") 2>/dev/null || true
+wait $(jobs -p | grep -v -e "^$SLOWFS_PID$" -e "^$SAMPLER$") 2>/dev/null || true
 end=$(date +%s.%N)
+kill "$SAMPLER"
 after=$(slowfs_requests "$STATS")
 python3 - "$WORK" "$SHARDS" "$BUDGET" "$PER_POD" "$before" "$after" "$start" "$end" "$FILES" "$LAT" <<'PY'
 import json, sys
@@ -43,9 +52,22 @@ for i in range(shards):
     s = json.load(open(f"{work}/scan-{i}.json"))
     calls += s["politeness"]["calls"]
 requests = int(after) - int(before)
+# The highest rate over 10 s: between samples at least 10 s apart, the closest such pairs.
+samples = [tuple(map(float, l.split())) for l in open(f"{work}/samples.txt") if len(l.split()) == 2]
+peak = 0.0
+j = 0
+for i in range(len(samples)):
+    while j < len(samples) and samples[j][0] - samples[i][0] < 10:
+        j += 1
+    if j == len(samples):
+        break
+    t0, n0 = samples[i]
+    t1, n1 = samples[j]
+    peak = max(peak, (n1 - n0) / (t1 - t0))
 print(f"slowfs --synthetic files={files} at {lat} µs; {shards} shards at once, "
       f"--max-ops-per-second {per_pod} each (a budget of {budget:,})\n")
-print("| wall s | scanjob calls | calls/s | budget | FUSE requests | requests/s |")
-print("|---:|---:|---:|---:|---:|---:|")
-print(f"| {wall:.1f} | {calls:,} | {calls / wall:,.0f} | {budget:,} | {requests:,} | {requests / wall:,.0f} |")
+print("| wall s | scanjob calls | calls/s | budget | FUSE requests | requests/s | requests/s, busiest 10 s |")
+print("|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| {wall:.1f} | {calls:,} | {calls / wall:,.0f} | {budget:,} | {requests:,} | {requests / wall:,.0f} "
+      f"| {peak:,.0f} |")
 PY

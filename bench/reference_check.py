@@ -2,9 +2,12 @@
 step table and the check table as Markdown.
 
     python reference_check.py OUT
+    python reference_check.py OUT --tables s3://bucket/prefix   the tables on S3 (AWS_* settings)
 
 Reads OUT/toc (Delta: version 0 is night 1, the newest night 2) and night 2's diff tables with
-DuckDB's delta extension; the truth is slowfs' --summary of each night (OUT/bench/truth<n>.json).
+DuckDB's delta extension, or the same tables below --tables; the truth is slowfs' --summary of
+each night (OUT/bench/truth<n>.json). The step table needs OUT/bench/steps.tsv and is left out
+without it.
 """
 import csv
 import json
@@ -20,18 +23,36 @@ def load_extension(con, name):
     con.load_extension(str(path))
 
 
+def s3_secret(con):
+    import os
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    load_extension(con, "httpfs")
+    con.execute(
+        "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
+        [os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+         os.environ.get("AWS_REGION", "us-east-1"), endpoint.split("://", 1)[-1],
+         not endpoint.startswith("http://")])
+
+
 def main():
     out = pathlib.Path(sys.argv[1]).resolve()
     truth = [json.load(open(out / f"bench/truth{n}.json")) for n in (1, 2)]
     con = duckdb.connect()
     load_extension(con, "delta")
+    tables = str(out)
+    if sys.argv[2:3] == ["--tables"]:
+        tables = sys.argv[3].rstrip("/")
+        if tables.startswith("s3://"):
+            s3_secret(con)
 
     def one(sql):
         return con.execute(sql).fetchone()
 
-    steps = list(csv.DictReader(open(out / "bench/steps.tsv"), delimiter="\t"))
-    print("| night | step | wall s | peak RSS MiB | objects | MiB written |")
-    print("|---|---|---:|---:|---:|---:|")
+    steps_tsv = out / "bench/steps.tsv"
+    steps = list(csv.DictReader(open(steps_tsv), delimiter="\t")) if steps_tsv.exists() else []
+    if steps:
+        print("| night | step | wall s | peak RSS MiB | objects | MiB written |")
+        print("|---|---|---:|---:|---:|---:|")
     for night in ("n1", "n2"):
         rows = [s for s in steps if s["night"] == night]
         scans = [s for s in rows if s["step"].startswith("scan ")]
@@ -51,12 +72,13 @@ def main():
                 scans = []
             print(f"| {night} | {s['step']} | {float(s['seconds']):.1f} | {int(s['peak_rss_kib']) / 1024:.0f} "
                   f"| {s['objects']} | {int(s['bytes']) / 2**20:.1f} |")
-    print()
+    if steps:
+        print()
 
     checks = []
     for n, version in ((1, 0), (2, None)):
         t = truth[n - 1]
-        src = f"delta_scan('{out}/toc'" + (f", version => {version})" if version is not None else ")")
+        src = f"delta_scan('{tables}/toc'" + (f", version => {version})" if version is not None else ")")
         files, dirs, size = one(
             f"SELECT count(*) FILTER (kind = 'file'), count(*) FILTER (kind = 'dir'), "
             f"sum(size) FILTER (kind = 'file') FROM {src}")
@@ -72,10 +94,10 @@ def main():
                        "equal" if got == want else json.dumps(want, sort_keys=True)))
     t = truth[1]
     for table, key in (("diff_added", "added"), ("diff_removed", "removed"), ("diff_changed", "changed")):
-        (count,) = one(f"SELECT count(*) FROM delta_scan('{out}/{table}') WHERE kind = 'file'")
+        (count,) = one(f"SELECT count(*) FROM delta_scan('{tables}/{table}') WHERE kind = 'file'")
         checks.append((f"night 2: {table} files", count, t[key]))
     (carried,) = one(
-        f"SELECT count(*) FROM delta_scan('{out}/toc') WHERE kind = 'file' AND first_seen < last_seen")
+        f"SELECT count(*) FROM delta_scan('{tables}/toc') WHERE kind = 'file' AND first_seen < last_seen")
     checks.append(("night 2: files with first_seen carried (files - added)", carried, t["files"] - t["added"]))
     print("| check | scanjob | ground truth | |")
     print("|---|---:|---:|---|")

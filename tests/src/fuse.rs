@@ -29,14 +29,58 @@ impl SlowFs {
     /// Serves `backing` at `mountpoint` (created if missing) with no added latency, and waits
     /// until the mount is there.
     pub fn mount(backing: &Path, mountpoint: &Path) -> Self {
+        Self::start(
+            &[backing.as_os_str(), mountpoint.as_os_str()],
+            &["--latency-us", "0"],
+            mountpoint,
+            Duration::from_secs(20),
+        )
+    }
+
+    /// Serves slowfs' generated tree `spec` (`files=16M,churn=0.005`, …) at `mountpoint` with
+    /// `latency_us` per request, writing its ground truth to `summary` and its request counters
+    /// to `stats`; waits until the mount is there (a 16 M-file summary takes about 15 s).
+    pub fn synthetic(
+        spec: &str,
+        mountpoint: &Path,
+        latency_us: u64,
+        summary: &Path,
+        stats: &Path,
+    ) -> Self {
+        let latency = latency_us.to_string();
+        Self::start(
+            &[
+                "--synthetic".as_ref(),
+                spec.as_ref(),
+                mountpoint.as_os_str(),
+            ],
+            &[
+                "--latency-us",
+                &latency,
+                "--summary",
+                &summary.to_string_lossy(),
+                "--stats",
+                &stats.to_string_lossy(),
+            ],
+            mountpoint,
+            Duration::from_secs(300),
+        )
+    }
+
+    fn start(
+        args: &[&std::ffi::OsStr],
+        options: &[&str],
+        mountpoint: &Path,
+        wait: Duration,
+    ) -> Self {
         let binary = std::env::var("SCANJOB_SLOWFS").unwrap_or_else(|_| {
             panic!("SCANJOB_SLOWFS is not set: run the tests with `tests/run`")
         });
         std::fs::create_dir_all(mountpoint).expect("mount point");
         let child = Command::new(&binary)
-            .arg(backing)
-            .arg(mountpoint)
-            .args(["--latency-us", "0", "--allow-other"])
+            .args(args)
+            .args(options)
+            .arg("--allow-other")
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
@@ -44,7 +88,7 @@ impl SlowFs {
             child,
             mountpoint: mountpoint.to_path_buf(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + wait;
         while !is_mounted(mountpoint) {
             assert!(
                 Instant::now() < deadline,

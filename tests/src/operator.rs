@@ -479,6 +479,18 @@ impl Harness {
         previous: &str,
         annotations: serde_json::Value,
     ) -> ScanJob {
+        self.run_again_within(name, previous, annotations, Duration::from_secs(240))
+            .await
+    }
+
+    /// [`Harness::run_again`], waiting up to `timeout` for the new run to end.
+    pub async fn run_again_within(
+        &self,
+        name: &str,
+        previous: &str,
+        annotations: serde_json::Value,
+        timeout: Duration,
+    ) -> ScanJob {
         self.ns
             .api::<ScanJob>()
             .patch(
@@ -491,16 +503,11 @@ impl Harness {
             .await
             .expect("annotating the ScanJob");
         let previous = previous.to_string();
-        self.wait(
-            name,
-            Duration::from_secs(240),
-            "a new run to end",
-            move |sj| {
-                sj.status.as_ref().is_some_and(|s| {
-                    s.current_run.is_none() && s.last_run.as_ref().is_some_and(|r| r.id != previous)
-                })
-            },
-        )
+        self.wait(name, timeout, "a new run to end", move |sj| {
+            sj.status.as_ref().is_some_and(|s| {
+                s.current_run.is_none() && s.last_run.as_ref().is_some_and(|r| r.id != previous)
+            })
+        })
         .await
     }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The operator at the reference scale: slowfs' synthetic tree on the test node, one ScanJob per
+# parallelism, two nights each, every step a Job of pods on the node (tests/examples/
+# operator_scale.rs). Starts the test cluster (tests/cluster/up.sh) and stops it after.
+#   bash bench/operator_scale.sh [--files 16M] [--shards 16] [--parallelism "2 4 8"]
+#       [--latency-us 0] [--churn 0.005] [--merge-pods 1] [--out DIR]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+cd "$HERE"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/scanjob/target}
+bash tests/cluster/install.sh
+cargo build --release --locked --workspace --examples --bins
+bash tests/cluster/up.sh >/dev/null
+trap 'bash tests/cluster/down.sh >/dev/null 2>&1 || true' EXIT
+. "${SCANJOB_CACHE:-$HOME/.cache/scanjob}/run/env.sh"
+"$CARGO_TARGET_DIR/release/examples/operator_scale" "$@"
