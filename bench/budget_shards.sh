@@ -3,18 +3,22 @@
 # slowfs' synthetic tree, one plan of SHARDS shards, every shard's `scanjob scan` started at the
 # same time with --max-ops-per-second BUDGET/SHARDS (what the operator passes at parallelism =
 # shards). Reports the calls the shards made, the FUSE requests slowfs counted, the rate over
-# the wall time of the whole step and the highest rate over any 10 s of it (slowfs' counters
-# sampled every second), against the budget.
+# the wall time of the whole step and the request rate while all shards ran (slowfs' counters
+# sampled every second, up to the first shard's end), against the budget. With --seconds S the
+# shards stop at S s (their --deadline-seconds): the rate of a long step while all shards run,
+# without waiting for its end (the shards' own call counts are then not reported).
 #   bash bench/budget_shards.sh [--files 1M] [--shards 16] [--budget 40000] [--latency-us 200]
+#       [--seconds S]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-FILES=1M SHARDS=16 BUDGET=40000 LAT=200
+FILES=1M SHARDS=16 BUDGET=40000 LAT=200 LIMIT=
 while [ $# -gt 0 ]; do
   case $1 in
     --files) FILES=$2; shift 2 ;;
     --shards) SHARDS=$2; shift 2 ;;
     --budget) BUDGET=$2; shift 2 ;;
     --latency-us) LAT=$2; shift 2 ;;
+    --seconds) LIMIT=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -36,38 +40,45 @@ done) >"$WORK/samples.txt" &
 SAMPLER=$!
 for i in $(seq 0 $((SHARDS - 1))); do
   "$SCANJOB" --json scan --plan "$WORK/out/runs/r1/plan.json" --index "$i" --threads 16 \
-    --max-ops-per-second "$PER_POD" --progress-seconds 0 >"$WORK/scan-$i.json" &
+    --max-ops-per-second "$PER_POD" --progress-seconds 0 ${LIMIT:+--deadline-seconds "$LIMIT"} \
+    >"$WORK/scan-$i.json" 2>"$WORK/scan-$i.err" &
 done
 wait $(jobs -p | grep -v -e "^$SLOWFS_PID$" -e "^$SAMPLER$") 2>/dev/null || true
 end=$(date +%s.%N)
 kill "$SAMPLER"
 after=$(slowfs_requests "$STATS")
-python3 - "$WORK" "$SHARDS" "$BUDGET" "$PER_POD" "$before" "$after" "$start" "$end" "$FILES" "$LAT" <<'PY'
+python3 - "$WORK" "$SHARDS" "$BUDGET" "$PER_POD" "$before" "$after" "$start" "$end" "$FILES" "$LAT" "$LIMIT" <<'PY'
 import json, sys
-work, shards, budget, per_pod, before, after, start, end, files, lat = sys.argv[1:]
+work, shards, budget, per_pod, before, after, start, end, files, lat, limit = sys.argv[1:]
 shards, budget, per_pod = int(shards), int(budget), int(per_pod)
 wall = float(end) - float(start)
-calls = 0
-for i in range(shards):
-    s = json.load(open(f"{work}/scan-{i}.json"))
-    calls += s["politeness"]["calls"]
+def shard(i):
+    try:
+        return json.load(open(f"{work}/scan-{i}.json"))
+    except ValueError:
+        return None  # stopped at --seconds
+done = [shard(i) for i in range(shards)]
+calls = None if None in done else sum(s["politeness"]["calls"] for s in done)
 requests = int(after) - int(before)
-# The highest rate over 10 s: between samples at least 10 s apart, the closest such pairs.
+# While all shards ran: from the first sample to the last one before the first shard ended.
+from datetime import datetime
+ends = [float(start) + float(limit)] if limit else []
+for s in done:
+    if s is not None:
+        started = datetime.fromisoformat(s["started"].replace("Z", "+00:00")[:26] + "+00:00")
+        ends.append(started.timestamp() + s["duration_seconds"])
 samples = [tuple(map(float, l.split())) for l in open(f"{work}/samples.txt") if len(l.split()) == 2]
-peak = 0.0
-j = 0
-for i in range(len(samples)):
-    while j < len(samples) and samples[j][0] - samples[i][0] < 10:
-        j += 1
-    if j == len(samples):
-        break
-    t0, n0 = samples[i]
-    t1, n1 = samples[j]
-    peak = max(peak, (n1 - n0) / (t1 - t0))
+inside = [x for x in samples if x[0] <= min(ends)]
+(t0, n0), (t1, n1) = inside[0], inside[-1]
+all_ran = (n1 - n0) / (t1 - t0)
 print(f"slowfs --synthetic files={files} at {lat} µs; {shards} shards at once, "
       f"--max-ops-per-second {per_pod} each (a budget of {budget:,})\n")
-print("| wall s | scanjob calls | calls/s | budget | FUSE requests | requests/s | requests/s, busiest 10 s |")
+print("| wall s | scanjob calls | calls/s | budget | FUSE requests | requests/s | requests/s while all shards ran |")
 print("|---:|---:|---:|---:|---:|---:|---:|")
-print(f"| {wall:.1f} | {calls:,} | {calls / wall:,.0f} | {budget:,} | {requests:,} | {requests / wall:,.0f} "
-      f"| {peak:,.0f} |")
+if calls is None:
+    print(f"| {wall:.1f} (stopped) | — | — | {budget:,} | {requests:,} | {requests / wall:,.0f} "
+          f"| {all_ran:,.0f} ({t1 - t0:.0f} s) |")
+else:
+    print(f"| {wall:.1f} | {calls:,} | {calls / wall:,.0f} | {budget:,} | {requests:,} | {requests / wall:,.0f} "
+          f"| {all_ran:,.0f} ({t1 - t0:.0f} s) |")
 PY

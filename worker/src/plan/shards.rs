@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pathbytes::{PathBytes, join, parent_of};
 use crate::plan::pieces::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
-use crate::scan::politeness::Politeness;
+use crate::scan::politeness::{DIR_OPEN_SLOTS, Politeness};
 use crate::scan::walk::{device_of, open_dir, stat_at};
 
 /// What the planner knows of one directory.
@@ -389,7 +389,9 @@ fn list_one(
     buf: &mut [MaybeUninit<u8>],
 ) -> Listed {
     calls.fetch_add(1, Ordering::Relaxed);
-    let opened = options.politeness.call(|| open_dir(parent.as_fd(), &name));
+    let opened = options
+        .politeness
+        .call_costing(DIR_OPEN_SLOTS, || open_dir(parent.as_fd(), &name));
     drop(parent);
     let Ok(fd) = opened else {
         return (
@@ -406,7 +408,9 @@ fn list_one(
     let mut children = Vec::new();
     let mut ignored_ts = 0u64;
     let mut dir = RawDir::new(fd.as_fd(), buf);
-    while let Some(Ok(entry)) = dir.next() {
+    while let Some(Ok(entry)) = options.politeness.next_entry(&mut dir, || {
+        calls.fetch_add(1, Ordering::Relaxed);
+    }) {
         let entry_name = entry.file_name();
         let bytes = entry_name.to_bytes();
         if bytes == b"." || bytes == b".." {

@@ -2,7 +2,8 @@
 //!
 //! - The budget (`--max-ops-per-second`) paces every file-system call the walker makes (open,
 //!   directory read, stat) through one schedule shared by all threads: each call takes the next
-//!   free slot, `1 / rate` after the previous one, and sleeps until it. No bursts, so the rate
+//!   free slot, `1 / rate` after the previous one, and sleeps until it; a directory open takes
+//!   [`DIR_OPEN_SLOTS`], as it costs the server that many requests. No bursts, so the rate
 //!   holds over any window longer than a few slots. A run's budget is split between its pods by
 //!   the operator.
 //! - The latency guard (`--latency-guard-ms`) limits the calls in flight, AIMD-style as TCP does:
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use rustix::fd::AsFd;
+use rustix::fs::{RawDir, RawDirEntry};
 use serde::{Deserialize, Serialize};
 
 /// Paces calls to at most `per_second`, shared by all threads.
@@ -38,6 +41,12 @@ impl OpsBudget {
 
     /// Waits for this call's slot.
     pub fn wait(&self) {
+        self.wait_n(1);
+    }
+
+    /// Takes `n` consecutive slots and waits for the first: one call that costs the server `n`
+    /// requests.
+    pub fn wait_n(&self, n: u64) {
         let now = self.epoch.elapsed().as_nanos() as u64;
         let mut next = self.next.load(Ordering::Relaxed);
         let slot = loop {
@@ -45,7 +54,7 @@ impl OpsBudget {
             let slot = next.max(now);
             match self.next.compare_exchange_weak(
                 next,
-                slot + self.interval_ns,
+                slot + self.interval_ns * n,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -178,11 +187,15 @@ pub struct Politeness {
     pub guard: Option<LatencyGuard>,
 }
 
+/// The budget's slots a directory open takes: a FUSE server sees a LOOKUP, an OPENDIR and a
+/// RELEASEDIR for it, where a stat is one LOOKUP and a directory read one READDIR.
+pub const DIR_OPEN_SLOTS: u64 = 3;
+
 /// What the run summary says about politeness.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PolitenessReport {
-    /// File-system calls made: directory opens and stats (directory reads, a few hundred
-    /// names each, are not counted).
+    /// File-system calls made: directory opens, directory reads (`getdents64`, up to 64 KiB of
+    /// names each, and one more that finds the end) and stats.
     pub calls: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_ops_per_second: Option<f64>,
@@ -202,8 +215,14 @@ impl Politeness {
     /// Runs one file-system call under the budget and the guard.
     #[inline]
     pub fn call<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.call_costing(1, f)
+    }
+
+    /// [`Politeness::call`] for a call that costs the server `slots` requests: it takes that
+    /// many of the budget's slots.
+    pub fn call_costing<T>(&self, slots: u64, f: impl FnOnce() -> T) -> T {
         if let Some(budget) = &self.budget {
-            budget.wait();
+            budget.wait_n(slots);
         }
         match &self.guard {
             None => f(),
@@ -214,6 +233,21 @@ impl Politeness {
                 guard.leave(start.elapsed());
                 out
             }
+        }
+    }
+
+    /// The next entry of `dir`. When its buffer is empty that is a `getdents64` call (a READDIR
+    /// on NFS): paced and counted (`count`) like any other call.
+    pub fn next_entry<'d, Fd: AsFd>(
+        &self,
+        dir: &'d mut RawDir<'_, Fd>,
+        count: impl FnOnce(),
+    ) -> Option<rustix::io::Result<RawDirEntry<'d>>> {
+        if dir.is_buffer_empty() {
+            count();
+            self.call(|| dir.next())
+        } else {
+            dir.next()
         }
     }
 
@@ -248,6 +282,18 @@ mod tests {
         let took = start.elapsed().as_secs_f64();
         assert!(took >= 0.49, "1,000 calls in {took:.3} s beat the budget");
         assert_eq!(p.report(1000).max_ops_per_second, Some(2000.0));
+    }
+
+    #[test]
+    fn a_call_costing_three_slots_takes_three() {
+        let p = Politeness::new(Some(1000), None, 1);
+        let start = Instant::now();
+        // 100 calls of three slots at 1,000/s: the last call's slot is at 0.297 s.
+        for _ in 0..100 {
+            p.call_costing(DIR_OPEN_SLOTS, || ());
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!(took >= 0.29, "300 slots in {took:.3} s beat the budget");
     }
 
     #[test]

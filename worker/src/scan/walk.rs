@@ -48,7 +48,7 @@ use rustix::io::Errno;
 
 use crate::pathbytes::join;
 use crate::plan::pieces::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
-use crate::scan::politeness::Politeness;
+use crate::scan::politeness::{DIR_OPEN_SLOTS, Politeness};
 use crate::scan::rows::{
     EntryKind, EntryMeta, ErrorBatchBuilder, ErrorKind, PerErrorKind, TocBatchBuilder,
     WalkOperation,
@@ -557,7 +557,7 @@ impl<'a> WalkThread<'a> {
             .shared
             .options
             .politeness
-            .call(|| open_dir(task.parent.as_fd(), &task.name));
+            .call_costing(DIR_OPEN_SLOTS, || open_dir(task.parent.as_fd(), &task.name));
         let fd = match opened {
             Ok(fd) => Arc::new(fd),
             Err(e) if reports_dir_errors => {
@@ -583,7 +583,12 @@ impl<'a> WalkThread<'a> {
             adopt_unplanned: task.adopt_unplanned,
         };
         let mut in_chunk = 0;
-        while let Some(next) = dir.next() {
+        let politeness = &*options.politeness;
+        loop {
+            let next = politeness.next_entry(&mut dir, || self.counts.calls += 1);
+            let Some(next) = next else {
+                break;
+            };
             let entry = match next {
                 Ok(entry) => entry,
                 Err(e) => {
