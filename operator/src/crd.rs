@@ -232,9 +232,10 @@ pub struct Source {
     /// Do not descend into other file systems mounted below the root.
     #[serde(default)]
     pub one_file_system: bool,
-    /// File-system operations per second (stat, open, directory reads) that a run's scan may
-    /// make, shared by its pods: each of the `parallelism` scan pods takes an equal share.
-    /// Unlimited when absent. (The plan pod's short top-level count is not paced.)
+    /// File-system operations per second (stats, directory reads, directory opens, an open
+    /// counting three: lookup, open, close) that a run may make, shared by its pods: each of the
+    /// `parallelism` scan pods takes an equal share, the plan pod (alone) all of it. Unlimited
+    /// when absent.
     #[schemars(range(min = 1))]
     pub max_ops_per_second: Option<i64>,
     /// Back off (halve the operations in flight, then add one back per good second) while the
