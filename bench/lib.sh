@@ -45,3 +45,13 @@ for i in range(n):
         f.write(b"x" * (i % 4096))
 PY
 }
+
+# start_test_cluster: what the test cluster needs installed, the release binaries and examples
+# built, the cluster started (and stopped again when the script exits) and its env.sh read.
+start_test_cluster() {
+  (cd "$REPO" && bash tests/cluster/install.sh &&
+    cargo build --release --locked --workspace --examples --bins)
+  bash "$REPO/tests/cluster/up.sh" >/dev/null
+  trap 'bash "$REPO/tests/cluster/down.sh" >/dev/null 2>&1 || true' EXIT
+  . "$CACHE/run/env.sh"
+}

@@ -173,63 +173,48 @@ async fn main() {
         let truth1 = truth_dir.join("truth1.json");
         let truth2 = truth_dir.join("truth2.json");
 
-        let fs = SlowFs::synthetic(
-            &format!("files={},churn=0", o.files),
-            &mnt,
-            o.latency_us,
-            &truth1,
-            &stats,
-        );
-        let before = requests(&stats);
         let spec = format!(
             "  shards: {}\n  parallelism: {p}\n  mergePods: {}\n",
             o.shards, o.merge_pods
         );
-        let start = Instant::now();
-        h.apply(&scanjob_yaml(&name, &mnt, &url, &spec));
-        let sj = finished(&h, &name, None).await;
-        let seconds = start.elapsed().as_secs_f64();
-        let first = sj.status.as_ref().and_then(|s| s.last_run.as_ref());
-        let first = first.expect("a run").id.clone();
-        nights.push(Night {
-            parallelism: p,
-            night: 1,
-            seconds,
-            steps: step_times(&h, &name, &first).await,
-            requests: requests(&stats) - before,
-            totals: compare(&sj, &truth1),
-        });
-        drop(fs);
-
-        let fs = SlowFs::synthetic(
-            &format!("files={},churn={}", o.files, o.churn),
-            &mnt,
-            o.latency_us,
-            &truth2,
-            &stats,
-        );
-        let before = requests(&stats);
-        let start = Instant::now();
-        h.run_again_within(
-            &name,
-            &first,
-            serde_json::json!({"scanjob.dev/run-now": "night-2"}),
-            Duration::from_secs(3 * 3600),
-        )
-        .await;
-        let sj = finished(&h, &name, Some(&first)).await;
-        let seconds = start.elapsed().as_secs_f64();
-        let second = sj.status.as_ref().and_then(|s| s.last_run.as_ref());
-        let second = second.expect("a run").id.clone();
-        nights.push(Night {
-            parallelism: p,
-            night: 2,
-            seconds,
-            steps: step_times(&h, &name, &second).await,
-            requests: requests(&stats) - before,
-            totals: compare(&sj, &truth2),
-        });
-        drop(fs);
+        let mut previous: Option<String> = None;
+        for (night, churn, truth) in [(1, "0", &truth1), (2, o.churn.as_str(), &truth2)] {
+            let fs = SlowFs::synthetic(
+                &format!("files={},churn={churn}", o.files),
+                &mnt,
+                o.latency_us,
+                truth,
+                &stats,
+            );
+            let before = requests(&stats);
+            let start = Instant::now();
+            match &previous {
+                None => h.apply(&scanjob_yaml(&name, &mnt, &url, &spec)),
+                Some(first) => {
+                    h.run_again_within(
+                        &name,
+                        first,
+                        serde_json::json!({"scanjob.dev/run-now": "night-2"}),
+                        Duration::from_secs(3 * 3600),
+                    )
+                    .await;
+                }
+            }
+            let sj = finished(&h, &name, previous.as_deref()).await;
+            let seconds = start.elapsed().as_secs_f64();
+            let run = sj.status.as_ref().and_then(|s| s.last_run.as_ref());
+            let run = run.expect("a run").id.clone();
+            nights.push(Night {
+                parallelism: p,
+                night,
+                seconds,
+                steps: step_times(&h, &name, &run).await,
+                requests: requests(&stats) - before,
+                totals: compare(&sj, truth),
+            });
+            drop(fs);
+            previous = Some(run);
+        }
 
         let python = std::env::var("SCANJOB_PYTHON").unwrap_or_else(|_| "python3".into());
         let check = std::process::Command::new(python)
