@@ -11,6 +11,7 @@ without it.
 """
 import csv
 import json
+import os
 import pathlib
 import sys
 
@@ -24,7 +25,6 @@ def load_extension(con, name):
 
 
 def s3_secret(con):
-    import os
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     load_extension(con, "httpfs")
     con.execute(
@@ -112,6 +112,5 @@ def main():
 
 
 if __name__ == "__main__":
-    import os
     code = main()
     os._exit(code)

@@ -39,11 +39,6 @@ impl OpsBudget {
         }
     }
 
-    /// Waits for this call's slot.
-    pub fn wait(&self) {
-        self.wait_n(1);
-    }
-
     /// Takes `n` consecutive slots and waits for the first: one call that costs the server `n`
     /// requests.
     pub fn wait_n(&self, n: u64) {
