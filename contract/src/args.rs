@@ -13,6 +13,23 @@ pub struct WalkArgs {
     pub project_level: usize,
 }
 
+/// The operations budget of every command that touches the scanned file system: at most
+/// `max_ops_per_second` calls per second (a directory open counts as the three requests a
+/// server sees, a directory read and a stat as one each), and the latency guard that halves
+/// the calls in flight while their p99 is above `latency_guard_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub max_ops_per_second: Option<u32>,
+    pub latency_guard_ms: Option<u32>,
+}
+
+impl Budget {
+    fn push_args(&self, args: &mut Vec<String>) {
+        push_opt(args, "--max-ops-per-second", self.max_ops_per_second);
+        push_opt(args, "--latency-guard-ms", self.latency_guard_ms);
+    }
+}
+
 /// `scanjob plan ROOT --shards N --out URL [--previous URL] [--run RUN] …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanArgs {
@@ -22,11 +39,9 @@ pub struct PlanArgs {
     pub previous: Option<String>,
     pub run: Option<String>,
     pub walk: WalkArgs,
-    /// A first run's top-level count: directories listed at once, and the scan's budget and
-    /// latency guard.
+    /// A first run's top-level count: directories listed at once, and its budget.
     pub threads: Option<usize>,
-    pub max_ops_per_second: Option<u32>,
-    pub latency_guard_ms: Option<u32>,
+    pub budget: Budget,
 }
 
 /// `scanjob scan --plan URL …`; the shard index comes from `JOB_COMPLETION_INDEX`.
@@ -35,8 +50,7 @@ pub struct ScanArgs {
     /// The full URL of `runs/<run>/plan.json`.
     pub plan: String,
     pub threads: Option<usize>,
-    pub max_ops_per_second: Option<u32>,
-    pub latency_guard_ms: Option<u32>,
+    pub budget: Budget,
     pub deadline_seconds: Option<u64>,
 }
 
@@ -68,8 +82,7 @@ pub struct HashArgs {
     pub max_bytes: u64,
     pub duplicate_min_size: Option<u64>,
     pub threads: Option<usize>,
-    pub max_ops_per_second: Option<u32>,
-    pub latency_guard_ms: Option<u32>,
+    pub budget: Budget,
 }
 
 /// `scanjob join --run URL --count K --max-missing-shards N`; the partition index comes from
@@ -130,8 +143,7 @@ impl PlanArgs {
             a.push("--one-file-system".into());
         }
         push_opt(&mut a, "--threads", self.threads);
-        push_opt(&mut a, "--max-ops-per-second", self.max_ops_per_second);
-        push_opt(&mut a, "--latency-guard-ms", self.latency_guard_ms);
+        self.budget.push_args(&mut a);
         a
     }
 }
@@ -140,8 +152,7 @@ impl ScanArgs {
     pub fn to_args(&self) -> Vec<String> {
         let mut a = vec!["scan".into(), "--plan".into(), self.plan.clone()];
         push_opt(&mut a, "--threads", self.threads);
-        push_opt(&mut a, "--max-ops-per-second", self.max_ops_per_second);
-        push_opt(&mut a, "--latency-guard-ms", self.latency_guard_ms);
+        self.budget.push_args(&mut a);
         push_opt(&mut a, "--deadline-seconds", self.deadline_seconds);
         a
     }
@@ -160,8 +171,7 @@ impl HashArgs {
         ];
         push_opt(&mut a, "--duplicate-min-size", self.duplicate_min_size);
         push_opt(&mut a, "--threads", self.threads);
-        push_opt(&mut a, "--max-ops-per-second", self.max_ops_per_second);
-        push_opt(&mut a, "--latency-guard-ms", self.latency_guard_ms);
+        self.budget.push_args(&mut a);
         a
     }
 }

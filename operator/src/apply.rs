@@ -123,7 +123,7 @@ pub async fn events(recorder: &Recorder, sj: &ScanJob, transitions: &[Transition
                 EventType::Normal,
                 format!(
                     "run {run} published {files} files ({}) in {seconds:.0} s",
-                    crate::decide::human_bytes(*bytes)
+                    scanjob_contract::units::human_bytes(*bytes)
                 ),
             ),
             Transition::RunFailed {

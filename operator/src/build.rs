@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-use scanjob_contract::args::{HashArgs, JoinArgs, MergeArgs, PlanArgs, ScanArgs, WalkArgs};
+use scanjob_contract::args::{Budget, HashArgs, JoinArgs, MergeArgs, PlanArgs, ScanArgs, WalkArgs};
 use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_contract::layout::{plan_path, run_dir, url_of};
 
@@ -157,11 +157,13 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             },
             // The plan pod runs alone, before any scan pod: the whole budget is its own.
             threads,
-            max_ops_per_second: spec
-                .source
-                .max_ops_per_second
-                .map(|budget| flag(budget.max(1), u32::MAX)),
-            latency_guard_ms,
+            budget: Budget {
+                max_ops_per_second: spec
+                    .source
+                    .max_ops_per_second
+                    .map(|budget| flag(budget.max(1), u32::MAX)),
+                latency_guard_ms,
+            },
         }
         .to_args(),
         Step::Scan => {
@@ -169,8 +171,10 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             ScanArgs {
                 plan: url_of(&url, &plan_path(&req.run)),
                 threads,
-                max_ops_per_second: ops_per_pod(pods),
-                latency_guard_ms,
+                budget: Budget {
+                    max_ops_per_second: ops_per_pod(pods),
+                    latency_guard_ms,
+                },
                 // The worker gives up a little before the pod's deadline, so it can say why
                 // and exit retryable instead of being killed mid-call.
                 deadline_seconds: spec.worker.active_deadline_seconds.map(|deadline| {
@@ -188,8 +192,10 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 max_bytes: flag(duplicates.hash_bytes_per_night / pods, u64::MAX),
                 duplicate_min_size: Some(flag(duplicates.min_size, u64::MAX)),
                 threads,
-                max_ops_per_second: ops_per_pod(pods),
-                latency_guard_ms,
+                budget: Budget {
+                    max_ops_per_second: ops_per_pod(pods),
+                    latency_guard_ms,
+                },
             }
             .to_args()
         }

@@ -13,14 +13,15 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use scanjob_contract::layout::run_id;
 use scanjob_contract::termination::Merged;
+use scanjob_contract::units::human_bytes;
 
 use crate::build::{JobRequest, Step};
 use crate::crd::{
     ALLOW_SHRINK_ANNOTATION, ConcurrencyPolicy, FinishedRun, Outcome, RUN_NOW_ANNOTATION,
     RunStatus, ScanJob, ScanJobStatus, ShardCounts, SkippedSchedule, Stage, SuccessfulRun, Trigger,
+    from_time, to_time,
 };
 use crate::observe::{JobState, Observed, RunJobs};
 use crate::schedule::{Due, Schedule, ScheduleError};
@@ -84,14 +85,6 @@ pub struct Decision {
     pub requeue_after: std::time::Duration,
 }
 
-pub fn to_time(t: DateTime<Utc>) -> Time {
-    Time(k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).unwrap_or_default())
-}
-
-pub fn from_time(t: &Time) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
-}
-
 /// Counts the indexes in a Job's index list ("0,2-4" has 4).
 pub fn count_indexes(list: Option<&str>) -> i32 {
     indexes(list).len() as i32
@@ -106,21 +99,6 @@ pub fn indexes(list: Option<&str>) -> BTreeSet<u32> {
         }
     }
     out
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// Decides the next step for `sj` given its observed Jobs at `now`.

@@ -1,5 +1,6 @@
-//! The ScanJob operator: the `ScanJob` resource and the controller that turns each run into a
-//! plan Job, an Indexed scan Job and a merge Job (docs/design.md §1–§2).
+//! The ScanJob operator: the `ScanJob` resource and the controller that turns each run into its
+//! Jobs: plan, an Indexed scan, when asked for an Indexed hash and an Indexed join, and the
+//! merge (docs/design.md §1–§2).
 //!
 //! Reconcile is a pipeline, one module per step: [`observe`] reads the Jobs and their pods'
 //! termination messages into typed values; [`decide`] (pure) decides the next runs, Jobs and

@@ -5,8 +5,7 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::crd::{Outcome, Phase, ScanJob, ScanJobStatus, Stage};
-use crate::decide::to_time;
+use crate::crd::{Outcome, Phase, ScanJob, ScanJobStatus, Stage, to_time};
 use crate::schedule::ScheduleError;
 
 /// Fills the summary fields of `status` from its runs. `old` is the status as observed, whose

@@ -5,9 +5,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use scanjob_contract::args::Budget;
 use scanjob_operator::build::{JobRequest, Step};
-use scanjob_operator::crd::{Outcome, RunStatus, ScanJob, ScanJobStatus, ShardCounts, Stage};
-use scanjob_operator::decide::{decide, to_time};
+use scanjob_operator::crd::{
+    Outcome, RunStatus, ScanJob, ScanJobStatus, ShardCounts, Stage, to_time,
+};
+use scanjob_operator::decide::decide;
 use scanjob_operator::observe::{JobState, Observed, PodReport, RunJobs};
 use scanjob_worker::error::{EXIT_PERMANENT, Error};
 use scanjob_worker::merge::{MergeOptions, merge_run};
@@ -109,8 +112,7 @@ async fn worker_run() -> WorkerRun {
         previous: None,
         settings: WalkSettings::default(),
         threads: 2,
-        max_ops_per_second: None,
-        latency_guard_ms: None,
+        budget: Budget::default(),
     })
     .await
     .unwrap();
@@ -124,8 +126,7 @@ async fn worker_run() -> WorkerRun {
                 threads: 2,
                 part_bytes: 1 << 20,
                 root_override: None,
-                max_ops_per_second: None,
-                latency_guard_ms: None,
+                budget: Budget::default(),
             },
             Arc::new(WalkCounters::default()),
         )

@@ -7,7 +7,8 @@
 use std::io::BufRead;
 use std::time::Instant;
 
-use scanjob_worker::plan::shards::{DirStats, DirTable, assign_shards, imbalance};
+use scanjob_worker::plan::shards::{assign_shards, imbalance};
+use scanjob_worker::shard::{DirStats, DirTable};
 
 fn main() {
     let mut args = std::env::args().skip(1);

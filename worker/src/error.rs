@@ -80,6 +80,22 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A command line that does not parse: the same line fails the same way.
+    #[error("{message}")]
+    Usage { message: String },
+
+    /// A shard did not finish within `--deadline-seconds`: the file system may have turned
+    /// slow or hung. A retry may be luckier; the pod is not left to be killed mid-call.
+    #[error(
+        "shard {index} did not finish within {seconds} s ({entries} entries, {errors} errors so far)"
+    )]
+    DeadlineExceeded {
+        index: u32,
+        seconds: u64,
+        entries: u64,
+        errors: u64,
+    },
+
     /// The scanned file system itself failed (its server or FUSE daemon went away) during
     /// the walk: nothing of the shard is kept, since error rows for the rest of the tree
     /// would publish a night in which it disappeared. A retry scans the shard again.
@@ -146,6 +162,7 @@ impl Error {
             | Self::BadPlan { .. }
             | Self::IndexOutOfRange { .. }
             | Self::Corrupt { .. }
+            | Self::Usage { .. }
             // The same tree merged again shrinks the same way; publishing it takes a person.
             | Self::Shrunk { .. } => EXIT_PERMANENT,
             // A shard may still commit, a writer let go, a store or file server come back.
@@ -159,6 +176,7 @@ impl Error {
             | Self::Query { .. }
             | Self::ScratchFull { .. }
             | Self::Io { .. }
+            | Self::DeadlineExceeded { .. }
             | Self::FileSystemFailed { .. } => EXIT_RETRYABLE,
         }
     }
@@ -198,6 +216,8 @@ impl Error {
             Self::Io { .. } => "io",
             Self::FileSystemFailed { .. } => "file_system_failed",
             Self::Shrunk { .. } => "shrunk",
+            Self::Usage { .. } => "usage",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
         }
     }
 }

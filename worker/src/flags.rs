@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use scanjob_contract::args::Budget;
 use scanjob_contract::exit::TERMINATION_LOG_ENV;
 use scanjob_worker::Error;
+use scanjob_worker::engine::EngineOptions;
 use scanjob_worker::insights::InsightOptions;
-use scanjob_worker::insights::engine::EngineOptions;
 use scanjob_worker::merge::MergeOptions;
 use scanjob_worker::report::owners::OwnerNames;
 use scanjob_worker::store::layout::WalkSettings;
@@ -54,14 +55,24 @@ impl WalkArgs {
 /// Politeness towards a shared file server (see the `politeness` module).
 #[derive(Args, Clone, Copy)]
 pub struct PolitenessArgs {
-    /// At most this many file-system calls (directory opens and stats) per second, shared by
-    /// all threads; at least 1.
+    /// At most this many file-system calls per second, shared by all threads; at least 1. A
+    /// call is what a server sees as one request: a stat, a directory read (getdents64) or a
+    /// file read is one, a directory open is three (lookup, open and close).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_ops_per_second: Option<u32>,
     /// Halve the calls in flight while their p99 latency is above MS milliseconds, and add one
     /// back per second it is not (AIMD); at least 1.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
     pub latency_guard_ms: Option<u32>,
+}
+
+impl PolitenessArgs {
+    pub fn budget(self) -> Budget {
+        Budget {
+            max_ops_per_second: self.max_ops_per_second,
+            latency_guard_ms: self.latency_guard_ms,
+        }
+    }
 }
 
 /// For a shard on a file system that may turn slow or hang.
@@ -317,8 +328,8 @@ mod tests {
     //! binary's own parser into the values they were made from.
 
     use scanjob_contract::args::{
-        HashArgs as HashLine, MergeArgs as MergeLine, PlanArgs as PlanLine, ScanArgs as ScanLine,
-        WalkArgs as WalkLine,
+        HashArgs as HashLine, JoinArgs as JoinLine, MergeArgs as MergeLine, PlanArgs as PlanLine,
+        ScanArgs as ScanLine, WalkArgs as WalkLine,
     };
 
     use super::*;
@@ -345,8 +356,10 @@ mod tests {
                 project_level: 2,
             },
             threads: Some(24),
-            max_ops_per_second: Some(3000),
-            latency_guard_ms: Some(40),
+            budget: Budget {
+                max_ops_per_second: Some(3000),
+                latency_guard_ms: Some(40),
+            },
         };
         let Command::Plan(PlanArgs {
             root,
@@ -375,12 +388,8 @@ mod tests {
             )
         );
         assert_eq!(
-            (
-                Some(threads),
-                politeness.max_ops_per_second,
-                politeness.latency_guard_ms
-            ),
-            (line.threads, line.max_ops_per_second, line.latency_guard_ms)
+            (Some(threads), politeness.budget()),
+            (line.threads, line.budget)
         );
     }
 
@@ -389,8 +398,10 @@ mod tests {
         let line = ScanLine {
             plan: "s3://toc/isilon/runs/20261123t000000z/plan.json".into(),
             threads: Some(32),
-            max_ops_per_second: Some(2500),
-            latency_guard_ms: Some(50),
+            budget: Budget {
+                max_ops_per_second: Some(2500),
+                latency_guard_ms: Some(50),
+            },
             deadline_seconds: Some(7140),
         };
         // An Indexed Job's pod gets its index from the environment; here it is a flag.
@@ -408,10 +419,7 @@ mod tests {
             panic!("not a scan command");
         };
         assert_eq!((plan, index, Some(threads)), (line.plan, 4, line.threads));
-        assert_eq!(
-            (politeness.max_ops_per_second, politeness.latency_guard_ms),
-            (line.max_ops_per_second, line.latency_guard_ms)
-        );
+        assert_eq!(politeness.budget(), line.budget);
         assert_eq!(watchdog.deadline_seconds, line.deadline_seconds);
     }
 
@@ -464,8 +472,10 @@ mod tests {
             max_bytes: 25 << 30,
             duplicate_min_size: Some(1 << 20),
             threads: Some(8),
-            max_ops_per_second: Some(250),
-            latency_guard_ms: Some(40),
+            budget: Budget {
+                max_ops_per_second: Some(250),
+                latency_guard_ms: Some(40),
+            },
         };
         let mut args = line.to_args();
         args.extend(["--index".into(), "3".into()]);
@@ -490,12 +500,32 @@ mod tests {
                 line.threads
             )
         );
+        assert_eq!(h.politeness.budget(), line.budget);
+    }
+
+    #[test]
+    fn the_operators_join_line_parses_into_its_values() {
+        let line = JoinLine {
+            run: "s3://toc/isilon/runs/20261123t000000z".into(),
+            count: 3,
+            max_missing_shards: 2,
+        };
+        // An Indexed Job's pod gets its index from the environment; here it is a flag.
+        let mut args = line.to_args();
+        args.extend(["--index".into(), "2".into()]);
+        let Command::Join(JoinCommandArgs {
+            run,
+            index,
+            count,
+            max_missing_shards,
+            ..
+        }) = parse(args)
+        else {
+            panic!("not a join command");
+        };
         assert_eq!(
-            (
-                h.politeness.max_ops_per_second,
-                h.politeness.latency_guard_ms
-            ),
-            (line.max_ops_per_second, line.latency_guard_ms)
+            (run, index, count, max_missing_shards),
+            (line.run, 2, line.count, line.max_missing_shards)
         );
     }
 

@@ -13,20 +13,21 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Parser;
-use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
-use scanjob_worker::error::{EXIT_RETRYABLE, Error};
+use scanjob_contract::exit::TERMINATION_LOG_ENV;
+use scanjob_contract::units::human_bytes;
+use scanjob_worker::error::Error;
 use scanjob_worker::hash::{HashRequest, hash_partition};
-use scanjob_worker::merge::{join_run, merge_run};
+use scanjob_worker::join::join_run;
+use scanjob_worker::merge::merge_run;
 use scanjob_worker::plan::{PlanRequest, make_plan};
 use scanjob_worker::report::load_summary;
-use scanjob_worker::report::summary::human_bytes;
 use scanjob_worker::run::{RunProgress, RunRequest, run_local};
 use scanjob_worker::scan::walk::WalkCounters;
 use scanjob_worker::scan::{ScanRequest, scan_shard};
 use scanjob_worker::store::Location;
 use scanjob_worker::store::layout::run_id;
 use scanjob_worker::termination::{
-    Failure, Hashed, JoinedPart, PhaseResult, TerminationMessage, failure, merged, planned, scanned,
+    Hashed, JoinedPart, PhaseResult, TerminationMessage, failure, merged, planned, scanned,
 };
 use serde::Serialize;
 
@@ -46,15 +47,13 @@ fn main() -> ExitCode {
     let runtime = match async_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
-            let message = format!("cannot start the async runtime: {e}");
-            eprintln!("scanjob: error: {message}");
-            let failure = Failure {
-                error: "io".into(),
-                message,
-                retryable: true,
+            let e = Error::Io {
+                what: "cannot start the async runtime".into(),
+                source: e,
             };
-            write_termination_log(termination_log.as_ref(), failure.into());
-            return ExitCode::from(EXIT_RETRYABLE as u8);
+            eprintln!("scanjob: error: {}", e.chain());
+            write_termination_log(termination_log.as_ref(), failure(&e).into());
+            return ExitCode::from(e.exit_code() as u8);
         }
     };
     match runtime.block_on(run(cli)) {
@@ -81,14 +80,15 @@ fn usage_error(e: clap::Error) -> ExitCode {
     // The first line says what is wrong; the rest is usage help.
     let text = e.to_string();
     let line = text.lines().next().unwrap_or_default();
-    let failure = Failure {
-        error: "usage".into(),
+    let usage = Error::Usage {
         message: line.strip_prefix("error: ").unwrap_or(line).to_string(),
-        retryable: false,
     };
-    write_termination_log(termination_log_from_raw_args().as_ref(), failure.into());
+    write_termination_log(
+        termination_log_from_raw_args().as_ref(),
+        failure(&usage).into(),
+    );
     let _ = e.print();
-    ExitCode::from(EXIT_PERMANENT as u8)
+    ExitCode::from(usage.exit_code() as u8)
 }
 
 /// Logs to stderr at `RUST_LOG` (default `warn`), in colour only on a terminal: pod logs and
@@ -149,8 +149,7 @@ async fn plan(args: PlanArgs, json: bool) -> Result<PhaseResult, Error> {
         previous,
         settings: walk.settings(),
         threads,
-        max_ops_per_second: politeness.max_ops_per_second,
-        latency_guard_ms: politeness.latency_guard_ms,
+        budget: politeness.budget(),
     })
     .await?;
     #[derive(Serialize)]
@@ -208,8 +207,7 @@ async fn scan(
             threads,
             part_bytes: part_size,
             root_override: root,
-            max_ops_per_second: politeness.max_ops_per_second,
-            latency_guard_ms: politeness.latency_guard_ms,
+            budget: politeness.budget(),
         },
         counters,
     )
@@ -237,8 +235,7 @@ async fn hash(args: HashArgs, json: bool) -> Result<PhaseResult, Error> {
         root_override: args.root,
         max_bytes: args.max_bytes,
         min_size: args.duplicate_min_size,
-        max_ops_per_second: args.politeness.max_ops_per_second,
-        latency_guard_ms: args.politeness.latency_guard_ms,
+        budget: args.politeness.budget(),
     })
     .await?;
     let t = &success.totals;
@@ -343,8 +340,7 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
             part_bytes: part_size,
             run,
             settings: walk.settings(),
-            max_ops_per_second: politeness.max_ops_per_second,
-            latency_guard_ms: politeness.latency_guard_ms,
+            budget: politeness.budget(),
             merge,
             merge_pods,
             hash_bytes,
@@ -410,22 +406,16 @@ fn start_watchdog(
                 let entries = counters.entries.load(Ordering::Relaxed);
                 let errors = counters.errors.load(Ordering::Relaxed);
                 if deadline.is_some_and(|d| elapsed >= d) {
-                    let message = format!(
-                        "shard {index} did not finish within {} s ({entries} entries, {errors} errors so far)",
-                        elapsed.as_secs()
-                    );
-                    eprintln!("scanjob: error: {message}");
-                    write_termination_log(
-                        termination_log.as_ref(),
-                        Failure {
-                            error: "deadline_exceeded".into(),
-                            message,
-                            retryable: true,
-                        }
-                        .into(),
-                    );
+                    let e = Error::DeadlineExceeded {
+                        index,
+                        seconds: elapsed.as_secs(),
+                        entries,
+                        errors,
+                    };
+                    eprintln!("scanjob: error: {}", e.chain());
+                    write_termination_log(termination_log.as_ref(), failure(&e).into());
                     // Walker threads may be stuck in calls that never return: leave now.
-                    std::process::exit(EXIT_RETRYABLE);
+                    std::process::exit(e.exit_code());
                 }
                 eprintln!(
                     "scanjob: shard {index}: {entries} entries, {errors} errors, {:.0} entries/s after {} s",

@@ -8,11 +8,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use scanjob_contract::args::Budget;
+
 use crate::error::Result;
+use crate::fs::politeness::PolitenessReport;
 use crate::hash::{HashRequest, hash_partition};
-use crate::merge::{MergeOptions, join_run, merge_run};
+use crate::join::join_run;
+use crate::merge::{MergeOptions, merge_run};
 use crate::plan::{PlanRequest, make_plan};
-use crate::scan::politeness::PolitenessReport;
 use crate::scan::walk::WalkCounters;
 use crate::scan::{ScanRequest, scan_shard};
 use crate::store::Location;
@@ -27,8 +30,7 @@ pub struct RunRequest {
     pub part_bytes: usize,
     pub run: Option<String>,
     pub settings: WalkSettings,
-    pub max_ops_per_second: Option<u32>,
-    pub latency_guard_ms: Option<u32>,
+    pub budget: Budget,
     /// Derived tables and retention; `max_missing_shards` is ignored (every shard runs here).
     pub merge: MergeOptions,
     /// Partitions of the merge's joins, run one after another before it ([`join_run`]).
@@ -111,8 +113,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         previous: Some(request.output.clone()),
         settings: request.settings.clone(),
         threads: request.threads,
-        max_ops_per_second: request.max_ops_per_second,
-        latency_guard_ms: request.latency_guard_ms,
+        budget: request.budget,
     })
     .await?;
     let mut output_bytes = 0;
@@ -125,8 +126,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
                 threads: request.threads,
                 part_bytes: request.part_bytes,
                 root_override: None,
-                max_ops_per_second: request.max_ops_per_second,
-                latency_guard_ms: request.latency_guard_ms,
+                budget: request.budget,
             },
             progress.start_shard(),
         )
@@ -145,8 +145,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
             root_override: None,
             max_bytes: request.hash_bytes,
             min_size: request.merge.insights.duplicate_min_size,
-            max_ops_per_second: request.max_ops_per_second,
-            latency_guard_ms: request.latency_guard_ms,
+            budget: request.budget,
         })
         .await?;
     }

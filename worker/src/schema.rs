@@ -109,3 +109,8 @@ pub const DICTIONARY_COLUMNS: &[&str] = &[
 
 /// Sorted-ish byte strings share long prefixes with their neighbours.
 pub const PREFIX_CODED_COLUMNS: &[&str] = &["path", "path_display", "filename"];
+
+/// Nanoseconds since the epoch to the table's microseconds, rounding down (also before 1970).
+pub fn micros(nanos: i64) -> i64 {
+    nanos.div_euclid(1000)
+}

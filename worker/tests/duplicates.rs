@@ -447,3 +447,46 @@ fn a_file_changed_after_the_scan_is_not_confirmed() {
         "{groups:#?}"
     );
 }
+
+/// The candidate rule is one (`scanjob_worker::duplicates::candidate_keys`), applied to two
+/// sets of rows: `duplicate_files` lists every group of the ToC, while the hash step reads only
+/// the files it can key in its cache (a known mtime and ctime). A file whose mtime is past 2262
+/// has none in the ToC: its group is still listed as a candidate, but a group with one other
+/// inode is not read at all, and a group with two others has just those two read.
+#[test]
+fn a_file_without_an_mtime_is_a_candidate_but_is_never_read() {
+    const P: u64 = (100 << 10) + 1;
+    const T: u64 = (100 << 10) + 3;
+    let dir = tempfile::tempdir().unwrap();
+    let (root, out) = (dir.path().join("tree"), dir.path().join("toc"));
+    // Past what the ToC's nanoseconds hold (2262), and distinct mtimes for the rest, so that
+    // no group forms by mtime.
+    let beyond = SystemTime::UNIX_EPOCH + Duration::from_secs(10_413_792_000);
+    let with_mtime = |rel: &str, bytes: &[u8], mtime: SystemTime| {
+        let path = write(&root, rel, bytes);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+    };
+    with_mtime("p/x.bin", &content(11, P), beyond);
+    with_mtime("q/x.bin", &content(12, P), at(18_300));
+    let y = content(13, T);
+    with_mtime("t1/y.bin", &y, beyond);
+    with_mtime("t2/y.bin", &y, at(18_301));
+    with_mtime("t3/y.bin", &y, at(18_302));
+
+    let s = run(&root, &out, "r1", 1 << 30);
+    let mut expected = vec![
+        group("candidate", 2, P, &["p/x.bin", "q/x.bin"]),
+        group("candidate", 3, T, &["t1/y.bin", "t2/y.bin", "t3/y.bin"]),
+        group("confirmed", 2, T, &["t2/y.bin", "t3/y.bin"]),
+    ];
+    expected.sort();
+    assert_eq!(groups(&out), expected);
+    let h = &s["duplicates"]["hashing"];
+    assert_eq!(h["files"], 2, "only t2 and t3 can be keyed: {h}");
+    assert_eq!(h["bytes_read"], 2 * SAMPLE + 2 * T, "{h}");
+}

@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use scanjob_worker::plan::shards::{DirStats, DirTable, assign_shards, imbalance};
+use scanjob_worker::plan::shards::{assign_shards, imbalance};
+use scanjob_worker::shard::{DirStats, DirTable};
 
 /// A deterministic pseudo-random sequence in [0, 1).
 struct Lcg(u64);

@@ -501,7 +501,7 @@ fn report_html_shows_the_numbers_of_the_tables() {
 /// is drawn as given, confirmed groups first, with the O_NOATIME refusals.
 #[test]
 fn report_html_draws_duplicate_stages_and_the_hash_steps_totals() {
-    use scanjob_worker::report::summary::{Duplicates, FileGroup, HashTotals, StageTotal, Summary};
+    use scanjob_worker::summary::{Duplicates, FileGroup, HashTotals, StageTotal, Summary};
     let stage = |stage: &str, groups, wasted_bytes| StageTotal {
         stage: stage.into(),
         groups,

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use scanjob_worker::fs::root::open_root;
 use scanjob_worker::pathbytes::PathBytes;
-use scanjob_worker::plan::pieces::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
-use scanjob_worker::scan::root::open_root;
 use scanjob_worker::scan::rows::ErrorKind;
 use scanjob_worker::scan::walk::{ShardBatch, WalkCounters, WalkOptions, walk};
+use scanjob_worker::shard::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
 
 #[test]
 fn files_deleted_while_their_directory_is_listed_are_vanished_errors() {

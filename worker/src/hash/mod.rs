@@ -6,8 +6,9 @@
 //! host, here split over pods:
 //!
 //! 1. **candidate**: a file of at least `--duplicate-min-size` in a group of the same size and
-//!    name, or the same size and mtime (the merge's `duplicate_files` rules). Hard links are one
-//!    file: each inode is read once, through one of its paths.
+//!    name, or the same size and mtime ([`crate::duplicates::candidate_keys`], the rule the
+//!    merge's `duplicate_files` applies too). Hard links are one file: each inode is read once,
+//!    through one of its paths.
 //! 2. **sampled**: the SHA-256 of [`SAMPLE_BLOCKS`] blocks of [`BLOCK`] bytes (the start, the
 //!    end and spread points between). A file no longer than that is read whole, and its sample
 //!    is its full hash.
@@ -18,7 +19,7 @@
 //! extra copies would waste, largest first; a size class is sampled, and a sampled class
 //! read whole, only if all of it fits in what is left. What does not fit stays a candidate
 //! (or sampled), and is counted. Every open, stat and read also goes through the scan's
-//! operations budget and latency guard ([`crate::scan::politeness`]).
+//! operations budget and latency guard ([`crate::fs::politeness`]).
 //!
 //! **Atimes**: files are opened with `O_NOATIME`. Where the kernel refuses it (the reader is
 //! not the file's owner and lacks CAP_FOWNER) the file is not read at all: reading would move
@@ -32,11 +33,14 @@
 //! mtime, ctime). A file whose key did not move is not read again; the merge carries the table
 //! forward, so an unchanged file is read at most once, ever.
 //!
-//! **Partitions**: pod `index` of `count` takes the sizes that
-//! [`crate::insights::engine::size_part`] puts in its
-//! partition, so every group is read by exactly one pod. It writes every hash its candidates
-//! have (read tonight or cached) to `runs/<run>/hashes/<index>/part-00000.parquet`, then
-//! `runs/<run>/hashes/_SUCCESS-<index>.json` ([`HashSuccess`]); the merge reads them.
+//! **Partitions**: pod `index` of `count` takes the sizes that [`crate::engine::size_part`]
+//! puts in its partition, so every group is read by exactly one pod.
+//!
+//! It reads the plan, the night's shards, the previous snapshot's `file_hashes`
+//! ([`crate::store::previous`]) and the candidates' contents (never writing the tree), and
+//! writes only every hash its candidates have (read tonight or cached) to
+//! `runs/<run>/hashes/<index>/part-00000.parquet`, then `runs/<run>/hashes/_SUCCESS-<index>.json`
+//! ([`HashSuccess`]); the merge reads them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
@@ -57,18 +61,22 @@ use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 use tracing::info;
 
+use scanjob_contract::args::Budget;
+
+use crate::duplicates::candidates_query;
+use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
-use crate::insights::engine::{Engine, EngineOptions};
-use crate::report::summary::HashTotals;
-use crate::scan::load_plan;
-use crate::scan::politeness::Politeness;
-use crate::scan::root::open_root;
-use crate::scan::rows::micros;
+use crate::fs::politeness::Politeness;
+use crate::fs::root::open_root;
+use crate::schema::micros;
 use crate::schema::{HASH_SCHEMA, TOC_SCHEMA};
 use crate::store::layout::{
     HashSuccess, LAYOUT_FORMAT, ShardSuccess, hash_success_path, hashes_dir, success_path,
 };
+use crate::store::load_plan;
+use crate::store::previous::previous_snapshot;
 use crate::store::writer::RollingWriter;
+use crate::summary::HashTotals;
 
 /// Bytes of one sampled block.
 pub const BLOCK: u64 = 16 << 10;
@@ -90,8 +98,8 @@ pub struct HashRequest {
     /// Bytes this partition may read, samples included.
     pub max_bytes: u64,
     pub min_size: u64,
-    pub max_ops_per_second: Option<u32>,
-    pub latency_guard_ms: Option<u32>,
+    /// The opens, stats and reads this partition may make.
+    pub budget: Budget,
 }
 
 /// What identifies an unchanged file: the cache key.
@@ -170,13 +178,8 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
         )
         .await?;
     let mut files = files_of(&rows);
-    let previous = match &plan.previous_run {
-        Some(run) => output.manifest(run).await?,
-        None => match output.latest().await? {
-            Some(latest) if latest.run < plan.run => output.manifest(&latest.run).await?,
-            _ => None,
-        },
-    };
+    let previous =
+        previous_snapshot(&output, &plan.root, &plan.run, plan.previous_run.as_deref()).await?;
     let cache_files = previous
         .as_ref()
         .and_then(|m| m.derived.get("file_hashes").cloned())
@@ -222,11 +225,7 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
     let (_, root) = open_root(&root_path)?;
     let reader = Reader {
         root,
-        politeness: Politeness::new(
-            request.max_ops_per_second,
-            request.latency_guard_ms,
-            request.threads,
-        ),
+        politeness: Politeness::new(request.budget, request.threads),
         calls: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
     };
@@ -289,28 +288,6 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
         "hashes written"
     );
     Ok(success)
-}
-
-/// The candidates of partition `index` of `count`: every row of a file in a group of the same
-/// size and name or the same size and mtime with two inodes or more (as `duplicate_files`).
-fn candidates_query(min_size: u64, index: u32, count: u32) -> String {
-    format!(
-        "WITH f AS (SELECT path, filename, size, mtime, ctime, dev, inode, \
-                           sj_inode_key(dev, inode) AS ino \
-                    FROM cur WHERE kind = 'file' AND size >= {min_size} \
-                      AND mtime IS NOT NULL AND ctime IS NOT NULL \
-                      AND sj_size_part(size, {count}) = {index}), \
-              kn AS (SELECT size, filename FROM f GROUP BY size, filename \
-                     HAVING count(DISTINCT ino) > 1), \
-              km AS (SELECT size, mtime FROM f GROUP BY size, mtime \
-                     HAVING count(DISTINCT ino) > 1) \
-         SELECT f.path, f.size, f.mtime, f.ctime, f.dev, f.inode \
-         FROM kn JOIN f ON f.size = kn.size AND f.filename = kn.filename \
-         UNION \
-         SELECT f.path, f.size, f.mtime, f.ctime, f.dev, f.inode \
-         FROM km JOIN f ON f.size = km.size AND f.mtime = km.mtime \
-         ORDER BY path"
-    )
 }
 
 /// The (dev, inode, size, mtime, ctime) key of every row of `batch`, by column name.

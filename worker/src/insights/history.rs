@@ -11,11 +11,12 @@
 //! keeping their old `last_seen`, and never count as removed (Robinhood's rule: a file not
 //! seen because its shard failed is not a deleted file).
 
+use crate::engine::Engine;
 use crate::error::Result;
-use crate::insights::engine::Engine;
 use crate::schema::TOC_SCHEMA;
 use crate::store::layout::table_subdir;
 use crate::store::writer::{PartFile, rows_of};
+use crate::summary::DiffCounts;
 
 /// Quoted column list of the ToC, with `alias.` in front of each when given.
 fn toc_columns(alias: &str, replace: &[(&str, &str)]) -> String {
@@ -72,15 +73,6 @@ pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<Pa
         );
     }
     Ok(files)
-}
-
-/// Counts of the diff.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct DiffCounts {
-    pub added: u64,
-    pub removed: u64,
-    pub changed: u64,
-    pub moved: u64,
 }
 
 /// The rows that differ between `cur` and `prev` (outside carried shards), held in memory as

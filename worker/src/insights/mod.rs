@@ -26,7 +26,6 @@
 //! directories (the tree of recursive totals and signatures), of distinct (uid, gid, project,
 //! age bucket) groups (`owner_groups`), and of changed rows (the diff's `delta`).
 
-pub mod engine;
 pub mod history;
 pub mod rollup;
 
@@ -36,21 +35,22 @@ use std::time::Instant;
 
 use tracing::info;
 
+use crate::duplicates;
+use crate::engine::columns::{i64s, strings, u64s};
+use crate::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf, carried_udf};
 use crate::error::{Error, Result};
-use crate::insights::engine::{AGE_BUCKETS, Engine, EngineOptions, age_bucket_udf, carried_udf};
-use crate::insights::rollup::{AtimeCheck, TreeGroup, i64s, strings, u64s};
 use crate::report::owners::OwnerNames;
-use crate::report::summary;
-use crate::report::summary::{
-    Bucket, Duplicates, FileGroup, Group, Growth, GrowthRow, Night, STAGES, StageTotal, Summary,
-    Top, Totals, listed,
-};
-use crate::schema::{HASH_SCHEMA, TOC_SCHEMA};
+use crate::schema::TOC_SCHEMA;
 use crate::store::Location;
 use crate::store::layout::{
     EntryCounts, SnapshotManifest, TRENDS_TABLE, derived_dir, toc_merged_dir,
 };
 use crate::store::writer::{PartFile, rows_of};
+use crate::summary;
+use crate::summary::{
+    AtimeCheck, Bucket, DiffCounts, Group, Growth, GrowthRow, Night, Summary, Top, Totals,
+    TreeGroup, listed,
+};
 
 /// Settings of the derived tables.
 #[derive(Debug, Clone)]
@@ -93,13 +93,13 @@ pub struct Inputs<'a> {
     /// The previous snapshot, already checked to be readable.
     pub previous: Option<&'a SnapshotManifest>,
     /// Whether a previous snapshot's row belongs to one of `missing_shards`.
-    pub carried: Option<engine::PathPredicate>,
+    pub carried: Option<crate::engine::PathPredicate>,
     /// The hash step's files of tonight (`crate::hash`) and its totals over all partitions;
     /// empty and `None` when it did not run.
     pub hash_files: Vec<PartFile>,
     pub hashing: Option<summary::HashTotals>,
     /// The first_seen join and the diff's join, already done by every join partition
-    /// (`scanjob join`, [`join_partition`]); `None`: this merge does them.
+    /// (`scanjob join`, [`crate::join`]); `None`: this merge does them.
     pub joined: Option<Joined>,
 }
 
@@ -110,49 +110,6 @@ pub struct Joined {
     pub toc_files: Vec<PartFile>,
     /// The rows of the diff's `delta` table.
     pub delta_files: Vec<PartFile>,
-}
-
-/// One join partition of a merge (`scanjob join`): with a previous snapshot, the first_seen
-/// join and the diff's join over the rows whose path hash falls in partition `index` of
-/// `count`, written to the ToC's `merged/<pass>/` directories and to `delta_dir`. The merge
-/// then derives everything else from them ([`Inputs::joined`]).
-pub async fn join_partition(
-    location: &Location,
-    inputs: &Inputs<'_>,
-    options: &InsightOptions,
-    (index, count): (u32, u32),
-    delta_dir: &str,
-) -> Result<Joined> {
-    let Some(previous) = inputs.previous else {
-        return Ok(Joined::default());
-    };
-    let mut options = options.clone();
-    options.engine.partition = Some((index, count));
-    let engine = open_engine(location, inputs, &options).await?;
-    engine
-        .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
-        .await?;
-    // An earlier attempt's passes are written again.
-    for pass in engine.passes() {
-        location
-            .delete_prefix(&format!(
-                "{}/",
-                crate::store::layout::table_subdir(&toc_merged_dir(inputs.run), pass)
-            ))
-            .await?;
-    }
-    location.delete_prefix(&format!("{delta_dir}/")).await?;
-    let toc_files = history::write_toc(
-        &engine,
-        &toc_merged_dir(inputs.run),
-        inputs.carried.is_some(),
-    )
-    .await?;
-    let delta_files = history::write_delta(&engine, delta_dir).await?;
-    Ok(Joined {
-        toc_files,
-        delta_files,
-    })
 }
 
 /// What the merge records in the manifest.
@@ -182,8 +139,20 @@ pub async fn derive(
         "history done"
     );
     let rollups = rollups(&engine, inputs.run, options, &mut derived, started).await?;
-    let duplicates =
-        duplicates(&engine, location, &inputs, options, &rollups, &mut derived).await?;
+    let duplicates = duplicates::derive(
+        &engine,
+        location,
+        duplicates::Night {
+            run: inputs.run,
+            previous: inputs.previous,
+            hash_files: &inputs.hash_files,
+            hashing: inputs.hashing.clone(),
+            min_size: options.duplicate_min_size,
+            trees: &rollups.trees,
+        },
+        &mut derived,
+    )
+    .await?;
     let c = inputs.counts;
     let mut summary = Summary {
         run: inputs.run.to_string(),
@@ -235,7 +204,7 @@ pub async fn derive(
 
 /// A query engine with a memory pool (and join passes) sized for the bigger of this run and
 /// the previous snapshot, its functions, and this run's rows registered as `cur`.
-async fn open_engine(
+pub async fn open_engine(
     location: &Location,
     inputs: &Inputs<'_>,
     options: &InsightOptions,
@@ -316,7 +285,7 @@ async fn history(
         "first_seen joined"
     );
     if let Some(joined) = &inputs.joined {
-        let schema = parquet_schema(&engine.location, &joined.delta_files[0]).await?;
+        let schema = crate::store::parquet_schema(&engine.location, &joined.delta_files[0]).await?;
         engine
             .register_files("delta", &joined.delta_files, &schema)
             .await?;
@@ -343,7 +312,7 @@ async fn diff_and_growth(
     run: &str,
     derived: &mut BTreeMap<String, Vec<PartFile>>,
     join: bool,
-) -> Result<(history::DiffCounts, Vec<arrow_array::RecordBatch>)> {
+) -> Result<(DiffCounts, Vec<arrow_array::RecordBatch>)> {
     let dir_of = |t: &str| derived_dir(&format!("diff_{t}"), run);
     let (tables, diff) = if join {
         history::write_diff(engine, dir_of).await?
@@ -500,140 +469,6 @@ async fn rollups(
     })
 }
 
-/// The `file_hashes` table (tonight's hashes and the earlier nights' of files still
-/// unchanged), the duplicate files table with each group's stage, and the duplicates' part of
-/// the summary (with the trees the rollups found).
-async fn duplicates(
-    engine: &Engine,
-    location: &Location,
-    inputs: &Inputs<'_>,
-    options: &InsightOptions,
-    rollups: &Rollups,
-    derived: &mut BTreeMap<String, Vec<PartFile>>,
-) -> Result<Duplicates> {
-    let run = inputs.run;
-    let previous_hashes = inputs
-        .previous
-        .and_then(|p| p.derived.get("file_hashes").cloned())
-        .unwrap_or_default();
-    engine
-        .register_files("hashes_new", &inputs.hash_files, &HASH_SCHEMA)
-        .await?;
-    engine
-        .register_files("hashes_prev", &previous_hashes, &HASH_SCHEMA)
-        .await?;
-    let query = if inputs.hash_files.is_empty() && previous_hashes.is_empty() {
-        // No hashes at all: the table's night is empty, without reading the ToC for it.
-        format!("SELECT {} FROM hashes_new", rollup::HASH_COLUMNS)
-    } else {
-        rollup::file_hashes_query()
-    };
-    let hash_files = engine
-        .write(
-            "carrying the hash cache",
-            &query,
-            &derived_dir("file_hashes", run),
-            "part",
-            None,
-        )
-        .await?;
-    engine
-        .register_files("file_hashes", &hash_files, &HASH_SCHEMA)
-        .await?;
-    derived.insert("file_hashes".into(), hash_files);
-    let dup_files = engine
-        .write(
-            "finding duplicate files",
-            &rollup::duplicate_files_query(options.duplicate_min_size),
-            &derived_dir("duplicate_files", run),
-            "part",
-            None,
-        )
-        .await?;
-    let mut stages: Vec<StageTotal> = STAGES
-        .iter()
-        .map(|stage| StageTotal {
-            stage: stage.to_string(),
-            groups: 0,
-            wasted_bytes: 0,
-        })
-        .collect();
-    let mut top_files = Vec::new();
-    if rows_of(&dup_files) > 0 {
-        engine
-            .register_files(
-                "duplicate_files",
-                &dup_files,
-                &parquet_schema(location, &dup_files[0]).await?,
-            )
-            .await?;
-        let totals = engine
-            .collect(
-                "totalling duplicate files",
-                "SELECT stage, count(*) AS groups, CAST(sum(wasted_bytes) AS BIGINT) AS wasted \
-                 FROM duplicate_files GROUP BY stage",
-            )
-            .await?;
-        let groups = u64s(&totals, "groups");
-        let wasted = u64s(&totals, "wasted");
-        for (i, stage) in strings(&totals, "stage").into_iter().enumerate() {
-            if let Some(t) = stages.iter_mut().find(|t| Some(&t.stage) == stage.as_ref()) {
-                t.groups = groups[i];
-                t.wasted_bytes = wasted[i];
-            }
-        }
-        let top = engine
-            .collect(
-                "listing the top duplicate files",
-                &format!(
-                    "SELECT stage, rule, size, copies, wasted_bytes, hash, paths \
-                     FROM duplicate_files ORDER BY {}, wasted_bytes DESC, rule, size LIMIT {}",
-                    rollup::STAGE_ORDER,
-                    summary::TOP_FILE_GROUPS
-                ),
-            )
-            .await?;
-        let (stage, rule, hash, paths) = (
-            strings(&top, "stage"),
-            strings(&top, "rule"),
-            strings(&top, "hash"),
-            rollup::string_lists(&top, "paths"),
-        );
-        let (size, copies, wasted) = (
-            u64s(&top, "size"),
-            u64s(&top, "copies"),
-            u64s(&top, "wasted_bytes"),
-        );
-        for (i, mut paths) in paths.into_iter().enumerate() {
-            let paths_total = paths.len() as u64;
-            paths.truncate(summary::GROUP_PATHS);
-            top_files.push(FileGroup {
-                stage: stage[i].clone().unwrap_or_default(),
-                rule: rule[i].clone().unwrap_or_default(),
-                size: size[i],
-                copies: copies[i],
-                wasted_bytes: wasted[i],
-                hash: hash[i].clone(),
-                paths,
-                paths_total,
-            });
-        }
-    }
-    derived.insert("duplicate_files".into(), dup_files);
-    let trees = &rollups.trees;
-    Ok(Duplicates {
-        min_size: options.duplicate_min_size,
-        file_groups: stages.iter().map(|s| s.groups).sum(),
-        file_wasted_bytes: stages.iter().map(|s| s.wasted_bytes).sum(),
-        stages,
-        top_files,
-        hashing: inputs.hashing.clone(),
-        tree_groups: trees.len() as u64,
-        tree_wasted_bytes: trees.iter().map(|t| t.wasted_bytes).sum(),
-        top_trees: trees.iter().take(summary::TOP).cloned().collect(),
-    })
-}
-
 /// Registers `owner_groups` ([`rollup::OWNER_GROUPS_QUERY`]) over the registered `toc`.
 async fn group_owners(engine: &Engine) -> Result<()> {
     engine
@@ -712,7 +547,7 @@ fn age_totals(rows: &[arrow_array::RecordBatch]) -> BTreeMap<String, Vec<Bucket>
 fn growth_summary(
     previous: &SnapshotManifest,
     rows: &[arrow_array::RecordBatch],
-    diff: history::DiffCounts,
+    diff: DiffCounts,
 ) -> Growth {
     let dims = strings(rows, "dimension");
     let keys = strings(rows, "key");
@@ -903,22 +738,4 @@ fn trends_batch(
         path: derived_dir(TRENDS_TABLE, run),
         source: e.into(),
     })
-}
-
-/// The Arrow schema stored in a Parquet file's footer.
-#[allow(deprecated)]
-pub async fn parquet_schema(
-    location: &Location,
-    file: &PartFile,
-) -> Result<arrow_schema::SchemaRef> {
-    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
-    let reader = ParquetObjectReader::new(location.store.clone(), location.path(&file.path))
-        .with_file_size(file.bytes);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|source| crate::Error::Parquet {
-            path: file.path.clone(),
-            source,
-        })?;
-    Ok(builder.schema().clone())
 }

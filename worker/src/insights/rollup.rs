@@ -13,111 +13,14 @@ use arrow_array::builder::{
     UInt64Builder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
+use crate::engine::columns::{binaries, i64s, u64s};
+use crate::engine::{Engine, hash_of, name_of};
 use crate::error::{Error, Result};
-use crate::insights::engine::{Engine, hash_of, name_of};
 use crate::pathbytes::parent_of;
-
-/// Values of column `name` as u64 (nulls as 0), whatever integer type the query produced.
-pub fn u64s(batches: &[RecordBatch], name: &str) -> Vec<u64> {
-    cast_column(batches, name, &DataType::UInt64)
-        .iter()
-        .flat_map(|a| {
-            a.as_primitive::<UInt64Type>()
-                .iter()
-                .map(|v| v.unwrap_or(0))
-        })
-        .collect()
-}
-
-/// Values of column `name` as i64, nulls kept (timestamps come back as ns since the epoch).
-pub fn i64s(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
-    cast_column(batches, name, &DataType::Int64)
-        .iter()
-        .flat_map(|a| a.as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
-        .collect()
-}
-
-/// Values of column `name` as strings, nulls kept.
-pub fn strings(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
-    cast_column(batches, name, &DataType::Utf8)
-        .iter()
-        .flat_map(|a| {
-            a.as_string::<i32>()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Values of a list-of-strings column (`array_agg` of strings), nulls as empty lists.
-pub fn string_lists(batches: &[RecordBatch], name: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let Ok(index) = batch.schema().index_of(name) else {
-            continue;
-        };
-        let column = batch.column(index);
-        let lists = column.as_list::<i32>();
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                out.push(Vec::new());
-                continue;
-            }
-            let values = datafusion::arrow::compute::cast(&lists.value(i), &DataType::Utf8)
-                .map(|a| {
-                    a.as_string::<i32>()
-                        .iter()
-                        .flatten()
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(values);
-        }
-    }
-    out
-}
-
-/// Values of a binary column, nulls as empty.
-pub fn binaries(batches: &[RecordBatch], name: &str) -> Vec<Vec<u8>> {
-    cast_column(batches, name, &DataType::Binary)
-        .iter()
-        .flat_map(|a| {
-            a.as_binary::<i32>()
-                .iter()
-                .map(|v| v.unwrap_or_default().to_vec())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn cast_column(batches: &[RecordBatch], name: &str, to: &DataType) -> Vec<ArrayRef> {
-    batches
-        .iter()
-        .map(|b| {
-            let column = b
-                .column_by_name(name)
-                .unwrap_or_else(|| panic!("query result has no column {name}"));
-            let column = match column.data_type() {
-                // The ToC's microseconds, as the nanoseconds the rollups count in.
-                DataType::Timestamp(_, zone) if to == &DataType::Int64 => {
-                    datafusion::arrow::compute::cast(
-                        column,
-                        &DataType::Timestamp(TimeUnit::Nanosecond, zone.clone()),
-                    )
-                    .and_then(|ns| datafusion::arrow::compute::cast(&ns, &DataType::Int64))
-                }
-                _ => datafusion::arrow::compute::cast(column, to),
-            };
-            column.unwrap_or_else(|e| panic!("column {name} casts to {to}: {e}"))
-        })
-        .collect()
-}
+use crate::summary::{AtimeCheck, TreeGroup};
 
 /// Files grouped by owner, project and the age buckets of their mtime and atime: the one scan
 /// of the ToC that the per-owner and per-project rollups, the age histograms and growth are
@@ -175,20 +78,6 @@ pub fn age_query() -> String {
         part("project", "project", "mtime"),
         part("project", "project", "atime"),
     )
-}
-
-/// Whether the file system tracks access times, judged from the files' timestamps.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct AtimeCheck {
-    /// Regular files with both atime and mtime.
-    pub files: u64,
-    /// Share of them read after their last modification (atime > mtime).
-    pub after_mtime: f64,
-    /// Share with atime == mtime exactly.
-    pub equal_mtime: f64,
-    /// Share with atime > ctime.
-    pub after_ctime: f64,
-    pub reliable: bool,
 }
 
 /// A file system that updates atime on reads has files read since they were last written
@@ -379,7 +268,7 @@ pub fn treemap_nodes(
     tree: &HashMap<Vec<u8>, DirNode>,
     max_depth: u32,
     limit: usize,
-) -> Vec<crate::report::summary::TreeNode> {
+) -> Vec<crate::summary::TreeNode> {
     let mut nodes: Vec<(&Vec<u8>, &DirNode)> = tree
         .iter()
         .filter(|(p, n)| !p.is_empty() && n.depth <= max_depth && n.bytes > 0)
@@ -392,27 +281,13 @@ pub fn treemap_nodes(
     nodes.truncate(limit);
     nodes
         .into_iter()
-        .map(|(p, n)| crate::report::summary::TreeNode {
+        .map(|(p, n)| crate::summary::TreeNode {
             path: String::from_utf8_lossy(p).into_owned(),
             depth: n.depth,
             files: n.files,
             bytes: n.bytes,
         })
         .collect()
-}
-
-/// One group of identical directory trees.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct TreeGroup {
-    /// The directories, sorted.
-    pub dirs: Vec<String>,
-    /// Files and bytes in one copy.
-    pub files: u64,
-    pub bytes: u64,
-    /// Copies that are not hard links of one another.
-    pub copies: u64,
-    /// `bytes × (copies − 1)`.
-    pub wasted_bytes: u64,
 }
 
 /// Groups directories with equal tree signatures (the grouping runs in the query engine over
@@ -551,94 +426,4 @@ pub fn duplicate_trees_batch(groups: &[TreeGroup]) -> Result<RecordBatch> {
     ];
     RecordBatch::try_new(schema, columns)
         .map_err(|e| Error::query("building the duplicate trees table", e.into()))
-}
-
-/// The columns of the `file_hashes` table ([`crate::schema::HASH_SCHEMA`]).
-pub const HASH_COLUMNS: &str = "dev, inode, size, mtime, ctime, sample_sha256, sha256, hashed_run";
-
-/// The hash cache after tonight: tonight's hashes, and the earlier nights' of files not read
-/// tonight, each kept only while a file of the snapshot has its key (dev, inode, size, mtime,
-/// ctime). A changed or removed file's hash is dropped, so the table is bounded by the files
-/// hashed and still unchanged.
-pub fn file_hashes_query() -> String {
-    let c = HASH_COLUMNS;
-    let k: Vec<String> = c.split(", ").map(|c| format!("k.{c}")).collect();
-    format!(
-        "WITH h AS (SELECT {c}, 0 AS pri FROM hashes_new \
-                    UNION ALL SELECT {c}, 1 AS pri FROM hashes_prev), \
-              r AS (SELECT {c}, row_number() OVER (PARTITION BY dev, inode, size, mtime, ctime \
-                                                 ORDER BY pri, hashed_run DESC) AS rn FROM h), \
-              k AS (SELECT {c} FROM r WHERE rn = 1) \
-         SELECT {} FROM k LEFT SEMI JOIN toc t ON k.dev = t.dev AND k.inode = t.inode \
-           AND k.size = t.size AND k.mtime = t.mtime AND k.ctime = t.ctime",
-        k.join(", ")
-    )
-}
-
-/// Orders duplicate file groups confirmed first, then sampled, then candidates.
-pub const STAGE_ORDER: &str = "CASE stage WHEN 'confirmed' THEN 0 WHEN 'sampled' THEN 1 ELSE 2 END";
-
-/// Duplicate files, each group at the furthest stage its evidence reached (`crate::hash`):
-///
-/// - Candidates are regular files of at least `min_size` bytes sharing size and name, or size
-///   and mtime, with two inodes or more (hard links are one copy). A cheap count first finds
-///   the keys held by more than one row; only those rows are then grouped with their paths.
-/// - Files with the same size and sample hash (`file_hashes`, joined to the ToC by its key)
-///   form a `sampled` group; when every file of it has a full hash, it splits by that hash into
-///   `confirmed` groups of two inodes or more instead. Files whose samples differ form no
-///   group: decoys drop out. Only hashed files take part, so this costs one pass over the ToC
-///   with the (small) hashes as the build side.
-/// - A candidate group stays `candidate` while any of its files has no hash (hashing off, the
-///   budget spent, the file unreadable or changed).
-///
-/// `wasted_bytes` is the size times the copies beyond the first.
-pub fn duplicate_files_query(min_size: u64) -> String {
-    let paths =
-        |alias: &str| format!("array_agg({alias}.path_display ORDER BY {alias}.path_display)");
-    let (f_paths, hf_paths) = (paths("f"), paths("hf"));
-    format!(
-        "WITH f AS (SELECT path_display, filename, size, mtime, ctime, dev, inode, \
-                           sj_inode_key(dev, inode) AS ino \
-                    FROM toc WHERE kind = 'file' AND size >= {min_size}), \
-              kn AS (SELECT size, filename FROM f GROUP BY size, filename HAVING count(*) > 1), \
-              km AS (SELECT size, mtime FROM f WHERE mtime IS NOT NULL GROUP BY size, mtime \
-                     HAVING count(*) > 1), \
-              hf AS (SELECT f.path_display, f.filename, f.size, f.mtime, f.ino, \
-                            h.sample_sha256 AS sample, h.sha256 AS full \
-                     FROM file_hashes h JOIN f ON h.dev = f.dev AND h.inode = f.inode \
-                       AND h.size = f.size AND h.mtime = f.mtime AND h.ctime = f.ctime \
-                     WHERE h.sample_sha256 IS NOT NULL), \
-              hk AS (SELECT DISTINCT ino FROM hf), \
-              sc AS (SELECT size, sample, bool_and(full IS NOT NULL) AS all_full FROM hf \
-                     GROUP BY size, sample HAVING count(DISTINCT ino) > 1) \
-         SELECT stage, rule, size, name, mtime, copies, \
-                CAST(size AS BIGINT) * (copies - 1) AS wasted_bytes, hash, paths FROM (\
-           SELECT 'confirmed' AS stage, 'same content' AS rule, hf.size, \
-                  min(hf.filename) AS name, min(hf.mtime) AS mtime, \
-                  count(DISTINCT hf.ino) AS copies, hf.full AS hash, {hf_paths} AS paths \
-           FROM sc JOIN hf ON hf.size = sc.size AND hf.sample = sc.sample \
-           WHERE sc.all_full GROUP BY hf.size, hf.full HAVING count(DISTINCT hf.ino) > 1 \
-           UNION ALL \
-           SELECT 'sampled', 'same sample', hf.size, min(hf.filename), min(hf.mtime), \
-                  count(DISTINCT hf.ino), hf.sample, {hf_paths} \
-           FROM sc JOIN hf ON hf.size = sc.size AND hf.sample = sc.sample \
-           WHERE NOT sc.all_full GROUP BY hf.size, hf.sample \
-           UNION ALL \
-           SELECT 'candidate', 'same name', f.size, f.filename, min(f.mtime), \
-                  count(DISTINCT f.ino), CAST(NULL AS VARCHAR), {f_paths} \
-           FROM hk RIGHT JOIN (SELECT f.* FROM kn JOIN f \
-                               ON f.size = kn.size AND f.filename = kn.filename) f \
-             ON hk.ino = f.ino \
-           GROUP BY f.size, f.filename \
-           HAVING count(DISTINCT f.ino) > 1 AND bool_or(hk.ino IS NULL) \
-           UNION ALL \
-           SELECT 'candidate', 'same mtime', f.size, min(f.filename), f.mtime, \
-                  count(DISTINCT f.ino), CAST(NULL AS VARCHAR), {f_paths} \
-           FROM hk RIGHT JOIN (SELECT f.* FROM km JOIN f \
-                               ON f.size = km.size AND f.mtime = km.mtime) f \
-             ON hk.ino = f.ino \
-           GROUP BY f.size, f.mtime \
-           HAVING count(DISTINCT f.ino) > 1 AND bool_or(hk.ino IS NULL)) \
-         ORDER BY {STAGE_ORDER}, wasted_bytes DESC, rule, size"
-    )
 }

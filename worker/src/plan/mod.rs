@@ -1,10 +1,10 @@
 //! `scanjob plan`: splits the tree into balanced shards and writes `runs/<run>/plan.json`.
 //!
 //! [`shards`] balances (by the previous snapshot's directory table, or a budgeted count of the
-//! top levels) and [`pieces`] is what each shard is given to walk. It reads the tree only to
-//! count its top levels, reads the previous snapshot, and writes the plan, once per run id.
+//! top levels) into the pieces each shard is given to walk ([`crate::shard`]). It reads the tree
+//! only to count its top levels (through [`crate::fs`], within the operations budget), reads
+//! the previous snapshot ([`crate::store::previous`]), and writes the plan, once per run id.
 
-pub mod pieces;
 pub mod shards;
 
 use std::path::PathBuf;
@@ -16,17 +16,18 @@ use object_store::PutMode;
 use rustix::fd::OwnedFd;
 use tracing::info;
 
+use scanjob_contract::args::Budget;
+
 use crate::error::{Error, Result};
-use crate::merge::previous::{directory_table, latest_manifest};
-use crate::plan::shards::{
-    CountOptions, ShardAssignment, assign_shards, count_top_levels, imbalance,
-};
-use crate::scan::politeness::Politeness;
-use crate::scan::root::{exclude_set, open_root};
+use crate::fs::politeness::Politeness;
+use crate::fs::root::{exclude_set, open_root};
+use crate::plan::shards::{CountOptions, assign_shards, count_top_levels, imbalance};
+use crate::shard::ShardAssignment;
 use crate::store::Location;
 use crate::store::layout::{
     LAYOUT_FORMAT, ShardPlan, SnapshotManifest, WalkSettings, plan_path, url_of, valid_run_id,
 };
+use crate::store::previous::{directory_table, previous_snapshot};
 
 /// What to plan.
 #[derive(Debug, Clone)]
@@ -41,8 +42,7 @@ pub struct PlanRequest {
     /// A first run's top-level count lists this many directories at once, each open and stat
     /// under the scan's operations budget and latency guard.
     pub threads: usize,
-    pub max_ops_per_second: Option<u32>,
-    pub latency_guard_ms: Option<u32>,
+    pub budget: Budget,
 }
 
 /// Directories the top-level count may list when there is no earlier snapshot.
@@ -147,8 +147,7 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         previous,
         settings,
         threads,
-        max_ops_per_second,
-        latency_guard_ms,
+        budget,
     } = request;
     check_request(&output, &run, shards)?;
     // A damaged Delta log, or a table at <output>/toc that scanjob did not write, stops the
@@ -164,9 +163,8 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
 
     let started = Instant::now();
     let previous = match &previous {
-        Some(location) => latest_manifest(location)
+        Some(location) => previous_snapshot(location, &root.display().to_string(), &run, None)
             .await?
-            .filter(|manifest| manifest.root == root.display().to_string())
             .map(|manifest| (location, manifest)),
         None => None,
     };
@@ -176,7 +174,7 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
         exclude,
         one_file_system: settings.one_file_system,
         threads: threads.max(1),
-        politeness: Politeness::new(max_ops_per_second, latency_guard_ms, threads.max(1)),
+        politeness: Politeness::new(budget, threads.max(1)),
     };
     let Assigned {
         assignments,

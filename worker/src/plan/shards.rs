@@ -1,7 +1,7 @@
 //! Splitting a tree into balanced shards ("slice the pyramid", after GUFI).
 //!
 //! The planner knows, for some directories, how many entries they hold directly: all of them
-//! when an earlier snapshot exists ([`crate::merge::previous`]), the top levels otherwise (a quick
+//! when an earlier snapshot exists ([`crate::store::previous`]), the top levels otherwise (a quick
 //! breadth-first listing, [`count_top_levels`]). From these it expands the top of the tree:
 //! a subtree heavier than a grain (a tenth of one shard's share) is replaced by its own directory,
 //! listed "files only", plus its subdirectories as subtrees, until every piece is light enough or
@@ -14,7 +14,7 @@
 //! the planner knew it. The tree the shards walk may have more: a directory new since the
 //! snapshot, or created after the top-level count, inside a directory the plan lists files-only.
 //! No piece names it, so the walker enters it from that files-only listing, in the one shard
-//! whose name slice holds it ([`planned_dirs`], and the module docs of [`crate::scan::walk`]).
+//! whose name slice holds it ([`crate::shard::planned_dirs`], and the module docs of [`crate::scan::walk`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -27,61 +27,11 @@ use std::sync::{Arc, Mutex};
 use globset::GlobSet;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{FileType, RawDir};
-use serde::{Deserialize, Serialize};
 
+use crate::fs::calls::{device_of, open_dir, stat_at};
+use crate::fs::politeness::{DIR_OPEN_SLOTS, Politeness};
 use crate::pathbytes::{PathBytes, join, parent_of};
-use crate::plan::pieces::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
-use crate::scan::politeness::{DIR_OPEN_SLOTS, Politeness};
-use crate::scan::walk::{device_of, open_dir, stat_at};
-
-/// What the planner knows of one directory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DirStats {
-    /// Entries directly inside (files, subdirectories, links, …).
-    pub entries: u64,
-    /// Whether `entries` was observed; unlisted directories get an estimate and are not cut.
-    pub listed: bool,
-}
-
-/// Directories by path relative to the scan root ("" is the root itself).
-pub type DirTable = HashMap<Vec<u8>, DirStats>;
-
-/// The directories one shard lists.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShardAssignment {
-    pub index: u32,
-    /// Walked recursively; the subtree's own directory entry is a row of its parent's shard.
-    pub subtrees: Vec<PathBytes>,
-    /// Listed without entering subdirectories.
-    pub files_only: Vec<FilesOnly>,
-    /// The planner's estimate of this shard's rows.
-    pub estimated_entries: u64,
-}
-
-impl ShardAssignment {
-    pub fn walk_starts(&self) -> Vec<WalkStart> {
-        self.subtrees
-            .iter()
-            .map(|p| WalkStart::Subtree(p.0.clone()))
-            .chain(self.files_only.iter().cloned().map(WalkStart::FilesOnly))
-            .collect()
-    }
-}
-
-/// Every directory `plan` (all of its shards) walks or lists, for a shard to tell which
-/// subdirectories of its files-only directories no piece covers.
-pub fn planned_dirs(plan: &[ShardAssignment]) -> PlannedDirs {
-    let mut planned = PlannedDirs::new();
-    for shard in plan {
-        for subtree in &shard.subtrees {
-            planned.add_path(&subtree.0, true);
-        }
-        for files_only in &shard.files_only {
-            planned.add_path(&files_only.path.0, false);
-        }
-    }
-    planned
-}
+use crate::shard::{DirStats, DirTable, FilesOnly, NameSlice, ShardAssignment};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PieceKind {
@@ -431,7 +381,7 @@ fn list_one(
                     .politeness
                     .call(|| stat_at(fd.as_fd(), entry_name, &mut ignored_ts))
                     .is_ok_and(|m| {
-                        m.kind == crate::scan::rows::EntryKind::Dir
+                        m.kind == crate::fs::entry::EntryKind::Dir
                             && (!options.one_file_system || m.dev == root_dev)
                     })
             }
@@ -454,6 +404,7 @@ fn list_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::planned_dirs;
 
     fn table(entries: &[(&str, u64)]) -> DirTable {
         entries

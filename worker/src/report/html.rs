@@ -4,7 +4,7 @@
 //! The script sets `data-rendered="ok"` on `<html>` once every section is drawn, and
 //! `data-error` if anything throws, so a headless browser can tell a page that rendered.
 
-use crate::report::summary::Summary;
+use crate::summary::Summary;
 
 const STYLE: &str = r#"
 body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1d232a;padding:0 1em}

@@ -1,17 +1,18 @@
-//! What a person reads about a snapshot: its numbers (`summary.json`, [`summary`]), one
-//! self-contained page (`report.html`, [`html`]), both written by the merge, and the
-//! `scanjob report` command, which reads them back from the output location. It reads the
+//! What a person reads about a snapshot: its numbers (`summary.json`, [`crate::summary`]) as
+//! the terminal shows them ([`text`]), one self-contained page (`report.html`, [`html`]), the
+//! owner and group names ([`owners`]), and the `scanjob report` command, which reads them back
+//! from the output location. It reads the
 //! store; the merge is the only step that writes what is here.
 
 pub mod html;
 pub mod owners;
-pub mod summary;
+pub mod text;
 
 use crate::error::{Error, Result};
-use crate::merge::previous::latest_manifest;
-use crate::report::summary::Summary;
 use crate::store::Location;
 use crate::store::layout::{LATEST_PATH, SnapshotManifest, manifest_path};
+use crate::store::previous::latest_manifest;
+use crate::summary::Summary;
 
 /// The manifest and summary of the snapshot `run`, or of the one `latest.json` names.
 pub async fn load_summary(

@@ -1,11 +1,10 @@
 //! `scanjob scan`: one shard of a plan → `runs/<run>/shards/<i>/` and, last, `_SUCCESS.json`.
 //!
-//! [`walk`] is the parallel walker, [`rows`] turns entries into Arrow rows and error rows,
-//! [`politeness`] paces the file-system calls, [`root`] opens the scan root. It reads the tree
-//! (never writes it), reads the plan, and writes only below its own shard's directory.
+//! [`walk`] is the parallel walker, [`rows`] turns entries into Arrow rows and error rows; the
+//! calls it makes and the budget they are charged to are [`crate::fs`]'s, what it walks is its
+//! [`crate::shard`] of the plan. It reads the tree (never writes it), reads the plan, and
+//! writes only below its own shard's directory.
 
-pub mod politeness;
-pub mod root;
 pub mod rows;
 pub mod walk;
 
@@ -19,20 +18,19 @@ use object_store::PutMode;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use scanjob_contract::args::Budget;
+
 use crate::error::{Error, Result};
-use crate::plan::pieces::{PlannedDirs, WalkStart};
-use crate::plan::shards::ShardAssignment;
-use crate::plan::shards::planned_dirs;
-use crate::scan::politeness::Politeness;
-use crate::scan::root::{exclude_set, open_root};
+use crate::fs::politeness::Politeness;
+use crate::fs::root::{exclude_set, open_root};
 use crate::scan::walk::{ShardBatch, WalkCounters, WalkOptions};
 use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
-use crate::store::Location;
+use crate::shard::{PlannedDirs, ShardAssignment, WalkStart, planned_dirs};
 use crate::store::layout::{
-    LAYOUT_FORMAT, PLAN_FILE, ShardPlan, ShardSuccess, manifest_path, shard_dir, split_run_url,
-    success_path, toc_shard_dir,
+    LAYOUT_FORMAT, ShardPlan, ShardSuccess, manifest_path, shard_dir, success_path, toc_shard_dir,
 };
 use crate::store::writer::{PartFile, RollingWriter};
+use crate::store::{Location, load_plan};
 
 /// Rows per Arrow batch handed from a walker thread to the writer.
 pub const BATCH_ROWS: usize = 4096;
@@ -47,33 +45,8 @@ pub struct ScanRequest {
     pub part_bytes: usize,
     /// Where the plan's root is mounted here, when not at the planned path.
     pub root_override: Option<PathBuf>,
-    /// File-system calls per second this shard may make.
-    pub max_ops_per_second: Option<u32>,
-    /// Halve the calls in flight while their p99 latency is above this many milliseconds.
-    pub latency_guard_ms: Option<u32>,
-}
-
-/// Loads and checks the plan at `plan_url`; returns it with its output location.
-pub async fn load_plan(plan_url: &str) -> Result<(ShardPlan, Location)> {
-    let bad = |reason: String| Error::BadPlan {
-        url: plan_url.to_string(),
-        reason,
-    };
-    let (base, run) = split_run_url(plan_url, Some(PLAN_FILE))
-        .ok_or_else(|| bad("expected <output>/runs/<run>/plan.json".into()))?;
-    let output = Location::parse(&base)?;
-    let plan: ShardPlan = output
-        .get_json(&crate::store::layout::plan_path(&run))
-        .await?
-        .ok_or_else(|| bad("does not exist".into()))?;
-    if plan.run != run {
-        return Err(bad(format!(
-            "belongs to run {}, not {run} (copied from another run?)",
-            plan.run
-        )));
-    }
-    plan.check().map_err(bad)?;
-    Ok((plan, output))
+    /// The file-system calls this shard may make.
+    pub budget: Budget,
 }
 
 /// Scans shard `request.index`. Re-running a shard first removes whatever an earlier attempt
@@ -183,11 +156,7 @@ fn walk_options(plan: &ShardPlan, request: &ScanRequest) -> Result<WalkOptions> 
         project_level: plan.settings.project_level,
         seen_at: plan.created.timestamp_nanos_opt().unwrap_or_default(),
         shard: request.index,
-        politeness: Arc::new(Politeness::new(
-            request.max_ops_per_second,
-            request.latency_guard_ms,
-            threads,
-        )),
+        politeness: Arc::new(Politeness::new(request.budget, threads)),
     })
 }
 

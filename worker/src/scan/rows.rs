@@ -12,65 +12,9 @@ use arrow_array::builder::{
 use arrow_array::types::{Int8Type, Int32Type};
 use arrow_array::{ArrayRef, RecordBatch};
 
+use crate::fs::entry::{EntryKind, EntryMeta};
 use crate::pathbytes::join;
-use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
-
-/// What an entry is, as `st_mode` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    File,
-    Dir,
-    Symlink,
-    Fifo,
-    Socket,
-    Block,
-    Char,
-}
-
-impl EntryKind {
-    pub fn from_mode(mode: u32) -> Self {
-        match mode & 0o170000 {
-            0o040000 => Self::Dir,
-            0o120000 => Self::Symlink,
-            0o010000 => Self::Fifo,
-            0o140000 => Self::Socket,
-            0o060000 => Self::Block,
-            0o020000 => Self::Char,
-            _ => Self::File,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::File => "file",
-            Self::Dir => "dir",
-            Self::Symlink => "symlink",
-            Self::Fifo => "fifo",
-            Self::Socket => "socket",
-            Self::Block => "block",
-            Self::Char => "char",
-        }
-    }
-}
-
-/// The metadata of one entry, as one `statx` returned it.
-#[derive(Debug, Clone, Copy)]
-pub struct EntryMeta {
-    pub kind: EntryKind,
-    pub size: u64,
-    /// Allocated bytes: `st_blocks` × 512.
-    pub blocks: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-    pub nlink: u32,
-    pub inode: u64,
-    pub dev: u64,
-    pub mtime: Option<i64>,
-    pub atime: Option<i64>,
-    pub ctime: Option<i64>,
-    pub btime: Option<i64>,
-}
+use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA, micros};
 
 /// Lower-case text after the last dot of `name`; "" when there is none. Leading dots do not
 /// start an extension (`.bashrc` has none), the same rule as Python's `os.path.splitext`.
@@ -122,11 +66,6 @@ pub struct TocBatchBuilder {
     first_seen: TimestampMicrosecondBuilder,
     last_seen: TimestampMicrosecondBuilder,
     shard_col: Int32Builder,
-}
-
-/// Nanoseconds since the epoch to the table's microseconds, rounding down (also before 1970).
-pub fn micros(nanos: i64) -> i64 {
-    nanos.div_euclid(1000)
 }
 
 /// A byte count as the table's signed 64 bits (no file system reports 2^63 bytes).

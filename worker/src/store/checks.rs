@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::pathbytes::parent_of;
-use crate::plan::pieces::NameSlice;
-use crate::plan::shards::planned_dirs;
+use crate::shard::NameSlice;
+use crate::shard::planned_dirs;
 use crate::store::layout::{
     LAYOUT_FORMAT, LatestPointer, ShardPlan, ShardSuccess, SnapshotManifest, manifest_path,
     shard_dir, toc_shard_dir, valid_run_id,
@@ -229,8 +229,8 @@ mod tests {
 
     use super::*;
     use crate::pathbytes::PathBytes;
-    use crate::plan::pieces::FilesOnly;
-    use crate::plan::shards::ShardAssignment;
+    use crate::shard::FilesOnly;
+    use crate::shard::ShardAssignment;
     use crate::store::layout::WalkSettings;
     use proptest::prelude::*;
 

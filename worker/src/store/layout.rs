@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::shards::ShardAssignment;
+use crate::shard::ShardAssignment;
 use crate::store::writer::PartFile;
 
 // The paths the operator names too are declared in the contract crate.
@@ -184,7 +184,7 @@ pub struct ShardSuccess {
     pub error_files: Vec<PartFile>,
     /// File-system calls made, and how the budget and latency guard (if any) did.
     #[serde(default)]
-    pub politeness: crate::scan::politeness::PolitenessReport,
+    pub politeness: crate::fs::politeness::PolitenessReport,
 }
 
 impl ShardSuccess {
@@ -218,8 +218,8 @@ pub struct HashSuccess {
     pub started: chrono::DateTime<chrono::Utc>,
     /// Every hash of the partition's candidates, read tonight or from the cache.
     pub files: Vec<PartFile>,
-    pub totals: crate::report::summary::HashTotals,
-    pub politeness: crate::scan::politeness::PolitenessReport,
+    pub totals: crate::summary::HashTotals,
+    pub politeness: crate::fs::politeness::PolitenessReport,
 }
 
 /// `runs/<run>/joins/<index>/`: what join partition `index` of the merge wrote besides its

@@ -6,11 +6,14 @@
 //!
 //! [`layout`] names every object below a location; [`writer`] writes a table's Parquet files
 //! into it; [`checks`] says what a plan, success marker, manifest or `latest.json` read back
-//! must satisfy before a step acts on it. Nothing here knows what a step means: the steps decide what to read and write.
+//! must satisfy before a step acts on it; [`delta`] keeps each table's Delta log; [`previous`]
+//! decides which snapshot a night compares with and reads it back; [`load_plan`] reads a run's
+//! plan. Nothing here knows what a step means: the steps decide what to read and write.
 
 pub mod checks;
 pub mod delta;
 pub mod layout;
+pub mod previous;
 pub mod writer;
 
 use std::path::Path as FsPath;
@@ -30,7 +33,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::store::layout::{LATEST_PATH, LatestPointer, SnapshotManifest, manifest_path};
+use crate::store::layout::{
+    LATEST_PATH, LatestPointer, PLAN_FILE, ShardPlan, SnapshotManifest, manifest_path,
+    split_run_url,
+};
+use crate::store::writer::PartFile;
 
 /// How long one request to an object store may take before it is retried: a 5 MiB upload part
 /// over a slow link fits many times over; a server that stopped answering is given up on.
@@ -281,4 +288,45 @@ fn remove_empty_dirs(dir: &FsPath) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// Loads and checks the plan at `plan_url`; returns it with its output location.
+pub async fn load_plan(plan_url: &str) -> Result<(ShardPlan, Location)> {
+    let bad = |reason: String| Error::BadPlan {
+        url: plan_url.to_string(),
+        reason,
+    };
+    let (base, run) = split_run_url(plan_url, Some(PLAN_FILE))
+        .ok_or_else(|| bad("expected <output>/runs/<run>/plan.json".into()))?;
+    let output = Location::parse(&base)?;
+    let plan: ShardPlan = output
+        .get_json(&layout::plan_path(&run))
+        .await?
+        .ok_or_else(|| bad("does not exist".into()))?;
+    if plan.run != run {
+        return Err(bad(format!(
+            "belongs to run {}, not {run} (copied from another run?)",
+            plan.run
+        )));
+    }
+    plan.check().map_err(bad)?;
+    Ok((plan, output))
+}
+
+/// The Arrow schema stored in a Parquet file's footer.
+#[allow(deprecated)]
+pub async fn parquet_schema(
+    location: &Location,
+    file: &PartFile,
+) -> Result<arrow_schema::SchemaRef> {
+    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+    let reader = ParquetObjectReader::new(location.store.clone(), location.path(&file.path))
+        .with_file_size(file.bytes);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|source| Error::Parquet {
+            path: file.path.clone(),
+            source,
+        })?;
+    Ok(builder.schema().clone())
 }

@@ -7,7 +7,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use rustix::fd::OwnedFd;
 
 use crate::error::{Error, Result};
-use crate::scan::walk::open_dir;
+use crate::fs::calls::open_dir;
 
 /// Opens the scan root as a directory descriptor, with a clear error when it is not one.
 /// A root that is missing, not a directory or not readable is bad input; any other failure

@@ -1,6 +1,8 @@
-//! What a shard walks: the pieces a plan assigns (whole subtrees, and directories listed
-//! without entering them, whole or one slice of their names), and the set of every planned
-//! directory the walker consults in a files-only listing.
+//! What a shard is, as the plan writes it and the scan, the merge and the checks read it: the
+//! pieces a plan assigns (whole subtrees, and directories listed without entering them, whole
+//! or one slice of their names), each shard's assignment, the set of every planned directory
+//! the walker consults in a files-only listing, and the per-directory entry counts a plan is
+//! cut by.
 
 use std::collections::HashMap;
 
@@ -110,4 +112,53 @@ impl PlannedDirs {
     pub fn is_empty(&self) -> bool {
         self.dirs.is_empty()
     }
+}
+
+/// What the planner knows of one directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirStats {
+    /// Entries directly inside (files, subdirectories, links, …).
+    pub entries: u64,
+    /// Whether `entries` was observed; unlisted directories get an estimate and are not cut.
+    pub listed: bool,
+}
+
+/// Directories by path relative to the scan root ("" is the root itself).
+pub type DirTable = HashMap<Vec<u8>, DirStats>;
+
+/// The directories one shard lists.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardAssignment {
+    pub index: u32,
+    /// Walked recursively; the subtree's own directory entry is a row of its parent's shard.
+    pub subtrees: Vec<PathBytes>,
+    /// Listed without entering subdirectories.
+    pub files_only: Vec<FilesOnly>,
+    /// The planner's estimate of this shard's rows.
+    pub estimated_entries: u64,
+}
+
+impl ShardAssignment {
+    pub fn walk_starts(&self) -> Vec<WalkStart> {
+        self.subtrees
+            .iter()
+            .map(|p| WalkStart::Subtree(p.0.clone()))
+            .chain(self.files_only.iter().cloned().map(WalkStart::FilesOnly))
+            .collect()
+    }
+}
+
+/// Every directory `plan` (all of its shards) walks or lists, for a shard to tell which
+/// subdirectories of its files-only directories no piece covers.
+pub fn planned_dirs(plan: &[ShardAssignment]) -> PlannedDirs {
+    let mut planned = PlannedDirs::new();
+    for shard in plan {
+        for subtree in &shard.subtrees {
+            planned.add_path(&subtree.0, true);
+        }
+        for files_only in &shard.files_only {
+            planned.add_path(&files_only.path.0, false);
+        }
+    }
+    planned
 }

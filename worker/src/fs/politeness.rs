@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fd::AsFd;
 use rustix::fs::{RawDir, RawDirEntry};
+use scanjob_contract::args::Budget;
 use serde::{Deserialize, Serialize};
 
 /// Paces calls to at most `per_second`, shared by all threads.
@@ -199,10 +200,11 @@ pub struct PolitenessReport {
 }
 
 impl Politeness {
-    pub fn new(max_ops_per_second: Option<u32>, guard_ms: Option<u32>, threads: usize) -> Self {
+    pub fn new(budget: Budget, threads: usize) -> Self {
         Self {
-            budget: max_ops_per_second.map(OpsBudget::new),
-            guard: guard_ms
+            budget: budget.max_ops_per_second.map(OpsBudget::new),
+            guard: budget
+                .latency_guard_ms
                 .map(|ms| LatencyGuard::new(Duration::from_millis(u64::from(ms)), threads)),
         }
     }
@@ -262,7 +264,13 @@ mod tests {
 
     #[test]
     fn the_budget_paces_calls_from_many_threads() {
-        let p = Politeness::new(Some(2000), None, 4);
+        let p = Politeness::new(
+            Budget {
+                max_ops_per_second: Some(2000),
+                latency_guard_ms: None,
+            },
+            4,
+        );
         let start = Instant::now();
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -281,7 +289,13 @@ mod tests {
 
     #[test]
     fn a_call_costing_three_slots_takes_three() {
-        let p = Politeness::new(Some(1000), None, 1);
+        let p = Politeness::new(
+            Budget {
+                max_ops_per_second: Some(1000),
+                latency_guard_ms: None,
+            },
+            1,
+        );
         let start = Instant::now();
         // 100 calls of three slots at 1,000/s: the last call's slot is at 0.297 s.
         for _ in 0..100 {

@@ -1,6 +1,9 @@
-//! The query engine the merge runs its big operations on: a DataFusion session over the
-//! Parquet files of the output location, with a bounded memory pool that spills to local disk,
-//! plus the few scalar functions SQL lacks for byte paths.
+//! The query engine the join, the merge and the hash step run their big operations on: a
+//! DataFusion session over the Parquet files of the output location, with a bounded memory pool
+//! that spills to local disk, plus the few scalar functions SQL lacks for byte paths
+//! ([`columns`] reads a result back into plain values).
+
+pub mod columns;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

@@ -1,0 +1,16 @@
+//! The file system being scanned, as every step that touches it sees it: the plan's top-level
+//! count, the scan's walk and the hash step's reads all go through these calls and through one
+//! operations budget.
+//!
+//! - [`calls`]: the fd-relative system calls (open a directory, `statx` an entry) and which
+//!   errors mean the file system itself failed.
+//! - [`entry`]: one entry's metadata, as the ToC's row takes it.
+//! - [`politeness`]: the operations budget and latency guard every call is charged to.
+//! - [`root`]: opening the scan root and the exclude globs.
+//!
+//! It reads the tree and never writes it; it knows nothing of the output location.
+
+pub mod calls;
+pub mod entry;
+pub mod politeness;
+pub mod root;
