@@ -32,12 +32,21 @@ use crate::summary::{
 /// inodes or more of relation `rows` share (its columns `size, filename, mtime, ino`, where
 /// `ino` is `sj_inode_key(dev, inode)`). Hard links of one inode are one copy, so a name
 /// shared only by links of one file is no candidate; an unknown mtime matches no other.
+///
+/// A plain count first keeps the keys held by more than one row (`kn0`, `km0`); only their
+/// rows are then counted by distinct inode, so the costly distinct count never runs over the
+/// whole night.
 pub fn candidate_keys(rows: &str) -> String {
     format!(
-        "kn AS (SELECT size, filename FROM {rows} GROUP BY size, filename \
-                HAVING count(DISTINCT ino) > 1), \
-         km AS (SELECT size, mtime FROM {rows} WHERE mtime IS NOT NULL GROUP BY size, mtime \
-                HAVING count(DISTINCT ino) > 1)"
+        "kn0 AS (SELECT size, filename FROM {rows} GROUP BY size, filename HAVING count(*) > 1), \
+         kn AS (SELECT r.size, r.filename FROM kn0 JOIN {rows} r \
+                  ON r.size = kn0.size AND r.filename = kn0.filename \
+                GROUP BY r.size, r.filename HAVING count(DISTINCT r.ino) > 1), \
+         km0 AS (SELECT size, mtime FROM {rows} WHERE mtime IS NOT NULL GROUP BY size, mtime \
+                 HAVING count(*) > 1), \
+         km AS (SELECT r.size, r.mtime FROM km0 JOIN {rows} r \
+                  ON r.size = km0.size AND r.mtime = km0.mtime \
+                GROUP BY r.size, r.mtime HAVING count(DISTINCT r.ino) > 1)"
     )
 }
 
