@@ -11,10 +11,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use scanjob_e2e::cluster::{completion_index, exit_code, phase};
-use scanjob_testkit::SlowFs;
 use scanjob_e2e::node::{container_id, container_pid, kill, mount_options, proc_status};
 use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_events, scanjob_yaml_with_worker};
 use scanjob_operator::crd::{Phase, ScanJob};
+use scanjob_testkit::SlowFs;
 use serde_json::Value;
 
 /// A tree of `dirs` directories of `files` files, plus `locked/` (mode 000, 3 files of 999 bytes)
