@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, open, openat, statat};
-use scanjob_testkit::{SlowFs, nasty_tree};
+use scanjob_testkit::{SlowFs, mktree_script, nasty_tree, workspace_dir};
 use serde_json::Value;
 
 /// What a walk sees, in the summary's terms.
@@ -169,6 +169,43 @@ fn mktree_summary_agrees_with_a_walk_of_its_tree() {
 
 /// Entry for entry, with the same inodes and sizes, except the chain below PATH_MAX: slowfs
 /// reaches its backing tree by full paths, so there it answers ENAMETOOLONG.
+/// The reference tree's summary (`testkit/tree-1m.summary.json`) is what mktree.py makes of
+/// `--files 1000000 --seed 42` today, computed without making the tree.
+#[test]
+fn the_reference_summary_is_what_mktree_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(mktree_script())
+        .arg(dir.path().join("tree"))
+        .args([
+            "--files",
+            "1000000",
+            "--seed",
+            "42",
+            "--jobs",
+            "2",
+            "--dry-run",
+        ])
+        .output()
+        .expect("python3 runs mktree.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut planned: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    let reference = std::fs::read(workspace_dir().join("testkit/tree-1m.summary.json")).unwrap();
+    let mut reference: Value = serde_json::from_slice(&reference).unwrap();
+    // Where and how fast it was made, and the reference's own check walk, are not the tree.
+    for summary in [&mut planned, &mut reference] {
+        let summary = summary.as_object_mut().unwrap();
+        for key in ["root", "elapsed_s", "verify"] {
+            summary.remove(key);
+        }
+    }
+    assert_eq!(planned, reference);
+}
+
 #[test]
 fn slowfs_passes_the_tree_through_unchanged() {
     let tree = nasty_tree();
