@@ -7,12 +7,13 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 MKTREE=$REPO/testkit/mktree.py
 PEERS=$REPO/bench/peers
 SCANJOB=$CARGO_TARGET_DIR/release/scanjob
-SLOWFS=$CARGO_TARGET_DIR/release/slowfs
+SLOWFS=$CACHE/slowfs-target/release/slowfs
 FLOOR=$CARGO_TARGET_DIR/release/floor
 
-# build_scanjob_and_slowfs: the release binaries (scanjob, slowfs, floor), built if anything
-# changed.
+# build_scanjob_and_slowfs: the release binaries (scanjob, floor; slowfs, built on its own),
+# built if anything changed.
 build_scanjob_and_slowfs() {
+  (cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
   (cd "$REPO" && cargo build --release --locked -q --workspace --bins)
 }
 

@@ -13,9 +13,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
-(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob --bin slowfs)
+(cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
+(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob)
 export TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt TRUTH=/tmp/slow-tree-$FILES.truth.json
-export SLOWFS=$CARGO_TARGET_DIR/release/slowfs SCANJOB=$CARGO_TARGET_DIR/release/scanjob
+export SLOWFS=$CACHE/slowfs-target/release/slowfs SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 if [ ! -f "$TREE.complete" ]; then
   rm -rf "$TREE"
   python3 "$REPO/testkit/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TRUTH" >/dev/null

@@ -17,6 +17,7 @@ while [ $# -gt 0 ]; do
 done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt-scaleout
+(cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
 bash "$REPO/tests/cluster/install.sh"
 (cd "$REPO" && cargo build --release --locked -q --workspace --bins --examples)
 if [ ! -f "$TREE.complete" ]; then
@@ -25,7 +26,7 @@ if [ ! -f "$TREE.complete" ]; then
   touch "$TREE.complete"
 fi
 mkdir -p "$MNT"
-"$CARGO_TARGET_DIR/release/slowfs" "$TREE" "$MNT" --latency-us "$LAT" >/tmp/slowfs-scaleout.log 2>&1 &
+"$CACHE/slowfs-target/release/slowfs" "$TREE" "$MNT" --latency-us "$LAT" >/tmp/slowfs-scaleout.log 2>&1 &
 SLOWFS_PID=$!
 if [ -z "${SCANJOB_KEEP_CLUSTER:-}" ]; then
   bash "$REPO/tests/cluster/up.sh" >/dev/null

@@ -21,12 +21,13 @@ OUT=${OUT:-/tmp/scanjob-slowfs}
 mkdir -p "$OUT"
 
 bash "$REPO/bench/peers/setup.sh" >"$OUT/setup.log" 2>&1
-(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob --bin slowfs --bin floor)
+(cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
+(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob --bin floor)
 [ -x "$CACHE/plot-venv/bin/python" ] || python3 -m venv "$CACHE/plot-venv"
 "$CACHE/plot-venv/bin/python" -c 'import matplotlib' 2>/dev/null || "$CACHE/plot-venv/bin/pip" install -q matplotlib
 
 export TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt TRUTH=/tmp/slow-tree-$FILES.truth.json
-export SLOWFS=$CARGO_TARGET_DIR/release/slowfs FLOOR=$CARGO_TARGET_DIR/release/floor
+export SLOWFS=$CACHE/slowfs-target/release/slowfs FLOOR=$CARGO_TARGET_DIR/release/floor
 export PDU=${BENCH_TOOLS:-/tmp/bench-tools}/bin/pdu SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 if [ ! -f "$TREE.complete" ]; then
   rm -rf "$TREE"

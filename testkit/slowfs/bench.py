@@ -18,9 +18,10 @@ import json, os, resource, statistics, subprocess, sys, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TREE = os.environ.get("TREE", "/tmp/slow-tree")
 MNT = os.environ.get("MNT", "/tmp/slow-mnt")
-# The workspace's release binaries (cargo build --release -p scanjob-slowfs -p scanjob-floor).
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/scanjob/target"))
-SLOWFS = os.environ.get("SLOWFS", os.path.join(TARGET, "release", "slowfs"))
+# Where bench/lib.sh builds them: slowfs on its own, floor in the workspace.
+CACHE = os.environ.get("SCANJOB_CACHE", os.path.expanduser("~/.cache/scanjob"))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target"))
+SLOWFS = os.environ.get("SLOWFS", os.path.join(CACHE, "slowfs-target", "release", "slowfs"))
 FLOOR = os.environ.get("FLOOR", os.path.join(TARGET, "release", "floor"))
 PDU = os.environ.get("PDU", "/tmp/bench-tools/bin/pdu")
 TRUTH = os.environ.get("TRUTH", "/tmp/slow-tree.truth.json")

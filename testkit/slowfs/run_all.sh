@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact sequence behind README's table (about 75 minutes on 2 cores).
-# Needs: slowfs and floor built (cargo build --release -p scanjob-slowfs -p scanjob-floor; see
-# bench.py for where it looks), pdu in /tmp/bench-tools/bin (bench/peers/setup.sh), and
+# Needs: slowfs and floor built (bench/lib.sh's build_scanjob_and_slowfs; see bench.py for
+# where it looks), pdu in /tmp/bench-tools/bin (bench/peers/setup.sh), and
 #   python3 testkit/mktree.py /tmp/slow-tree --files 100000 --seed 3 > /tmp/slow-tree.truth.json
 set -euo pipefail
 B="python3 $(cd "$(dirname "$0")" && pwd)/bench.py"

