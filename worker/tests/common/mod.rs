@@ -15,6 +15,8 @@ use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampMicrosecondTyp
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
+// Each test binary uses some of the kit.
+#[allow(unused_imports)]
 pub use scanjob_testkit::{SlowFs, Tree, mktree, nasty_tree};
 
 pub fn scanjob() -> Command {
