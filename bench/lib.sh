@@ -1,15 +1,19 @@
-# Shared by the bench scripts; sourced, not run. Sets REPO, SHARED (the shared folder beside the
-# repository), CACHE and CARGO_TARGET_DIR, and the helpers below.
+# Shared by the bench scripts; sourced, not run. Sets REPO, CACHE and CARGO_TARGET_DIR, the
+# tools (MKTREE, the tree generator; PEERS, the folder of the peer comparison; the release
+# binaries SCANJOB, SLOWFS and FLOOR), and the helpers below.
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED=$(cd "$REPO/../shared" && pwd)
 CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+MKTREE=$REPO/testkit/mktree.py
+PEERS=$REPO/bench/peers
 SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 SLOWFS=$CACHE/slowfs-target/release/slowfs
+FLOOR=$CARGO_TARGET_DIR/release/floor
 
-# build_scanjob_and_slowfs: the release binaries, built if anything changed.
+# build_scanjob_and_slowfs: the release binaries (scanjob, floor; slowfs, built on its own),
+# built if anything changed.
 build_scanjob_and_slowfs() {
-  (cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
+  (cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
   (cd "$REPO" && cargo build --release --locked -q --workspace --bins)
 }
 

@@ -14,7 +14,7 @@
 # `scanjob merge --run OUT/runs/r2`; the same with `--merge-memory` 256 MiB (the joins run in
 # passes once a build side would not fit half of it: 2 passes at 1 M rows); and, for
 # comparison, the merge of a first snapshot (r1 again: no previous, no join, no diff). Memory
-# is the merge process's peak RSS (/usr/bin/time, via ../shared/bench/measure.py).
+# is the merge process's peak RSS (/usr/bin/time, via bench/peers/measure.py).
 # Writes OUTDIR/merge.md and prints it. Nothing here asserts a timing.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,7 +34,7 @@ TREES=${BENCH_TREES:-/tmp}
 mkdir -p "$OUT"
 (cd "$REPO" && cargo build --release -q --workspace --bin scanjob)
 
-measure() { python3 "$SHARED/bench/measure.py" -- "$1"; }
+measure() { python3 "$PEERS/measure.py" -- "$1"; }
 # Median of RUNS measurements of command $1: "wall_s maxrss_mib".
 median_of() {
   local cmd=$1 i
@@ -58,7 +58,7 @@ for files in $SIZES; do
   tree=$TREES/bench-tree-$((files / 1000))k
   if [ ! -f "$tree.summary.json" ]; then
     rm -rf "$tree"
-    python3 "$SHARED/bench/mktree.py" "$tree" --files "$files" --seed 42 --jobs 2 \
+    python3 "$MKTREE" "$tree" --files "$files" --seed 42 --jobs 2 \
       --summary "$tree.summary.json" >/dev/null
   fi
   toc=$(mktemp -d "$OUT/merge-toc-XXXX")

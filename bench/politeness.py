@@ -11,7 +11,7 @@
    the scanner's log shows the guard halving the calls in flight while the p99 is above G and
    adding them back after. The same run without the guard is timed for comparison.
 
-Env as ../shared/bench/slowfs/bench.py (TREE, MNT, SLOWFS, TRUTH); SCANJOB is the binary.
+Env as testkit/slowfs/bench.py (TREE, MNT, SLOWFS, TRUTH); SCANJOB is the binary.
 """
 import argparse
 import json
@@ -25,7 +25,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "bench", "slowfs"))
+sys.path.insert(0, os.path.join(HERE, "..", "testkit", "slowfs"))
 import bench as slowfs  # noqa: E402
 
 SCANJOB = os.environ.get("SCANJOB", os.path.expanduser("~/.cache/scanjob/target/release/scanjob"))

@@ -3,7 +3,7 @@
 
     reference_dirs.py OUT.tsv [--files 16000000] [--seed 42] [--big-subtree 10000000 --huge-dir 2000000]
 
-Uses mktree.py's own planning functions (../shared/bench), so the directory tree and the
+Uses mktree.py's own planning functions (testkit/mktree.py), so the directory tree and the
 files-per-directory law are exactly those of a generated tree of that size: ~files/31.4
 directories, preferential attachment, a handful of hot directories, Lomax elsewhere. Each line:
 path (relative, '/'-separated) TAB direct entries (files + subdirectories).
@@ -18,7 +18,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "bench"))
+sys.path.insert(0, os.path.join(HERE, "..", "testkit"))
 import mktree  # noqa: E402
 
 

@@ -3,11 +3,11 @@
 #
 #   bench/run.sh [-n RUNS] [-o OUTDIR] [--files N] [--skip REGEX]
 #
-# 1. installs the peers (../shared/bench/setup.sh: fd, diskus, dua, pdu, a venv with dask,
+# 1. installs the peers (bench/peers/setup.sh: fd, diskus, dua, pdu, a venv with dask,
 #    pandas, pyarrow; the 2-thread stat-walk "floor"),
 # 2. generates the 1 M-file reference tree (mktree.py --files 1000000 --seed 42) and a single
 #    directory of 200 k entries, once, under $BENCH_TREES (default /tmp),
-# 3. builds scanjob (release) and runs ../shared/bench/peers.sh on each tree with scanjob added
+# 3. builds scanjob (release) and runs bench/peers/peers.sh on each tree with scanjob added
 #    (`scanjob run TREE --out DIR --threads 2 --json`, a fresh output directory per run); the
 #    talk's dask scanner runs DASK_RUNS times (--dask-runs, default 1) beside the floor,
 # 4. runs the planner at reference scale (16 M files, 510 k directories, no files created),
@@ -18,7 +18,6 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-SHARED=$(cd "$REPO/../shared" && pwd)
 RUNS=3
 OUT=/tmp/scanjob-bench
 FILES=1000000
@@ -41,14 +40,14 @@ SCANJOB_CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCANJOB_CACHE/target}
 mkdir -p "$OUT"
 
-bash "$SHARED/bench/setup.sh" >&2
+bash "$HERE/peers/setup.sh" >&2
 (cd "$REPO" && cargo build --release -q --workspace --bin scanjob --example plan_scale)
 SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 
 tree=$TREES/bench-tree-$((FILES / 1000))k
 if [ ! -f "$tree.summary.json" ]; then
   rm -rf "$tree"
-  python3 "$SHARED/bench/mktree.py" "$tree" --files "$FILES" --seed 42 --summary "$tree.summary.json" >/dev/null
+  python3 "$REPO/testkit/mktree.py" "$tree" --files "$FILES" --seed 42 --summary "$tree.summary.json" >/dev/null
 fi
 flat=$TREES/bench-flat-200k
 if [ ! -f "$flat/.complete" ]; then
@@ -64,10 +63,10 @@ fi
 
 scanjob_tool="scanjob-2t|tail|$SCANJOB run \"\$T\" --out \"\$O/toc/\$(date +%s%N)\" --threads 2 --json"
 rm -rf "$OUT/$(basename "$tree")/toc" "$OUT/$(basename "$flat")/toc"
-bash "$SHARED/bench/peers.sh" "$tree" -n "$RUNS" -o "$OUT/$(basename "$tree")" --skip "$SKIP" --add "$scanjob_tool" >&2
+bash "$HERE/peers/peers.sh" "$tree" -n "$RUNS" -o "$OUT/$(basename "$tree")" --skip "$SKIP" --add "$scanjob_tool" >&2
 # The talk's dask scanner takes minutes per run: fewer runs, same tree, same session.
-[ "$DASK_RUNS" -gt 0 ] && bash "$SHARED/bench/peers.sh" "$tree" -n "$DASK_RUNS" -o "$OUT/dask" --only 'floor-2t$|py-dask2\+parquet' >&2
-bash "$SHARED/bench/peers.sh" "$flat" -n "$RUNS" -o "$OUT/$(basename "$flat")" --only "$FLAT_ONLY" --add "$scanjob_tool" >&2
+[ "$DASK_RUNS" -gt 0 ] && bash "$HERE/peers/peers.sh" "$tree" -n "$DASK_RUNS" -o "$OUT/dask" --only 'floor-2t$|py-dask2\+parquet' >&2
+bash "$HERE/peers/peers.sh" "$flat" -n "$RUNS" -o "$OUT/$(basename "$flat")" --only "$FLAT_ONLY" --add "$scanjob_tool" >&2
 
 python3 "$REPO/bench/reference_dirs.py" "$OUT/reference-dirs.tsv" 2>"$OUT/reference-dirs.log"
 "$CARGO_TARGET_DIR/release/examples/plan_scale" "$OUT/reference-dirs.tsv" 16 64 256 >"$OUT/plan.md"

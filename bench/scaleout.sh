@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Scale-out across pods over a latency-bound file system: slowfs (../shared/bench/slowfs) at
+# Scale-out across pods over a latency-bound file system: slowfs (testkit/slowfs) at
 # 1 ms over a 100 k-file tree, one ScanJob of 8 shards run at parallelism 1, 2, 4, 8 on the test
 # cluster (pods are local processes of the kubelet stand-in).
 #   bash bench/scaleout.sh [--files 100000] [--latency-us 1000] [--threads 2]
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=$(cd "$REPO/../shared" && pwd)
 CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
 FILES=100000 LAT=1000 THREADS=2
 while [ $# -gt 0 ]; do
@@ -18,12 +17,12 @@ while [ $# -gt 0 ]; do
 done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt-scaleout
-(cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
+(cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
 bash "$REPO/tests/cluster/install.sh"
 (cd "$REPO" && cargo build --release --locked -q --workspace --bins --examples)
 if [ ! -f "$TREE.complete" ]; then
   rm -rf "$TREE"
-  python3 "$SHARED/bench/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TREE.truth.json" >/dev/null
+  python3 "$REPO/testkit/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TREE.truth.json" >/dev/null
   touch "$TREE.complete"
 fi
 mkdir -p "$MNT"

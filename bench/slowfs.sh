@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# scanjob on a latency-bound file system: ../shared/bench/slowfs (FUSE, a fixed latency per
+# scanjob on a latency-bound file system: slowfs (testkit/slowfs: FUSE, a fixed latency per
 # metadata request, any number in flight) over a generated tree; files/s by thread count for
 # scanjob, the stat-walk floor and pdu, as a table and a plot.
 #   bash bench/slowfs.sh [--files 20000] [--latency-us 1000] [--threads 1,2,4,...,128]
-# Needs root (FUSE mounts), ../shared/bench (setup.sh builds floor and pdu).
+# Needs root (FUSE mounts); bench/peers/setup.sh installs pdu.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=$(cd "$REPO/../shared" && pwd)
 CACHE=${SCANJOB_CACHE:-$HOME/.cache/scanjob}
 FILES=20000 LAT=1000 THREADS=1,2,4,8,16,32,64,128
 while [ $# -gt 0 ]; do
@@ -21,9 +20,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 OUT=${OUT:-/tmp/scanjob-slowfs}
 mkdir -p "$OUT"
 
-bash "$SHARED/bench/setup.sh" >"$OUT/setup.log" 2>&1
-(cd "$SHARED/bench/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release -q)
-(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob)
+bash "$REPO/bench/peers/setup.sh" >"$OUT/setup.log" 2>&1
+(cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
+(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob --bin floor)
 [ -x "$CACHE/plot-venv/bin/python" ] || python3 -m venv "$CACHE/plot-venv"
 "$CACHE/plot-venv/bin/python" -c 'import matplotlib' 2>/dev/null || "$CACHE/plot-venv/bin/pip" install -q matplotlib
 
@@ -32,7 +31,7 @@ export SLOWFS=$CACHE/slowfs-target/release/slowfs FLOOR=$CARGO_TARGET_DIR/releas
 export PDU=${BENCH_TOOLS:-/tmp/bench-tools}/bin/pdu SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 if [ ! -f "$TREE.complete" ]; then
   rm -rf "$TREE"
-  python3 "$SHARED/bench/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TRUTH" >/dev/null
+  python3 "$REPO/testkit/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TRUTH" >/dev/null
   touch "$TREE.complete"
 fi
 "$CACHE/plot-venv/bin/python" "$REPO/bench/slowfs_curve.py" "$OUT" --latency-us "$LAT" --threads "$THREADS"

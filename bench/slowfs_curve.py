@@ -5,7 +5,7 @@ threads for scanjob, the stat-walk floor and pdu, side by side in one run.
     slowfs_curve.py OUT_DIR [--latency-us 1000] [--threads 1,2,4,8,16,32,64,128] [--tools scanjob,floor,pdu]
     slowfs_curve.py OUT_DIR --plot-only
 
-Uses ../shared/bench/slowfs/bench.py to mount slowfs over $TREE at $MNT and to read its request
+Uses testkit/slowfs/bench.py to mount slowfs over $TREE at $MNT and to read its request
 counters (env TREE, MNT, SLOWFS, FLOOR, PDU as there; SCANJOB is the scanjob binary). One run per
 point: every request goes to FUSE, so there is nothing to warm. Writes OUT_DIR/curve.jsonl,
 OUT_DIR/curve.md and OUT_DIR/curve.png (matplotlib).
@@ -20,7 +20,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "bench", "slowfs"))
+sys.path.insert(0, os.path.join(HERE, "..", "testkit", "slowfs"))
 import bench as slowfs  # noqa: E402
 
 SCANJOB = os.environ.get("SCANJOB", os.path.expanduser("~/.cache/scanjob/target/release/scanjob"))

@@ -8,7 +8,7 @@
 # For each binary: its own output location, night r1 (`scanjob run --threads 2`), then r2
 # planned from r1 and scanned; that state is kept, and every measured merge of r2 starts from a
 # fresh copy of it (a merge retried after it committed would only publish). Measured (median
-# of RUNS, default 3, interleaved): the merge's wall time and peak RSS (../shared/bench/
+# of RUNS, default 3, interleaved): the merge's wall time and peak RSS (bench/peers/
 # measure.py), the bytes it wrote (the output's size after minus before), and, for AFTER, the
 # seconds its log gives to reading the tables' logs and to each table's commit ("read the
 # tables' logs", "committed to the table"). Writes
@@ -34,7 +34,7 @@ TREE=${BENCH_TREES:-/tmp}/bench-tree-$((FILES / 1000))k
 mkdir -p "$OUT"
 if [ ! -f "$TREE.summary.json" ]; then
   rm -rf "$TREE"
-  python3 "$SHARED/bench/mktree.py" "$TREE" --files "$FILES" --seed 42 --jobs 2 \
+  python3 "$MKTREE" "$TREE" --files "$FILES" --seed 42 --jobs 2 \
     --summary "$TREE.summary.json" >/dev/null
 fi
 churn=$((FILES / 200))
@@ -62,7 +62,7 @@ merge() {
   cp -a "$OUT/$name.base" "$out"
   local before_bytes
   before_bytes=$(du -sb "$out" | cut -f1)
-  python3 "$SHARED/bench/measure.py" -- \
+  python3 "$PEERS/measure.py" -- \
     "RUST_LOG=scanjob_worker=info $bin merge --run $out/runs/r2 2>$log" >"$OUT/$name.json"
   python3 -c '
 import json, re, sys

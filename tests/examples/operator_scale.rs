@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::ListParams;
-use scanjob_e2e::fuse::SlowFs;
 use scanjob_e2e::operator::{Harness, scanjob_yaml, workspace_dir};
 use scanjob_operator::crd::{Outcome, RUN_LABEL, STEP_LABEL, ScanJob};
+use scanjob_testkit::SlowFs;
 
 struct Options {
     files: String,

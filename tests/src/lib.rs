@@ -2,7 +2,6 @@
 //! server that `tests/run` starts.
 
 pub mod cluster;
-pub mod fuse;
 pub mod helm;
 pub mod node;
 pub mod operator;

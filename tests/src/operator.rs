@@ -533,29 +533,6 @@ impl Harness {
     }
 }
 
-/// `dir/tree`, made by the benchmark harness's generator (`mktree.py` with `args`), and its
-/// ground-truth summary.
-pub fn mktree(dir: &Path, args: &[&str]) -> (PathBuf, serde_json::Value) {
-    let root = dir.join("tree");
-    let summary = dir.join("summary.json");
-    let generator = workspace_dir().join("../shared/bench/mktree.py");
-    let out = std::process::Command::new("python3")
-        .arg(&generator)
-        .arg(&root)
-        .args(args)
-        .args(["--jobs", "2", "--summary"])
-        .arg(&summary)
-        .output()
-        .expect("running mktree.py");
-    assert!(
-        out.status.success(),
-        "mktree failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-    (root, summary)
-}
-
 /// A small tree: `dirs` top-level directories of `files` files each; returns the file count.
 pub fn small_tree(root: &Path, dirs: usize, files: usize) -> usize {
     for d in 0..dirs {

@@ -83,7 +83,8 @@ fn find_as(root: &std::path::Path, uid: u32) -> FindView {
 /// mktree's `--nasty` tree (200 k entries in one directory, names that are not UTF-8, a chain
 /// deeper than PATH_MAX, links, a mode-000 directory) and its ground-truth summary.
 fn nasty_tree(dir: &std::path::Path) -> (PathBuf, Value) {
-    scanjob_e2e::operator::mktree(dir, &["--files", "3000", "--seed", "11", "--nasty"])
+    let tree = scanjob_testkit::mktree(dir, &["--files", "3000", "--seed", "11", "--nasty"]);
+    (tree.root, tree.summary)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,10 +11,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use scanjob_e2e::cluster::{completion_index, exit_code, phase};
-use scanjob_e2e::fuse::SlowFs;
 use scanjob_e2e::node::{container_id, container_pid, kill, mount_options, proc_status};
 use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_events, scanjob_yaml_with_worker};
 use scanjob_operator::crd::{Phase, ScanJob};
+use scanjob_testkit::SlowFs;
 use serde_json::Value;
 
 /// A tree of `dirs` directories of `files` files, plus `locked/` (mode 000, 3 files of 999 bytes)
@@ -321,7 +321,7 @@ async fn a_shard_hung_on_its_file_system_ends_at_its_deadline_and_fails_the_run_
     // call of the scan pods waits in the kernel, as on a dead NFS server.
     let tree = h.ns.dir.join("tree");
     scanjob_e2e::operator::small_tree(&tree, 2, 10);
-    let fs = SlowFs::mount(&tree, &h.ns.dir.join("mnt"));
+    let fs = SlowFs::mount(&tree, &h.ns.dir.join("mnt"), 0);
     h.apply(
         &scanjob_yaml_with_worker(
             "hung",
@@ -420,8 +420,8 @@ async fn a_merge_that_must_spill_succeeds_in_a_tight_pod_on_its_scratch_volume()
     let h = Harness::start("pods-spill").await;
     // 300 k files: at a 192 MiB limit the merge's pool is 96 MiB, and its sorts and aggregates
     // spill; the root file system is read-only, so they can only go to the /tmp emptyDir.
-    let (root, summary) =
-        scanjob_e2e::operator::mktree(&h.ns.dir, &["--files", "300000", "--seed", "7"]);
+    let scanjob_testkit::Tree { root, summary } =
+        scanjob_testkit::mktree(&h.ns.dir, &["--files", "300000", "--seed", "7"]);
     h.apply(&scanjob_yaml_with_worker(
         "spill",
         &root,

@@ -37,8 +37,7 @@ fn mktree_snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("tree");
-        mktree(&root, 20_000);
+        let root = mktree(dir.path(), &["--files", "20000", "--seed", "11"]).root;
         let sparse_set = |name: &str| {
             let set = root.join("datasets_000/extra").join(name);
             std::fs::create_dir_all(&set).unwrap();
@@ -70,15 +69,6 @@ fn mktree_snapshot() -> &'static Snapshot {
         scan(&root, &out, &[&["--run", "r2"][..], &opts, &names].concat());
         Snapshot { out, _dir: dir }
     })
-}
-
-fn mktree(root: &Path, files: u32) {
-    run_ok(
-        Command::new("python3")
-            .arg(shared_dir().join("bench/mktree.py"))
-            .arg(root)
-            .args(["--files", &files.to_string(), "--seed", "11", "--jobs", "2"]),
-    );
 }
 
 fn report_json(out: &Path) -> Value {
@@ -156,8 +146,7 @@ fn atime_check_tells_real_read_times_from_untracked_ones() {
     // The same kind of tree with every atime set to its mtime, as a file system that does not
     // track reads leaves it.
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("tree");
-    mktree(&root, 3_000);
+    let root = mktree(tmp.path(), &["--files", "3000", "--seed", "11"]).root;
     run_ok(
         Command::new("python3")
             .arg("-c")

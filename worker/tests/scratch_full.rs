@@ -48,7 +48,10 @@ const MERGE_MEMORY: &str = "20000000";
 #[test]
 fn a_full_scratch_disk_fails_the_merge_retryable_and_a_retry_with_room_publishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (root, truth) = mktree(tmp.path(), &["--files", "60000", "--seed", "11"]);
+    let Tree {
+        root,
+        summary: truth,
+    } = mktree(tmp.path(), &["--files", "60000", "--seed", "11"]);
     let out = tmp.path().join("toc");
     scan(&root, &out, &["--run", "night1"]);
     let rows = find_paths(&root).len();

@@ -1,21 +1,23 @@
-//! Shared fixtures: a generated tree with hostile cases, the built binary, and readers of the
-//! Parquet it writes. Ground truth comes from the generator's summary and from GNU find, never
-//! from scanjob itself.
+//! Shared fixtures: the built binary, readers of the Parquet it writes, GNU find's view of a
+//! tree, and the test kit's generated trees and slowfs mounts. Ground truth comes from the
+//! generator's summary and from GNU find, never from scanjob itself.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
+
+// Each test binary uses some of the kit.
+#[allow(unused_imports)]
+pub use scanjob_testkit::{SlowFs, Tree, mktree, nasty_tree};
 
 pub fn scanjob() -> Command {
     Command::new(env!("CARGO_BIN_EXE_scanjob"))
@@ -28,90 +30,10 @@ pub fn manifest_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
-/// The benchmark harness's folder (mktree.py), which sits beside the clone, as in CI.
-pub fn shared_dir() -> PathBuf {
-    let dir = manifest_dir().join("../../shared");
-    assert!(
-        dir.join("bench/mktree.py").exists(),
-        "{} has no bench/mktree.py: the shared folder must sit beside the repository",
-        dir.display()
-    );
-    dir
-}
-
 /// The Python with pyarrow and duckdb that `tests/run` installs.
 pub fn python() -> String {
     std::env::var("SCANJOB_PYTHON").unwrap_or_else(|_| {
         panic!("SCANJOB_PYTHON is not set: run the tests with `tests/run`, which installs pyarrow and duckdb")
-    })
-}
-
-pub struct Tree {
-    pub root: PathBuf,
-    pub summary: Value,
-}
-
-/// `dir/tree`, made by the benchmark harness's generator (`mktree.py` with `args`), and its
-/// ground-truth summary.
-pub fn mktree(dir: &Path, args: &[&str]) -> (PathBuf, Value) {
-    let root = dir.join("tree");
-    let summary_path = dir.join("summary.json");
-    let out = Command::new("python3")
-        .arg(shared_dir().join("bench/mktree.py"))
-        .arg(&root)
-        .args(args)
-        .args(["--jobs", "2", "--summary"])
-        .arg(&summary_path)
-        .output()
-        .expect("python3 runs mktree.py");
-    assert!(
-        out.status.success(),
-        "mktree failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
-    (root, summary)
-}
-
-/// One hostile tree for every test: 20 k files plus mktree's `--nasty` cases (non-UTF-8 names,
-/// a chain deeper than PATH_MAX, a 200 k-entry directory, hard links, mode-000 entries, …).
-/// Tests only read it, so it is made once per version of the generator and kept in the
-/// system's temporary directory (`scanjob-trees/`).
-pub fn nasty_tree() -> &'static Tree {
-    static TREE: OnceLock<Tree> = OnceLock::new();
-    TREE.get_or_init(|| {
-        const ARGS: [&str; 5] = ["--files", "20000", "--seed", "7", "--nasty"];
-        let generator = std::fs::read(shared_dir().join("bench/mktree.py")).unwrap();
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (generator, ARGS).hash(&mut h);
-            format!("nasty-{:016x}", h.finish())
-        };
-        // Not under $SCANJOB_CACHE: a test scans it as nobody, who must reach it.
-        let cache = std::env::temp_dir().join("scanjob-trees");
-        let dir = cache.join(&key);
-        if !dir.join("summary.json").exists() {
-            let building = cache.join(format!("{key}.building-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&building);
-            std::fs::create_dir_all(&building).unwrap();
-            // World-readable, so a test may scan it as an unprivileged user.
-            for dir in [&cache, &building] {
-                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                    .unwrap();
-            }
-            mktree(&building, &ARGS);
-            if std::fs::rename(&building, &dir).is_err() {
-                // Another test binary made it meanwhile.
-                let _ = std::fs::remove_dir_all(&building);
-            }
-        }
-        let summary =
-            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
-        Tree {
-            root: dir.join("tree"),
-            summary,
-        }
     })
 }
 
@@ -312,64 +234,6 @@ pub fn count_by<K: Ord, T>(items: &[T], key: impl Fn(&T) -> K) -> BTreeMap<K, u6
         *map.entry(key(item)).or_default() += 1;
     }
     map
-}
-
-/// slowfs serving `backing` at `mountpoint` with `latency_us` per request.
-pub struct SlowFs {
-    child: std::process::Child,
-    mountpoint: std::path::PathBuf,
-}
-
-impl SlowFs {
-    pub fn mount(backing: &Path, mountpoint: &Path, latency_us: u32) -> Self {
-        let binary = std::env::var("SCANJOB_SLOWFS")
-            .expect("SCANJOB_SLOWFS is not set: run the tests with `tests/run`");
-        std::fs::create_dir_all(mountpoint).unwrap();
-        let child = Command::new(binary)
-            .arg(backing)
-            .arg(mountpoint)
-            .args(["--latency-us", &latency_us.to_string()])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("slowfs starts");
-        let fs = Self {
-            child,
-            mountpoint: mountpoint.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !mounted(mountpoint) {
-            assert!(Instant::now() < deadline, "slowfs did not mount");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        fs
-    }
-
-    /// SIGKILL: the server dies without unmounting, and every call to the mount fails with
-    /// ENOTCONN from now on.
-    pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for SlowFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if mounted(&self.mountpoint) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mountpoint)
-                .status();
-        }
-    }
-}
-
-fn mounted(path: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let path = path.to_string_lossy();
-    info.lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(path.as_ref()))
 }
 
 /// The rows of a manifest's file list (`toc_files`, or one table of `derived`): 0 for none.

@@ -1,9 +1,10 @@
-//! A real FUSE mount a test can freeze: `slowfs` (built by `tests/cluster/install.sh` from the
-//! shared bench folder) serves a directory read-only at a mount point; stopping its process with
-//! SIGSTOP leaves every request to the mount waiting in the kernel, as a dead NFS server or a
-//! hung FUSE daemon does. Pods reach the mount through a hostPath volume (`--allow-other` lets
-//! uids other than root in).
+//! `slowfs` mounts (built from `testkit/slowfs` by `tests/cluster/install.sh`, found through
+//! `SCANJOB_SLOWFS`): a directory or a generated tree served read-only with a fixed latency per
+//! metadata request. A test may freeze the server (every request to the mount then waits, as
+//! on a hung NFS server) or kill it (every request fails with ENOTCONN). `--allow-other` lets
+//! uids other than root in, so pods reach the mount through a hostPath volume.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,22 +17,13 @@ pub struct SlowFs {
     mountpoint: PathBuf,
 }
 
-fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let path = path.to_string_lossy();
-    info.lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(path.as_ref()))
-}
-
 impl SlowFs {
-    /// Serves `backing` at `mountpoint` (created if missing) with no added latency, and waits
-    /// until the mount is there.
-    pub fn mount(backing: &Path, mountpoint: &Path) -> Self {
+    /// Serves `backing` at `mountpoint` (created if missing) with `latency_us` added to every
+    /// metadata request, and waits until the mount is there.
+    pub fn mount(backing: &Path, mountpoint: &Path, latency_us: u64) -> Self {
         Self::start(
             &[backing.as_os_str(), mountpoint.as_os_str()],
-            &["--latency-us", "0"],
+            &["--latency-us", &latency_us.to_string()],
             mountpoint,
             Duration::from_secs(20),
         )
@@ -47,7 +39,6 @@ impl SlowFs {
         summary: &Path,
         stats: &Path,
     ) -> Self {
-        let latency = latency_us.to_string();
         Self::start(
             &[
                 "--synthetic".as_ref(),
@@ -56,7 +47,7 @@ impl SlowFs {
             ],
             &[
                 "--latency-us",
-                &latency,
+                &latency_us.to_string(),
                 "--summary",
                 &summary.to_string_lossy(),
                 "--stats",
@@ -67,16 +58,11 @@ impl SlowFs {
         )
     }
 
-    fn start(
-        args: &[&std::ffi::OsStr],
-        options: &[&str],
-        mountpoint: &Path,
-        wait: Duration,
-    ) -> Self {
+    fn start(args: &[&OsStr], options: &[&str], mountpoint: &Path, wait: Duration) -> Self {
         let binary = std::env::var("SCANJOB_SLOWFS").unwrap_or_else(|_| {
             panic!("SCANJOB_SLOWFS is not set: run the tests with `tests/run`")
         });
-        std::fs::create_dir_all(mountpoint).expect("mount point");
+        std::fs::create_dir_all(mountpoint).expect("creating the mount point");
         let child = Command::new(&binary)
             .args(args)
             .args(options)
@@ -84,15 +70,21 @@ impl SlowFs {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        let fs = Self {
+        let mut fs = Self {
             child,
             mountpoint: mountpoint.to_path_buf(),
         };
         let deadline = Instant::now() + wait;
         while !is_mounted(mountpoint) {
+            if let Ok(Some(status)) = fs.child.try_wait() {
+                panic!(
+                    "slowfs exited ({status}) before mounting {}",
+                    mountpoint.display()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "slowfs did not mount {}",
+                "slowfs did not mount {} within {wait:?}",
                 mountpoint.display()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -100,9 +92,8 @@ impl SlowFs {
         fs
     }
 
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(self.child.id() as i32).expect("a child's pid");
-        kill_process(pid, signal).expect("signal to slowfs");
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
     }
 
     /// Stops the server: from now on every request to the mount waits.
@@ -114,21 +105,33 @@ impl SlowFs {
     pub fn thaw(&self) {
         self.signal(Signal::CONT);
     }
+
+    /// SIGKILL: the server dies without unmounting, and every call to the mount fails with
+    /// ENOTCONN until it is dropped.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("killing slowfs");
+        self.child.wait().expect("reaping slowfs");
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32).expect("a child's pid");
+        kill_process(pid, signal).expect("signalling slowfs");
+    }
 }
 
 impl Drop for SlowFs {
     fn drop(&mut self) {
-        // SIGTERM makes slowfs unmount and exit; a stopped process must be continued first.
-        if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
-            let _ = kill_process(pid, Signal::CONT);
-            let _ = kill_process(pid, Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
+        // A reaped server's pid may already belong to another process: signal only a live one.
+        if let Ok(None) = self.child.try_wait() {
+            // SIGTERM makes slowfs unmount and exit; a stopped process must be continued first.
+            if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
+                let _ = kill_process(pid, Signal::CONT);
+                let _ = kill_process(pid, Signal::TERM);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         if is_mounted(&self.mountpoint) {
             let _ = Command::new("umount")
@@ -139,4 +142,13 @@ impl Drop for SlowFs {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let path = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(path.as_ref()))
 }
