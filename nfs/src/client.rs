@@ -462,7 +462,11 @@ impl Client {
     pub async fn readdirplus(&self, dir: &FileHandle) -> Result<Vec<DirEntry>, Error> {
         'listing: for restart in 0..=MAX_RESTARTS {
             if restart > 0 {
-                tracing::debug!(restart, ?dir, "directory changed during its listing; from scratch");
+                tracing::debug!(
+                    restart,
+                    ?dir,
+                    "directory changed during its listing; from scratch"
+                );
             }
             let mut entries = Vec::new();
             let (mut cookie, mut verf) = (0u64, [0u8; 8]);

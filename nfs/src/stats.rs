@@ -80,8 +80,11 @@ impl Stats {
             .zip(&self.procedures)
             .filter(|(_, c)| c.calls.load(Ordering::Relaxed) > 0)
             .map(|(&procedure, c)| {
-                let histogram: Vec<u64> =
-                    c.histogram.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                let histogram: Vec<u64> = c
+                    .histogram
+                    .iter()
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .collect();
                 let max = c.max_micros.load(Ordering::Relaxed);
                 // A bucket's upper bound can exceed the largest value seen.
                 let at = |q| Duration::from_micros(percentile(&histogram, q).min(max));

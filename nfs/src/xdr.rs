@@ -15,7 +15,9 @@ pub(crate) struct Encoder {
 
 impl Encoder {
     pub(crate) fn new() -> Encoder {
-        Encoder { buf: Vec::with_capacity(256) }
+        Encoder {
+            buf: Vec::with_capacity(256),
+        }
     }
 
     pub(crate) fn u32(&mut self, v: u32) -> &mut Encoder {

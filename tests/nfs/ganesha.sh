@@ -81,7 +81,9 @@ GANESHA_PID=$!
 ready=
 for _ in $(seq 100); do
   kill -0 "$GANESHA_PID" 2>/dev/null || break
-  if programs=$(rpcinfo -p "$SERVER_IP" 2>/dev/null) && [[ $programs == *100003* && $programs == *100005* ]]; then
+  # A NULL call to each over TCP: registered with the portmapper and answering (ganesha
+  # registers a program before its listener is up).
+  if rpcinfo -t "$SERVER_IP" mountd 3 >/dev/null 2>&1 && rpcinfo -t "$SERVER_IP" nfs 3 >/dev/null 2>&1; then
     ready=1
     break
   fi
