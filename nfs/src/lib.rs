@@ -27,6 +27,9 @@ mod transport;
 mod walk;
 mod xdr;
 
+#[cfg(test)]
+mod tests;
+
 pub use crate::client::{Budget, Client, ClientBuilder, DEFAULT_DIRCOUNT, DEFAULT_MAXCOUNT};
 pub use crate::error::Error;
 pub use crate::proto::{
