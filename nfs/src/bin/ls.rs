@@ -1,17 +1,19 @@
 //! `scanjob-nfs-ls SERVER EXPORT [options]`: lists an export recursively with the NFS source's
 //! walker and prints what it found and what it cost the server: entries per second, calls per
-//! entry, and calls and latency percentiles per procedure. The benchmark's client.
+//! entry, and calls and latency percentiles per procedure. The benchmark's client. The clock
+//! starts after the mount, so the figures are the walk's.
 //!
 //! Options: `--uid N --gid N` (AUTH_SYS identity, default 65534), `--connections N` (default 4),
 //! `--in-flight N` (directories listed at once, default 32), `--portmap-port P` (default 111),
-//! `--maxcount BYTES` (READDIRPLUS reply size), `--print` (the paths, NUL-terminated, on stdout;
-//! the report then goes to stderr).
+//! `--maxcount BYTES` (READDIRPLUS reply size), `--ping N` (N NULL calls one at a time before
+//! the walk: the round trip as this client sees it, reported as `round_trip_p50`), `--print`
+//! (the paths, NUL-terminated, on stdout; the report then goes to stderr).
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use scanjob_nfs::{ClientBuilder, Credential, Item, Walker};
+use scanjob_nfs::{ClientBuilder, Credential, Item, Procedure, Walker};
 
 struct Args {
     server: IpAddr,
@@ -22,6 +24,7 @@ struct Args {
     in_flight: usize,
     portmap_port: u16,
     maxcount: u32,
+    ping: u32,
     print: bool,
 }
 
@@ -36,6 +39,7 @@ fn parse() -> Result<Args, String> {
         in_flight: 32,
         portmap_port: 111,
         maxcount: scanjob_nfs::DEFAULT_MAXCOUNT,
+        ping: 0,
         print: false,
     };
     let mut it = std::env::args().skip(1);
@@ -52,6 +56,7 @@ fn parse() -> Result<Args, String> {
             "--in-flight" => args.in_flight = value("--in-flight")? as usize,
             "--portmap-port" => args.portmap_port = value("--portmap-port")? as u16,
             "--maxcount" => args.maxcount = value("--maxcount")? as u32,
+            "--ping" => args.ping = value("--ping")? as u32,
             "--print" => args.print = true,
             _ if arg.starts_with("--") => return Err(format!("unknown option {arg}")),
             _ => positional.push(arg),
@@ -75,7 +80,6 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let start = Instant::now();
     let client = match ClientBuilder::new(args.server, args.export.as_bytes())
         .credential(Credential::new(args.uid, args.gid, Vec::new()))
         .connections(args.connections)
@@ -90,6 +94,19 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    for _ in 0..args.ping {
+        if let Err(e) = client.null().await {
+            eprintln!("scanjob-nfs-ls: NULL: {e}");
+            std::process::exit(1);
+        }
+    }
+    let round_trip = client
+        .stats()
+        .iter()
+        .find(|s| s.procedure == Procedure::Null)
+        .map(|s| format!("{:?}", s.p50))
+        .unwrap_or_else(|| "-".into());
+    let start = Instant::now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let print = args.print;
     let walker = Walker::new(client.clone()).in_flight(args.in_flight);
@@ -113,11 +130,23 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let calls: u64 = client.stats().iter().map(|s| s.calls).sum();
+    // The walk's calls: not the pings, nor GETPORT and MNT before it.
+    let calls: u64 = client
+        .stats()
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s.procedure,
+                Procedure::Null | Procedure::GetPort | Procedure::Mount
+            )
+        })
+        .map(|s| s.calls)
+        .sum();
     let mut report = String::new();
     report.push_str(&format!(
         "entries={} directories={} errors={} seconds={seconds:.2} entries_per_s={:.0} \
-         calls={calls} calls_per_entry={:.4} connections={} in_flight={}\n",
+         calls={calls} calls_per_entry={:.4} connections={} in_flight={} \
+         round_trip_p50={round_trip}\n",
         summary.entries,
         summary.directories,
         summary.errors,

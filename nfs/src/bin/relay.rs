@@ -7,8 +7,12 @@
 //! For each PORT it listens on LISTEN_IP:PORT and relays to TARGET_IP:PORT; relaying the
 //! portmapper's port too makes the ports it hands out lead through the relay. Each direction of
 //! a connection is a reader thread and a writer thread (std sleeps to the microsecond, where a
-//! tokio timer rounds up to the millisecond). Prints `relay up` once every port listens; runs
-//! until killed.
+//! tokio timer rounds up to the millisecond; on a busy machine a sleep still overshoots by tens
+//! of microseconds, so measure the round trip through the relay rather than assume it).
+//!
+//! Prints `relay up` once every port listens, and `closed PORT calls=N` when a connection ends
+//! (N: the RPC records the client sent on it, counted from the record marks), so a client's
+//! calls can be counted without its help. Runs until killed.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -72,16 +76,20 @@ fn accept(listener: TcpListener, target: SocketAddr, delay: Duration) {
             let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
                 return;
             };
-            let up = thread::spawn(move || pump(client, server, delay));
-            pump(server2, client2, delay);
-            let _ = up.join();
+            let up = thread::spawn(move || pump(client, server, delay, true));
+            pump(server2, client2, delay, false);
+            if let Ok(calls) = up.join() {
+                println!("closed {} calls={calls}", target.port());
+            }
         });
     }
 }
 
 /// Copies `from` to `to`, each chunk held until `delay` after it was read. The end of `from`
-/// travels with the same delay (as a shutdown of `to`'s writing side).
-fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+/// travels with the same delay (as a shutdown of `to`'s writing side). Returns the RPC records
+/// seen when `count` (the direction of the calls).
+fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration, count: bool) -> u64 {
+    let mut records = Records::default();
     let (queue, held) = mpsc::channel::<(Instant, Vec<u8>)>();
     let writer = thread::spawn(move || {
         for (due, chunk) in held {
@@ -102,6 +110,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
     loop {
         let n = from.read(&mut buf).unwrap_or(0);
         let due = Instant::now() + delay;
+        if count {
+            records.feed(&buf[..n]);
+        }
         if queue.send((due, buf[..n].to_vec())).is_err() || n == 0 {
             break;
         }
@@ -109,4 +120,49 @@ fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
     drop(queue);
     let _ = writer.join();
     let _ = from.shutdown(Shutdown::Read);
+    records.complete
+}
+
+/// Counts RPC records in a byte stream by their record marks (RFC 5531 section 11): a 4-byte
+/// header per fragment, its top bit set on a record's last fragment.
+#[derive(Default)]
+struct Records {
+    header: Vec<u8>,
+    /// Bytes of the current fragment still to skip.
+    skip: usize,
+    last: bool,
+    complete: u64,
+}
+
+impl Records {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                if self.skip == 0 && self.last {
+                    self.complete += 1;
+                }
+                continue;
+            }
+            let n = (4 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() == 4 {
+                let mark = u32::from_be_bytes([
+                    self.header[0],
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                ]);
+                self.header.clear();
+                self.last = mark & 0x8000_0000 != 0;
+                self.skip = (mark & 0x7fff_ffff) as usize;
+                if self.skip == 0 && self.last {
+                    self.complete += 1;
+                }
+            }
+        }
+    }
 }
