@@ -355,3 +355,75 @@ async fn a_walk_reports_denied_directories_and_goes_on() {
     assert!(matches!(errors[0].1, Error::Denied { .. }));
     assert_eq!((summary.entries, summary.errors), (3, 1));
 }
+
+/// Counts what is charged to it, per procedure.
+#[derive(Default)]
+struct CountingBudget {
+    charged: std::sync::Mutex<Vec<Procedure>>,
+}
+
+impl crate::Budget for CountingBudget {
+    fn acquire(
+        &self,
+        procedure: Procedure,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.charged.lock().unwrap().push(procedure);
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn every_call_is_charged_to_the_budget_first() {
+    let (port, _) = scripted(|_, _, n| {
+        let mut e = Encoder::new();
+        if n == 0 {
+            e.u32(Status::JUKEBOX.0).u32(0);
+        } else {
+            e.u32(0);
+            attributes(&mut e, 1, 5);
+        }
+        Answer::Result(e.into_bytes())
+    })
+    .await;
+    let budget = Arc::new(CountingBudget::default());
+    let client = ClientBuilder::new(IpAddr::V4(Ipv4Addr::LOCALHOST), "/export")
+        .mount_port(port)
+        .nfs_port(port)
+        .budget(budget.clone())
+        .connect()
+        .await
+        .unwrap();
+    client.getattr(&FileHandle(b"x".to_vec())).await.unwrap();
+    // The retry after JUKEBOX is a call like any other.
+    assert_eq!(
+        *budget.charged.lock().unwrap(),
+        [Procedure::Mount, Procedure::GetAttr, Procedure::GetAttr]
+    );
+}
+
+#[tokio::test]
+async fn a_reserved_source_port_only_when_asked() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let (_stream, peer) = listener.accept().await.unwrap();
+            ports.push(peer.port());
+        }
+        ports
+    });
+    let _plain = crate::transport::Connection::open(addr, false)
+        .await
+        .unwrap();
+    let reserved = crate::transport::Connection::open(addr, true).await;
+    let ports = accepted.await.unwrap();
+    assert!(
+        ports[0] >= 1024,
+        "an unprivileged port unless asked: {}",
+        ports[0]
+    );
+    // Binding below 1024 needs CAP_NET_BIND_SERVICE; the tests run as root.
+    assert!(reserved.is_ok(), "{:?}", reserved.err());
+    assert!(ports[1] < 1024, "a reserved port when asked: {}", ports[1]);
+}
