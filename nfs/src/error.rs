@@ -37,6 +37,11 @@ pub enum Error {
     #[error("directory kept changing during {restarts} listings from scratch")]
     Unstable { restarts: u32 },
 
+    /// The server listed a name no file system allows (empty, or with `/` or NUL): the entry
+    /// cannot be given a path. An error row, in place of the entry.
+    #[error("the server listed an invalid name {name:?}")]
+    InvalidName { name: String },
+
     /// JUKEBOX after every backoff: the server is busy (e.g. recalling data from tape). Retry
     /// the shard later.
     #[error("{procedure}: server busy (JUKEBOX) after {attempts} attempts")]
@@ -99,6 +104,7 @@ impl Error {
                 | Error::Stale { .. }
                 | Error::Status { .. }
                 | Error::Unstable { .. }
+                | Error::InvalidName { .. }
         )
     }
 

@@ -310,7 +310,8 @@ async fn a_directory_changed_between_pages_is_listed_again_from_the_start() {
 
 #[tokio::test]
 async fn a_walk_reports_denied_directories_and_goes_on() {
-    // The root holds a file and two directories; listing `locked` is denied.
+    // The root holds a file, two directories and a name with slashes; listing `locked` is
+    // denied.
     let (port, _) = scripted(|_, args, _| {
         let mut dec = Decoder::new(args);
         let fh = dec.opaque(64, "fh").unwrap().to_vec();
@@ -318,7 +319,13 @@ async fn a_walk_reports_denied_directories_and_goes_on() {
         match fh.as_slice() {
             b"root-handle" => {
                 e.u32(0).u32(0).fixed(&[0; 8]);
-                for (id, name, t) in [(1u64, &b"f"[..], 1), (2, b"open", 2), (3, b"locked", 2)] {
+                let entries = [
+                    (1u64, &b"f"[..], 1),
+                    (2, b"open", 2),
+                    (3, b"locked", 2),
+                    (4, b"not/a/name", 1),
+                ];
+                for (id, name, t) in entries {
                     e.u32(1).u64(id).opaque(name).u64(id).u32(1);
                     attributes(&mut e, t, id);
                     e.u32(1).opaque(name);
@@ -350,10 +357,14 @@ async fn a_walk_reports_denied_directories_and_goes_on() {
         entries,
         [b"f".to_vec(), b"locked".to_vec(), b"open".to_vec()]
     );
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].0, b"locked");
-    assert!(matches!(errors[0].1, Error::Denied { .. }));
-    assert_eq!((summary.entries, summary.errors), (3, 1));
+    errors.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(errors.len(), 2);
+    // The invalid name is reported at its directory (the root).
+    assert_eq!(errors[0].0, b"");
+    assert!(matches!(errors[0].1, Error::InvalidName { .. }));
+    assert_eq!(errors[1].0, b"locked");
+    assert!(matches!(errors[1].1, Error::Denied { .. }));
+    assert_eq!((summary.entries, summary.errors), (3, 2));
 }
 
 /// Counts what is charged to it, per procedure.

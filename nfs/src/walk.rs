@@ -26,7 +26,8 @@ pub struct Entry {
 }
 
 /// What the walk yields: an entry, or the error that stands in for a directory's entries (the
-/// path of the directory) or for one entry (its own path).
+/// path of the directory) or for one entry (its own path; the directory's for a name the server
+/// should never have sent).
 #[derive(Debug)]
 pub enum Item {
     Entry(Entry),
@@ -109,7 +110,11 @@ impl Walker {
             };
             for entry in entries {
                 let (name, found) = entry;
-                let path = join(&dir_path, &name);
+                let path = if name.is_empty() {
+                    dir_path.clone()
+                } else {
+                    join(&dir_path, &name)
+                };
                 match found {
                     Ok((attributes, handle)) => {
                         if attributes.file_type == FileType::Directory
@@ -135,6 +140,7 @@ impl Walker {
     }
 }
 
+/// A name (empty for one that was invalid) and what is known of the entry.
 type Listed = (Vec<u8>, Result<(Attributes, Option<FileHandle>), Error>);
 
 /// One directory's entries, each completed where READDIRPLUS left something out: LOOKUP when
@@ -149,6 +155,14 @@ async fn list(client: &Client, dir: &FileHandle) -> Result<Vec<Listed>, Error> {
         ..
     } in entries
     {
+        if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+            let error = Error::InvalidName {
+                name: String::from_utf8_lossy(&name).into_owned(),
+            };
+            // Reported at the directory's path: the name cannot be part of one.
+            listed.push((Vec::new(), Err(error)));
+            continue;
+        }
         let found = match (attributes, handle) {
             (Some(a), Some(h)) => Ok((a, Some(h))),
             (Some(a), None) if a.file_type != FileType::Directory => Ok((a, None)),
