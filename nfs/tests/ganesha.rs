@@ -493,3 +493,125 @@ async fn a_server_killed_mid_listing_is_a_retryable_failure() {
     }
     let _ = std::io::stderr().flush();
 }
+
+/// Reads a whole file through READ, `chunk` bytes per call.
+async fn read_all(client: &Client, fh: &scanjob_nfs::FileHandle, chunk: u32) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let got = client
+            .read(fh, data.len() as u64, chunk)
+            .await
+            .expect("READ");
+        data.extend_from_slice(&got.data);
+        if got.eof {
+            return data;
+        }
+        assert!(!got.data.is_empty(), "READ returned nothing before the end");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_readlink_lookup_and_getattr_agree_with_the_local_files() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let _serial = SERIAL.lock().await;
+    // Files whose bytes differ everywhere, of sizes around READ's chunk, and symlinks whose
+    // targets are not UTF-8.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = dir.path();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    let sizes = [0usize, 1, 65_535, 65_536, 65_537, 300_001];
+    for size in sizes {
+        std::fs::write(root.join(format!("f{size}")), bytes(size)).unwrap();
+    }
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/\u{e9}t\u{e9}"), bytes(10)).unwrap();
+    let targets: [&[u8]; 3] = [b"f1", b"../no/such/\xff\xfe", b"sub"];
+    for (i, target) in targets.iter().enumerate() {
+        std::os::unix::fs::symlink(
+            std::ffi::OsStr::from_bytes(target),
+            root.join(format!("link{i}")),
+        )
+        .unwrap();
+    }
+
+    // Settles the atimes of directories and symlinks, which the server's listing reads.
+    local_walk(root);
+
+    let server = Server::start(root, "No_Root_Squash", 105);
+    let client = mount(&server, root, 0, 2).await;
+    let mut found = Vec::new();
+    Walker::new(client.clone())
+        .walk(client.root(), |item| match item {
+            Item::Entry(e) => found.push(e),
+            Item::Error { path, error } => panic!("{}: {error}", show(&path)),
+        })
+        .await
+        .expect("the listing completes");
+    assert_eq!(found.len(), sizes.len() + 1 + 1 + targets.len());
+
+    for entry in &found {
+        let handle = entry.handle.as_ref().expect("ganesha sends every handle");
+        // GETATTR and LOOKUP say what READDIRPLUS said.
+        assert_eq!(client.getattr(handle).await.unwrap(), entry.attributes);
+        let (parent, name) = match entry.path.iter().rposition(|&b| b == b'/') {
+            Some(i) => {
+                let parent = &entry.path[..i];
+                let dir = found.iter().find(|e| e.path == parent).unwrap();
+                (dir.handle.clone().unwrap(), &entry.path[i + 1..])
+            }
+            None => (client.root().clone(), &entry.path[..]),
+        };
+        let (looked_up, attrs) = client.lookup(&parent, name).await.unwrap();
+        assert_eq!(&looked_up, handle, "{}", show(&entry.path));
+        assert_eq!(attrs.as_ref(), Some(&entry.attributes));
+
+        let local = root.join(std::ffi::OsStr::from_bytes(&entry.path));
+        match entry.attributes.file_type {
+            FileType::Symlink => {
+                let target = std::fs::read_link(&local).unwrap();
+                assert_eq!(
+                    client.readlink(handle).await.unwrap(),
+                    target.as_os_str().as_bytes()
+                );
+            }
+            FileType::Regular => {
+                let want = std::fs::read(&local).unwrap();
+                assert_eq!(
+                    read_all(&client, handle, 65_536).await,
+                    want,
+                    "{}",
+                    show(&entry.path)
+                );
+                assert_eq!(
+                    read_all(&client, handle, 4_000).await,
+                    want,
+                    "{}",
+                    show(&entry.path)
+                );
+            }
+            _ => {}
+        }
+    }
+    let lookup = client
+        .stats()
+        .into_iter()
+        .find(|s| s.procedure == scanjob_nfs::Procedure::Lookup)
+        .unwrap();
+    assert_eq!(lookup.calls, found.len() as u64);
+    let missing = client
+        .lookup(client.root(), b"no such name")
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
+}
