@@ -23,6 +23,8 @@ enum Answer {
     Raw(Vec<u8>),
     /// These bytes on the stream, no record mark added.
     Stream(Vec<u8>),
+    /// No reply at all, the connection left open.
+    Silence,
     Close,
 }
 
@@ -91,6 +93,7 @@ async fn scripted(
                             let _ = stream.write_all(&raw).await;
                             continue;
                         }
+                        Answer::Silence => continue,
                         Answer::Close => return,
                     };
                     let mut framed = ((bytes.len() as u32) | 0x8000_0000).to_be_bytes().to_vec();
@@ -241,6 +244,26 @@ async fn a_closed_connection_fails_the_call_retryably() {
         .unwrap_err();
     assert!(matches!(err, Error::ConnectionLost { .. }), "{err}");
     assert!(err.is_retryable() && !err.is_row());
+}
+
+#[tokio::test]
+async fn a_call_never_answered_times_out_retryably() {
+    let (port, _) = scripted(|_, _, _| Answer::Silence).await;
+    let client = ClientBuilder::new(IpAddr::V4(Ipv4Addr::LOCALHOST), "/export")
+        .mount_port(port)
+        .nfs_port(port)
+        .timeout(std::time::Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let err = client
+        .getattr(&FileHandle(b"x".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(err.is_retryable());
+    let getattr = &client.stats()[1];
+    assert_eq!((getattr.procedure, getattr.errors), (Procedure::GetAttr, 1));
 }
 
 #[tokio::test]

@@ -2,6 +2,10 @@
 //! one write when several are queued), and replies, in whatever order the server sends them, are
 //! matched to their calls by XID. A latency-bound scan needs many calls in flight; one call per
 //! connection would need a connection (and a server thread) per call in flight.
+//!
+//! A connection that breaks stays broken: its waiting calls and every later one fail with a
+//! retryable error, and the caller fails the shard. Reconnecting in the middle of a listing
+//! would hide that the server went away while the listing was taken.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
