@@ -7,8 +7,8 @@
 #   bash bench/nfs.sh [--tree DIR] [--files 1000000] [--rtt-ms 0,0.2,1,5] [--connections 4]
 #                     [--in-flight 64] [--peer-max-rtt-ms 1] [--no-peer]
 # Without --tree, generates mktree's tree (--seed 42) under $SCANJOB_CACHE. Needs root and the
-# packages of tests/cluster/install.sh; the tree generator is $SCANJOB_MKTREE (default: the
-# harness's mktree.py). Raw output in $OUT (default /tmp/scanjob-nfs-bench).
+# packages of tests/cluster/install.sh; the tree generator is the test kit's
+# testkit/mktree.py. Raw output in $OUT (default /tmp/scanjob-nfs-bench).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 TREE= FILES=1000000 RTTS=0,0.2,1,5 CONNECTIONS=4 IN_FLIGHT=64 PEER=1 PEER_MAX_RTT=1
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
   *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-MKTREE=${SCANJOB_MKTREE:-$SHARED/bench/mktree.py}
+# MKTREE comes from lib.sh: the test kit's tree generator.
 OUT=${OUT:-/tmp/scanjob-nfs-bench}
 mkdir -p "$OUT"
 : >"$OUT/relay.out"

@@ -26,11 +26,9 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The tree generator: `$SCANJOB_MKTREE`, or the bench folder beside the workspace.
+/// The tree generator, the test kit's.
 fn mktree() -> PathBuf {
-    std::env::var_os("SCANJOB_MKTREE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/bench/mktree.py"))
+    workspace().join("testkit/mktree.py")
 }
 
 /// One ganesha at a time: each holds a namespace and both cores while it serves.
