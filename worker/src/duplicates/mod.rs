@@ -33,20 +33,15 @@ use crate::summary::{
 /// `ino` is `sj_inode_key(dev, inode)`). Hard links of one inode are one copy, so a name
 /// shared only by links of one file is no candidate; an unknown mtime matches no other.
 ///
-/// A plain count first keeps the keys held by more than one row (`kn0`, `km0`); only their
-/// rows are then counted by distinct inode, so the costly distinct count never runs over the
-/// whole night.
-pub fn candidate_keys(rows: &str) -> String {
+/// `count` is how a key's rows are counted here: the hash step counts distinct inodes at once
+/// (`count(DISTINCT ino)`, over the few files it can key); `duplicate_files` counts rows
+/// (`count(*)`, cheap over the whole night) and distinct inodes in its final grouping, which
+/// sees only the rows of these keys. Both keep exactly the groups of two inodes or more.
+pub fn candidate_keys(rows: &str, count: &str) -> String {
     format!(
-        "kn0 AS (SELECT size, filename FROM {rows} GROUP BY size, filename HAVING count(*) > 1), \
-         kn AS (SELECT r.size, r.filename FROM kn0 JOIN {rows} r \
-                  ON r.size = kn0.size AND r.filename = kn0.filename \
-                GROUP BY r.size, r.filename HAVING count(DISTINCT r.ino) > 1), \
-         km0 AS (SELECT size, mtime FROM {rows} WHERE mtime IS NOT NULL GROUP BY size, mtime \
-                 HAVING count(*) > 1), \
-         km AS (SELECT r.size, r.mtime FROM km0 JOIN {rows} r \
-                  ON r.size = km0.size AND r.mtime = km0.mtime \
-                GROUP BY r.size, r.mtime HAVING count(DISTINCT r.ino) > 1)"
+        "kn AS (SELECT size, filename FROM {rows} GROUP BY size, filename HAVING {count} > 1), \
+         km AS (SELECT size, mtime FROM {rows} WHERE mtime IS NOT NULL GROUP BY size, mtime \
+                HAVING {count} > 1)"
     )
 }
 
@@ -55,7 +50,7 @@ pub fn candidate_keys(rows: &str) -> String {
 /// key in its cache, those with a known mtime and ctime (a file with neither can never be
 /// matched to a hash, so its group is read only if two other inodes are in it).
 pub fn candidates_query(min_size: u64, index: u32, count: u32) -> String {
-    let keys = candidate_keys("f");
+    let keys = candidate_keys("f", "count(DISTINCT ino)");
     format!(
         "WITH f AS (SELECT path, filename, size, mtime, ctime, dev, inode, \
                            sj_inode_key(dev, inode) AS ino \
@@ -114,7 +109,7 @@ pub fn duplicate_files_query(min_size: u64) -> String {
     let paths =
         |alias: &str| format!("array_agg({alias}.path_display ORDER BY {alias}.path_display)");
     let (f_paths, hf_paths) = (paths("f"), paths("hf"));
-    let keys = candidate_keys("f");
+    let keys = candidate_keys("f", "count(*)");
     format!(
         "WITH f AS (SELECT path_display, filename, size, mtime, ctime, dev, inode, \
                            sj_inode_key(dev, inode) AS ino \
