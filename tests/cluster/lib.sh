@@ -8,6 +8,8 @@ KUBE_STAGING_VERSION=v0.36.3
 # A kube-apiserver 1.36 built with Go 1.27 serves broken OpenAPI, so the Go minor is pinned.
 GO_REQUIRED_MINOR=go1.26
 HELM_VERSION=v3.19.0
+# The batch queue (sigs.k8s.io/kueue) the shared-cluster tests admit Jobs through.
+KUEUE_VERSION=v0.17.0
 ETCD_PACKAGE=etcd-server
 SEAWEEDFS_VERSION=4.48
 PYARROW_VERSION=26.0.1
@@ -26,6 +28,8 @@ DELTA_SPARK_VERSION=4.0.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 
 KUBE_BIN=$SCANJOB_CACHE/kube-$KUBE_VERSION
+# Kueue's binary, its CRDs and its webhook manifests, from its Go module.
+KUEUE_DIR=$SCANJOB_CACHE/kueue-$KUEUE_VERSION
 # The OCI archives of the images (built from the release binaries by images.py, imported into
 # containerd by up.sh) and of the pause image.
 IMAGES_DIR=$SCANJOB_CACHE/images
@@ -44,6 +48,10 @@ KCM_PORT=${SCANJOB_KCM_PORT:-26444}
 KUBELET_PORT=${SCANJOB_KUBELET_PORT:-26250}
 KUBELET_HEALTHZ_PORT=$((KUBELET_PORT - 2))
 SCHED_PORT=${SCANJOB_SCHED_PORT:-26459}
+# Kueue, a host process: its admission webhooks (called by kube-apiserver), health and metrics.
+KUEUE_WEBHOOK_PORT=${SCANJOB_KUEUE_PORT:-26460}
+KUEUE_HEALTH_PORT=$((KUEUE_WEBHOOK_PORT + 1))
+KUEUE_METRICS_PORT=$((KUEUE_WEBHOOK_PORT + 2))
 # Low enough that every weed port and its gRPC twin (+10000) stays below the kernel's ephemeral
 # range (32768 and up), where an outgoing connection (the apiserver's to etcd) may hold it.
 S3_PORT=${SCANJOB_S3_PORT:-18333}
@@ -64,7 +72,7 @@ CGROUP_ROOT=scanjob-test
 NODE_NAME=$(hostname)
 
 # The processes up.sh starts, in stop order. Each has $RUN_DIR/pids/<name>.pid.
-SERVICES=(kubelet containerd kube-scheduler kube-controller-manager kube-apiserver etcd weed)
+SERVICES=(kubelet containerd kueue kube-scheduler kube-controller-manager kube-apiserver etcd weed)
 
 # Every loopback port the services listen on (weed opens gRPC twins at +10000 and a few extras);
 # down.sh checks that none is left bound and up.sh that none is taken before starting.
@@ -77,6 +85,7 @@ WEED_METRICS_PORT=$((S3_PORT + 768))
 WEED_ADMIN_PORT=$((S3_PORT + 1313))
 ALL_PORTS=(
   "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$SCHED_PORT" "$KCM_PORT" "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"
+  "$KUEUE_WEBHOOK_PORT" "$KUEUE_HEALTH_PORT" "$KUEUE_METRICS_PORT"
   "$S3_PORT" $((S3_PORT + 10000)) "$WEED_MASTER_PORT" $((WEED_MASTER_PORT + 10000))
   "$WEED_VOLUME_PORT" $((WEED_VOLUME_PORT + 10000)) "$WEED_FILER_PORT" $((WEED_FILER_PORT + 10000))
   "$WEED_ICEBERG_PORT" "$WEED_LANCE_PORT" "$WEED_METRICS_PORT" "$WEED_ADMIN_PORT" $((WEED_ADMIN_PORT + 10000))

@@ -2,7 +2,7 @@
 # Start the test cluster on 127.0.0.1 only and write $SCANJOB_CACHE/run/env.sh:
 #   etcd, kube-apiserver (static token auth, RBAC, self-signed CA), kube-controller-manager
 #   (Job controller, garbage collector, ServiceAccount and token controllers) and SeaweedFS S3
-#   with SigV4 keys and a bucket; and a node: kube-scheduler, containerd + runc and a kubelet that
+#   with SigV4 keys and a bucket; Kueue (batch/v1 Jobs labelled with a queue); and a node: kube-scheduler, containerd + runc and a kubelet that
 #   registers "$(hostname)" and runs the pods, from images built here out of the release binaries
 #   (images.py) and imported into containerd. Pods use the host's network (hostNetwork): every
 #   connection of the test run stays on 127.0.0.1. Anything left by an earlier run is stopped and
@@ -17,7 +17,7 @@ KUBECTL=$KUBE_BIN/kubectl
 HELM=$TOOLS_BIN/helm
 WEED=$VENV/bin/weed
 for b in "$ETCD" "$KUBE_BIN/kube-apiserver" "$KUBE_BIN/kube-controller-manager" "$KUBE_BIN/kube-scheduler" \
-  "$KUBE_BIN/kubelet" "$KUBECTL" "$HELM" "$WEED" "$VENV/bin/python" "$(command -v containerd || true)" "$(command -v runc || true)"; do
+  "$KUBE_BIN/kubelet" "$KUBECTL" "$HELM" "$KUEUE_DIR/kueue" "$WEED" "$VENV/bin/python" "$(command -v containerd || true)" "$(command -v runc || true)"; do
   [ -n "$b" ] && [ -x "$b" ] || die "missing ${b:-etcd}: run tests/cluster/install.sh first"
 done
 command -v openssl >/dev/null || die "openssl is missing"
@@ -174,6 +174,60 @@ start kube-scheduler "$KUBE_BIN/kube-scheduler" --kubeconfig=node.kubeconfig \
   --authentication-kubeconfig=node.kubeconfig --authorization-kubeconfig=node.kubeconfig \
   --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --leader-elect=false --profiling=false
 
+# --- Kueue: the batch queue, a host process like the control plane ------------------------------
+# Its CRDs first (server-side: the Workload CRD is too big for a client-side apply's annotation).
+KUBECONFIG=$RUN_DIR/kubeconfig "$KUBECTL" apply --server-side -f "$KUEUE_DIR/crds" >/dev/null \
+  || die "applying Kueue's CRDs from $KUEUE_DIR/crds failed"
+KUBECONFIG=$RUN_DIR/kubeconfig "$KUBECTL" wait --for condition=Established --timeout=60s \
+  -f "$KUEUE_DIR/crds" >/dev/null || die "Kueue's CRDs did not become established"
+# kube-apiserver calls its webhooks at https://127.0.0.1:<port>, with a serving certificate of the
+# run's CA; Kueue's own certificate management (a Service's DNS name) is off. Kueue reads its
+# metrics certificate from the fixed /etc/kueue/metrics/certs: it gets that directory in a mount
+# namespace of its own, over an overlay of /etc that the host never sees.
+mkdir -p kueue/certs kueue/etc/kueue/metrics
+openssl req -newkey rsa:2048 -nodes -keyout kueue/certs/tls.key -out kueue/certs/tls.csr -subj "/CN=kueue" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >kueue/certs/tls.ext
+openssl x509 -req -in kueue/certs/tls.csr -CA pki/ca.crt -CAkey pki/ca.key -CAcreateserial \
+  -out kueue/certs/tls.crt -days 2 -extfile kueue/certs/tls.ext 2>/dev/null
+chmod 600 kueue/certs/tls.key
+cp -r kueue/certs kueue/etc/kueue/metrics/certs
+cat >kueue/config.yaml <<YAML
+apiVersion: config.kueue.x-k8s.io/v1beta2
+kind: Configuration
+namespace: kueue-system
+health: {healthProbeBindAddress: "127.0.0.1:$KUEUE_HEALTH_PORT"}
+metrics: {bindAddress: "127.0.0.1:$KUEUE_METRICS_PORT"}
+webhook: {host: 127.0.0.1, port: $KUEUE_WEBHOOK_PORT, certDir: "$RUN_DIR/kueue/certs"}
+leaderElection: {leaderElect: false}
+internalCertManagement: {enable: false}
+integrations: {frameworks: ["batch/job"]}
+YAML
+# The webhooks of Kueue's own kinds and of batch/v1 Jobs only (no other integration runs). The
+# Job webhooks see only Jobs labelled with a queue, so every other test's Jobs never wait on Kueue.
+"$VENV/bin/python" - "$KUEUE_DIR/webhooks.yaml" "https://127.0.0.1:$KUEUE_WEBHOOK_PORT" \
+  "$(base64 -w0 pki/ca.crt)" >kueue/webhooks.yaml <<'PY' || die "writing Kueue's webhook configurations failed"
+import sys, yaml
+source, base, ca = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(source)) if d]
+for doc in docs:
+    doc["metadata"] = {"name": "kueue-" + doc["metadata"]["name"]}
+    kept = []
+    for hook in doc["webhooks"]:
+        path = hook["clientConfig"]["service"]["path"]
+        if not (path.endswith("-batch-v1-job") or "-kueue-x-k8s-io-" in path):
+            continue
+        hook["clientConfig"] = {"url": base + path, "caBundle": ca}
+        if path.endswith("-batch-v1-job"):
+            hook["objectSelector"] = {"matchExpressions": [
+                {"key": "kueue.x-k8s.io/queue-name", "operator": "Exists"}]}
+        kept.append(hook)
+    doc["webhooks"] = kept
+yaml.safe_dump_all(docs, sys.stdout)
+PY
+start kueue unshare --mount --propagation private -- sh -c \
+  'mount -t overlay kueue-etc -o "lowerdir=$1:/etc" /etc && KUBECONFIG=$4 exec "$2" --config="$3" --feature-gates=VisibilityOnDemand=false' \
+  sh "$RUN_DIR/kueue/etc" "$KUEUE_DIR/kueue" "$RUN_DIR/kueue/config.yaml" "$RUN_DIR/kubeconfig"
+
 # --- images: built from the release binaries and the Containerfile, rebuilt when either changed --
 mkdir -p "$IMAGES_DIR"
 images_stamp=$IMAGES_DIR/.inputs
@@ -298,6 +352,12 @@ node_ready() {
 }
 wait_for kubelet 120 node_ready
 
+# --- Kueue's webhooks, once it serves them -----------------------------------------------------
+kueue_ready() { [ "$(curl -s "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz")" = ok ]; }
+wait_for kueue 60 kueue_ready
+KUBECONFIG=$RUN_DIR/kubeconfig "$KUBECTL" apply -f kueue/webhooks.yaml >/dev/null \
+  || die "applying Kueue's webhook configurations failed"
+
 # --- S3 readiness: a SigV4-signed HEAD on the bucket; an unsigned request must be refused --------
 s3_code() { curl -s -o /dev/null -w '%{http_code}' -I "$@" "http://127.0.0.1:$S3_PORT/$S3_BUCKET"; }
 s3_ready() { [ "$(s3_code --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY")" = 200 ]; }
@@ -326,6 +386,7 @@ export SCANJOB_IMAGES_PY=$HERE/images.py
 export SCANJOB_API_PORT=$API_PORT
 export SCANJOB_SLOWFS=$TOOLS_BIN/slowfs
 export SCANJOB_SPARK_JARS=$SPARK_JARS_DIR
+export SCANJOB_KUEUE_LOG=$RUN_DIR/logs/kueue.log
 ENV
 log "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s: kube-apiserver https://127.0.0.1:$API_PORT, S3 http://127.0.0.1:$S3_PORT/$S3_BUCKET; logs in $RUN_DIR/logs"
 cat env.sh
