@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "scanjob-operator";
 
-/// Applies the decided Jobs (idempotent: the same run and step is always the same Job).
+/// Applies the decided Jobs that do not exist yet (the same run and step is always the same
+/// Job). A Job is written once: from then on its `suspend` and `parallelism` may be a queue's
+/// (Kueue admits a Job by resuming it, maybe with fewer pods, and preempts it by suspending
+/// it), and applying the Job again would take them back.
 pub async fn jobs(
     api: &Api<Job>,
     sj: &ScanJob,
@@ -26,6 +29,9 @@ pub async fn jobs(
     for request in &decision.create {
         let job = job(sj, request, defaults);
         let name = job.metadata.name.clone().unwrap_or_default();
+        if api.get_metadata_opt(&name).await?.is_some() {
+            continue;
+        }
         api.patch(&name, &params, &Patch::Apply(&job)).await?;
         tracing::info!(scanjob = %sj.name_any(), job = %name, run = %request.run, step = request.step.as_str(), "job applied");
     }
@@ -135,6 +141,19 @@ pub async fn events(recorder: &Recorder, sj: &ScanJob, transitions: &[Transition
                 EventType::Warning,
                 format!("run {run} failed ({reason}): {message}"),
             ),
+            Transition::RunQueued { run, message, .. } => {
+                (EventType::Normal, format!("run {run}: {message}"))
+            }
+            Transition::RunAdmitted { run, step } => (
+                EventType::Normal,
+                format!("run {run}: the {} Job was admitted", step.as_str()),
+            ),
+            Transition::RunPreempted { run, message, .. } => {
+                (EventType::Normal, format!("run {run}: {message}"))
+            }
+            Transition::PodsUnschedulable { run, message, .. } => {
+                (EventType::Warning, format!("run {run}: {message}"))
+            }
         };
         // Event notes are limited to 1 KiB.
         let note: String = note.chars().take(1000).collect();

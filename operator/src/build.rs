@@ -13,9 +13,10 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretEnvSource,
-    SecurityContext, Volume, VolumeMount,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
@@ -23,7 +24,9 @@ use scanjob_contract::args::{Budget, HashArgs, JoinArgs, MergeArgs, PlanArgs, Sc
 use scanjob_contract::exit::{EXIT_PERMANENT, TERMINATION_LOG_ENV};
 use scanjob_contract::layout::{plan_path, run_dir, url_of};
 
-use crate::crd::{NAME_LABEL, RUN_LABEL, STEP_LABEL, ScanJob};
+use crate::crd::{
+    MIN_PARALLELISM_ANNOTATION, NAME_LABEL, QUEUE_LABEL, RUN_LABEL, STEP_LABEL, ScanJob,
+};
 /// Where the source volume is mounted in plan and scan pods.
 pub const SOURCE_MOUNT: &str = "/scan";
 /// Where pods write their one-line JSON summary; the operator copies it into the status.
@@ -230,6 +233,64 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
     }
 }
 
+/// A step's requests and limits: its own from `stepResources`, else `resources` for every
+/// step, else its default.
+pub fn resources(sj: &ScanJob, step: Step) -> ResourceRequirements {
+    let worker = &sj.spec.worker;
+    let own = match step {
+        Step::Plan => &worker.step_resources.plan,
+        Step::Scan => &worker.step_resources.scan,
+        Step::Hash => &worker.step_resources.hash,
+        Step::Join => &worker.step_resources.join,
+        Step::Merge => &worker.step_resources.merge,
+    };
+    own.clone()
+        .or_else(|| worker.resources.clone())
+        .unwrap_or_else(|| default_resources(step))
+}
+
+/// Requests from each step's measured peak memory (docs/benchmarks.md, the reference scale);
+/// join and merge get a memory limit, since their query engine's pool is half of it: 4Gi
+/// keeps the 2 GiB pool they were measured with.
+pub fn default_resources(step: Step) -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (requests, limits) = match step {
+        Step::Plan | Step::Scan | Step::Hash => {
+            (quantities(&[("cpu", "250m"), ("memory", "256Mi")]), None)
+        }
+        Step::Join | Step::Merge => (
+            quantities(&[("cpu", "500m"), ("memory", "1536Mi")]),
+            Some(quantities(&[("memory", "4Gi")])),
+        ),
+    };
+    ResourceRequirements {
+        requests: Some(requests),
+        limits,
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The pods a step's Job runs at once, as its spec asks.
+fn pods_at_once(sj: &ScanJob, req: &JobRequest) -> i32 {
+    match req.step {
+        Step::Scan => sj.spec.parallelism.min(req.shards),
+        Step::Hash | Step::Join => req.shards,
+        Step::Plan | Step::Merge => 1,
+    }
+}
+
+/// The worker pods' labels: the user's `podLabels`, under the operator's own.
+fn pod_labels(sj: &ScanJob, req: &JobRequest) -> BTreeMap<String, String> {
+    let mut labels = sj.spec.worker.pod_labels.clone();
+    labels.extend(self::labels(sj, req));
+    labels
+}
+
 fn labels(sj: &ScanJob, req: &JobRequest) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
@@ -399,7 +460,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
             },
         ]),
         env_from,
-        resources: worker.resources.clone(),
+        resources: Some(resources(sj, req.step)),
         security_context: Some(container_security_context(sj, req.step)),
         termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -408,7 +469,9 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
     };
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(labels(sj, req)),
+            labels: Some(pod_labels(sj, req)),
+            annotations: (!worker.pod_annotations.is_empty())
+                .then(|| worker.pod_annotations.clone()),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
@@ -423,7 +486,9 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
             host_network: worker.host_network.then_some(true),
             security_context: Some(pod_security_context(sj)),
             node_selector: (!worker.node_selector.is_empty()).then(|| worker.node_selector.clone()),
+            affinity: worker.affinity.clone(),
             tolerations: (!worker.tolerations.is_empty()).then(|| worker.tolerations.clone()),
+            priority_class_name: worker.priority_class_name.clone(),
             active_deadline_seconds: match req.step {
                 Step::Scan | Step::Hash => worker.active_deadline_seconds,
                 _ => None,
@@ -465,7 +530,25 @@ fn pod_failure_policy(step: Step) -> PodFailurePolicy {
     }
 }
 
-/// The Job for one step of one run, owned by the ScanJob.
+/// The Job's labels and annotations: with `queueName`, the queue's label, and for a Job of
+/// several pods the annotation that lets the queue admit fewer.
+fn job_metadata(
+    sj: &ScanJob,
+    req: &JobRequest,
+) -> (BTreeMap<String, String>, Option<BTreeMap<String, String>>) {
+    let mut labels = labels(sj, req);
+    let Some(queue) = &sj.spec.queue_name else {
+        return (labels, None);
+    };
+    labels.insert(QUEUE_LABEL.to_owned(), queue.clone());
+    let annotations = (pods_at_once(sj, req) > 1)
+        .then(|| BTreeMap::from([(MIN_PARALLELISM_ANNOTATION.to_owned(), "1".to_owned())]));
+    (labels, annotations)
+}
+
+/// The Job for one step of one run, owned by the ScanJob. It never sets `suspend`: a queue
+/// (Kueue) that manages the Job owns it, suspending the Job until it is admitted and again to
+/// preempt it.
 pub fn job(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Job {
     let name = sj.metadata.name.clone().unwrap_or_default();
     let spec = &sj.spec;
@@ -479,25 +562,27 @@ pub fn job(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Job {
         Step::Scan => {
             job_spec.completion_mode = Some("Indexed".into());
             job_spec.completions = Some(req.shards);
-            job_spec.parallelism = Some(spec.parallelism.min(req.shards));
+            job_spec.parallelism = Some(pods_at_once(sj, req));
             job_spec.backoff_limit_per_index = Some(spec.backoff_limit_per_shard);
             job_spec.max_failed_indexes = Some(spec.max_failed_shards);
         }
         Step::Hash | Step::Join => {
             job_spec.completion_mode = Some("Indexed".into());
             job_spec.completions = Some(req.shards);
-            job_spec.parallelism = Some(req.shards);
+            job_spec.parallelism = Some(pods_at_once(sj, req));
             job_spec.backoff_limit_per_index = Some(spec.backoff_limit_per_shard);
         }
         Step::Plan | Step::Merge => {
             job_spec.backoff_limit = Some(spec.backoff_limit_per_shard);
         }
     }
+    let (labels, annotations) = job_metadata(sj, req);
     Job {
         metadata: ObjectMeta {
             name: Some(job_name(&name, &req.run, req.step)),
             namespace: sj.metadata.namespace.clone(),
-            labels: Some(labels(sj, req)),
+            labels: Some(labels),
+            annotations,
             owner_references: sj.controller_owner_ref(&()).map(|o| vec![o]),
             ..ObjectMeta::default()
         },

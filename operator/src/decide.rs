@@ -21,13 +21,17 @@ use crate::build::{JobRequest, Step};
 use crate::crd::{
     ALLOW_SHRINK_ANNOTATION, ConcurrencyPolicy, FinishedRun, Outcome, RUN_NOW_ANNOTATION,
     RunStatus, ScanJob, ScanJobStatus, ShardCounts, SkippedSchedule, Stage, SuccessfulRun, Trigger,
-    from_time, to_time,
+    Waiting, WaitingReason, from_time, to_time,
 };
 use crate::observe::{JobState, Observed, RunJobs};
 use crate::schedule::{Due, Schedule, ScheduleError};
 
 /// Longest wait before looking again when nothing is due: a safety net under the watches.
 pub const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How soon to look again while a step has pods that are not running yet, which may turn out
+/// unschedulable: the Job's status does not change when the scheduler gives up on a pod.
+pub const PENDING_PODS_REQUEUE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A transition worth an Event (and a metric).
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +63,29 @@ pub enum Transition {
         message: String,
         shards: ShardCounts,
     },
+    /// A step's Job waits for its queue to admit it.
+    RunQueued {
+        run: String,
+        step: Step,
+        message: String,
+    },
+    /// The queue admitted a step's Job that waited.
+    RunAdmitted {
+        run: String,
+        step: Step,
+    },
+    /// The queue suspended a step's Job it had admitted.
+    RunPreempted {
+        run: String,
+        step: Step,
+        message: String,
+    },
+    /// Pods of a step cannot be scheduled.
+    PodsUnschedulable {
+        run: String,
+        step: Step,
+        message: String,
+    },
 }
 
 impl Transition {
@@ -70,6 +97,10 @@ impl Transition {
             Transition::ShardFailed { .. } => "ShardFailed",
             Transition::RunSucceeded { .. } => "RunSucceeded",
             Transition::RunFailed { .. } => "RunFailed",
+            Transition::RunQueued { .. } => "RunQueued",
+            Transition::RunAdmitted { .. } => "RunAdmitted",
+            Transition::RunPreempted { .. } => "RunPreempted",
+            Transition::PodsUnschedulable { .. } => "PodsUnschedulable",
         }
     }
 }
@@ -83,6 +114,18 @@ pub struct Decision {
     pub status: ScanJobStatus,
     pub transitions: Vec<Transition>,
     pub requeue_after: std::time::Duration,
+}
+
+/// The step whose Job a run in `stage` waits on.
+fn step_of(stage: Stage) -> Option<Step> {
+    match stage {
+        Stage::Pending => None,
+        Stage::Planning => Some(Step::Plan),
+        Stage::Scanning => Some(Step::Scan),
+        Stage::Hashing => Some(Step::Hash),
+        Stage::Joining => Some(Step::Join),
+        Stage::Merging => Some(Step::Merge),
+    }
 }
 
 /// Counts the indexes in a Job's index list ("0,2-4" has 4).
@@ -143,6 +186,8 @@ struct Pass<'a> {
     create: Vec<JobRequest>,
     delete_runs: Vec<String>,
     transitions: Vec<Transition>,
+    /// An active step has pods that are not running (pending, or found unschedulable).
+    pods_pending: bool,
 }
 
 impl<'a> Pass<'a> {
@@ -156,6 +201,7 @@ impl<'a> Pass<'a> {
             create: Vec::new(),
             delete_runs: Vec::new(),
             transitions: Vec::new(),
+            pods_pending: false,
         }
     }
 
@@ -167,8 +213,12 @@ impl<'a> Pass<'a> {
         let mut still_active = Vec::new();
         for run in active {
             let jobs = observed.runs.get(&run.id).unwrap_or(&empty);
+            let stage = run.stage;
             match self.advance(run, jobs) {
-                Progress::Active(run) => still_active.push(run),
+                Progress::Active(mut run) => {
+                    self.wait_state(&mut run, stage, jobs);
+                    still_active.push(run)
+                }
                 Progress::Finished(finished, success) => self.record_finished(finished, success),
             }
         }
@@ -288,6 +338,9 @@ impl<'a> Pass<'a> {
                 },
                 failed_indexes: None,
                 allow_shrink: self.take_allow_shrink(),
+                waiting: None,
+                admitted: false,
+                preemptions: 0,
             });
         }
         if start && due.trigger != Trigger::RunNow {
@@ -340,11 +393,18 @@ impl<'a> Pass<'a> {
             // The status written now records the run; its Jobs follow on the next pass.
             std::time::Duration::from_secs(1)
         } else {
+            // Pods are not watched: while some are not running, look again soon whether the
+            // scheduler placed them.
+            let limit = if self.pods_pending {
+                PENDING_PODS_REQUEUE
+            } else {
+                MAX_REQUEUE
+            };
             next.map(|t| {
                 (t - self.now).to_std().unwrap_or_default() + std::time::Duration::from_millis(500)
             })
-            .unwrap_or(MAX_REQUEUE)
-            .min(MAX_REQUEUE)
+            .unwrap_or(limit)
+            .min(limit)
         };
         Decision {
             create: self.create,
@@ -389,6 +449,110 @@ impl<'a> Pass<'a> {
             Stage::Joining => self.after_join(run, jobs),
             Stage::Merging => self.after_merge(run, jobs),
         }
+    }
+
+    /// Whether the current step runs: its Job held by a queue (waiting for admission, or
+    /// preempted after it), or its pods waiting for a node. A step just entered starts afresh.
+    fn wait_state(&mut self, run: &mut RunStatus, stage_before: Stage, jobs: &RunJobs) {
+        if run.stage != stage_before {
+            run.waiting = None;
+            run.admitted = false;
+            return;
+        }
+        let Some(step) = step_of(run.stage) else {
+            return;
+        };
+        let Some(job) = jobs.get(step) else {
+            return;
+        };
+        if !job.suspended && job.active > job.ready {
+            self.pods_pending = true;
+        }
+        let before = run.waiting.as_ref().map(|w| w.reason);
+        let queued_before = matches!(
+            before,
+            Some(WaitingReason::AwaitingAdmission | WaitingReason::Preempted)
+        );
+        let on_queue = match &self.sj.spec.queue_name {
+            Some(queue) => format!(" on queue {queue}"),
+            None => String::new(),
+        };
+        let next = if job.suspended {
+            let preempted = run.admitted || before == Some(WaitingReason::Preempted);
+            if run.admitted {
+                run.admitted = false;
+                run.preemptions += 1;
+            }
+            if preempted {
+                let message = format!(
+                    "the {} Job {} was preempted and waits for admission again{on_queue} ({}/{} shards done)",
+                    step.as_str(),
+                    job.name,
+                    run.shards.succeeded,
+                    run.shards.total
+                );
+                Some((WaitingReason::Preempted, message))
+            } else {
+                let message = format!(
+                    "the {} Job {} waits for admission{on_queue}",
+                    step.as_str(),
+                    job.name
+                );
+                Some((WaitingReason::AwaitingAdmission, message))
+            }
+        } else {
+            if self.sj.spec.queue_name.is_some() || queued_before {
+                run.admitted = true;
+            }
+            jobs.unschedulable(step).map(|u| {
+                let message = format!(
+                    "{} {} pod(s) cannot be scheduled: {}",
+                    u.pods,
+                    step.as_str(),
+                    u.message
+                );
+                (WaitingReason::Unschedulable, message)
+            })
+        };
+        if queued_before && !job.suspended {
+            self.transitions.push(Transition::RunAdmitted {
+                run: run.id.clone(),
+                step,
+            });
+        }
+        let Some((reason, message)) = next else {
+            run.waiting = None;
+            return;
+        };
+        if before != Some(reason) {
+            let transition = match reason {
+                WaitingReason::AwaitingAdmission => Transition::RunQueued {
+                    run: run.id.clone(),
+                    step,
+                    message: message.clone(),
+                },
+                WaitingReason::Preempted => Transition::RunPreempted {
+                    run: run.id.clone(),
+                    step,
+                    message: message.clone(),
+                },
+                WaitingReason::Unschedulable => Transition::PodsUnschedulable {
+                    run: run.id.clone(),
+                    step,
+                    message: message.clone(),
+                },
+            };
+            self.transitions.push(transition);
+        }
+        let since = match &run.waiting {
+            Some(w) if w.reason == reason => w.since.clone(),
+            _ => to_time(self.now),
+        };
+        run.waiting = Some(Waiting {
+            reason,
+            message,
+            since,
+        });
     }
 
     /// A planning run scans as many shards as its plan pod planned once the plan Job completes.
@@ -621,6 +785,7 @@ impl<'a> Pass<'a> {
             reason: reason.to_owned(),
             message,
             shards: run.shards.clone(),
+            preemptions: run.preemptions,
         }
     }
 

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub run_duration: Family<OutcomeLabel, Histogram>,
     pub shards: Family<OutcomeLabel, Counter>,
     pub runs_skipped: Family<ReasonLabel, Counter>,
+    pub preemptions: Counter,
 }
 
 fn run_buckets() -> Histogram {
@@ -83,6 +84,12 @@ impl Default for Metrics {
             "Scheduled runs not started, by reason",
             runs_skipped.clone(),
         );
+        let preemptions = Counter::default();
+        registry.register(
+            "run_preemptions",
+            "Times a queue suspended a run's Job after admitting it",
+            preemptions.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -92,6 +99,7 @@ impl Default for Metrics {
             run_duration,
             shards,
             runs_skipped,
+            preemptions,
         }
     }
 }
@@ -99,7 +107,14 @@ impl Default for Metrics {
 impl Metrics {
     pub fn record(&self, transition: &Transition) {
         match transition {
-            Transition::RunStarted { .. } | Transition::ShardFailed { .. } => {}
+            Transition::RunStarted { .. }
+            | Transition::ShardFailed { .. }
+            | Transition::RunQueued { .. }
+            | Transition::RunAdmitted { .. }
+            | Transition::PodsUnschedulable { .. } => {}
+            Transition::RunPreempted { .. } => {
+                self.preemptions.inc();
+            }
             Transition::RunSkipped { reason, .. } => {
                 self.runs_skipped
                     .get_or_create(&ReasonLabel {

@@ -26,8 +26,12 @@ pub struct JobState {
     /// Failed=True: (reason, message).
     pub failed: Option<(String, String)>,
     pub active: i32,
+    /// Active pods that are ready (running); fewer than `active` while some are pending.
+    pub ready: i32,
     pub completed_indexes: Option<String>,
     pub failed_indexes: Option<String>,
+    /// `spec.suspend`: a queue holds the Job (not admitted yet, or preempted).
+    pub suspended: bool,
 }
 
 impl JobState {
@@ -51,10 +55,20 @@ impl JobState {
                 )
             }),
             active: status.active.unwrap_or(0),
+            ready: status.ready.unwrap_or(0),
             completed_indexes: status.completed_indexes.filter(|s| !s.is_empty()),
             failed_indexes: status.failed_indexes.filter(|s| !s.is_empty()),
+            suspended: job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false),
         }
     }
+}
+
+/// Pods of one step the scheduler could not place, and why (its message for the newest).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Unschedulable {
+    pub step: Step,
+    pub pods: i32,
+    pub message: String,
 }
 
 /// A terminated worker container's report.
@@ -118,6 +132,8 @@ pub struct RunJobs {
     pub join: Option<JobState>,
     pub merge: Option<JobState>,
     pub reports: Vec<PodReport>,
+    /// Pending pods the scheduler found no node for, by step.
+    pub unschedulable: Vec<Unschedulable>,
 }
 
 impl RunJobs {
@@ -139,6 +155,11 @@ impl RunJobs {
             Step::Join => &mut self.join,
             Step::Merge => &mut self.merge,
         }
+    }
+
+    /// Pods of `step` that cannot be scheduled, if any.
+    pub fn unschedulable(&self, step: Step) -> Option<&Unschedulable> {
+        self.unschedulable.iter().find(|u| u.step == step)
     }
 
     /// The newest report of `step` (and `index`) that exited with `success`.
@@ -202,19 +223,65 @@ impl Observed {
         }
         for run in active {
             let selector = format!("{NAME_LABEL}={name},{RUN_LABEL}={run}");
-            let mut reports: Vec<(String, PodReport)> = pods
-                .list(&ListParams::default().labels(&selector))
-                .await?
-                .into_iter()
-                .filter_map(|p| pod_report(&p))
-                .collect();
+            let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+            let mut reports: Vec<(String, PodReport)> =
+                listed.iter().filter_map(pod_report).collect();
             // Oldest first, so the newest attempt of a shard wins in `report`.
             reports.sort_by(|a, b| a.0.cmp(&b.0));
-            runs.entry(run.clone()).or_default().reports =
-                reports.into_iter().map(|(_, r)| r).collect();
+            let jobs = runs.entry(run.clone()).or_default();
+            jobs.reports = reports.into_iter().map(|(_, r)| r).collect();
+            jobs.unschedulable = unschedulable(&listed.items);
         }
         Ok(Self { runs })
     }
+}
+
+/// Pending pods whose `PodScheduled` condition says the scheduler found no node, per step.
+fn unschedulable(pods: &[Pod]) -> Vec<Unschedulable> {
+    let mut by_step: BTreeMap<Step, (i32, String, String)> = BTreeMap::new();
+    for pod in pods {
+        let Some(step) = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(STEP_LABEL))
+            .and_then(|s| Step::parse(s))
+        else {
+            continue;
+        };
+        let Some(status) = &pod.status else { continue };
+        if status.phase.as_deref() != Some("Pending") || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(condition) = status.conditions.iter().flatten().find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        }) else {
+            continue;
+        };
+        let since = condition
+            .last_transition_time
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        let entry = by_step
+            .entry(step)
+            .or_insert((0, String::new(), String::new()));
+        entry.0 += 1;
+        if since >= entry.1 {
+            entry.1 = since;
+            entry.2 = condition.message.clone().unwrap_or_default();
+        }
+    }
+    by_step
+        .into_iter()
+        .map(|(step, (pods, _, message))| Unschedulable {
+            step,
+            pods,
+            message,
+        })
+        .collect()
 }
 
 fn pod_report(pod: &Pod) -> Option<(String, PodReport)> {

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::crd::{Outcome, Phase, ScanJob, ScanJobStatus, Stage, to_time};
+use crate::crd::{
+    Outcome, Phase, RunStatus, ScanJob, ScanJobStatus, Stage, WaitingReason, to_time,
+};
 use crate::schedule::ScheduleError;
 
 /// Fills the summary fields of `status` from its runs. `old` is the status as observed, whose
@@ -83,6 +85,25 @@ fn conditions(
         ),
     };
     let progressing = match &status.current_run {
+        // A step that does not run says why: the queue holds its Job, or no node fits its pods.
+        Some(
+            run @ RunStatus {
+                waiting: Some(waiting),
+                ..
+            },
+        ) => {
+            let reason = match waiting.reason {
+                WaitingReason::AwaitingAdmission => "AwaitingAdmission",
+                WaitingReason::Preempted => "Preempted",
+                WaitingReason::Unschedulable => "Unschedulable",
+            };
+            make(
+                "Progressing",
+                true,
+                reason,
+                format!("run {}: {}", run.id, waiting.message),
+            )
+        }
         Some(run) => {
             let reason = match run.stage {
                 Stage::Pending => "RunPending",

@@ -44,6 +44,9 @@ fn scanjob(stage: Stage, total: i32) -> ScanJob {
             },
             failed_indexes: None,
             allow_shrink: false,
+            waiting: None,
+            admitted: false,
+            preemptions: 0,
         }),
         last_schedule_time: Some(to_time(at("2026-11-23T00:00:00Z"))),
         ..ScanJobStatus::default()
@@ -194,6 +197,7 @@ async fn the_operator_follows_a_run_by_the_workers_own_messages() {
         join: None,
         merge: job(true),
         reports,
+        unschedulable: Vec::new(),
     });
     let d = decide(&sj, &obs, at("2026-11-23T00:20:00Z"));
     let last = d.status.last_run.expect("a finished run");

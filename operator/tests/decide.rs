@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use scanjob_operator::build::{JobRequest, Step, WorkerDefaults, job};
 use scanjob_operator::crd::{
-    ConcurrencyPolicy, Outcome, Phase, ScanJob, ScanJobStatus, Stage, Trigger,
+    ConcurrencyPolicy, Outcome, Phase, ScanJob, ScanJobStatus, Stage, Trigger, WaitingReason,
 };
 use scanjob_operator::decide::{Decision, Transition, decide};
 use scanjob_operator::observe::Observed;
@@ -709,4 +709,312 @@ fn the_operations_budget_is_split_between_the_scan_pods() {
         plan.contains("\"--max-ops-per-second\",\"5000\",\"--latency-guard-ms\",\"50\""),
         "{plan}"
     );
+}
+
+// --- Shared clusters: queues, placement, resources per step -------------------------------------
+
+fn request(step: Step, shards: i32) -> JobRequest {
+    JobRequest {
+        run: "20261123t000000z".into(),
+        step,
+        shards,
+        allow_shrink: false,
+    }
+}
+
+fn queued() -> ScanJob {
+    let mut sj = scanjob();
+    sj.spec.queue_name = Some("batch".into());
+    sj
+}
+
+#[test]
+fn a_queued_scanjob_labels_its_jobs_for_the_queue_and_never_sets_suspend() {
+    let sj = queued();
+    for (step, shards, partial) in [
+        (Step::Plan, 1, false),
+        (Step::Scan, 3, true),
+        (Step::Hash, 1, false),
+        (Step::Join, 2, true),
+        (Step::Merge, 1, false),
+    ] {
+        let job = serde_json::to_value(job(&sj, &request(step, shards), &defaults())).unwrap();
+        let meta = &job["metadata"];
+        assert_eq!(
+            meta["labels"]["kueue.x-k8s.io/queue-name"], "batch",
+            "{step:?}"
+        );
+        // Kueue refuses a minimum that is not below the Job's pods; one pod needs none.
+        assert_eq!(
+            meta["annotations"]["kueue.x-k8s.io/job-min-parallelism"].as_str(),
+            partial.then_some("1"),
+            "{step:?}"
+        );
+        assert!(
+            job["spec"].get("suspend").is_none(),
+            "{step:?}: suspend is the queue's"
+        );
+        let pod_labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert!(
+            pod_labels.get("kueue.x-k8s.io/queue-name").is_none(),
+            "the queue admits the Job, not its pods"
+        );
+    }
+    let plain =
+        serde_json::to_value(job(&scanjob(), &request(Step::Scan, 3), &defaults())).unwrap();
+    assert!(
+        plain["metadata"]["labels"]
+            .get("kueue.x-k8s.io/queue-name")
+            .is_none()
+    );
+    assert!(plain["metadata"].get("annotations").is_none());
+}
+
+#[test]
+fn placement_labels_annotations_and_priority_reach_the_pod_template() {
+    let mut sj = scanjob();
+    let worker: serde_json::Value = serde_json::json!({
+        "priorityClassName": "batch-low",
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+        "podLabels": {"team": "storage", "app.kubernetes.io/name": "mine"},
+        "podAnnotations": {"cost-center": "42"},
+    });
+    sj.spec.worker.priority_class_name =
+        serde_json::from_value(worker["priorityClassName"].clone()).unwrap();
+    sj.spec.worker.affinity = serde_json::from_value(worker["affinity"].clone()).unwrap();
+    sj.spec.worker.pod_labels = serde_json::from_value(worker["podLabels"].clone()).unwrap();
+    sj.spec.worker.pod_annotations =
+        serde_json::from_value(worker["podAnnotations"].clone()).unwrap();
+    for step in [Step::Plan, Step::Scan, Step::Hash, Step::Join, Step::Merge] {
+        let job = serde_json::to_value(job(&sj, &request(step, 2), &defaults())).unwrap();
+        let template = &job["spec"]["template"];
+        let pod = &template["spec"];
+        assert_eq!(pod["priorityClassName"], "batch-low", "{step:?}");
+        assert_eq!(pod["affinity"], worker["affinity"], "{step:?}");
+        assert_eq!(pod["nodeSelector"]["pool"], "batch");
+        assert_eq!(pod["tolerations"][0]["key"], "batch");
+        let labels = &template["metadata"]["labels"];
+        assert_eq!(labels["team"], "storage");
+        assert_eq!(
+            labels["app.kubernetes.io/name"], "scanjob",
+            "the operator's labels win"
+        );
+        assert_eq!(labels["scanjob.dev/step"], step.as_str());
+        assert_eq!(template["metadata"]["annotations"]["cost-center"], "42");
+        assert!(
+            job["metadata"]["labels"].get("team").is_none(),
+            "pod labels stay on pods"
+        );
+    }
+}
+
+#[test]
+fn each_step_gets_its_own_resources_then_the_worker_s_then_its_default() {
+    let resources = |sj: &ScanJob, step: Step| {
+        let job = serde_json::to_value(job(sj, &request(step, 2), &defaults())).unwrap();
+        job["spec"]["template"]["spec"]["containers"][0]["resources"].clone()
+    };
+    let mut sj = scanjob();
+    sj.spec.worker.resources = None;
+    for step in [Step::Plan, Step::Scan, Step::Hash] {
+        assert_eq!(
+            resources(&sj, step),
+            serde_json::json!({"requests": {"cpu": "250m", "memory": "256Mi"}}),
+            "{step:?}"
+        );
+    }
+    for step in [Step::Join, Step::Merge] {
+        assert_eq!(
+            resources(&sj, step),
+            serde_json::json!({"requests": {"cpu": "500m", "memory": "1536Mi"}, "limits": {"memory": "4Gi"}}),
+            "{step:?}: the memory pool is half the limit"
+        );
+    }
+    // worker.resources is every step's; stepResources wins for its step.
+    let sj = scanjob();
+    let mut sj2 = sj.clone();
+    sj2.spec.worker.step_resources.merge =
+        Some(serde_json::from_value(serde_json::json!({"limits": {"memory": "8Gi"}})).unwrap());
+    assert_eq!(resources(&sj, Step::Merge)["requests"]["cpu"], "2");
+    assert_eq!(resources(&sj2, Step::Scan)["requests"]["cpu"], "2");
+    assert_eq!(
+        resources(&sj2, Step::Merge),
+        serde_json::json!({"limits": {"memory": "8Gi"}})
+    );
+}
+
+/// The scan Job of the scanning fixture, as observed: `extra` adds fields to it.
+fn scan_job(extra: &str) -> Observed {
+    observed(&format!(
+        r#"
+runs:
+  20261123t000000z:
+    plan: {{name: nightly-20261123t000000z-plan, complete: true}}
+    scan: {{name: nightly-20261123t000000z-scan, completed_indexes: "0"{extra}}}
+"#
+    ))
+}
+
+fn waiting(d: &Decision) -> Option<(WaitingReason, String)> {
+    let run = d.status.current_run.as_ref()?;
+    run.waiting.as_ref().map(|w| (w.reason, w.message.clone()))
+}
+
+fn progressing_message(d: &Decision) -> String {
+    d.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_queued_scan_waits_for_admission_and_a_preemption_counts_no_failure_and_no_retry() {
+    let sj = with_status(queued(), &fixture("scanning.yaml"));
+    // Kueue's webhook created the Job suspended; its quota is taken.
+    let d = decide(
+        &sj,
+        &scan_job(", suspended: true"),
+        at("2026-11-23T00:05:00Z"),
+    );
+    assert_eq!(condition(&d, "Progressing"), ("True", "AwaitingAdmission"));
+    assert_eq!(
+        progressing_message(&d),
+        "run 20261123t000000z: the scan Job nightly-20261123t000000z-scan waits for admission on queue batch"
+    );
+    assert_eq!(reasons(&d), ["RunQueued"]);
+    assert_eq!(d.status.phase, Some(Phase::Scanning));
+    let d = decide(
+        &after(sj, &d),
+        &scan_job(", suspended: true"),
+        at("2026-11-23T00:06:00Z"),
+    );
+    assert!(d.transitions.is_empty(), "events on transitions only");
+    let since = d
+        .status
+        .current_run
+        .as_ref()
+        .unwrap()
+        .waiting
+        .as_ref()
+        .unwrap()
+        .since
+        .clone();
+    assert_eq!(since.0.to_string(), "2026-11-23T00:05:00Z");
+
+    // Admitted: its pods run.
+    let sj = after(with_status(queued(), &fixture("scanning.yaml")), &d);
+    let d = decide(
+        &sj,
+        &scan_job(", active: 2, ready: 2"),
+        at("2026-11-23T00:07:00Z"),
+    );
+    assert_eq!(waiting(&d), None);
+    assert_eq!(condition(&d, "Progressing"), ("True", "Scanning"));
+    assert_eq!(reasons(&d), ["RunAdmitted"]);
+    assert!(d.status.current_run.as_ref().unwrap().admitted);
+
+    // Preempted: Kueue suspends the Job again and its pods go away, uncounted.
+    let sj = after(sj, &d);
+    let d = decide(
+        &sj,
+        &scan_job(", suspended: true"),
+        at("2026-11-23T00:08:00Z"),
+    );
+    let (reason, message) = waiting(&d).expect("waiting");
+    assert_eq!(reason, WaitingReason::Preempted);
+    assert_eq!(
+        message,
+        "the scan Job nightly-20261123t000000z-scan was preempted and waits for admission again on queue batch (1/3 shards done)"
+    );
+    assert_eq!(condition(&d, "Progressing"), ("True", "Preempted"));
+    assert_eq!(reasons(&d), ["RunPreempted"]);
+    let run = d.status.current_run.clone().unwrap();
+    assert_eq!(
+        (run.preemptions, run.shards.failed, run.stage),
+        (1, 0, Stage::Scanning)
+    );
+    assert!(
+        d.create.is_empty(),
+        "nothing is retried: the Job goes on once admitted"
+    );
+    assert_eq!(condition(&d, "Degraded").0, "False");
+    let d = decide(
+        &after(sj, &d),
+        &scan_job(", suspended: true"),
+        at("2026-11-23T00:09:00Z"),
+    );
+    assert!(d.transitions.is_empty());
+    assert_eq!(
+        waiting(&d).unwrap().0,
+        WaitingReason::Preempted,
+        "still preempted, not queued anew"
+    );
+
+    // Admitted again, the remaining shards finish and the merge follows.
+    let sj = after(with_status(queued(), &fixture("scanning.yaml")), &d);
+    let d = decide(
+        &sj,
+        &scan_job(", active: 2, ready: 2"),
+        at("2026-11-23T00:10:00Z"),
+    );
+    assert_eq!(reasons(&d), ["RunAdmitted"]);
+    let d = decide(
+        &after(sj, &d),
+        &observed(
+            r#"
+runs:
+  20261123t000000z:
+    plan: {name: nightly-20261123t000000z-plan, complete: true}
+    scan: {name: nightly-20261123t000000z-scan, complete: true, completed_indexes: "0-2"}
+"#,
+        ),
+        at("2026-11-23T00:12:00Z"),
+    );
+    assert_eq!(d.create, [request(Step::Merge, 1)]);
+    let run = d.status.current_run.clone().unwrap();
+    assert_eq!(
+        (run.stage, run.preemptions, run.admitted),
+        (Stage::Merging, 1, false)
+    );
+    assert_eq!(run.waiting, None, "the merge Job starts afresh");
+}
+
+#[test]
+fn pods_the_scheduler_cannot_place_say_so_in_the_status_once() {
+    let sj = with_status(scanjob(), &fixture("scanning.yaml"));
+    let obs = observed(
+        r#"
+runs:
+  20261123t000000z:
+    plan: {name: nightly-20261123t000000z-plan, complete: true}
+    scan: {name: nightly-20261123t000000z-scan, active: 2, ready: 0, completed_indexes: "0"}
+    unschedulable:
+      - {step: scan, pods: 2, message: "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."}
+"#,
+    );
+    let d = decide(&sj, &obs, at("2026-11-23T00:05:00Z"));
+    assert_eq!(condition(&d, "Progressing"), ("True", "Unschedulable"));
+    assert_eq!(
+        progressing_message(&d),
+        "run 20261123t000000z: 2 scan pod(s) cannot be scheduled: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    );
+    assert_eq!(reasons(&d), ["PodsUnschedulable"]);
+    assert_eq!(
+        d.requeue_after,
+        scanjob_operator::decide::PENDING_PODS_REQUEUE,
+        "pods are not watched: look again soon"
+    );
+    let d2 = decide(&after(sj.clone(), &d), &obs, at("2026-11-23T00:05:10Z"));
+    assert!(d2.transitions.is_empty(), "events on transitions only");
+    // Placed at last (a node was added, a taint removed): the run says it scans again.
+    let d3 = decide(
+        &after(sj, &d2),
+        &scan_job(", active: 2, ready: 2"),
+        at("2026-11-23T00:06:00Z"),
+    );
+    assert_eq!(waiting(&d3), None);
+    assert_eq!(condition(&d3, "Progressing"), ("True", "Scanning"));
 }

@@ -395,6 +395,51 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "queueName not a LocalQueue name",
+            "queue-name-bad",
+            with_spec("queue-name-bad", "  queueName: Nightly_Batch\n"),
+            &[
+                "spec.queueName: Invalid value",
+                "spec.queueName must name a LocalQueue",
+            ],
+        ),
+        case(
+            "worker.podLabels setting the operator's own",
+            "pod-labels-own",
+            with_spec(
+                "pod-labels-own",
+                "  worker:\n    podLabels: {scanjob.dev/run: mine}\n",
+            ),
+            &[
+                "spec.worker.podLabels: Invalid value",
+                "spec.worker.podLabels must not set scanjob.dev/ labels",
+            ],
+        ),
+        case(
+            "worker.podLabels value not a label value",
+            "pod-labels-value",
+            with_spec(
+                "pod-labels-value",
+                "  worker:\n    podLabels: {team: 'storage team'}\n",
+            ),
+            &[
+                "spec.worker.podLabels: Invalid value",
+                "spec.worker.podLabels values must be label values",
+            ],
+        ),
+        case(
+            "worker.priorityClassName not a name",
+            "priority-bad",
+            with_spec(
+                "priority-bad",
+                "  worker:\n    priorityClassName: Batch Low\n",
+            ),
+            &[
+                "spec.worker.priorityClassName: Invalid value",
+                "spec.worker.priorityClassName must name a PriorityClass",
+            ],
+        ),
+        case(
             "worker.readAllFiles without runAsUser 0",
             "read-all-nonroot",
             with_spec(
@@ -504,14 +549,15 @@ async fn invalid_scanjobs_are_refused_naming_the_field() {
     let cases = cases();
     let mut failures: Vec<String> = cases.iter().flat_map(|c| check(&ns, c)).collect();
 
-    // A valid one, at the longest allowed name, with a schedule, a time zone and an NFS source.
+    // A valid one, at the longest allowed name, with a schedule, a time zone, an NFS source, a
+    // queue and the placement fields.
     let valid_name = "valid-nightly-in-berlin-from-nfs-at-0100";
     assert_eq!(valid_name.len(), 40);
     let valid = with_parts(
         valid_name,
         &format!("    volume:\n      {NFS}\n    subPath: projects/..hidden/data..\n"),
         &format!("    url: {URL}\n    secretRef: {{name: toc-s3}}\n"),
-        "  shards: 4\n  parallelism: 2\n  maxFailedShards: 3\n  schedule: '0 1 * * *'\n  timeZone: Europe/Berlin\n  startingDeadlineSeconds: 0\n  concurrencyPolicy: Replace\n  successfulRunsHistoryLimit: 0\n  failedRunsHistoryLimit: 0\n  worker:\n    threads: 1\n",
+        "  shards: 4\n  parallelism: 2\n  maxFailedShards: 3\n  schedule: '0 1 * * *'\n  timeZone: Europe/Berlin\n  startingDeadlineSeconds: 0\n  concurrencyPolicy: Replace\n  successfulRunsHistoryLimit: 0\n  failedRunsHistoryLimit: 0\n  queueName: nightly-batch\n  worker:\n    threads: 1\n    priorityClassName: batch.low\n    podLabels: {team: storage, example.com/tier: batch_1}\n    podAnnotations: {example.com/note: 'any text'}\n    affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]}}}\n    stepResources: {merge: {requests: {memory: 2Gi}, limits: {memory: 4Gi}}}\n",
     );
     let (ok, out) = kubectl_apply(&ns, &valid);
     if !ok {
