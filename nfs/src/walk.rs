@@ -7,6 +7,7 @@
 //! so a listing with a hole is never mistaken for a complete one.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
@@ -43,10 +44,24 @@ pub struct Summary {
 }
 
 /// Lists an export recursively with `in_flight` directory listings at once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Walker {
     client: Client,
     in_flight: usize,
+    skip: Option<Arc<Skip>>,
+}
+
+/// Says from an entry's name that the walk leaves it out, and all below it.
+type Skip = dyn Fn(&[u8]) -> bool + Send + Sync;
+
+impl std::fmt::Debug for Walker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Walker")
+            .field("client", &self.client)
+            .field("in_flight", &self.in_flight)
+            .field("skip", &self.skip.is_some())
+            .finish()
+    }
 }
 
 impl Walker {
@@ -54,7 +69,15 @@ impl Walker {
         Walker {
             client,
             in_flight: 32,
+            skip: None,
         }
+    }
+
+    /// Leaves out every entry whose name `skip` matches: it is not yielded, and a directory
+    /// is not listed (e.g. `.snapshot`, whose listing would cost as much as the tree).
+    pub fn skip(mut self, skip: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> Walker {
+        self.skip = Some(Arc::new(skip));
+        self
     }
 
     /// How many directories are listed at once: about the calls in flight. The round trip
@@ -110,6 +133,9 @@ impl Walker {
             };
             for entry in entries {
                 let (name, found) = entry;
+                if !name.is_empty() && self.skip.as_ref().is_some_and(|skip| skip(&name)) {
+                    continue;
+                }
                 let path = if name.is_empty() {
                     dir_path.clone()
                 } else {

@@ -40,6 +40,13 @@ pub struct WalkArgs {
     /// Path level (1 = first below the root) whose name fills the `project` column; 0 for none.
     #[arg(long, default_value_t = 1)]
     pub project_level: usize,
+    /// The uid an `nfs://` root is read as (AUTH_SYS; the export's squash rules apply)
+    /// [default: 65534, nobody].
+    #[arg(long, value_name = "UID")]
+    pub nfs_uid: Option<u32>,
+    /// The gid an `nfs://` root is read as [default: 65534, nogroup].
+    #[arg(long, value_name = "GID")]
+    pub nfs_gid: Option<u32>,
 }
 
 impl WalkArgs {
@@ -48,6 +55,8 @@ impl WalkArgs {
             one_file_system: self.one_file_system,
             exclude: self.exclude,
             project_level: self.project_level,
+            nfs_uid: self.nfs_uid,
+            nfs_gid: self.nfs_gid,
         }
     }
 }

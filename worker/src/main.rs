@@ -16,6 +16,7 @@ use clap::Parser;
 use scanjob_contract::exit::TERMINATION_LOG_ENV;
 use scanjob_contract::units::human_bytes;
 use scanjob_worker::error::Error;
+use scanjob_worker::fs::nfs::RpcReport;
 use scanjob_worker::hash::{HashRequest, hash_partition};
 use scanjob_worker::join::join_run;
 use scanjob_worker::merge::merge_run;
@@ -220,7 +221,7 @@ async fn scan(
             success.counts.entries,
             success.counts.errors,
             success.duration_seconds
-        )
+        ) + &rpc_lines(success.nfs.as_ref())
     });
     Ok(PhaseResult::Scan(scanned(&success)))
 }
@@ -372,12 +373,20 @@ async fn plan_scan_merge(args: RunArgs, json: bool) -> Result<PhaseResult, Error
             summary.shards,
             human_bytes(summary.output_bytes),
             summary.manifest
-        )
+        ) + &rpc_lines(summary.nfs.as_ref())
     });
     Ok(PhaseResult::Run(merged(
         &summary.snapshot,
         &summary.manifest,
     )))
+}
+
+/// An `nfs://` root's calls by procedure, below a command's text summary.
+fn rpc_lines(nfs: Option<&RpcReport>) -> String {
+    match nfs {
+        Some(report) => format!("\nNFS calls:\n{}", report.render().trim_end()),
+        None => String::new(),
+    }
 }
 
 /// Watches a shard from a thread of its own: progress lines, and the deadline.

@@ -11,6 +11,7 @@ use serde::Serialize;
 use scanjob_contract::args::Budget;
 
 use crate::error::Result;
+use crate::fs::nfs::RpcReport;
 use crate::fs::politeness::PolitenessReport;
 use crate::hash::{HashRequest, hash_partition};
 use crate::join::join_run;
@@ -91,6 +92,9 @@ pub struct RunSummary {
     pub output_bytes: u64,
     /// File-system calls and how the budget and latency guard (of the last shard) did.
     pub politeness: PolitenessReport,
+    /// An `nfs://` root's RPCs by procedure, over all shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<RpcReport>,
     #[serde(flatten)]
     pub counts: EntryCounts,
     #[serde(skip)]
@@ -118,6 +122,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
     .await?;
     let mut output_bytes = 0;
     let mut politeness = PolitenessReport::default();
+    let mut nfs = None;
     for index in 0..plan.shards.len() as u32 {
         let success = scan_shard(
             ScanRequest {
@@ -135,6 +140,9 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         politeness.calls += success.politeness.calls;
         politeness.max_ops_per_second = success.politeness.max_ops_per_second;
         politeness.latency_guard = success.politeness.latency_guard;
+        if let Some(shard) = &success.nfs {
+            nfs.get_or_insert_with(RpcReport::default).add(shard);
+        }
     }
     if request.hash_bytes > 0 {
         hash_partition(HashRequest {
@@ -175,6 +183,7 @@ pub async fn run_local(request: RunRequest, progress: &RunProgress) -> Result<Ru
         seconds,
         output_bytes,
         politeness,
+        nfs,
         counts: snapshot.counts.clone(),
         snapshot,
     })

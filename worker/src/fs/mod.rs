@@ -7,10 +7,15 @@
 //! - [`entry`]: one entry's metadata, as the ToC's row takes it.
 //! - [`politeness`]: the operations budget and latency guard every call is charged to.
 //! - [`root`]: opening the scan root and the exclude globs.
+//! - [`source`]: which tree a root names, a mounted path or an `nfs://` export.
+//! - [`nfs`]: an export read by the user-space NFSv3 client: its calls charged to the same
+//!   budget, its attributes as [`entry::EntryMeta`], its errors as errnos.
 //!
 //! It reads the tree and never writes it; it knows nothing of the output location.
 
 pub mod calls;
 pub mod entry;
+pub mod nfs;
 pub mod politeness;
 pub mod root;
+pub mod source;

@@ -43,6 +43,14 @@ impl OpsBudget {
     /// Takes `n` consecutive slots and waits for the first: one call that costs the server `n`
     /// requests.
     pub fn wait_n(&self, n: u64) {
+        if let Some(wait) = self.take_n(n) {
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// Takes `n` consecutive slots and returns how long to wait for the first, if at all: for a
+    /// caller that waits without blocking its thread (the NFS client's calls).
+    pub fn take_n(&self, n: u64) -> Option<Duration> {
         let now = self.epoch.elapsed().as_nanos() as u64;
         let mut next = self.next.load(Ordering::Relaxed);
         let slot = loop {
@@ -58,9 +66,7 @@ impl OpsBudget {
                 Err(seen) => next = seen,
             }
         };
-        if slot > now {
-            std::thread::sleep(Duration::from_nanos(slot - now));
-        }
+        (slot > now).then(|| Duration::from_nanos(slot - now))
     }
 }
 

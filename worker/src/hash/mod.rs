@@ -68,6 +68,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::open_root;
+use crate::fs::source::Source;
 use crate::schema::micros;
 use crate::schema::{HASH_SCHEMA, TOC_SCHEMA};
 use crate::store::layout::{
@@ -222,6 +223,17 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
         .root_override
         .clone()
         .unwrap_or_else(|| PathBuf::from(&plan.root));
+    let root_path = match Source::of(&root_path)? {
+        Source::Mounted(path) => path,
+        Source::Nfs(_) => {
+            return Err(Error::BadRoot {
+                path: root_path.display().to_string(),
+                reason: "the hash step reads files of a mounted root only; give it the \
+                         export's mount point with --root"
+                    .into(),
+            });
+        }
+    };
     let (_, root) = open_root(&root_path)?;
     let reader = Reader {
         root,

@@ -4,6 +4,7 @@
 //! top levels) into the pieces each shard is given to walk ([`crate::shard`]). It reads the tree
 //! only to count its top levels (through [`crate::fs`], within the operations budget), reads
 //! the previous snapshot ([`crate::store::previous`]), and writes the plan, once per run id.
+//! An `nfs://` root is planned as one shard that walks the whole export, reading nothing.
 
 pub mod shards;
 
@@ -21,6 +22,7 @@ use scanjob_contract::args::Budget;
 use crate::error::{Error, Result};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::{exclude_set, open_root};
+use crate::fs::source::Source;
 use crate::plan::shards::{CountOptions, assign_shards, count_top_levels, imbalance};
 use crate::shard::ShardAssignment;
 use crate::store::Location;
@@ -61,6 +63,25 @@ fn check_request(output: &Location, run: &str, shards: u32) -> Result<()> {
     }
     if shards == 0 {
         return Err(bad("shards must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// What an `nfs://` root can be planned with: one shard (its walk lists many directories at
+/// once, so one pod keeps the server busy), and no `--one-file-system` (the walk follows the
+/// server's directories whatever their fsid).
+fn check_nfs_request(output: &Location, shards: u32, settings: &WalkSettings) -> Result<()> {
+    let bad = |reason: &str| Error::BadPlan {
+        url: output.url.clone(),
+        reason: reason.to_string(),
+    };
+    if shards != 1 {
+        return Err(bad(
+            "an nfs:// root is scanned by one shard; plan it with --shards 1",
+        ));
+    }
+    if settings.one_file_system {
+        return Err(bad("--one-file-system does not apply to an nfs:// root"));
     }
     Ok(())
 }
@@ -153,7 +174,16 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
     // A damaged Delta log, or a table at <output>/toc that scanjob did not write, stops the
     // run here, before any shard writes into that directory.
     crate::store::delta::read_state(&output, crate::store::delta::TOC_TABLE).await?;
-    let (root, root_fd) = open_root(&root)?;
+    let (root, root_fd) = match Source::of(&root)? {
+        Source::Mounted(path) => {
+            let (abs, fd) = open_root(&path)?;
+            (abs, Some(fd))
+        }
+        Source::Nfs(_) => {
+            check_nfs_request(&output, shards, &settings)?;
+            (root, None)
+        }
+    };
     let exclude = exclude_set(&settings.exclude)?;
     let relative = plan_path(&run);
     let plan_url = url_of(&output.url, &relative);
@@ -162,26 +192,40 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
     }
 
     let started = Instant::now();
-    let previous = match &previous {
-        Some(location) => previous_snapshot(location, &root.display().to_string(), &run, None)
-            .await?
-            .map(|manifest| (location, manifest)),
-        None => None,
-    };
-    let balance = Balance {
-        shards,
-        root_fd,
-        exclude,
-        one_file_system: settings.one_file_system,
-        threads: threads.max(1),
-        politeness: Politeness::new(budget, threads.max(1)),
-    };
     let Assigned {
         assignments,
         balanced_by,
         previous_run,
         calls,
-    } = assign(balance, previous).await?;
+    } = match root_fd {
+        Some(root_fd) => {
+            let previous = match &previous {
+                Some(location) => {
+                    previous_snapshot(location, &root.display().to_string(), &run, None)
+                        .await?
+                        .map(|manifest| (location, manifest))
+                }
+                None => None,
+            };
+            let balance = Balance {
+                shards,
+                root_fd,
+                exclude,
+                one_file_system: settings.one_file_system,
+                threads: threads.max(1),
+                politeness: Politeness::new(budget, threads.max(1)),
+            };
+            assign(balance, previous).await?
+        }
+        // An export is one shard, walked whole with many listings in flight: nothing to
+        // balance, nothing to count.
+        None => Assigned {
+            assignments: assign_shards(&Default::default(), 1, 1),
+            balanced_by: "single-shard",
+            previous_run: None,
+            calls: 0,
+        },
+    };
     let created = chrono::Utc::now();
     let plan = ShardPlan {
         format: LAYOUT_FORMAT,

@@ -1,10 +1,12 @@
 //! `scanjob scan`: one shard of a plan → `runs/<run>/shards/<i>/` and, last, `_SUCCESS.json`.
 //!
-//! [`walk`] is the parallel walker, [`rows`] turns entries into Arrow rows and error rows; the
-//! calls it makes and the budget they are charged to are [`crate::fs`]'s, what it walks is its
-//! [`crate::shard`] of the plan. It reads the tree (never writes it), reads the plan, and
+//! [`walk`] is the parallel walker of a mounted tree, [`nfs`] the walk of an NFS export through
+//! the user-space client, [`rows`] turns entries into Arrow rows and error rows; the calls it
+//! makes and the budget they are charged to are [`crate::fs`]'s (which of the two sources a root
+//! names is [`crate::fs::source`]'s), what it walks is its [`crate::shard`] of the plan. It reads the tree (never writes it), reads the plan, and
 //! writes only below its own shard's directory.
 
+pub mod nfs;
 pub mod rows;
 pub mod walk;
 
@@ -21,8 +23,11 @@ use tracing::{info, warn};
 use scanjob_contract::args::Budget;
 
 use crate::error::{Error, Result};
+use crate::fs::nfs::{NOBODY, RpcReport};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::{exclude_set, open_root};
+use crate::fs::source::{NfsExport, Source};
+use crate::scan::nfs::NfsWalk;
 use crate::scan::walk::{ShardBatch, WalkCounters, WalkOptions};
 use crate::schema::{ERROR_SCHEMA, TOC_SCHEMA};
 use crate::shard::{PlannedDirs, ShardAssignment, WalkStart, planned_dirs};
@@ -58,7 +63,11 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
         .root_override
         .clone()
         .unwrap_or_else(|| PathBuf::from(&plan.root));
-    let (_, root) = open_root(&root_path)?;
+    // A mounted root that cannot be opened fails the shard before anything is removed.
+    let source = match Source::of(&root_path)? {
+        Source::Mounted(path) => Opened::Mounted(open_root(&path)?.1),
+        Source::Nfs(export) => Opened::Nfs(export),
+    };
     let options = walk_options(&plan, &request)?;
     let dir = shard_dir(&plan.run, request.index);
     let toc_dir = toc_shard_dir(&plan.run, request.index);
@@ -73,17 +82,31 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let politeness = options.politeness.clone();
-    let walk = Walk {
-        root,
-        root_path: root_path.display().to_string(),
-        starts: assignment.walk_starts(),
-        // The whole plan, not only this shard's part: a files-only directory of this shard
-        // enters the subdirectories no shard was assigned (new since the plan's source was read).
-        planned: planned_dirs(&plan.shards),
-        options,
-        counters: counters.clone(),
+    let root_name = root_path.display().to_string();
+    let walk = match source {
+        Opened::Nfs(export) => Walk::Nfs(NfsWalk {
+            export,
+            root: root_name,
+            uid: plan.settings.nfs_uid.unwrap_or(NOBODY),
+            gid: plan.settings.nfs_gid.unwrap_or(NOBODY),
+            starts: assignment.walk_starts(),
+            politeness: options.politeness.clone(),
+            options,
+            counters: counters.clone(),
+        }),
+        Opened::Mounted(root) => Walk::Mounted(MountedWalk {
+            root,
+            root_path: root_name,
+            starts: assignment.walk_starts(),
+            // The whole plan, not only this shard's part: a files-only directory of this shard
+            // enters the subdirectories no shard was assigned (new since the plan's source was
+            // read).
+            planned: planned_dirs(&plan.shards),
+            options,
+            counters: counters.clone(),
+        }),
     };
-    let (toc_files, error_files) =
+    let (toc_files, error_files, rpc) =
         walk_into_parts(walk, &output, [toc_dir, dir], request.part_bytes).await?;
     let success = ShardSuccess {
         format: LAYOUT_FORMAT,
@@ -97,6 +120,7 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
         toc_files,
         error_files,
         politeness: politeness.report(counters.calls.load(Ordering::Relaxed)),
+        nfs: rpc,
     };
     let relative = success_path(&plan.run, request.index);
     output
@@ -160,8 +184,20 @@ fn walk_options(plan: &ShardPlan, request: &ScanRequest) -> Result<WalkOptions> 
     })
 }
 
-/// One shard's walk, ready to start.
-struct Walk {
+/// The scan root, opened when it is mounted.
+enum Opened {
+    Mounted(Arc<rustix::fd::OwnedFd>),
+    Nfs(NfsExport),
+}
+
+/// One shard's walk, ready to start: of a mounted tree, or of an NFS export.
+enum Walk {
+    Mounted(MountedWalk),
+    Nfs(NfsWalk),
+}
+
+/// A walk of a mounted tree, ready to start.
+struct MountedWalk {
     root: Arc<rustix::fd::OwnedFd>,
     /// Where the root is mounted, for messages.
     root_path: String,
@@ -171,27 +207,74 @@ struct Walk {
     counters: Arc<WalkCounters>,
 }
 
-/// Runs the walk on blocking threads and writes its batches into rolling `part` files in the
-/// first of `dirs` and `errors` files in the second; returns them once both are closed. On a failed write, or when the file
-/// system itself fails, the walk is stopped and the files written so far are removed.
+impl Walk {
+    fn threads(&self) -> usize {
+        match self {
+            Walk::Mounted(walk) => walk.options.threads,
+            Walk::Nfs(walk) => walk.options.threads,
+        }
+    }
+
+    /// Starts the walk on threads of its own, sending batches on `tx`; its result is the
+    /// source's failure, if it failed, and an NFS walk's calls.
+    fn start(
+        self,
+        tx: mpsc::Sender<ShardBatch>,
+    ) -> tokio::task::JoinHandle<Result<Option<RpcReport>>> {
+        match self {
+            Walk::Mounted(walk) => tokio::task::spawn_blocking(move || {
+                let failure = crate::scan::walk::walk(
+                    walk.root,
+                    walk.starts,
+                    &walk.planned,
+                    &walk.options,
+                    &walk.counters,
+                    &|batch| tx.blocking_send(batch).is_ok(),
+                );
+                match failure {
+                    Some(f) => Err(Error::FileSystemFailed {
+                        root: walk.root_path,
+                        path: String::from_utf8_lossy(&f.path).into_owned(),
+                        source: std::io::Error::from(f.errno),
+                    }),
+                    None => Ok(None),
+                }
+            }),
+            // The NFS walk's own runtime runs on this thread, where tokio's blocking_send
+            // refuses to wait: a one-batch std channel hands each batch to a thread that
+            // waits for the writer instead.
+            Walk::Nfs(walk) => tokio::task::spawn_blocking(move || {
+                let (batches, received) = std::sync::mpsc::sync_channel::<ShardBatch>(1);
+                std::thread::scope(|scope| {
+                    scope.spawn(move || {
+                        for batch in received {
+                            if tx.blocking_send(batch).is_err() {
+                                // The writer has gone: the walk's next send fails.
+                                break;
+                            }
+                        }
+                    });
+                    // The sender is dropped when the walk ends, which ends the thread above.
+                    let batches = batches;
+                    crate::scan::nfs::walk(walk, &|batch| batches.send(batch).is_ok()).map(Some)
+                })
+            }),
+        }
+    }
+}
+
+/// Runs the walk on threads of its own and writes its batches into rolling `part` files in the
+/// first of `dirs` and `errors` files in the second; returns them once both are closed, and an
+/// NFS walk's calls. On a failed write, or when the file system itself fails, the walk is
+/// stopped and the files written so far are removed.
 async fn walk_into_parts(
     walk: Walk,
     output: &Location,
     [toc_dir, errors_dir]: [String; 2],
     part_bytes: usize,
-) -> Result<(Vec<PartFile>, Vec<PartFile>)> {
-    let (tx, mut rx) = mpsc::channel::<ShardBatch>(walk.options.threads + 1);
-    let root_path = walk.root_path.clone();
-    let walker = tokio::task::spawn_blocking(move || {
-        crate::scan::walk::walk(
-            walk.root,
-            walk.starts,
-            &walk.planned,
-            &walk.options,
-            &walk.counters,
-            &|batch| tx.blocking_send(batch).is_ok(),
-        )
-    });
+) -> Result<(Vec<PartFile>, Vec<PartFile>, Option<RpcReport>)> {
+    let (tx, mut rx) = mpsc::channel::<ShardBatch>(walk.threads() + 1);
+    let walker = walk.start(tx);
     let new = |dir, stem, schema: &SchemaRef| {
         RollingWriter::new(output.clone(), dir, stem, schema.clone(), part_bytes)
     };
@@ -210,18 +293,15 @@ async fn walk_into_parts(
     }
     // Dropping the receiver makes the walker's next send fail, which stops it.
     drop(rx);
-    let file_system_failure = walker.await.expect("walker thread");
-    let failure = failure.or_else(|| {
-        file_system_failure.map(|f| Error::FileSystemFailed {
-            root: root_path,
-            path: String::from_utf8_lossy(&f.path).into_owned(),
-            source: std::io::Error::from(f.errno),
-        })
-    });
+    let walked = walker.await.expect("walker thread");
+    let (failure, rpc) = match (failure, walked) {
+        (Some(e), _) | (None, Err(e)) => (Some(e), None),
+        (None, Ok(rpc)) => (None, rpc),
+    };
     if let Some(e) = failure {
         toc.abort().await;
         errors.abort().await;
         return Err(e);
     }
-    Ok((toc.close().await?, errors.close().await?))
+    Ok((toc.close().await?, errors.close().await?, rpc))
 }

@@ -248,14 +248,30 @@ impl ErrorBatchBuilder {
     }
 
     pub fn append(&mut self, path: &[u8], operation: WalkOperation, error: &rustix::io::Errno) {
+        self.append_message(
+            path,
+            operation,
+            error,
+            &std::io::Error::from(*error).to_string(),
+        );
+    }
+
+    /// [`ErrorBatchBuilder::append`] with the source's own words for the error (an NFS
+    /// server's status and procedure) instead of the errno's.
+    pub fn append_message(
+        &mut self,
+        path: &[u8],
+        operation: WalkOperation,
+        error: &rustix::io::Errno,
+        message: &str,
+    ) {
         self.path.append_value(path);
         self.path_display
             .append_value(String::from_utf8_lossy(path));
         self.operation.append_value(operation.as_str());
         self.errno.append_value(error.raw_os_error());
         self.kind.append_value(ErrorKind::of(error).as_str());
-        self.message
-            .append_value(std::io::Error::from(*error).to_string());
+        self.message.append_value(message);
         self.shard_col.append_value(self.shard as i32);
         self.rows += 1;
     }

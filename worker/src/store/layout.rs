@@ -111,6 +111,11 @@ pub struct WalkSettings {
     pub exclude: Vec<String>,
     /// 1-based path level whose component is the `project` column; 0 for none.
     pub project_level: usize,
+    /// The AUTH_SYS identity an `nfs://` root is read as; nobody (65534) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs_uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs_gid: Option<u32>,
 }
 
 /// `runs/<run>/plan.json`.
@@ -185,6 +190,9 @@ pub struct ShardSuccess {
     /// File-system calls made, and how the budget and latency guard (if any) did.
     #[serde(default)]
     pub politeness: crate::fs::politeness::PolitenessReport,
+    /// An `nfs://` root's RPCs by procedure, with their latencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<crate::fs::nfs::RpcReport>,
 }
 
 impl ShardSuccess {

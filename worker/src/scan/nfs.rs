@@ -1,0 +1,211 @@
+//! A shard's walk of an NFS export through the user-space client: the crate's [`Walker`] lists
+//! `in_flight` directories at once (one READDIRPLUS per page), and every entry becomes the same
+//! [`EntryMeta`] and the same rows as a mounted walk's. An error about one object is an error
+//! row at its path; an error that means the server could not be asked fails the shard, so a
+//! listing with a hole is never written.
+//!
+//! It runs on a thread of its own with a runtime of its own, like the mounted walker on its
+//! blocking threads: a full writer channel holds the walk back instead of piling up rows.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use scanjob_nfs::{Client, FileHandle, Item, Walker};
+
+use crate::error::{Error, Result};
+use crate::fs::entry::{EntryKind, EntryMeta};
+use crate::fs::nfs::{RpcReport, entry_meta, errno_of, failure};
+use crate::fs::politeness::Politeness;
+use crate::fs::source::NfsExport;
+use crate::pathbytes::join;
+use crate::scan::rows::{ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation};
+use crate::scan::walk::{ShardBatch, WalkCounters, WalkOptions};
+use crate::shard::WalkStart;
+
+/// One shard's walk of an export, ready to start.
+pub struct NfsWalk {
+    pub export: NfsExport,
+    /// The root as the plan names it, for messages.
+    pub root: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub starts: Vec<WalkStart>,
+    /// `threads` is the number of directories listed at once.
+    pub options: WalkOptions,
+    pub politeness: Arc<Politeness>,
+    pub counters: Arc<WalkCounters>,
+}
+
+/// Walks the export and hands every batch to `sink` (which blocks while the writer is behind);
+/// stops early when `sink` returns `false`. Returns what the walk cost the server.
+pub fn walk(walk: NfsWalk, sink: &(dyn Fn(ShardBatch) -> bool + Sync)) -> Result<RpcReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("scanjob-nfs")
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            what: "the NFS walk's runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async {
+        let client = crate::fs::nfs::connect(
+            &walk.export,
+            &walk.root,
+            walk.uid,
+            walk.gid,
+            walk.politeness.clone(),
+        )
+        .await?;
+        let result = walk_starts(&walk, &client, sink).await;
+        let report = RpcReport::of(&client);
+        walk.counters.calls.store(report.calls(), Ordering::Relaxed);
+        result.map(|()| report)
+    })
+}
+
+async fn walk_starts(
+    walk: &NfsWalk,
+    client: &Client,
+    sink: &(dyn Fn(ShardBatch) -> bool + Sync),
+) -> Result<()> {
+    let options = &walk.options;
+    let mut walker = Walker::new(client.clone()).in_flight(options.threads.max(1));
+    if let Some(exclude) = options.exclude.clone() {
+        walker = walker.skip(move |name| exclude.is_match(OsStr::from_bytes(name)));
+    }
+    let mut rows = Rows {
+        toc: TocBatchBuilder::new(options.shard, options.project_level, options.seen_at),
+        errors: ErrorBatchBuilder::new(options.shard),
+        batch_rows: options.batch_rows,
+        counters: &walk.counters,
+        sink,
+        stopped: false,
+    };
+    for start in &walk.starts {
+        let WalkStart::Subtree(start) = start else {
+            return Err(Error::BadPlan {
+                url: walk.root.clone(),
+                reason: "an NFS root is walked by whole subtrees; this plan lists a directory \
+                         without its subdirectories"
+                    .into(),
+            });
+        };
+        let handle = match look_up(client, start).await {
+            Ok(handle) => handle,
+            Err(error) if error.is_row() => {
+                rows.error(start, &error);
+                continue;
+            }
+            Err(error) => return Err(failure(&walk.root, start, error)),
+        };
+        walker
+            .walk(&handle, |item| match item {
+                Item::Entry(entry) => {
+                    rows.entry(start, &entry.path, &entry_meta(&entry.attributes))
+                }
+                Item::Error { path, error } => rows.error(&join(start, &path), &error),
+            })
+            .await
+            .map_err(|error| failure(&walk.root, start, error))?;
+        if rows.stopped {
+            return Ok(());
+        }
+    }
+    rows.flush_toc();
+    rows.flush_errors();
+    Ok(())
+}
+
+/// The handle of the directory at `path` below the export's root: one LOOKUP per component.
+async fn look_up(
+    client: &Client,
+    path: &[u8],
+) -> std::result::Result<FileHandle, scanjob_nfs::Error> {
+    let mut handle = client.root().clone();
+    for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        handle = client.lookup(&handle, name).await?.0;
+    }
+    Ok(handle)
+}
+
+/// The rows of the walk so far, and where full batches go.
+struct Rows<'a> {
+    toc: TocBatchBuilder,
+    errors: ErrorBatchBuilder,
+    batch_rows: usize,
+    counters: &'a WalkCounters,
+    sink: &'a (dyn Fn(ShardBatch) -> bool + Sync),
+    /// The writer went away: rows are no longer wanted.
+    stopped: bool,
+}
+
+impl Rows<'_> {
+    /// A row for the entry at `path` below the start directory `start`.
+    fn entry(&mut self, start: &[u8], path: &[u8], meta: &EntryMeta) {
+        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(slash) => (join(start, &path[..slash]), &path[slash + 1..]),
+            None => (start.to_vec(), path),
+        };
+        self.toc.append(&dir, name, meta);
+        let c = self.counters;
+        let add = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
+        add(&c.entries, 1);
+        match meta.kind {
+            EntryKind::File => {
+                add(&c.files, 1);
+                add(&c.file_bytes, meta.size);
+            }
+            EntryKind::Dir => {
+                add(&c.dirs, 1);
+            }
+            EntryKind::Symlink => {
+                add(&c.symlinks, 1);
+            }
+            _ => {
+                add(&c.other_kinds, 1);
+            }
+        }
+        if self.toc.len() >= self.batch_rows {
+            self.flush_toc();
+        }
+    }
+
+    /// An error row for the object at `path`: READDIRPLUS failed for a directory's listing,
+    /// LOOKUP or GETATTR for one entry.
+    fn error(&mut self, path: &[u8], error: &scanjob_nfs::Error) {
+        let errno = errno_of(error);
+        let operation = match error {
+            scanjob_nfs::Error::Denied { procedure, .. }
+            | scanjob_nfs::Error::NotFound { procedure }
+            | scanjob_nfs::Error::Stale { procedure, .. }
+            | scanjob_nfs::Error::Status { procedure, .. }
+                if *procedure != scanjob_nfs::Procedure::ReadDirPlus =>
+            {
+                WalkOperation::Stat
+            }
+            _ => WalkOperation::ReadDir,
+        };
+        self.errors
+            .append_message(path, operation, &errno, &error.to_string());
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.errors_by_kind[ErrorKind::of(&errno)].fetch_add(1, Ordering::Relaxed);
+        if self.errors.len() >= 1024 {
+            self.flush_errors();
+        }
+    }
+
+    fn flush_toc(&mut self) {
+        if !self.toc.is_empty() && !self.stopped {
+            self.stopped = !(self.sink)(ShardBatch::Toc(self.toc.finish()));
+        }
+    }
+
+    fn flush_errors(&mut self) {
+        if !self.errors.is_empty() && !self.stopped {
+            self.stopped = !(self.sink)(ShardBatch::Errors(self.errors.finish()));
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! `scanjob run nfs://SERVER/EXPORT` against a real NFSv3 server: nfs-ganesha exporting the
+//! nasty tree, started by `tests/nfs/ganesha.sh` in a network namespace of its own. The ToC of
+//! the export must equal the ToC of `scanjob run` of the same directory, row by row, in every
+//! field NFS carries.
+//!
+//! Needs root (namespaces; ganesha's VFS backend opens files by handle), nfs-ganesha and
+//! rpcbind (`bash tests/cluster/install.sh`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use arrow_array::Array;
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use serde_json::Value;
+
+use common::{latest_manifest, manifest_dir, nasty_tree, read_batches, run_ok, scanjob};
+
+/// One ganesha at a time: each holds a namespace and both cores while it serves.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A running ganesha; stopped (namespace and all) when dropped, by closing the script's stdin.
+struct Server {
+    script: Child,
+    stdin: Option<ChildStdin>,
+    ip: String,
+    ganesha_pid: u32,
+}
+
+impl Server {
+    fn start(dir: &Path, squash: &str, net: u8) -> Server {
+        let mut script = Command::new("bash")
+            .arg(manifest_dir().join("../tests/nfs/ganesha.sh"))
+            .args(["--squash", squash, "--net", &format!("10.99.{net}")])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bash runs");
+        let stdin = script.stdin.take();
+        let mut line = String::new();
+        BufReader::new(script.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("ganesha.sh writes a line");
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            fields.first(),
+            Some(&"ready"),
+            "ganesha.sh did not start the server (see its stderr)"
+        );
+        Server {
+            script,
+            stdin,
+            ip: fields[1].to_string(),
+            ganesha_pid: fields[3].parse().expect("a pid"),
+        }
+    }
+
+    /// `nfs://SERVER/DIR`: the export of `dir` (ganesha exports its real path).
+    fn url(&self, dir: &Path) -> PathBuf {
+        let real = std::fs::canonicalize(dir).expect("the tree exists");
+        PathBuf::from(format!("nfs://{}{}", self.ip, real.display()))
+    }
+
+    /// Kills the NFS server without warning, as a crash or a power cut would.
+    fn kill(&self) {
+        let status = Command::new("kill")
+            .args(["-9", &self.ganesha_pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.script.wait();
+    }
+}
+
+/// One ToC row, every column a source fills from an entry's metadata.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    kind: String,
+    size: i64,
+    blocks: i64,
+    uid: i64,
+    gid: i64,
+    mode: i32,
+    nlink: i64,
+    inode: i64,
+    dev: i64,
+    mtime: Option<i64>,
+    atime: Option<i64>,
+    ctime: Option<i64>,
+    btime: Option<i64>,
+}
+
+/// Every row of the latest snapshot under `out`, by path.
+fn rows(out: &Path) -> BTreeMap<Vec<u8>, Row> {
+    let manifest = latest_manifest(out);
+    let mut rows = BTreeMap::new();
+    for b in read_batches(out, &manifest["toc_files"]) {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let int = |name: &str, i: usize| col(name).as_primitive::<Int64Type>().value(i);
+        let time = |name: &str, i: usize| {
+            let c = col(name);
+            let c = c.as_primitive::<TimestampMicrosecondType>();
+            c.is_valid(i).then(|| c.value(i))
+        };
+        let kinds = col("kind");
+        let kinds = kinds.as_dictionary::<Int8Type>();
+        for i in 0..b.num_rows() {
+            let kind = kinds.values().as_string::<i32>();
+            let row = Row {
+                kind: kind.value(kinds.keys().value(i) as usize).to_string(),
+                size: int("size", i),
+                blocks: int("blocks", i),
+                uid: int("uid", i),
+                gid: int("gid", i),
+                mode: col("mode").as_primitive::<Int32Type>().value(i),
+                nlink: int("nlink", i),
+                inode: int("inode", i),
+                dev: int("dev", i),
+                mtime: time("mtime", i),
+                atime: time("atime", i),
+                ctime: time("ctime", i),
+                btime: time("btime", i),
+            };
+            let path = col("path").as_binary::<i32>().value(i).to_vec();
+            assert!(rows.insert(path, row).is_none(), "a path has two rows");
+        }
+    }
+    rows
+}
+
+/// The paths of the latest snapshot's error rows.
+fn error_paths(out: &Path) -> BTreeSet<Vec<u8>> {
+    let manifest = latest_manifest(out);
+    read_batches(out, &manifest["error_files"])
+        .iter()
+        .flat_map(|b: &RecordBatch| {
+            let paths = b.column(b.schema().index_of("path").unwrap()).clone();
+            let paths = paths.as_binary::<i32>();
+            (0..paths.len())
+                .map(|i| paths.value(i).to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).escape_debug().to_string()
+}
+
+/// A time as NFSv3 carries it: unsigned 32-bit seconds, so a time before 1970 (or after 2106)
+/// arrives as its low 32 bits, as on a kernel NFS mount. Microseconds.
+fn wire_time(micros: Option<i64>) -> Option<(u32, i64)> {
+    micros.map(|m| (m.div_euclid(1_000_000) as u32, m.rem_euclid(1_000_000)))
+}
+
+/// Differences between the NFS row and the mounted row of one path, one line each: every
+/// field but `dev` (the server's fsid over NFS, the local st_dev mounted) and `btime` (NFSv3
+/// has none). A time the mounted scan could not store (null) is not compared.
+fn differences(path: &[u8], nfs: &Row, local: &Row) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut check = |field: &str, nfs: String, local: String| {
+        if nfs != local {
+            diffs.push(format!("{}: {field}: NFS {nfs}, local {local}", show(path)));
+        }
+    };
+    check("kind", nfs.kind.clone(), local.kind.clone());
+    check("size", nfs.size.to_string(), local.size.to_string());
+    check("blocks", nfs.blocks.to_string(), local.blocks.to_string());
+    check("uid", nfs.uid.to_string(), local.uid.to_string());
+    check("gid", nfs.gid.to_string(), local.gid.to_string());
+    check(
+        "mode",
+        format!("{:o}", nfs.mode),
+        format!("{:o}", local.mode),
+    );
+    check("nlink", nfs.nlink.to_string(), local.nlink.to_string());
+    check("inode", nfs.inode.to_string(), local.inode.to_string());
+    for (field, n, l) in [
+        ("mtime", nfs.mtime, local.mtime),
+        ("atime", nfs.atime, local.atime),
+        ("ctime", nfs.ctime, local.ctime),
+    ] {
+        if l.is_some() {
+            check(
+                field,
+                format!("{:?}", wire_time(n)),
+                format!("{:?}", wire_time(l)),
+            );
+        }
+    }
+    check("btime", format!("{:?}", nfs.btime), "None".into());
+    diffs
+}
+
+fn run_json(root: &Path, out: &Path, extra: &[&str]) -> Value {
+    let output = run_ok(
+        scanjob()
+            .arg("run")
+            .arg(root)
+            .arg("--out")
+            .arg(out)
+            .arg("--json")
+            .args(extra),
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints JSON")
+}
+
+#[test]
+fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = nasty_tree();
+    let server = Server::start(&tree.root, "No_Root_Squash", 111);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = server.url(&tree.root);
+    // The server reads every directory (and symlink) it lists, which moves their atimes once a
+    // day (relatime); the first scan moves them, the second and the mounted scan agree.
+    run_json(
+        &url,
+        &tmp.path().join("settle"),
+        &["--nfs-uid", "0", "--nfs-gid", "0"],
+    );
+    let summary = run_json(
+        &url,
+        &tmp.path().join("nfs"),
+        &["--nfs-uid", "0", "--nfs-gid", "0", "--threads", "32"],
+    );
+    run_json(&tree.root, &tmp.path().join("local"), &[]);
+
+    let nfs = rows(&tmp.path().join("nfs"));
+    let local = rows(&tmp.path().join("local"));
+    let nfs_paths: BTreeSet<&Vec<u8>> = nfs.keys().collect();
+    let local_paths: BTreeSet<&Vec<u8>> = local.keys().collect();
+    assert_eq!(
+        nfs_paths.len(),
+        local_paths.len(),
+        "first paths only over NFS: {:?}; only mounted: {:?}",
+        nfs_paths
+            .difference(&local_paths)
+            .take(5)
+            .map(|p| show(p))
+            .collect::<Vec<_>>(),
+        local_paths
+            .difference(&nfs_paths)
+            .take(5)
+            .map(|p| show(p))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(nfs_paths, local_paths);
+    let diffs: Vec<String> = nfs
+        .iter()
+        .flat_map(|(path, row)| differences(path, row, &local[path]))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} differences, first: {:#?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(10)]
+    );
+    // One file system on the server: one fsid.
+    let devs: BTreeSet<i64> = nfs.values().map(|r| r.dev).collect();
+    assert_eq!(devs.len(), 1, "fsids: {devs:?}");
+    assert!(error_paths(&tmp.path().join("nfs")).is_empty());
+    assert!(nfs.keys().any(|p| std::str::from_utf8(p).is_err()));
+    assert!(nfs.keys().map(Vec::len).max().unwrap_or(0) > 4096);
+
+    // The RPCs by procedure, in the run's summary and the shard's.
+    let procedures = summary["nfs"]["procedures"]
+        .as_array()
+        .expect("an nfs report");
+    let readdirplus = procedures
+        .iter()
+        .find(|p| p["procedure"] == "READDIRPLUS")
+        .expect("READDIRPLUS was called");
+    let directories = nfs.values().filter(|r| r.kind == "dir").count() as u64;
+    assert!(readdirplus["calls"].as_u64().unwrap() > directories);
+    assert!(readdirplus["p99_ms"].as_f64().unwrap() > 0.0);
+    let calls: u64 = procedures
+        .iter()
+        .map(|p| p["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summary["politeness"]["calls"].as_u64(), Some(calls));
+}
+
+#[test]
+fn root_squash_gives_error_rows_for_what_nobody_cannot_read() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = nasty_tree();
+    let server = Server::start(&tree.root, "Root_Squash", 112);
+    let tmp = tempfile::tempdir().unwrap();
+    // uid 0 asks; the export maps it to nobody.
+    run_json(
+        &server.url(&tree.root),
+        &tmp.path().join("nfs"),
+        &["--nfs-uid", "0"],
+    );
+    run_json(&tree.root, &tmp.path().join("local"), &[]);
+    let nfs = rows(&tmp.path().join("nfs"));
+    let local = rows(&tmp.path().join("local"));
+
+    // From the mounted scan: a directory nobody may not read is an error row, what lies under
+    // it has no row, everything else has its row.
+    const NOBODY: i64 = 65534;
+    let may_read = |r: &Row| {
+        let bits = if r.uid == NOBODY {
+            r.mode >> 6
+        } else if r.gid == NOBODY {
+            r.mode >> 3
+        } else {
+            r.mode
+        };
+        bits & 0o4 != 0
+    };
+    let parent = |p: &[u8]| p.iter().rposition(|&b| b == b'/').map(|i| p[..i].to_vec());
+    let mut denied = BTreeSet::new();
+    let mut visible = BTreeSet::new();
+    for (path, row) in &local {
+        let mut ancestor = parent(path);
+        let mut hidden = false;
+        while let Some(dir) = ancestor {
+            if !may_read(&local[&dir]) {
+                hidden = true;
+                break;
+            }
+            ancestor = parent(&dir);
+        }
+        if hidden {
+            continue;
+        }
+        if row.kind == "dir" && !may_read(row) {
+            denied.insert(path.clone());
+        }
+        visible.insert(path.clone());
+    }
+    assert!(
+        !denied.is_empty(),
+        "the tree has directories nobody may not read"
+    );
+    let errors = error_paths(&tmp.path().join("nfs"));
+    assert_eq!(
+        errors.iter().map(|p| show(p)).collect::<Vec<_>>(),
+        denied.iter().map(|p| show(p)).collect::<Vec<_>>()
+    );
+    let listed: BTreeSet<Vec<u8>> = nfs.keys().cloned().collect();
+    assert_eq!(listed.len(), visible.len());
+    assert!(listed == visible, "the rows are what nobody may list");
+    let manifest = latest_manifest(&tmp.path().join("nfs"));
+    assert_eq!(
+        manifest["errors_by_kind"]["permission_denied"].as_u64(),
+        Some(denied.len() as u64),
+        "{manifest}"
+    );
+}
+
+#[test]
+fn a_server_killed_mid_scan_fails_retryably_and_publishes_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = nasty_tree();
+    let server = Server::start(&tree.root, "No_Root_Squash", 113);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // 200 calls a second: the tree's directories take many seconds, the kill comes at one.
+    let child = scanjob()
+        .arg("run")
+        .arg(server.url(&tree.root))
+        .arg("--out")
+        .arg(&out)
+        .args(["--nfs-uid", "0", "--max-ops-per-second", "200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scanjob starts");
+    std::thread::sleep(Duration::from_secs(1));
+    server.kill();
+    let output = child.wait_with_output().expect("scanjob ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "exit is retryable: {stderr}");
+    assert!(stderr.contains("nothing of this shard is kept"), "{stderr}");
+    assert!(!out.join("latest.json").exists(), "nothing is published");
+    let shard = out.join("runs").read_dir().into_iter().flatten().flatten();
+    for run in shard {
+        assert!(
+            !run.path().join("shards/0/_SUCCESS.json").exists(),
+            "the shard is not complete"
+        );
+    }
+}
