@@ -1,5 +1,5 @@
 //! The client against a real NFSv3 server: nfs-ganesha exporting a generated tree, started by
-//! `tests/nfs/ganesha.sh` in a network namespace of its own. Each test compares what NFS returns
+//! `tests/nfs/ganesha.sh` in a network namespace of its own (the test kit's [`Ganesha`]). Each test compares what NFS returns
 //! with a local walk of the same tree (the server's own file system), byte for byte and field
 //! by field.
 //!
@@ -7,16 +7,17 @@
 //! rpcbind (`bash tests/cluster/install.sh`), and the tree generator ([`mktree`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use rustix::fs::{AtFlags, Dir, FileType as LocalType, Mode, OFlags};
 use scanjob_nfs::{Attributes, Client, ClientBuilder, Credential, Error, FileType, Item, Walker};
+use scanjob_testkit::Ganesha;
 
 /// The workspace's root (this crate's parent).
 fn workspace() -> PathBuf {
@@ -65,62 +66,9 @@ fn nasty_tree() -> &'static Path {
     })
 }
 
-/// A running ganesha; stopped (namespace and all) when dropped, by closing the script's stdin.
-struct Server {
-    script: Child,
-    stdin: Option<ChildStdin>,
-    ip: IpAddr,
-    ganesha_pid: u32,
-}
-
-impl Server {
-    fn start(dir: &Path, squash: &str, net: u8) -> Server {
-        let mut script = Command::new("bash")
-            .arg(workspace().join("tests/nfs/ganesha.sh"))
-            .args(["--squash", squash, "--net", &format!("10.99.{net}")])
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("bash runs");
-        let stdin = script.stdin.take();
-        let mut line = String::new();
-        BufReader::new(script.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("ganesha.sh writes a line");
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            fields.first(),
-            Some(&"ready"),
-            "ganesha.sh did not start the server (see its stderr)"
-        );
-        Server {
-            script,
-            stdin,
-            ip: fields[1].parse().expect("an address"),
-            ganesha_pid: fields[3].parse().expect("a pid"),
-        }
-    }
-
-    /// Kills the NFS server without warning, as a crash or a power cut would.
-    fn kill(&self) {
-        let status = Command::new("kill")
-            .args(["-9", &self.ganesha_pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.script.wait();
-    }
-}
-
-async fn mount(server: &Server, dir: &Path, uid: u32, connections: usize) -> Client {
-    ClientBuilder::new(server.ip, dir.as_os_str().as_encoded_bytes())
+async fn mount(server: &Ganesha, dir: &Path, uid: u32, connections: usize) -> Client {
+    let ip: IpAddr = server.ip().parse().expect("an address");
+    ClientBuilder::new(ip, dir.as_os_str().as_encoded_bytes())
         .credential(Credential::new(uid, uid, Vec::new()))
         .connections(connections)
         .timeout(Duration::from_secs(20))
@@ -331,7 +279,7 @@ fn assert_same(nfs: &BTreeMap<Vec<u8>, Attributes>, local: &BTreeMap<Vec<u8>, Lo
 async fn the_nasty_tree_over_nfs_equals_the_local_walk() {
     let _serial = SERIAL.lock().await;
     let tree = nasty_tree();
-    let server = Server::start(tree, "No_Root_Squash", 101);
+    let server = Ganesha::start(tree, "No_Root_Squash", 101);
     let client = mount(&server, tree, 0, 4).await;
     let listing = walk(&client, 32).await.expect("the listing completes");
     let local = local_walk(tree);
@@ -373,7 +321,7 @@ async fn the_nasty_tree_over_nfs_equals_the_local_walk() {
 async fn calls_are_pipelined_on_one_connection() {
     let _serial = SERIAL.lock().await;
     let tree = nasty_tree();
-    let server = Server::start(tree, "No_Root_Squash", 102);
+    let server = Ganesha::start(tree, "No_Root_Squash", 102);
     let client = mount(&server, tree, 0, 1).await;
     let listing = walk(&client, 16).await.expect("the listing completes");
     let local = local_walk(tree);
@@ -416,7 +364,7 @@ fn nobody_may(local: &Local, bit: u32) -> bool {
 async fn root_squash_turns_what_nobody_cannot_read_into_errors() {
     let _serial = SERIAL.lock().await;
     let tree = nasty_tree();
-    let server = Server::start(tree, "Root_Squash", 103);
+    let server = Ganesha::start(tree, "Root_Squash", 103);
     // uid 0 asks; the export maps it to nobody.
     let client = mount(&server, tree, 0, 4).await;
     let listing = walk(&client, 32).await.expect("the listing completes");
@@ -473,7 +421,7 @@ async fn root_squash_turns_what_nobody_cannot_read_into_errors() {
 async fn a_server_killed_mid_listing_is_a_retryable_failure() {
     let _serial = SERIAL.lock().await;
     let tree = nasty_tree();
-    let server = Server::start(tree, "No_Root_Squash", 104);
+    let server = Ganesha::start(tree, "No_Root_Squash", 104);
     let client = mount(&server, tree, 0, 2).await;
     let mut seen = 0u64;
     let result = Walker::new(client.clone())
@@ -546,7 +494,7 @@ async fn read_readlink_lookup_and_getattr_agree_with_the_local_files() {
     // Settles the atimes of directories and symlinks, which the server's listing reads.
     local_walk(root);
 
-    let server = Server::start(root, "No_Root_Squash", 105);
+    let server = Ganesha::start(root, "No_Root_Squash", 105);
     let client = mount(&server, root, 0, 2).await;
     let mut found = Vec::new();
     Walker::new(client.clone())

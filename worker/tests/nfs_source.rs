@@ -1,7 +1,7 @@
 //! `scanjob run nfs://SERVER/EXPORT` against a real NFSv3 server: nfs-ganesha exporting the
 //! nasty tree, started by `tests/nfs/ganesha.sh` in a network namespace of its own. The ToC of
 //! the export must equal the ToC of `scanjob run` of the same directory, row by row, in every
-//! field NFS carries.
+//! field NFS carries. The server is the test kit's [`Ganesha`].
 //!
 //! Needs root (namespaces; ganesha's VFS backend opens files by handle), nfs-ganesha and
 //! rpcbind (`bash tests/cluster/install.sh`).
@@ -9,9 +9,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,70 +19,11 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use serde_json::Value;
 
-use common::{latest_manifest, manifest_dir, nasty_tree, read_batches, run_ok, scanjob};
+use common::{latest_manifest, nasty_tree, read_batches, run_ok, scanjob};
+use scanjob_testkit::Ganesha;
 
 /// One ganesha at a time: each holds a namespace and both cores while it serves.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A running ganesha; stopped (namespace and all) when dropped, by closing the script's stdin.
-struct Server {
-    script: Child,
-    stdin: Option<ChildStdin>,
-    ip: String,
-    ganesha_pid: u32,
-}
-
-impl Server {
-    fn start(dir: &Path, squash: &str, net: u8) -> Server {
-        let mut script = Command::new("bash")
-            .arg(manifest_dir().join("../tests/nfs/ganesha.sh"))
-            .args(["--squash", squash, "--net", &format!("10.99.{net}")])
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("bash runs");
-        let stdin = script.stdin.take();
-        let mut line = String::new();
-        BufReader::new(script.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("ganesha.sh writes a line");
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            fields.first(),
-            Some(&"ready"),
-            "ganesha.sh did not start the server (see its stderr)"
-        );
-        Server {
-            script,
-            stdin,
-            ip: fields[1].to_string(),
-            ganesha_pid: fields[3].parse().expect("a pid"),
-        }
-    }
-
-    /// `nfs://SERVER/DIR`: the export of `dir` (ganesha exports its real path).
-    fn url(&self, dir: &Path) -> PathBuf {
-        let real = std::fs::canonicalize(dir).expect("the tree exists");
-        PathBuf::from(format!("nfs://{}{}", self.ip, real.display()))
-    }
-
-    /// Kills the NFS server without warning, as a crash or a power cut would.
-    fn kill(&self) {
-        let status = Command::new("kill")
-            .args(["-9", &self.ganesha_pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.script.wait();
-    }
-}
 
 /// One ToC row, every column a source fills from an entry's metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,7 +162,7 @@ fn run_json(root: &Path, out: &Path, extra: &[&str]) -> Value {
 fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tree = nasty_tree();
-    let server = Server::start(&tree.root, "No_Root_Squash", 111);
+    let server = Ganesha::start(&tree.root, "No_Root_Squash", 111);
     let tmp = tempfile::tempdir().unwrap();
     let url = server.url(&tree.root);
     // The server reads every directory (and symlink) it lists, which moves their atimes once a
@@ -299,7 +238,7 @@ fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
 fn root_squash_gives_error_rows_for_what_nobody_cannot_read() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tree = nasty_tree();
-    let server = Server::start(&tree.root, "Root_Squash", 112);
+    let server = Ganesha::start(&tree.root, "Root_Squash", 112);
     let tmp = tempfile::tempdir().unwrap();
     // uid 0 asks; the export maps it to nobody.
     run_json(
@@ -369,7 +308,7 @@ fn root_squash_gives_error_rows_for_what_nobody_cannot_read() {
 fn a_server_killed_mid_scan_fails_retryably_and_publishes_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tree = nasty_tree();
-    let server = Server::start(&tree.root, "No_Root_Squash", 113);
+    let server = Ganesha::start(&tree.root, "No_Root_Squash", 113);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     // 200 calls a second: the tree's directories take many seconds, the kill comes at one.
