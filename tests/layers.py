@@ -31,7 +31,7 @@ CRATES = {
     ]),
     "operator": ("operator/src", [
         ["error", "crd", "fixtures"],
-        ["schedule"],
+        ["schedule", "allow"],
         ["build", "status"],
         ["observe"],
         ["decide"],

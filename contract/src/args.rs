@@ -11,6 +11,10 @@ pub struct WalkArgs {
     pub one_file_system: bool,
     /// `--project-level N`.
     pub project_level: usize,
+    /// `--nfs-uid UID`: the AUTH_SYS uid an `nfs://` root is read as.
+    pub nfs_uid: Option<u32>,
+    /// `--nfs-gid GID`: the AUTH_SYS gid an `nfs://` root is read as.
+    pub nfs_gid: Option<u32>,
 }
 
 /// The operations budget of every command that touches the scanned file system: at most
@@ -142,6 +146,8 @@ impl PlanArgs {
         if self.walk.one_file_system {
             a.push("--one-file-system".into());
         }
+        push_opt(&mut a, "--nfs-uid", self.walk.nfs_uid);
+        push_opt(&mut a, "--nfs-gid", self.walk.nfs_gid);
         push_opt(&mut a, "--threads", self.threads);
         self.budget.push_args(&mut a);
         a

@@ -1,9 +1,11 @@
 //! The Jobs of a run, built from the spec alone (pure, tested from YAML fixtures): a plan Job, an
 //! Indexed scan Job with one completion per shard, an Indexed hash Job with one completion per
 //! hash pod (when `duplicates.hashBytesPerNight` is set), an Indexed join Job with one
-//! completion per merge pod (when `mergePods` is above 1), and a merge Job. Every pod mounts the source
-//! read-only, gets the output Secret as env, runs without an API token under a hardened security
-//! context, and reports its JSON summary through its termination message.
+//! completion per merge pod (when `mergePods` is above 1), and a merge Job. Plan, scan and hash
+//! pods mount the source volume read-only (a `source.nfs` export they read over the network
+//! instead, as one shard); every pod gets the output Secret as env, runs without an API token
+//! under a hardened security context, and reports its JSON summary through its termination
+//! message.
 
 use std::collections::BTreeMap;
 
@@ -111,7 +113,11 @@ fn output_url(sj: &ScanJob) -> String {
     sj.spec.output.url.trim_end_matches('/').to_owned()
 }
 
+/// The worker's root: the export's `nfs://` URL, or the mounted volume and its subPath.
 fn scan_root(sj: &ScanJob) -> String {
+    if let Some(nfs) = &sj.spec.source.nfs {
+        return nfs.root();
+    }
     match sj
         .spec
         .source
@@ -149,7 +155,12 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
     match req.step {
         Step::Plan => PlanArgs {
             root: scan_root(sj),
-            shards: flag(spec.shards, u32::MAX),
+            // One client walks an export, with many calls in flight (the worker refuses more).
+            shards: if spec.source.nfs.is_some() {
+                1
+            } else {
+                flag(spec.shards, u32::MAX)
+            },
             out: url.clone(),
             previous: Some(url),
             run: Some(req.run.clone()),
@@ -157,6 +168,8 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 exclude: spec.source.exclude.clone(),
                 one_file_system: spec.source.one_file_system,
                 project_level: flag(spec.source.project_level, usize::MAX),
+                nfs_uid: spec.source.nfs.as_ref().map(|n| flag(n.uid, u32::MAX)),
+                nfs_gid: spec.source.nfs.as_ref().map(|n| flag(n.gid, u32::MAX)),
             },
             // The plan pod runs alone, before any scan pod: the whole budget is its own.
             threads,
@@ -369,8 +382,8 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
     let worker = &spec.worker;
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    if matches!(req.step, Step::Plan | Step::Scan | Step::Hash) {
-        volumes.push(spec.source.volume.to_volume("source"));
+    if let (Step::Plan | Step::Scan | Step::Hash, Some(source)) = (req.step, &spec.source.volume) {
+        volumes.push(source.to_volume("source"));
         mounts.push(VolumeMount {
             name: "source".into(),
             mount_path: SOURCE_MOUNT.into(),

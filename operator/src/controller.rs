@@ -13,6 +13,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
+use crate::allow::NfsAllowList;
 use crate::build::WorkerDefaults;
 use crate::crd::{NAME_LABEL, ScanJob};
 use crate::error::{Error, Result};
@@ -27,6 +28,8 @@ pub struct Context {
     pub defaults: WorkerDefaults,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// The NFS exports a `source.nfs` may name.
+    pub nfs_allowed: NfsAllowList,
 }
 
 impl Context {
@@ -58,7 +61,8 @@ async fn reconcile(sj: Arc<ScanJob>, ctx: Arc<Context>) -> Result<Action> {
         .chain(&status.concurrent_runs)
         .map(|r| r.id.clone())
         .collect();
-    let observed = Observed::read(&jobs, &ctx.api::<Pod>(&namespace), &name, &active).await?;
+    let mut observed = Observed::read(&jobs, &ctx.api::<Pod>(&namespace), &name, &active).await?;
+    observed.not_allowed = ctx.nfs_allowed.refusal(&sj);
     let decision = crate::decide::decide(&sj, &observed, chrono::Utc::now());
 
     crate::apply::jobs(&jobs, &sj, &decision, &ctx.defaults).await?;
@@ -214,6 +218,7 @@ mod tests {
                 },
             ),
             metrics: Arc::new(Metrics::default()),
+            nfs_allowed: NfsAllowList::default(),
         })
     }
 

@@ -69,11 +69,13 @@ pub const MAX_NAME_LEN: usize = 40;
 )]
 #[x_kube(validation = Rule::new("self.maxFailedShards < self.shards").message("spec.maxFailedShards must be less than spec.shards").field_path(".maxFailedShards"))]
 #[x_kube(validation = Rule::new("self.parallelism <= self.shards || self.parallelism == 1").message("spec.parallelism must not exceed spec.shards").field_path(".parallelism"))]
+#[x_kube(validation = Rule::new("!has(self.source.nfs) || !has(self.duplicates) || !has(self.duplicates.hashBytesPerNight) || self.duplicates.hashBytesPerNight == 0").message("spec.duplicates.hashBytesPerNight must be 0 with spec.source.nfs: the hash step reads files of a mounted volume only").field_path(".duplicates.hashBytesPerNight"))]
+#[x_kube(validation = Rule::new("!has(self.source.nfs) || self.maxFailedShards == 0").message("spec.maxFailedShards must be 0 with spec.source.nfs: an export is scanned by one shard").field_path(".maxFailedShards"))]
 #[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("spec.timeZone needs spec.schedule").field_path(".timeZone"))]
 #[x_kube(validation = Rule::new("!has(self.startingDeadlineSeconds) || has(self.schedule)").message("spec.startingDeadlineSeconds needs spec.schedule").field_path(".startingDeadlineSeconds"))]
 #[serde(rename_all = "camelCase")]
 pub struct ScanJobSpec {
-    /// What to scan: a volume and an optional root inside it.
+    /// What to scan: a volume and an optional root inside it, or an NFS export read directly.
     pub source: Source,
     /// Where the table of contents is published.
     pub output: Output,
@@ -230,12 +232,23 @@ fn fifty() -> i32 {
     50
 }
 
-/// The file system to scan.
+/// The file system to scan: a volume the pods mount, or an NFS export the pods read with their
+/// own NFSv3 client (no mount, no privilege).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.volume) != has(self.nfs)").message("spec.source: exactly one of volume and nfs must be set"))]
+#[x_kube(validation = Rule::new("!has(self.nfs) || !has(self.subPath)").message("spec.source.subPath applies to a volume; with spec.source.nfs, name the directory in nfs.export").field_path(".subPath"))]
+#[x_kube(validation = Rule::new("!has(self.nfs) || !self.oneFileSystem").message("spec.source.oneFileSystem applies to a volume: an NFS export is one file system").field_path(".oneFileSystem"))]
 pub struct Source {
     /// The volume holding the file system; mounted read-only into plan and scan pods.
-    pub volume: SourceVolume,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<SourceVolume>,
+    /// An NFSv3 export that plan, scan and hash pods read directly (READDIRPLUS, many calls in
+    /// flight) as the uid and gid named here, with no volume and no mount. One shard scans
+    /// the whole export. Refused unless the operator's allow-list (the chart's
+    /// `nfs.allowed`) names this namespace, server, export and identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NfsSource>,
     /// Directory inside the volume to scan, relative; default the volume's root.
     #[x_kube(validation = Rule::new(r"!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')").message("spec.source.subPath must be a relative path without '..'"))]
     #[schemars(length(max = 1024))]
@@ -263,6 +276,58 @@ pub struct Source {
     #[serde(default = "one")]
     #[schemars(range(min = 0, max = 64))]
     pub project_level: i32,
+}
+
+/// An NFSv3 export read by the pods' own client (AUTH_SYS).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NfsSource {
+    /// The server: a host name or an IP address.
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9.:-]+$')").message("spec.source.nfs.server must be a host name or an IP address"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub server: String,
+    /// The export's path as the server names it for MOUNT, e.g. `/ifs/data`.
+    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')").message("spec.source.nfs.export must be an absolute path without '..'"))]
+    #[schemars(length(min = 1, max = 1024))]
+    pub export: String,
+    /// The server's portmapper port, asked for the MOUNT and NFS ports.
+    #[serde(default = "portmapper_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// The uid the pods' calls carry (AUTH_SYS); the export's squash rules apply. Default
+    /// 65534 (nobody): only what everyone may read is read.
+    #[serde(default = "nobody")]
+    #[schemars(range(min = 0, max = 4294967295i64))]
+    pub uid: i64,
+    /// The gid the pods' calls carry. Default 65534 (nogroup).
+    #[serde(default = "nobody")]
+    #[schemars(range(min = 0, max = 4294967295i64))]
+    pub gid: i64,
+}
+
+fn portmapper_port() -> i32 {
+    111
+}
+
+fn nobody() -> i64 {
+    65534
+}
+
+impl NfsSource {
+    /// The worker's root for this export: `nfs://SERVER[:PORT]/EXPORT`.
+    pub fn root(&self) -> String {
+        let server = if self.server.contains(':') {
+            format!("[{}]", self.server)
+        } else {
+            self.server.clone()
+        };
+        let port = if self.port == 111 {
+            String::new()
+        } else {
+            format!(":{}", self.port)
+        };
+        format!("nfs://{server}{port}{}", self.export)
+    }
 }
 
 /// Exactly one of the volume sources a shared file system is reached through.

@@ -25,6 +25,7 @@ use crate::crd::{
 };
 use crate::observe::{JobState, Observed, RunJobs};
 use crate::schedule::{Due, Schedule, ScheduleError};
+use crate::status::Refusal;
 
 /// Longest wait before looking again when nothing is due: a safety net under the watches.
 pub const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(300);
@@ -148,8 +149,23 @@ pub fn indexes(list: Option<&str>) -> BTreeSet<u32> {
 pub fn decide(sj: &ScanJob, observed: &Observed, now: DateTime<Utc>) -> Decision {
     let schedule = Schedule::parse(sj.spec.schedule.as_deref(), sj.spec.time_zone.as_deref());
     let mut pass = Pass::new(sj, now);
+    let refusal = match (&observed.not_allowed, &schedule) {
+        (Some(message), _) => Some(Refusal {
+            reason: "SourceNotAllowed",
+            message: message.clone(),
+        }),
+        (None, Err(e)) => Some(Refusal {
+            reason: e.reason(),
+            message: e.to_string(),
+        }),
+        (None, Ok(_)) => None,
+    };
     let mut active = pass.advance_runs(observed);
-    if let Some(due) = pass.due_run(&schedule) {
+    // A refused source starts nothing (its runs already going go on).
+    if let Some(due) = pass
+        .due_run(&schedule)
+        .filter(|_| observed.not_allowed.is_none())
+    {
         pass.start(due, &mut active, observed);
     }
     pass.status.current_run = active.pop();
@@ -160,8 +176,7 @@ pub fn decide(sj: &ScanJob, observed: &Observed, now: DateTime<Utc>) -> Decision
         _ => None,
     };
     let old = sj.status.clone().unwrap_or_default();
-    let schedule_error = schedule.as_ref().err();
-    crate::status::show(sj, &old, &mut pass.status, next, schedule_error, now);
+    crate::status::show(sj, &old, &mut pass.status, next, refusal.as_ref(), now);
     pass.decision(next)
 }
 

@@ -7,11 +7,13 @@
 //! events; [`status`] (pure) derives the phase and conditions shown; [`build`] (pure) turns a
 //! decision into Job objects; [`apply`] writes them, the status and the Events. What the
 //! worker's pods are told and say back is the `scanjob-contract` crate's.
-//! [`schedule`] knows cron and time zones; [`controller`] wires it to the watches.
+//! [`schedule`] knows cron and time zones; [`allow`] holds the admin's grants of NFS exports;
+//! [`controller`] wires it to the watches.
 //!
 //! It touches only the Kubernetes API (ScanJobs and their status, Jobs, pods read-only,
 //! Events), never the scanned tree or the output location.
 
+pub mod allow;
 pub mod apply;
 pub mod build;
 pub mod controller;

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use kube::Client;
+use scanjob_operator::allow::NfsAllowList;
 use scanjob_operator::build::WorkerDefaults;
 use scanjob_operator::controller::{self, Context};
 use scanjob_operator::metrics::Metrics;
@@ -36,6 +37,10 @@ struct Cli {
     /// Log format: json or text.
     #[arg(long, env = "SCANJOB_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// The NFS exports ScanJobs may read directly (`source.nfs`): a JSON list of grants, each
+    /// `{namespaces, server, export, uids, gids}`. Without it no NFS source is allowed.
+    #[arg(long, env = "SCANJOB_NFS_ALLOWED", value_name = "JSON", value_parser = NfsAllowList::parse)]
+    nfs_allowed: Option<NfsAllowList>,
 }
 
 fn init_logs(format: &str) {
@@ -98,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             service_account: cli.worker_service_account,
         },
         metrics,
+        nfs_allowed: cli.nfs_allowed.unwrap_or_default(),
     };
     tokio::spawn(async move {
         termination().await;

@@ -194,11 +194,14 @@ impl RunJobs {
     }
 }
 
-/// Everything observed of one ScanJob: its runs by id.
+/// Everything observed of one ScanJob: its runs by id, and whether its source is allowed.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Observed {
     pub runs: BTreeMap<String, RunJobs>,
+    /// Why the operator's allow-list refuses the ScanJob's source (an NFS export it does not
+    /// grant this namespace, or not as this uid or gid), if it does.
+    pub not_allowed: Option<String>,
 }
 
 impl Observed {
@@ -232,7 +235,10 @@ impl Observed {
             jobs.reports = reports.into_iter().map(|(_, r)| r).collect();
             jobs.unschedulable = unschedulable(&listed.items);
         }
-        Ok(Self { runs })
+        Ok(Self {
+            runs,
+            not_allowed: None,
+        })
     }
 }
 

@@ -8,7 +8,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use crate::crd::{
     Outcome, Phase, RunStatus, ScanJob, ScanJobStatus, Stage, WaitingReason, to_time,
 };
-use crate::schedule::ScheduleError;
+
+/// Why no run of the ScanJob may start: its schedule does not parse, or the operator's
+/// allow-list refuses its source. Shown as the Degraded condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
 
 /// Fills the summary fields of `status` from its runs. `old` is the status as observed, whose
 /// conditions keep their `lastTransitionTime` unless they flip.
@@ -17,7 +24,7 @@ pub fn show(
     old: &ScanJobStatus,
     status: &mut ScanJobStatus,
     next: Option<DateTime<Utc>>,
-    schedule_error: Option<&ScheduleError>,
+    refusal: Option<&Refusal>,
     now: DateTime<Utc>,
 ) {
     status.next_schedule_time = next.map(to_time);
@@ -28,7 +35,7 @@ pub fn show(
         .map(|r| &r.shards)
         .or(status.last_run.as_ref().map(|r| &r.shards))
         .map(|s| format!("{}/{}", s.succeeded, s.total));
-    status.conditions = conditions(sj, old, status, schedule_error, now);
+    status.conditions = conditions(sj, old, status, refusal, now);
 }
 
 fn phase(status: &ScanJobStatus) -> Phase {
@@ -50,7 +57,7 @@ fn conditions(
     sj: &ScanJob,
     old: &ScanJobStatus,
     status: &ScanJobStatus,
-    schedule_error: Option<&ScheduleError>,
+    refusal: Option<&Refusal>,
     now: DateTime<Utc>,
 ) -> Vec<Condition> {
     let generation = sj.metadata.generation;
@@ -131,8 +138,8 @@ fn conditions(
         ),
         None => make("Progressing", false, "Idle", "no run is active".into()),
     };
-    let degraded = match (schedule_error, &status.last_run) {
-        (Some(e), _) => make("Degraded", true, e.reason(), e.to_string()),
+    let degraded = match (refusal, &status.last_run) {
+        (Some(r), _) => make("Degraded", true, r.reason, r.message.clone()),
         (None, Some(last)) if last.outcome == Outcome::Failed => make(
             "Degraded",
             true,

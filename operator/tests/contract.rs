@@ -78,6 +78,7 @@ fn report(
 fn observed(jobs: RunJobs) -> Observed {
     Observed {
         runs: [(RUN.to_string(), jobs)].into(),
+        not_allowed: None,
     }
 }
 

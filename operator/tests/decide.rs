@@ -1018,3 +1018,89 @@ runs:
     assert_eq!(waiting(&d3), None);
     assert_eq!(condition(&d3, "Progressing"), ("True", "Scanning"));
 }
+
+/// The fixture reading an NFS export directly instead of mounting a volume.
+fn nfs_scanjob() -> ScanJob {
+    let mut sj = scanjob();
+    sj.spec.source = serde_saphyr::from_str(
+        "nfs: {server: filer1, export: /ifs/data, uid: 1000, gid: 100}\nexclude: ['.snapshot']",
+    )
+    .expect("nfs source YAML");
+    sj
+}
+
+#[test]
+fn an_nfs_source_the_allow_list_refuses_starts_no_run_and_says_what_is_refused() {
+    let sj = nfs_scanjob();
+    let refused = Observed {
+        not_allowed: Some("uid 1000 is not allowed for filer1:/ifs/data in namespace data".into()),
+        ..Observed::default()
+    };
+    let d = decide(&sj, &refused, at("2026-11-23T00:02:00Z"));
+    assert_eq!(d.status.current_run, None);
+    assert!(d.create.is_empty() && d.transitions.is_empty());
+    assert_eq!(condition(&d, "Degraded"), ("True", "SourceNotAllowed"));
+    let degraded = d.status.conditions.iter().find(|c| c.type_ == "Degraded");
+    assert_eq!(
+        degraded.unwrap().message,
+        "uid 1000 is not allowed for filer1:/ifs/data in namespace data"
+    );
+    // Allowed, the same moment starts the run.
+    let d = decide(&sj, &Observed::default(), at("2026-11-23T00:02:00Z"));
+    assert_eq!(reasons(&d), ["RunStarted"]);
+    assert_eq!(condition(&d, "Degraded"), ("False", "AsExpected"));
+}
+
+#[test]
+fn an_nfs_source_is_planned_as_one_shard_read_as_its_identity_with_no_volume() {
+    let sj = nfs_scanjob();
+    let args_and_volumes = |step: Step| {
+        let request = JobRequest {
+            run: "20261123t000000z".into(),
+            step,
+            shards: 1,
+            allow_shrink: false,
+        };
+        let pod = job(&sj, &request, &defaults())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let volumes: Vec<String> = pod.volumes.unwrap().into_iter().map(|v| v.name).collect();
+        (pod.containers[0].args.clone().unwrap(), volumes)
+    };
+    let (args, volumes) = args_and_volumes(Step::Plan);
+    assert_eq!(
+        args,
+        [
+            "plan",
+            "nfs://filer1/ifs/data",
+            "--shards",
+            "1",
+            "--out",
+            "s3://toc/isilon",
+            "--previous",
+            "s3://toc/isilon",
+            "--run",
+            "20261123t000000z",
+            "--project-level",
+            "1",
+            "--exclude",
+            ".snapshot",
+            "--nfs-uid",
+            "1000",
+            "--nfs-gid",
+            "100",
+            "--threads",
+            "32"
+        ]
+    );
+    assert_eq!(volumes, ["scratch"]);
+    let (_, volumes) = args_and_volumes(Step::Scan);
+    assert_eq!(
+        volumes,
+        ["scratch"],
+        "a scan pod of an export mounts nothing"
+    );
+}

@@ -446,10 +446,19 @@ impl Harness {
 
     /// Kills the operator (SIGKILL) and starts a new one.
     pub fn restart_operator(&mut self) {
+        self.restart_operator_with(&[]);
+    }
+
+    /// Kills the operator (SIGKILL) and starts a new one with `args` added to its usual ones.
+    pub fn restart_operator_with(&mut self, args: &[&str]) {
         if let Some(op) = self.operator.take() {
             op.kill();
         }
-        let op = OperatorProcess::start(&self.ns);
+        let mut all: Vec<String> = ["--namespace", &self.ns.name, "--worker-image", WORKER_IMAGE]
+            .map(String::from)
+            .into();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let op = OperatorProcess::start_with(&self.ns, &all, &[]);
         self.log = op.log.clone();
         self.operator = Some(op);
     }

@@ -9,6 +9,9 @@ use scanjob_e2e::operator::{S3_SECRET, install_crd, kubectl, kubectl_apply};
 const URL: &str = "s3://scanjob-test/crd-validation/toc";
 const NFS: &str = "nfs: {server: nfs.example.com, path: /export}";
 const HOST_PATH: &str = "hostPath: {path: /data, type: Directory}";
+/// An export read by the pods' own NFS client (`source.nfs`, not a volume).
+const NFS_EXPORT: &str =
+    "nfs: {server: filer1.example.com, export: /ifs/data, uid: 1000, gid: 1000}";
 
 /// One ScanJob YAML that must be refused, and what kubectl's output must contain.
 struct Case {
@@ -222,6 +225,79 @@ fn cases() -> Vec<Case> {
             &[
                 "spec.source.volume: Invalid value",
                 "exactly one volume source must be set: nfs, persistentVolumeClaim, hostPath, cephfs, csi or azureFile",
+            ],
+        ),
+        case(
+            "source with both a volume and an NFS export",
+            "source-volume-and-nfs",
+            with_parts(
+                "source-volume-and-nfs",
+                &format!("    volume:\n      {NFS}\n    {NFS_EXPORT}\n"),
+                &s3_output,
+                "",
+            ),
+            &[
+                "spec.source: Invalid value",
+                "spec.source: exactly one of volume and nfs must be set",
+            ],
+        ),
+        case(
+            "source with neither a volume nor an NFS export",
+            "source-none",
+            with_parts("source-none", "    exclude: [tmp]\n", &s3_output, ""),
+            &["spec.source: exactly one of volume and nfs must be set"],
+        ),
+        case(
+            "NFS export with a subPath",
+            "nfs-sub-path",
+            with_parts(
+                "nfs-sub-path",
+                &format!("    {NFS_EXPORT}\n    subPath: projects\n"),
+                &s3_output,
+                "",
+            ),
+            &[
+                "spec.source.subPath: Invalid value",
+                "spec.source.subPath applies to a volume",
+            ],
+        ),
+        case(
+            "NFS export that is not an absolute path",
+            "nfs-relative-export",
+            with_parts(
+                "nfs-relative-export",
+                "    nfs: {server: filer1, export: ifs/data}\n",
+                &s3_output,
+                "",
+            ),
+            &["spec.source.nfs.export must be an absolute path without '..'"],
+        ),
+        case(
+            "NFS export with maxFailedShards above 0",
+            "nfs-failed-shards",
+            with_parts(
+                "nfs-failed-shards",
+                &format!("    {NFS_EXPORT}\n"),
+                &s3_output,
+                "  shards: 4\n  maxFailedShards: 1\n",
+            ),
+            &[
+                "spec.maxFailedShards: Invalid value",
+                "spec.maxFailedShards must be 0 with spec.source.nfs",
+            ],
+        ),
+        case(
+            "NFS export with the hash step",
+            "nfs-hash",
+            with_parts(
+                "nfs-hash",
+                &format!("    {NFS_EXPORT}\n"),
+                &s3_output,
+                "  duplicates: {hashBytesPerNight: 1000000}\n",
+            ),
+            &[
+                "spec.duplicates.hashBytesPerNight: Invalid value",
+                "spec.duplicates.hashBytesPerNight must be 0 with spec.source.nfs",
             ],
         ),
         case(

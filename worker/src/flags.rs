@@ -363,6 +363,8 @@ mod tests {
                 exclude: vec![".snapshot".into(), "*.tmp".into()],
                 one_file_system: true,
                 project_level: 2,
+                nfs_uid: Some(1000),
+                nfs_gid: Some(100),
             },
             threads: Some(24),
             budget: Budget {
@@ -389,11 +391,19 @@ mod tests {
             (line.shards, line.out, line.previous, line.run)
         );
         assert_eq!(
-            (walk.exclude, walk.one_file_system, walk.project_level),
+            (
+                walk.exclude,
+                walk.one_file_system,
+                walk.project_level,
+                walk.nfs_uid,
+                walk.nfs_gid
+            ),
             (
                 line.walk.exclude,
                 line.walk.one_file_system,
-                line.walk.project_level
+                line.walk.project_level,
+                line.walk.nfs_uid,
+                line.walk.nfs_gid
             )
         );
         assert_eq!(

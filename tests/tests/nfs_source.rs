@@ -1,0 +1,215 @@
+//! A ScanJob whose source is an NFS export (`source.nfs`): real pods on the node speak NFSv3 to
+//! a real server (nfs-ganesha in a network namespace of the test's own, the test kit's
+//! [`Ganesha`]) with no volume and no mount, and the operator starts runs only for what its
+//! allow-list (`--nfs-allowed`) grants.
+//!
+//! Worker pods use the node's network (as every pod of the test cluster does), so they reach the
+//! server over its veth pair from the host's address, the only client the export admits.
+
+use std::path::Path;
+use std::time::Duration;
+
+use scanjob_e2e::operator::{Harness, S3_SECRET, jobs, read_snapshot};
+use scanjob_operator::crd::{Phase, ScanJob};
+use scanjob_testkit::Ganesha;
+use serde_json::Value;
+
+/// A ScanJob reading `server:export` as `uid`/`gid`, publishing to `url`.
+fn nfs_scanjob(name: &str, server: &str, export: &str, ids: (u32, u32), url: &str) -> String {
+    format!(
+        "apiVersion: scanjob.dev/v1alpha1\nkind: ScanJob\nmetadata:\n  name: {name}\nspec:\n  source:\n    nfs: {{server: '{server}', export: '{export}', uid: {}, gid: {}}}\n  output:\n    url: {url}\n    secretRef: {{name: {}}}\n  worker: {{hostNetwork: true}}\n",
+        ids.0, ids.1, S3_SECRET,
+    )
+}
+
+/// The operator's allow-list: `namespace` may read `server:export` as uid and gid 0.
+fn grant(namespace: &str, server: &str, export: &str) -> String {
+    serde_json::json!([{
+        "namespaces": [namespace],
+        "server": server,
+        "export": export,
+        "uids": [0],
+        "gids": [0],
+    }])
+    .to_string()
+}
+
+fn degraded(sj: &ScanJob) -> Option<(String, String)> {
+    sj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+/// Regular files and their apparent bytes below `root`, as the file system says.
+fn files_and_bytes(root: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("reading the tree") {
+            let entry = entry.expect("a directory entry");
+            let meta = entry.metadata().expect("lstat");
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    (files, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_export_is_scanned_by_pods_over_nfs_exactly_on_two_nights() {
+    let mut h = Harness::start("sj-nfs").await;
+    let scratch = std::env::temp_dir().join(format!("scanjob-e2e-{}", h.ns.name));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let tree = scanjob_testkit::mktree(&scratch, &["--files", "3000", "--seed", "23"]);
+    let server = Ganesha::start(&tree.root, "No_Root_Squash", 40);
+    let export = Ganesha::export(&tree.root);
+    h.restart_operator_with(&["--nfs-allowed", &grant(&h.ns.name, server.ip(), &export)]);
+    h.apply(&nfs_scanjob("filer", server.ip(), &export, (0, 0), &h.url));
+
+    let sj = h.wait_finished("filer", Phase::Succeeded).await;
+    let status = sj.status.as_ref().unwrap();
+    let success = status.last_successful_run.as_ref().unwrap();
+    let kinds = &tree.summary["kinds"];
+    assert_eq!(Value::from(success.files), kinds["regular"]);
+    let snap = read_snapshot(&success.snapshot);
+    assert_eq!(snap["kinds"]["file"], kinds["regular"], "{snap}");
+    assert_eq!(snap["kinds"]["dir"], kinds["dir"], "{snap}");
+    assert_eq!(
+        snap["file_bytes"], tree.summary["total_apparent_bytes"],
+        "{snap}"
+    );
+    assert_eq!(snap["errors"], Value::Array(vec![]), "{snap}");
+    let last = status.last_run.as_ref().unwrap();
+    assert_eq!(
+        (last.shards.total, last.shards.succeeded),
+        (1, 1),
+        "one shard reads the export"
+    );
+    for job in jobs(&h.ns, "filer").await {
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let volumes: Vec<String> = pod
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        assert!(
+            !volumes.iter().any(|v| v == "source"),
+            "no pod mounts the export: {volumes:?}"
+        );
+    }
+
+    // Night 2, after churn on the server's side: 40 files more, one directory fewer.
+    let gone = std::fs::read_dir(&tree.root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("a top-level directory");
+    std::fs::remove_dir_all(&gone).unwrap();
+    let new_dir = tree.root.join("arrived-tonight");
+    std::fs::create_dir(&new_dir).unwrap();
+    for i in 0..40 {
+        std::fs::write(new_dir.join(format!("f{i}.dat")), vec![b'x'; i * 10]).unwrap();
+    }
+    let (files, bytes) = files_and_bytes(&tree.root);
+    let previous = last.id.clone();
+    let sj = h
+        .run_again(
+            "filer",
+            &previous,
+            serde_json::json!({"scanjob.dev/run-now": "night-2"}),
+        )
+        .await;
+    let success = sj
+        .status
+        .as_ref()
+        .unwrap()
+        .last_successful_run
+        .clone()
+        .expect("night 2 published");
+    assert_ne!(success.id, previous);
+    assert_eq!(success.files as u64, files, "night 2 is exact");
+    let snap = read_snapshot(&success.snapshot);
+    assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(snap["file_bytes"], Value::from(bytes), "{snap}");
+    drop(server);
+    h.ns.delete().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_the_admin_did_not_allow_starts_nothing_and_says_what_is_refused() {
+    let mut h = Harness::start("sj-nfs-refused").await;
+    // The grant covers uid 0 on /srv/data of 10.99.41.2; the ScanJob asks for uid 1000, and
+    // another ScanJob for an export beside it.
+    h.restart_operator_with(&[
+        "--nfs-allowed",
+        &grant(&h.ns.name, "10.99.41.2", "/srv/data"),
+    ]);
+    h.apply(&nfs_scanjob(
+        "other-uid",
+        "10.99.41.2",
+        "/srv/data/projects",
+        (1000, 0),
+        &h.url,
+    ));
+    h.apply(&nfs_scanjob(
+        "other-export",
+        "10.99.41.2",
+        "/srv/database",
+        (0, 0),
+        &h.url,
+    ));
+    for (name, want) in [
+        (
+            "other-uid",
+            "uid 1000 is not allowed for 10.99.41.2:/srv/data/projects in namespace",
+        ),
+        (
+            "other-export",
+            "export 10.99.41.2:/srv/database is not allowed in namespace",
+        ),
+    ] {
+        let sj = h
+            .wait(name, Duration::from_secs(60), "Degraded", |sj| {
+                degraded(sj).is_some()
+            })
+            .await;
+        let (reason, message) = degraded(&sj).unwrap();
+        assert_eq!(reason, "SourceNotAllowed");
+        assert!(message.starts_with(want), "{message}");
+        let status = sj.status.as_ref().unwrap();
+        assert!(status.current_run.is_none() && status.last_run.is_none());
+        assert!(jobs(&h.ns, name).await.is_empty(), "{name} made Jobs");
+    }
+
+    // Without any allow-list, no export is allowed.
+    h.restart_operator_with(&[]);
+    h.apply(&nfs_scanjob(
+        "no-list",
+        "10.99.41.2",
+        "/srv/data",
+        (0, 0),
+        &h.url,
+    ));
+    let sj = h
+        .wait("no-list", Duration::from_secs(60), "Degraded", |sj| {
+            degraded(sj).is_some()
+        })
+        .await;
+    let (reason, message) = degraded(&sj).unwrap();
+    assert_eq!(reason, "SourceNotAllowed");
+    assert!(
+        message.starts_with("no NFS export is allowed in namespace"),
+        "{message}"
+    );
+    assert!(jobs(&h.ns, "no-list").await.is_empty());
+    h.ns.delete().await;
+}
