@@ -69,7 +69,6 @@ pub const MAX_NAME_LEN: usize = 40;
 )]
 #[x_kube(validation = Rule::new("self.maxFailedShards < self.shards").message("spec.maxFailedShards must be less than spec.shards").field_path(".maxFailedShards"))]
 #[x_kube(validation = Rule::new("self.parallelism <= self.shards || self.parallelism == 1").message("spec.parallelism must not exceed spec.shards").field_path(".parallelism"))]
-#[x_kube(validation = Rule::new("!has(self.source.nfs) || !has(self.duplicates) || !has(self.duplicates.hashBytesPerNight) || self.duplicates.hashBytesPerNight == 0").message("spec.duplicates.hashBytesPerNight must be 0 with spec.source.nfs: the hash step reads files of a mounted volume only").field_path(".duplicates.hashBytesPerNight"))]
 #[x_kube(validation = Rule::new("!has(self.source.nfs) || self.maxFailedShards == 0").message("spec.maxFailedShards must be 0 with spec.source.nfs: an export is scanned by one shard").field_path(".maxFailedShards"))]
 #[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("spec.timeZone needs spec.schedule").field_path(".timeZone"))]
 #[x_kube(validation = Rule::new("!has(self.startingDeadlineSeconds) || has(self.schedule)").message("spec.startingDeadlineSeconds needs spec.schedule").field_path(".startingDeadlineSeconds"))]

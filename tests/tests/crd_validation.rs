@@ -287,20 +287,6 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
-            "NFS export with the hash step",
-            "nfs-hash",
-            with_parts(
-                "nfs-hash",
-                &format!("    {NFS_EXPORT}\n"),
-                &s3_output,
-                "  duplicates: {hashBytesPerNight: 1000000}\n",
-            ),
-            &[
-                "spec.duplicates.hashBytesPerNight: Invalid value",
-                "spec.duplicates.hashBytesPerNight must be 0 with spec.source.nfs",
-            ],
-        ),
-        case(
             "source volume with no source",
             "volume-no-source",
             with_parts("volume-no-source", "    volume: {}\n", &s3_output, ""),

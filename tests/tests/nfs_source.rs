@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use scanjob_e2e::operator::{Harness, S3_SECRET, jobs, read_snapshot};
+use scanjob_e2e::operator::{Harness, S3_SECRET, jobs, read_snapshot, small_tree};
 use scanjob_operator::crd::{Phase, ScanJob};
 use scanjob_testkit::Ganesha;
 use serde_json::Value;
@@ -43,15 +43,17 @@ fn degraded(sj: &ScanJob) -> Option<(String, String)> {
         .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
-/// Regular files and their apparent bytes below `root`, as the file system says.
-fn files_and_bytes(root: &Path) -> (u64, u64) {
-    let (mut files, mut bytes) = (0, 0);
+/// Regular files, their apparent bytes and directories below `root` (not counting it), as the
+/// file system says.
+fn files_bytes_dirs(root: &Path) -> (u64, u64, u64) {
+    let (mut files, mut bytes, mut dirs) = (0, 0, 0);
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("reading the tree") {
             let entry = entry.expect("a directory entry");
             let meta = entry.metadata().expect("lstat");
             if meta.is_dir() {
+                dirs += 1;
                 stack.push(entry.path());
             } else if meta.is_file() {
                 files += 1;
@@ -59,32 +61,42 @@ fn files_and_bytes(root: &Path) -> (u64, u64) {
             }
         }
     }
-    (files, bytes)
+    (files, bytes, dirs)
 }
 
+/// Bytes of each of the two planted copies: the only duplicate candidates (the small tree's
+/// files are far below `minSize`).
+const COPY: usize = 300 << 10;
+
 #[tokio::test(flavor = "multi_thread")]
-async fn an_allowed_export_is_scanned_by_pods_over_nfs_exactly_on_two_nights() {
+async fn an_allowed_export_is_scanned_and_hashed_by_pods_over_nfs_exactly_on_two_nights() {
     let mut h = Harness::start("sj-nfs").await;
     let scratch = std::env::temp_dir().join(format!("scanjob-e2e-{}", h.ns.name));
     let _ = std::fs::remove_dir_all(&scratch);
-    let tree = scanjob_testkit::mktree(&scratch, &["--files", "3000", "--seed", "23"]);
-    let server = Ganesha::start(&tree.root, "No_Root_Squash", 40);
-    let export = Ganesha::export(&tree.root);
+    let root = scratch.join("tree");
+    small_tree(&root, 12, 50);
+    for copy in ["copies/0", "copies/1"] {
+        std::fs::create_dir_all(root.join(copy)).unwrap();
+        let bytes: Vec<u8> = (0..COPY).map(|i| (i % 251) as u8).collect();
+        std::fs::write(root.join(copy).join("data.bin"), bytes).unwrap();
+    }
+    let (files, bytes, dirs) = files_bytes_dirs(&root);
+    let server = Ganesha::start(&root, "No_Root_Squash", 40);
+    let export = Ganesha::export(&root);
     h.restart_operator_with(&["--nfs-allowed", &grant(&h.ns.name, server.ip(), &export)]);
-    h.apply(&nfs_scanjob("filer", server.ip(), &export, (0, 0), &h.url));
+    h.apply(&format!(
+        "{}  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000}}\n",
+        nfs_scanjob("filer", server.ip(), &export, (0, 0), &h.url)
+    ));
 
     let sj = h.wait_finished("filer", Phase::Succeeded).await;
     let status = sj.status.as_ref().unwrap();
     let success = status.last_successful_run.as_ref().unwrap();
-    let kinds = &tree.summary["kinds"];
-    assert_eq!(Value::from(success.files), kinds["regular"]);
+    assert_eq!(success.files as u64, files, "the night is exact");
     let snap = read_snapshot(&success.snapshot);
-    assert_eq!(snap["kinds"]["file"], kinds["regular"], "{snap}");
-    assert_eq!(snap["kinds"]["dir"], kinds["dir"], "{snap}");
-    assert_eq!(
-        snap["file_bytes"], tree.summary["total_apparent_bytes"],
-        "{snap}"
-    );
+    assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(snap["kinds"]["dir"], Value::from(dirs), "{snap}");
+    assert_eq!(snap["file_bytes"], Value::from(bytes), "{snap}");
     assert_eq!(snap["errors"], Value::Array(vec![]), "{snap}");
     let last = status.last_run.as_ref().unwrap();
     assert_eq!(
@@ -92,6 +104,17 @@ async fn an_allowed_export_is_scanned_by_pods_over_nfs_exactly_on_two_nights() {
         (1, 1),
         "one shard reads the export"
     );
+    // The hash pod read both copies over NFS: their samples, then the whole of each.
+    let hashing = &snap["summary"]["duplicates"]["hashing"];
+    assert_eq!(hashing["files_hashed"], 2, "{hashing}");
+    assert_eq!(hashing["cache_hits"], 0, "{hashing}");
+    assert_eq!(hashing["bytes_read"], 2 * 80 * 1024 + 2 * COPY, "{hashing}");
+    let confirmed = serde_json::json!([{
+        "stage": "confirmed",
+        "copies": 2,
+        "paths": ["copies/0/data.bin", "copies/1/data.bin"],
+    }]);
+    assert_eq!(snap["duplicates"], confirmed);
     for job in jobs(&h.ns, "filer").await {
         let pod = job.spec.unwrap().template.spec.unwrap();
         let volumes: Vec<String> = pod
@@ -106,19 +129,14 @@ async fn an_allowed_export_is_scanned_by_pods_over_nfs_exactly_on_two_nights() {
         );
     }
 
-    // Night 2, after churn on the server's side: 40 files more, one directory fewer.
-    let gone = std::fs::read_dir(&tree.root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-        .expect("a top-level directory");
-    std::fs::remove_dir_all(&gone).unwrap();
-    let new_dir = tree.root.join("arrived-tonight");
+    // Night 2, after churn on the server's side: a directory removed, 40 files added.
+    std::fs::remove_dir_all(root.join("project-0")).unwrap();
+    let new_dir = root.join("arrived-tonight");
     std::fs::create_dir(&new_dir).unwrap();
     for i in 0..40 {
         std::fs::write(new_dir.join(format!("f{i}.dat")), vec![b'x'; i * 10]).unwrap();
     }
-    let (files, bytes) = files_and_bytes(&tree.root);
+    let (files, bytes, dirs) = files_bytes_dirs(&root);
     let previous = last.id.clone();
     let sj = h
         .run_again(
@@ -138,7 +156,19 @@ async fn an_allowed_export_is_scanned_by_pods_over_nfs_exactly_on_two_nights() {
     assert_eq!(success.files as u64, files, "night 2 is exact");
     let snap = read_snapshot(&success.snapshot);
     assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(snap["kinds"]["dir"], Value::from(dirs), "{snap}");
     assert_eq!(snap["file_bytes"], Value::from(bytes), "{snap}");
+    let diff = &snap["summary"]["growth"]["diff"];
+    assert_eq!(
+        (diff["added"].as_u64(), diff["removed"].as_u64()),
+        (Some(41), Some(52)),
+        "40 files and their directory added; a project's 50 files and 2 directories removed: {diff}"
+    );
+    // The fsid is the same for the next night's pod: both copies come from the cache.
+    let hashing = &snap["summary"]["duplicates"]["hashing"];
+    assert_eq!(hashing["cache_hits"], 2, "{hashing}");
+    assert_eq!(hashing["bytes_read"], 0, "{hashing}");
+    assert_eq!(snap["duplicates"], confirmed);
     drop(server);
     h.ns.delete().await;
     let _ = std::fs::remove_dir_all(&scratch);

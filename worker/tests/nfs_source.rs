@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -107,8 +108,8 @@ fn wire_time(micros: Option<i64>) -> Option<(u32, i64)> {
 }
 
 /// Differences between the NFS row and the mounted row of one path, one line each: every
-/// field but `dev` (the server's fsid over NFS, the local st_dev mounted) and `btime` (NFSv3
-/// has none). A time the mounted scan could not store (null) is not compared.
+/// field but `dev` (the server's fsid over NFS, 0 for the mounted root's file system) and
+/// `btime` (NFSv3 has none). A time the mounted scan could not store (null) is not compared.
 fn differences(path: &[u8], nfs: &Row, local: &Row) -> Vec<String> {
     let mut diffs = Vec::new();
     let mut check = |field: &str, nfs: String, local: String| {
@@ -336,4 +337,88 @@ fn a_server_killed_mid_scan_fails_retryably_and_publishes_nothing() {
             "the shard is not complete"
         );
     }
+}
+
+/// The `duplicate_files` groups of the latest snapshot under `out`: (stage, sorted paths).
+fn duplicate_groups(out: &Path) -> BTreeSet<(String, Vec<String>)> {
+    let manifest = latest_manifest(out);
+    let mut groups = BTreeSet::new();
+    for b in read_batches(out, &manifest["derived"]["duplicate_files"]) {
+        let stage = b.column(b.schema().index_of("stage").unwrap()).clone();
+        let paths = b.column(b.schema().index_of("paths").unwrap()).clone();
+        for i in 0..b.num_rows() {
+            let stage = stage.as_string::<i32>().value(i).to_owned();
+            let list = paths.as_list::<i32>().value(i);
+            let mut names: Vec<String> = list
+                .as_string::<i32>()
+                .iter()
+                .map(|p| p.unwrap().to_owned())
+                .collect();
+            names.sort();
+            groups.insert((stage, names));
+        }
+    }
+    groups
+}
+
+#[test]
+fn duplicates_are_confirmed_by_reading_over_nfs_as_on_the_mount() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    // Three true copies, two decoys that differ in one byte, and a lone file: all of one size
+    // and name, so all candidates.
+    let content = |seed: u8, flip: bool| {
+        let mut bytes: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8 ^ seed).collect();
+        if flip {
+            bytes[200_000] ^= 0xff;
+        }
+        bytes
+    };
+    for (dir, bytes) in [
+        ("a", content(1, false)),
+        ("b", content(1, false)),
+        ("c", content(1, false)),
+        ("decoy/x", content(2, false)),
+        ("decoy/y", content(2, true)),
+        ("lone", content(3, false)),
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::write(root.join(dir).join("data.bin"), bytes).unwrap();
+    }
+    let server = Ganesha::start(&root, "No_Root_Squash", 114);
+    let hash = ["--duplicate-min-size", "1", "--hash-bytes", "100000000"];
+    let over_nfs = run_json(
+        &server.url(&root),
+        &tmp.path().join("nfs"),
+        &[&["--nfs-uid", "0", "--nfs-gid", "0"][..], &hash[..]].concat(),
+    );
+    run_json(&root, &tmp.path().join("local"), &hash);
+
+    let groups = duplicate_groups(&tmp.path().join("nfs"));
+    assert_eq!(groups, duplicate_groups(&tmp.path().join("local")));
+    let copies: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|d| format!("{d}/data.bin"))
+        .collect();
+    assert!(
+        groups.contains(&("confirmed".to_owned(), copies)),
+        "{groups:?}"
+    );
+    assert!(
+        !groups
+            .iter()
+            .any(|(_, paths)| paths.iter().any(|p| p.starts_with("decoy"))),
+        "the decoys differ in one byte: {groups:?}"
+    );
+    // Read over NFS: at least a sample of each candidate.
+    let reads = over_nfs["nfs"]["procedures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["procedure"] == "READ")
+        .expect("READ was called")["calls"]
+        .as_u64()
+        .unwrap();
+    assert!(reads >= 5, "{reads} READs");
 }

@@ -28,6 +28,7 @@ fn files_deleted_while_their_directory_is_listed_are_vanished_errors() {
         seen_at: 0,
         shard: 0,
         politeness: Default::default(),
+        devices: Default::default(),
     };
     let counters = WalkCounters::default();
     let deleted = AtomicBool::new(false);
@@ -90,6 +91,7 @@ fn walked_paths(
         seen_at: 0,
         shard: 0,
         politeness: Default::default(),
+        devices: Default::default(),
     };
     let paths = std::sync::Mutex::new(Vec::new());
     walk(
@@ -223,6 +225,7 @@ fn a_panic_in_one_walker_thread_ends_the_walk_with_that_panic() {
             seen_at: 0,
             shard: 0,
             politeness: Default::default(),
+            devices: Default::default(),
         };
         let panicked = AtomicBool::new(false);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -5,6 +5,8 @@
 //! - [`calls`]: the fd-relative system calls (open a directory, `statx` an entry) and which
 //!   errors mean the file system itself failed.
 //! - [`entry`]: one entry's metadata, as the ToC's row takes it.
+//! - [`identity`]: the `dev` column, the same on every node and night (a mount's place under
+//!   the root, not the kernel's device number).
 //! - [`politeness`]: the operations budget and latency guard every call is charged to.
 //! - [`root`]: opening the scan root and the exclude globs.
 //! - [`source`]: which tree a root names, a mounted path or an `nfs://` export.
@@ -15,6 +17,7 @@
 
 pub mod calls;
 pub mod entry;
+pub mod identity;
 pub mod nfs;
 pub mod politeness;
 pub mod root;

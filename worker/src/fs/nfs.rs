@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::io::Errno;
-use scanjob_nfs::{Attributes, Client, ClientBuilder, Credential, FileType, Procedure, Status};
+use scanjob_nfs::{
+    Attributes, Client, ClientBuilder, Credential, FileHandle, FileType, Procedure, Status,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -128,6 +130,18 @@ pub fn entry_meta(a: &Attributes) -> EntryMeta {
         ctime: ns(a.ctime),
         btime: None,
     }
+}
+
+/// The handle of the object at `path` below the export's root: one LOOKUP per component.
+pub async fn look_up(
+    client: &Client,
+    path: &[u8],
+) -> std::result::Result<FileHandle, scanjob_nfs::Error> {
+    let mut handle = client.root().clone();
+    for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        handle = client.lookup(&handle, name).await?.0;
+    }
+    Ok(handle)
 }
 
 /// The errno a kernel NFS client would return for an error about one object, so that error

@@ -30,7 +30,8 @@
 //! scan's before the first read and after the last one. Such files are counted as `changed`.
 //!
 //! **The cache**: the previous snapshot's `file_hashes` table, keyed by (dev, inode, size,
-//! mtime, ctime). A file whose key did not move is not read again; the merge carries the table
+//! mtime, ctime), where `dev` is the ToC's (the same after a remount: [`crate::fs::identity`]).
+//! A file whose key did not move is not read again; the merge carries the table
 //! forward, so an unchanged file is read at most once, ever.
 //!
 //! **Partitions**: pod `index` of `count` takes the sizes that [`crate::engine::size_part`]
@@ -43,12 +44,10 @@
 //! ([`HashSuccess`]); the merge reads them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
@@ -56,9 +55,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use object_store::PutMode;
-use ring::digest::{Context, SHA256};
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
-use rustix::io::Errno;
 use tracing::info;
 
 use scanjob_contract::args::Budget;
@@ -66,10 +62,9 @@ use scanjob_contract::args::Budget;
 use crate::duplicates::candidates_query;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
+use crate::fs::nfs::NOBODY;
 use crate::fs::politeness::Politeness;
-use crate::fs::root::open_root;
 use crate::fs::source::Source;
-use crate::schema::micros;
 use crate::schema::{HASH_SCHEMA, TOC_SCHEMA};
 use crate::store::layout::{
     HashSuccess, LAYOUT_FORMAT, ShardSuccess, hash_success_path, hashes_dir, success_path,
@@ -78,6 +73,9 @@ use crate::store::load_plan;
 use crate::store::previous::previous_snapshot;
 use crate::store::writer::RollingWriter;
 use crate::summary::HashTotals;
+
+mod read;
+use read::{Exported, Files, Mounted, Reader};
 
 /// Bytes of one sampled block.
 pub const BLOCK: u64 = 16 << 10;
@@ -123,6 +121,12 @@ struct File {
     full: Option<String>,
     /// The run whose pod read it (this one, or the cache's).
     hashed_run: Option<String>,
+}
+
+/// The files of the plan's root, as this pod reads them.
+enum FilesOfRoot {
+    Mounted(Mounted),
+    Exported(Exported),
 }
 
 /// How reading one file went.
@@ -223,31 +227,39 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
         .root_override
         .clone()
         .unwrap_or_else(|| PathBuf::from(&plan.root));
-    let root_path = match Source::of(&root_path)? {
-        Source::Mounted(path) => path,
-        Source::Nfs(_) => {
-            return Err(Error::BadRoot {
-                path: root_path.display().to_string(),
-                reason: "the hash step reads files of a mounted root only; give it the \
-                         export's mount point with --root"
-                    .into(),
-            });
-        }
-    };
-    let (_, root) = open_root(&root_path)?;
-    let reader = Reader {
-        root,
-        politeness: Politeness::new(request.budget, request.threads),
-        calls: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
+    let politeness = Arc::new(Politeness::new(request.budget, request.threads));
+    let root_name = root_path.display().to_string();
+    let files_of_root = match Source::of(&root_path)? {
+        Source::Mounted(path) => FilesOfRoot::Mounted(Mounted::open(&path, politeness.clone())?),
+        Source::Nfs(export) => FilesOfRoot::Exported(
+            Exported::connect(
+                &export,
+                &root_name,
+                plan.settings.nfs_uid.unwrap_or(NOBODY),
+                plan.settings.nfs_gid.unwrap_or(NOBODY),
+                politeness.clone(),
+            )
+            .await?,
+        ),
     };
     let run = plan.run.clone();
     let threads = request.threads.max(1);
     let budget = request.max_bytes;
-    let (files, totals, reader) = tokio::task::spawn_blocking(move || {
+    let (files, totals, bytes, calls) = tokio::task::spawn_blocking(move || {
         let mut left = budget;
-        confirm(&mut files, &reader, threads, &mut left, &mut totals, &run);
-        (files, totals, reader)
+        let (bytes, calls) = match files_of_root {
+            FilesOfRoot::Mounted(root) => {
+                let reader = Reader::new(root);
+                confirm(&mut files, &reader, threads, &mut left, &mut totals, &run);
+                (reader.bytes(), reader.files.calls())
+            }
+            FilesOfRoot::Exported(export) => {
+                let reader = Reader::new(export);
+                confirm(&mut files, &reader, threads, &mut left, &mut totals, &run);
+                (reader.bytes(), reader.files.calls())
+            }
+        };
+        (files, totals, bytes, calls)
     })
     .await
     .map_err(|e| Error::Io {
@@ -255,7 +267,7 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
         source: std::io::Error::other(e.to_string()),
     })?;
     let mut totals = totals;
-    totals.bytes_read = reader.bytes.load(Ordering::Relaxed);
+    totals.bytes_read = bytes;
     totals.seconds = started.elapsed().as_secs_f64();
 
     // What an earlier attempt of this partition wrote is replaced.
@@ -280,9 +292,7 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
         started: started_at,
         files: written,
         totals,
-        politeness: reader
-            .politeness
-            .report(reader.calls.load(Ordering::Relaxed)),
+        politeness: politeness.report(calls),
     };
     let path = hash_success_path(&plan.run, request.index);
     output
@@ -411,9 +421,9 @@ pub fn sample_bytes(size: u64) -> u64 {
 }
 
 /// Both stages over the partition's files, within `left` bytes.
-fn confirm(
+fn confirm<F: Files>(
     files: &mut BTreeMap<(i64, i64), File>,
-    reader: &Reader,
+    reader: &Reader<F>,
     threads: usize,
     left: &mut u64,
     totals: &mut HashTotals,
@@ -487,10 +497,10 @@ fn confirm(
 
 /// Reads `work` on `threads` threads (samples, or whole files with `whole`) and records the
 /// hashes; returns how many files were hashed.
-fn read_all(
+fn read_all<F: Files>(
     files: &mut BTreeMap<(i64, i64), File>,
     work: &[(i64, i64)],
-    reader: &Reader,
+    reader: &Reader<F>,
     threads: usize,
     whole: bool,
     totals: &mut HashTotals,
@@ -531,113 +541,6 @@ fn read_all(
         }
     }
     hashed
-}
-
-/// Opens and reads candidate files below the root, politely.
-struct Reader {
-    root: Arc<OwnedFd>,
-    politeness: Politeness,
-    calls: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Reader {
-    fn call<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.politeness.call(f)
-    }
-
-    /// The file's sample (and, when the sample is the whole file or `whole` is asked, its full
-    /// hash), if it is still the scan's file from the first read to the last.
-    fn read(&self, file: &File, whole: bool) -> Read {
-        let Ok(path) = CString::new(file.path.clone()) else {
-            return Read::Unreadable;
-        };
-        let flags = OFlags::RDONLY | OFlags::NOATIME | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = match self.call(|| rustix::fs::openat(&*self.root, &path, flags, Mode::empty())) {
-            Ok(fd) => fd,
-            Err(Errno::PERM) => return Read::Refused,
-            Err(_) => return Read::Unreadable,
-        };
-        match self.key_of(fd.as_fd()) {
-            Ok(key) if key == file.key => {}
-            Ok(_) => return Read::Changed,
-            Err(_) => return Read::Unreadable,
-        }
-        let size = file.key.size as u64;
-        let small = size <= SAMPLE_BLOCKS * BLOCK;
-        let result = if whole || small {
-            self.hash_range(fd.as_fd(), &[(0, size)]).map(|h| {
-                let sample = small.then(|| h.clone());
-                (sample, Some(h))
-            })
-        } else {
-            let spots: Vec<(u64, u64)> = (0..SAMPLE_BLOCKS)
-                .map(|i| ((size - BLOCK) * i / (SAMPLE_BLOCKS - 1), BLOCK))
-                .collect();
-            self.hash_range(fd.as_fd(), &spots).map(|h| (Some(h), None))
-        };
-        let (sample, full) = match result {
-            Ok(hashes) => hashes,
-            Err(Errno::NODATA) => return Read::Changed,
-            Err(_) => return Read::Unreadable,
-        };
-        match self.key_of(fd.as_fd()) {
-            Ok(key) if key == file.key => Read::Hashed { sample, full },
-            Ok(_) => Read::Changed,
-            Err(_) => Read::Unreadable,
-        }
-    }
-
-    /// The key of an open file, as the ToC would record it.
-    fn key_of(&self, fd: BorrowedFd<'_>) -> std::result::Result<Key, Errno> {
-        let stx = self.call(|| {
-            rustix::fs::statx(
-                fd,
-                c"",
-                AtFlags::EMPTY_PATH,
-                StatxFlags::SIZE | StatxFlags::INO | StatxFlags::MTIME | StatxFlags::CTIME,
-            )
-        })?;
-        let ns = |t: rustix::fs::StatxTimestamp| {
-            t.tv_sec
-                .saturating_mul(1_000_000_000)
-                .saturating_add(i64::from(t.tv_nsec))
-        };
-        Ok(Key {
-            dev: rustix::fs::makedev(stx.stx_dev_major, stx.stx_dev_minor) as i64,
-            inode: stx.stx_ino as i64,
-            size: stx.stx_size as i64,
-            mtime: micros(ns(stx.stx_mtime)),
-            ctime: micros(ns(stx.stx_ctime)),
-        })
-    }
-
-    /// SHA-256 over the bytes of `ranges` (offset, length), read in order. A file shorter than
-    /// a range (it shrank) is `NODATA`.
-    fn hash_range(
-        &self,
-        fd: BorrowedFd<'_>,
-        ranges: &[(u64, u64)],
-    ) -> std::result::Result<String, Errno> {
-        let mut context = Context::new(&SHA256);
-        let longest = ranges.iter().map(|r| r.1).max().unwrap_or(0);
-        let mut buffer = vec![0u8; (longest.min(READ_BYTES as u64) as usize).max(1)];
-        for &(offset, length) in ranges {
-            let mut done = 0u64;
-            while done < length {
-                let want = (length - done).min(buffer.len() as u64) as usize;
-                let n = self.call(|| rustix::io::pread(fd, &mut buffer[..want], offset + done))?;
-                if n == 0 {
-                    return Err(Errno::NODATA);
-                }
-                self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                context.update(&buffer[..n]);
-                done += n as u64;
-            }
-        }
-        Ok(hex(context.finish().as_ref()))
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

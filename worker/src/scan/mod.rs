@@ -10,6 +10,7 @@ pub mod nfs;
 pub mod rows;
 pub mod walk;
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +24,8 @@ use tracing::{info, warn};
 use scanjob_contract::args::Budget;
 
 use crate::error::{Error, Result};
+use crate::fs::calls::device_of;
+use crate::fs::identity::DeviceIds;
 use crate::fs::nfs::{NOBODY, RpcReport};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::{exclude_set, open_root};
@@ -64,11 +67,16 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
         .clone()
         .unwrap_or_else(|| PathBuf::from(&plan.root));
     // A mounted root that cannot be opened fails the shard before anything is removed.
+    let mut options = walk_options(&plan, &request)?;
     let source = match Source::of(&root_path)? {
-        Source::Mounted(path) => Opened::Mounted(open_root(&path)?.1),
+        Source::Mounted(path) => {
+            let root = open_root(&path)?.1;
+            options.devices =
+                DeviceIds::of_root(&path, device_of(root.as_fd()).unwrap_or_default());
+            Opened::Mounted(root)
+        }
         Source::Nfs(export) => Opened::Nfs(export),
     };
-    let options = walk_options(&plan, &request)?;
     let dir = shard_dir(&plan.run, request.index);
     let toc_dir = toc_shard_dir(&plan.run, request.index);
     let removed = output.delete_prefix(&dir).await? + output.delete_prefix(&toc_dir).await?;
@@ -181,6 +189,7 @@ fn walk_options(plan: &ShardPlan, request: &ScanRequest) -> Result<WalkOptions> 
         seen_at: plan.created.timestamp_nanos_opt().unwrap_or_default(),
         shard: request.index,
         politeness: Arc::new(Politeness::new(request.budget, threads)),
+        devices: DeviceIds::default(),
     })
 }
 

@@ -12,11 +12,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use scanjob_nfs::{Client, FileHandle, Item, Walker};
+use scanjob_nfs::{Client, Item, Walker};
 
 use crate::error::{Error, Result};
 use crate::fs::entry::{EntryKind, EntryMeta};
-use crate::fs::nfs::{RpcReport, entry_meta, errno_of, failure};
+use crate::fs::nfs::{RpcReport, entry_meta, errno_of, failure, look_up};
 use crate::fs::politeness::Politeness;
 use crate::fs::source::NfsExport;
 use crate::pathbytes::join;
@@ -117,18 +117,6 @@ async fn walk_starts(
     rows.flush_toc();
     rows.flush_errors();
     Ok(())
-}
-
-/// The handle of the directory at `path` below the export's root: one LOOKUP per component.
-async fn look_up(
-    client: &Client,
-    path: &[u8],
-) -> std::result::Result<FileHandle, scanjob_nfs::Error> {
-    let mut handle = client.root().clone();
-    for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
-        handle = client.lookup(&handle, name).await?.0;
-    }
-    Ok(handle)
 }
 
 /// The rows of the walk so far, and where full batches go.

@@ -48,6 +48,7 @@ use rustix::io::Errno;
 
 use crate::fs::calls::{FileSystemFailure, device_of, fails_the_file_system, open_dir, stat_at};
 use crate::fs::entry::{EntryKind, EntryMeta};
+use crate::fs::identity::DeviceIds;
 use crate::fs::politeness::{DIR_OPEN_SLOTS, Politeness};
 use crate::pathbytes::join;
 use crate::scan::rows::{
@@ -75,6 +76,8 @@ pub struct WalkOptions {
     pub shard: u32,
     /// The operations budget and latency guard every open and stat goes through.
     pub politeness: Arc<Politeness>,
+    /// The `dev` column of each device below the root (the kernel's numbers by default).
+    pub devices: DeviceIds,
 }
 
 /// Live totals of a walk, readable while it runs (progress bar) and at its end (shard report).
@@ -545,7 +548,11 @@ impl<'a> WalkThread<'a> {
                     continue;
                 }
             };
-            self.toc.append(&chunk.path, name, &meta);
+            let row = EntryMeta {
+                dev: options.devices.stable(meta.dev) as u64,
+                ..meta
+            };
+            self.toc.append(&chunk.path, name, &row);
             self.count(&meta);
             if meta.kind == EntryKind::Dir
                 && (chunk.descend || chunk.adopt_unplanned)
