@@ -388,7 +388,7 @@ fn duplicates_are_confirmed_by_reading_over_nfs_as_on_the_mount() {
     }
     let server = Ganesha::start(&root, "No_Root_Squash", 114);
     let hash = ["--duplicate-min-size", "1", "--hash-bytes", "100000000"];
-    let over_nfs = run_json(
+    run_json(
         &server.url(&root),
         &tmp.path().join("nfs"),
         &[&["--nfs-uid", "0", "--nfs-gid", "0"][..], &hash[..]].concat(),
@@ -411,14 +411,18 @@ fn duplicates_are_confirmed_by_reading_over_nfs_as_on_the_mount() {
             .any(|(_, paths)| paths.iter().any(|p| p.starts_with("decoy"))),
         "the decoys differ in one byte: {groups:?}"
     );
-    // Read over NFS: at least a sample of each candidate.
-    let reads = over_nfs["nfs"]["procedures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["procedure"] == "READ")
-        .expect("READ was called")["calls"]
-        .as_u64()
-        .unwrap();
-    assert!(reads >= 5, "{reads} READs");
+    // The same bytes read over NFS as from the mount: a sample of each candidate, then the
+    // whole of every class whose samples agree.
+    let hashing = |out: &str| {
+        let out = tmp.path().join(out);
+        let manifest = latest_manifest(&out);
+        let summary = out.join(manifest["summary"].as_str().unwrap());
+        let summary: Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+        summary["duplicates"]["hashing"].clone()
+    };
+    let (nfs, local) = (hashing("nfs"), hashing("local"));
+    assert!(nfs["bytes_read"].as_u64().unwrap() > 3 * 400_000, "{nfs}");
+    for field in ["files_sampled", "files_hashed", "bytes_read", "changed"] {
+        assert_eq!(nfs[field], local[field], "{field}: {nfs} vs {local}");
+    }
 }
