@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The NFS source listing an export: the crate's lister (scanjob-nfs-ls: READDIRPLUS pipelined
-# over a few connections) at added round trips, beside libnfs' `nfs-ls -R` (one call at a time)
-# and the arithmetic limit (READDIRPLUS calls / calls in flight * round trip). The server is
+# The NFS source at added round trips, side by side in one run: the crate's lister
+# (scanjob-nfs-ls: READDIRPLUS pipelined over a few connections), the whole scan over NFS
+# (`scanjob run nfs://…`: rows, Parquet, the Delta commit), the mounted path through slowfs at
+# the same latency per request (the kernel's FUSE client with attribute caching off: one
+# request per LOOKUP, GETATTR or READDIR), libnfs' `nfs-ls -R` (one call at a time), and the
+# arithmetic limit (READDIRPLUS calls / calls in flight * round trip). The server is
 # nfs-ganesha in a network namespace (tests/nfs/ganesha.sh, on 10.99.0.0/24); the round trip is
 # added by scanjob-nfs-relay on the host side of the veth pair.
 #   bash bench/nfs.sh [--tree DIR] [--files 1000000] [--rtt-ms 0,0.2,1,5] [--connections 4]
 #                     [--in-flight 64] [--peer-max-rtt-ms 1] [--no-peer]
+#                     [--mounted-max-rtt-ms 1] [--no-scan]
 # Without --tree, generates mktree's tree (--seed 42) under $SCANJOB_CACHE. Needs root and the
 # packages of tests/cluster/install.sh; the tree generator is the test kit's
 # testkit/mktree.py. Raw output in $OUT (default /tmp/scanjob-nfs-bench).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 TREE= FILES=1000000 RTTS=0,0.2,1,5 CONNECTIONS=4 IN_FLIGHT=64 PEER=1 PEER_MAX_RTT=1
+SCAN=1 MOUNTED_MAX_RTT=1
 while [ $# -gt 0 ]; do
   case $1 in
   --tree) TREE=$2; shift 2 ;;
@@ -22,6 +27,9 @@ while [ $# -gt 0 ]; do
   --no-peer) PEER=; shift ;;
   # nfs-ls makes ~0.23 calls per entry one at a time: 1 M entries at 5 ms would take 20 min.
   --peer-max-rtt-ms) PEER_MAX_RTT=$2; shift 2 ;;
+  # The mounted path makes ~2.3 requests per entry, 16 at a time: 1 M entries at 5 ms ~12 min.
+  --mounted-max-rtt-ms) MOUNTED_MAX_RTT=$2; shift 2 ;;
+  --no-scan) SCAN=; shift ;;
   *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -34,13 +42,15 @@ if [ -z "$TREE" ]; then
   [ -d "$TREE" ] || python3 "$MKTREE" "$TREE" --files "$FILES" --seed 42 >"$OUT/mktree.log"
 fi
 TREE=$(realpath "$TREE")
-(cd "$REPO" && cargo build --release --locked -q -p scanjob-nfs --bins)
+build_scanjob_and_slowfs
 LS=$CARGO_TARGET_DIR/release/scanjob-nfs-ls
 RELAY=$CARGO_TARGET_DIR/release/scanjob-nfs-relay
 
-RELAY_PID=
+RELAY_PID= MOUNTED_PID=
+MNT=$OUT/mnt
 cleanup() {
   stop_relay
+  stop_mounted
   # Closing the server script's stdin stops ganesha and removes the namespace.
   if [ -n "${SERVER_PID:-}" ]; then
     eval "exec ${SERVER[1]}>&-"
@@ -66,6 +76,40 @@ relay() {
   grep -q "relay up" "$OUT/relay.out" || { cat "$OUT/relay.out" >&2; return 1; }
   ADDR=$HOST_IP
 }
+# mounted RTT_MS: slowfs serving the tree at $MNT with RTT_MS added to every request.
+mounted() {
+  local us
+  us=$(python3 -c "print(round($1 * 1000))")
+  mkdir -p "$MNT"
+  "$SLOWFS" "$TREE" "$MNT" --latency-us "$us" --stats "$OUT/slowfs-stats.json" >"$OUT/slowfs.log" 2>&1 &
+  MOUNTED_PID=$!
+  for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.1; done
+  cat "$OUT/slowfs.log" >&2
+  return 1
+}
+stop_mounted() {
+  if [ -n "$MOUNTED_PID" ]; then
+    kill "$MOUNTED_PID"
+    wait "$MOUNTED_PID" 2>/dev/null || true
+    MOUNTED_PID=
+  fi
+}
+# scan_row KIND RTT JSON TIME [CALLS]: entries/s, calls and calls per entry, wall, CPU and peak
+# RSS of one `scanjob run --json`. Calls are the run's own count (RPCs over NFS) unless CALLS
+# (the requests the FUSE server saw) is given.
+scan_row() {
+  python3 - "$@" <<'PY'
+import json, sys
+kind, rtt, run, times = sys.argv[1:5]
+run = json.load(open(run))
+wall, user, system, rss_kib = open(times).read().split()[-4:]
+entries = run["entries"]
+calls = int(sys.argv[5]) if len(sys.argv) > 5 else run["politeness"]["calls"]
+print(f"| {kind} | {float(rtt):g} ms | {entries:,} | {calls:,} | {calls / entries:.4f} "
+      f"| {float(wall):.1f} s | **{entries / float(wall):,.0f}** "
+      f"| {float(user) + float(system):.1f} s | {int(rss_kib) // 1024} MiB |")
+PY
+}
 stop_relay() {
   if [ -n "$RELAY_PID" ]; then
     kill "$RELAY_PID"
@@ -77,7 +121,7 @@ stop_relay() {
 LS_ARGS=(--uid 0 --gid 0 --connections "$CONNECTIONS" --in-flight "$IN_FLIGHT" --ping 200)
 # One unreported listing first: ganesha's caches and the page cache warm up.
 "$LS" "$SERVER_IP" "$TREE" "${LS_ARGS[@]}" >"$OUT/warmup.txt"
-ROWS=()
+ROWS=() SCANS=()
 for rtt in ${RTTS//,/ }; do
   relay "$rtt"
   /usr/bin/time -o "$OUT/ls-$rtt.cpu" -f "%U %S" "$LS" "$ADDR" "$TREE" "${LS_ARGS[@]}" >"$OUT/ls-$rtt.txt"
@@ -91,6 +135,26 @@ for rtt in ${RTTS//,/ }; do
     if [ "$rtt" != 0 ]; then
       sleep 0.5
       peer_calls=$(tail -n +$((seen + 1)) "$OUT/relay.out" | awk -F'calls=' '/^closed 2049 /{n += $2} END {print n + 0}')
+    fi
+  fi
+  if [ -n "$SCAN" ]; then
+    # (a) the whole scan over NFS, through the same relay.
+    rm -rf "$OUT/toc-nfs"
+    /usr/bin/time -o "$OUT/scan-nfs-$rtt.time" -f "%e %U %S %M" "$SCANJOB" run "nfs://$ADDR$TREE" \
+      --out "$OUT/toc-nfs" --nfs-uid 0 --nfs-gid 0 --json >"$OUT/scan-nfs-$rtt.json"
+    SCANS+=("$(scan_row "scanjob run nfs://" "$rtt" "$OUT/scan-nfs-$rtt.json" "$OUT/scan-nfs-$rtt.time")")
+    echo "${SCANS[-1]}"
+    # (b) the mounted path: the same tree through slowfs at the same latency per request.
+    if python3 -c "import sys; sys.exit(not $rtt <= $MOUNTED_MAX_RTT)"; then
+      mounted "$rtt"
+      before=$(slowfs_requests "$OUT/slowfs-stats.json")
+      rm -rf "$OUT/toc-mounted"
+      /usr/bin/time -o "$OUT/scan-mounted-$rtt.time" -f "%e %U %S %M" "$SCANJOB" run "$MNT" \
+        --out "$OUT/toc-mounted" --json >"$OUT/scan-mounted-$rtt.json"
+      requests=$(($(slowfs_requests "$OUT/slowfs-stats.json") - before))
+      stop_mounted
+      SCANS+=("$(scan_row "scanjob run (slowfs mount)" "$rtt" "$OUT/scan-mounted-$rtt.json" "$OUT/scan-mounted-$rtt.time" "$requests")")
+      echo "${SCANS[-1]}"
     fi
   fi
   stop_relay
@@ -124,3 +188,9 @@ echo "connections=$CONNECTIONS in_flight=$IN_FLIGHT tree=$TREE"
 echo "| added round trip | NULL round trip p50 | entries | RPCs | RPCs per entry | wall | entries/s | READDIRPLUS p50 / p90 / p99 | client CPU | latency limit: calls / in flight × RTT → entries/s | nfs-ls -R entries/s (RPCs per entry) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"
 printf '%s\n' "${ROWS[@]}"
+if [ -n "$SCAN" ]; then
+  echo
+  echo "| scan | added round trip | entries | calls | calls per entry | wall | entries/s | CPU | peak RSS |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${SCANS[@]}"
+fi
