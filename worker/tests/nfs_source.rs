@@ -20,7 +20,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use serde_json::Value;
 
-use common::{latest_manifest, nasty_tree, read_batches, run_ok, scanjob};
+use common::{latest_manifest, nasty_tree, read_batches, scan, scanjob};
 use scanjob_testkit::Ganesha;
 
 /// One ganesha at a time: each holds a namespace and both cores while it serves.
@@ -146,19 +146,6 @@ fn differences(path: &[u8], nfs: &Row, local: &Row) -> Vec<String> {
     diffs
 }
 
-fn run_json(root: &Path, out: &Path, extra: &[&str]) -> Value {
-    let output = run_ok(
-        scanjob()
-            .arg("run")
-            .arg(root)
-            .arg("--out")
-            .arg(out)
-            .arg("--json")
-            .args(extra),
-    );
-    serde_json::from_slice(&output.stdout).expect("--json prints JSON")
-}
-
 #[test]
 fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -168,17 +155,17 @@ fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
     let url = server.url(&tree.root);
     // The server reads every directory (and symlink) it lists, which moves their atimes once a
     // day (relatime); the first scan moves them, the second and the mounted scan agree.
-    run_json(
+    scan(
         &url,
         &tmp.path().join("settle"),
         &["--nfs-uid", "0", "--nfs-gid", "0"],
     );
-    let summary = run_json(
+    let summary = scan(
         &url,
         &tmp.path().join("nfs"),
         &["--nfs-uid", "0", "--nfs-gid", "0", "--threads", "32"],
     );
-    run_json(&tree.root, &tmp.path().join("local"), &[]);
+    scan(&tree.root, &tmp.path().join("local"), &[]);
 
     let nfs = rows(&tmp.path().join("nfs"));
     let local = rows(&tmp.path().join("local"));
@@ -242,12 +229,12 @@ fn root_squash_gives_error_rows_for_what_nobody_cannot_read() {
     let server = Ganesha::start(&tree.root, "Root_Squash", 112);
     let tmp = tempfile::tempdir().unwrap();
     // uid 0 asks; the export maps it to nobody.
-    run_json(
+    scan(
         &server.url(&tree.root),
         &tmp.path().join("nfs"),
         &["--nfs-uid", "0"],
     );
-    run_json(&tree.root, &tmp.path().join("local"), &[]);
+    scan(&tree.root, &tmp.path().join("local"), &[]);
     let nfs = rows(&tmp.path().join("nfs"));
     let local = rows(&tmp.path().join("local"));
 
@@ -388,12 +375,12 @@ fn duplicates_are_confirmed_by_reading_over_nfs_as_on_the_mount() {
     }
     let server = Ganesha::start(&root, "No_Root_Squash", 114);
     let hash = ["--duplicate-min-size", "1", "--hash-bytes", "100000000"];
-    run_json(
+    scan(
         &server.url(&root),
         &tmp.path().join("nfs"),
         &[&["--nfs-uid", "0", "--nfs-gid", "0"][..], &hash[..]].concat(),
     );
-    run_json(&root, &tmp.path().join("local"), &hash);
+    scan(&root, &tmp.path().join("local"), &hash);
 
     let groups = duplicate_groups(&tmp.path().join("nfs"));
     assert_eq!(groups, duplicate_groups(&tmp.path().join("local")));

@@ -44,6 +44,20 @@ impl scanjob_nfs::Budget for PolitenessBudget {
     }
 }
 
+/// A runtime of its own for the client's calls, on two threads named `name`: the steps that
+/// read an export (the scan's walk, the hash step's reads) run on threads that wait on it.
+pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            what: format!("the {name} runtime"),
+            source,
+        })
+}
+
 /// Mounts `export` as `uid`/`gid`. A refused mount or a server that rejects the identity is bad
 /// input (a retry sends the same calls); a server that cannot be reached may come back.
 pub async fn connect(

@@ -23,7 +23,7 @@ use super::{BLOCK, File, Key, READ_BYTES, Read, SAMPLE_BLOCKS, hex};
 use crate::error::{Error, Result};
 use crate::fs::calls::device_of;
 use crate::fs::identity::DeviceIds;
-use crate::fs::nfs::{RpcReport, connect, entry_meta, errno_of, look_up};
+use crate::fs::nfs::{RpcReport, connect, entry_meta, errno_of, look_up, runtime};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::open_root;
 use crate::fs::source::NfsExport;
@@ -225,15 +225,7 @@ impl Exported {
         gid: u32,
         politeness: Arc<Politeness>,
     ) -> Result<Exported> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("scanjob-nfs-read")
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                what: "the NFS reads' runtime".into(),
-                source,
-            })?;
+        let runtime = runtime("scanjob-nfs-read")?;
         let (export, root) = (export.clone(), root.to_owned());
         let mounted = runtime
             .spawn(async move { connect(&export, &root, uid, gid, politeness).await })

@@ -41,15 +41,7 @@ pub struct NfsWalk {
 /// Walks the export and hands every batch to `sink` (which blocks while the writer is behind);
 /// stops early when `sink` returns `false`. Returns what the walk cost the server.
 pub fn walk(walk: NfsWalk, sink: &(dyn Fn(ShardBatch) -> bool + Sync)) -> Result<RpcReport> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("scanjob-nfs")
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            what: "the NFS walk's runtime".into(),
-            source,
-        })?;
+    let runtime = crate::fs::nfs::runtime("scanjob-nfs")?;
     runtime.block_on(async {
         let client = crate::fs::nfs::connect(
             &walk.export,
