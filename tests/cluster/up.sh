@@ -2,9 +2,11 @@
 # Start the test cluster on 127.0.0.1 only and write $SCANJOB_CACHE/run/env.sh:
 #   etcd, kube-apiserver (static token auth, RBAC, self-signed CA), kube-controller-manager
 #   (Job controller, garbage collector, ServiceAccount and token controllers) and SeaweedFS S3
-#   with SigV4 keys and a bucket; Kueue (batch/v1 Jobs labelled with a queue); and a node: kube-scheduler, containerd + runc and a kubelet that
-#   registers "$(hostname)" and runs the pods, from images built here out of the release binaries
-#   (images.py) and imported into containerd. Pods use the host's network (hostNetwork): every
+#   with SigV4 keys and a bucket; Kueue (batch/v1 Jobs labelled with a queue); an OCI registry
+#   (docker-registry) holding the images and the chart, published by release/publish.sh; and a
+#   node: kube-scheduler, containerd + runc and a kubelet that registers "$(hostname)" and runs
+#   the pods, from images built here out of the release binaries (images.py), imported into
+#   containerd and pullable from the registry. Pods use the host's network (hostNetwork): every
 #   connection of the test run stays on 127.0.0.1. Anything left by an earlier run is stopped and
 #   wiped first.
 #   Logs: $SCANJOB_CACHE/run/logs/*.log (printed in part when a service does not come up).
