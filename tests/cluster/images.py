@@ -13,6 +13,9 @@ so the Containerfile cannot grow a step the test images silently lack.
       header) and OUT/pause.tar; prints one JSON line per image with its compressed size
   images.py wrapper --base OUT/scanjob.tar --name REF --script FILE --out FILE.tar
       a test image: the base image plus busybox (a shell) and FILE as its entrypoint
+  images.py push --archive OUT/<stage>.tar --ref HOST[:PORT]/REPO:TAG [--plain-http]
+      pushes an archive's blobs and manifest to a registry (the OCI distribution API, as a
+      release pushes them); credentials from REGISTRY_USER and REGISTRY_PASSWORD if set
 """
 import argparse
 import gzip
@@ -26,6 +29,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import base64
+import urllib.error
+import urllib.request
 
 REGISTRY = "ghcr.io/scanjob"
 PAUSE_REF = "localhost/scanjob/pause:1.0"
@@ -257,6 +263,54 @@ def wrapper(args):
     write_archive(args.out, args.name, layers + [extra.blob()], config)
 
 
+def push(args):
+    """Blobs first (each skipped if the registry has it), then the manifest under the tag."""
+    m = re.fullmatch(r"([^/]+)/(.+):([^:/]+)", args.ref)
+    if not m:
+        die(f"--ref {args.ref} is not HOST[:PORT]/REPOSITORY:TAG")
+    host, repo, tag = m.groups()
+    base = f"{'http' if args.plain_http else 'https'}://{host}/v2/{repo}"
+    headers = {}
+    if os.environ.get("REGISTRY_USER"):
+        token = base64.b64encode(f"{os.environ['REGISTRY_USER']}:{os.environ.get('REGISTRY_PASSWORD', '')}".encode())
+        headers["Authorization"] = "Basic " + token.decode()
+
+    def call(method, url, data=None, content_type=None):
+        h = dict(headers)
+        if content_type:
+            h["Content-Type"] = content_type
+        req = urllib.request.Request(url, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=300) as r:
+                return r.status, r.headers
+        except urllib.error.HTTPError as e:
+            if method == "HEAD" and e.code == 404:
+                return 404, e.headers
+            die(f"{method} {url}: {e.code} {e.read()[:300]!r}")
+        except urllib.error.URLError as e:
+            die(f"{method} {url}: {e.reason}")
+
+    with tarfile.open(args.archive) as t:
+        blob = lambda d: t.extractfile("blobs/sha256/" + d.split(":")[1]).read()
+        index = json.loads(t.extractfile("index.json").read())
+        desc = index["manifests"][0]
+        manifest_bytes = blob(desc["digest"])
+        manifest = json.loads(manifest_bytes)
+        pushed = 0
+        for d in [manifest["config"]] + manifest["layers"]:
+            if call("HEAD", f"{base}/blobs/{d['digest']}")[0] == 200:
+                continue
+            _, h = call("POST", f"{base}/blobs/uploads/", b"")
+            location = h["Location"]
+            if location.startswith("/"):
+                location = f"{'http' if args.plain_http else 'https'}://{host}{location}"
+            sep = "&" if "?" in location else "?"
+            call("PUT", f"{location}{sep}digest={d['digest']}", blob(d["digest"]), "application/octet-stream")
+            pushed += d["size"]
+        call("PUT", f"{base}/manifests/{tag}", manifest_bytes, manifest["mediaType"])
+    print(json.dumps({"pushed": args.ref, "digest": desc["digest"], "new_blob_bytes": pushed}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -270,8 +324,12 @@ def main():
     w.add_argument("--name", required=True)
     w.add_argument("--script", required=True)
     w.add_argument("--out", required=True)
+    u = sub.add_parser("push")
+    u.add_argument("--archive", required=True)
+    u.add_argument("--ref", required=True)
+    u.add_argument("--plain-http", action="store_true")
     args = p.parse_args()
-    build(args) if args.cmd == "build" else wrapper(args)
+    {"build": build, "wrapper": wrapper, "push": push}[args.cmd](args)
 
 
 if __name__ == "__main__":

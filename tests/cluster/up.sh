@@ -2,9 +2,11 @@
 # Start the test cluster on 127.0.0.1 only and write $SCANJOB_CACHE/run/env.sh:
 #   etcd, kube-apiserver (static token auth, RBAC, self-signed CA), kube-controller-manager
 #   (Job controller, garbage collector, ServiceAccount and token controllers) and SeaweedFS S3
-#   with SigV4 keys and a bucket; Kueue (batch/v1 Jobs labelled with a queue); and a node: kube-scheduler, containerd + runc and a kubelet that
-#   registers "$(hostname)" and runs the pods, from images built here out of the release binaries
-#   (images.py) and imported into containerd. Pods use the host's network (hostNetwork): every
+#   with SigV4 keys and a bucket; Kueue (batch/v1 Jobs labelled with a queue); an OCI registry
+#   (docker-registry) holding the images and the chart, published by release/publish.sh; and a
+#   node: kube-scheduler, containerd + runc and a kubelet that registers "$(hostname)" and runs
+#   the pods, from images built here out of the release binaries (images.py), imported into
+#   containerd and pullable from the registry. Pods use the host's network (hostNetwork): every
 #   connection of the test run stays on 127.0.0.1. Anything left by an earlier run is stopped and
 #   wiped first.
 #   Logs: $SCANJOB_CACHE/run/logs/*.log (printed in part when a service does not come up).
@@ -137,6 +139,17 @@ start weed "$WEED" mini -dir="$RUN_DIR/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 -met
   -s3.localSocket="$RUN_DIR/s3/s3.sock" -filer.localSocket="$RUN_DIR/s3/filer.sock" \
   -s3.config="$RUN_DIR/s3/identities.json" -bucket="$S3_BUCKET"
 
+# --- the OCI registry: on 127.0.0.1 only, storage under the run's directory --------------------
+mkdir -p registry
+cat >registry/config.yml <<YML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $RUN_DIR/registry/data}
+http: {addr: 127.0.0.1:$REGISTRY_PORT}
+YML
+start registry docker-registry serve "$RUN_DIR/registry/config.yml"
+
 etcd_ready() { [[ "$(curl -sf "http://127.0.0.1:$ETCD_PORT/health")" == *'"health":"true"'* ]]; }
 wait_for etcd 30 etcd_ready
 
@@ -241,6 +254,12 @@ if [ "$(cat "$images_stamp" 2>/dev/null)" != "$images_inputs" ]; then
   echo "$images_inputs" >"$images_stamp"
   log "images built in $(($(date +%s) - t_img)) s: $(tr '\n' ' ' <"$IMAGES_DIR/images.json")"
 fi
+# The images and the chart go to the registry by the release's own recipe; the node pulls from it
+# what a ScanJob or the chart names there.
+registry_ready() { curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/"; }
+wait_for registry 30 registry_ready
+HELM=$HELM bash "$ROOT/release/publish.sh" --registry "$REGISTRY" --tag "$VERSION" --images "$IMAGES_DIR" \
+  --plain-http >"$RUN_DIR/logs/publish.log" 2>&1 || { tail -20 "$RUN_DIR/logs/publish.log" >&2; bash "$HERE/down.sh"; die "publishing to the test registry failed"; }
 
 # --- containerd ----------------------------------------------------------------------------------
 # Started by hand with everything under $CONTAINERD_DIR. cgroupfs, since PID 1 need not be systemd.
@@ -278,6 +297,8 @@ state = "$CONTAINERD_DIR/state"
         SystemdCgroup = false
         BinaryName = "$(command -v runc)"
         Root = "$CONTAINERD_DIR/runc"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."127.0.0.1:$REGISTRY_PORT"]
+    endpoint = ["http://127.0.0.1:$REGISTRY_PORT"]
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$CONTAINERD_DIR/net.d"
@@ -387,6 +408,7 @@ export SCANJOB_API_PORT=$API_PORT
 export SCANJOB_SLOWFS=$TOOLS_BIN/slowfs
 export SCANJOB_SPARK_JARS=$SPARK_JARS_DIR
 export SCANJOB_KUEUE_LOG=$RUN_DIR/logs/kueue.log
+export SCANJOB_REGISTRY=$REGISTRY
 ENV
 log "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s: kube-apiserver https://127.0.0.1:$API_PORT, S3 http://127.0.0.1:$S3_PORT/$S3_BUCKET; logs in $RUN_DIR/logs"
 cat env.sh
