@@ -89,7 +89,10 @@ async fn the_chart_from_the_registry_runs_the_operator_in_cluster_scope_on_pulle
     let uninstall = || helm(&["uninstall", RELEASE, "--namespace", &ns.name]);
     if !ok {
         uninstall();
-        panic!("helm install {chart} failed:\n{out}\n{}", ns.describe_pods().await);
+        panic!(
+            "helm install {chart} failed:\n{out}\n{}",
+            ns.describe_pods().await
+        );
     }
     assert!(out.contains("STATUS: deployed"), "{out}");
 
