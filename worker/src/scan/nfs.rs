@@ -64,7 +64,10 @@ async fn walk_starts(
     sink: &(dyn Fn(ShardBatch) -> bool + Sync),
 ) -> Result<()> {
     let options = &walk.options;
-    let mut walker = Walker::new(client.clone()).in_flight(options.threads.max(1));
+    // A listing in flight costs a pending call, not a thread: four per thread, at least 64,
+    // so that round trips of several milliseconds do not set the pace.
+    let in_flight = (options.threads * 4).max(64);
+    let mut walker = Walker::new(client.clone()).in_flight(in_flight);
     if let Some(exclude) = options.exclude.clone() {
         walker = walker.skip(move |name| exclude.is_match(OsStr::from_bytes(name)));
     }
