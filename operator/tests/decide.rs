@@ -1104,3 +1104,61 @@ fn an_nfs_source_is_planned_as_one_shard_read_as_its_identity_with_no_volume() {
         "a scan pod of an export mounts nothing"
     );
 }
+
+#[test]
+fn a_preempted_merge_waits_without_a_failure_and_publishes_once_admitted_again() {
+    let merging = "phase: Merging\nshards: 3/3\nlastScheduleTime: '2026-11-23T00:00:00Z'\ncurrentRun: {id: 20261123t000000z, trigger: Schedule, scheduledTime: '2026-11-23T00:00:00Z', startTime: '2026-11-23T00:00:02Z', stage: Merging, shards: {total: 3, succeeded: 3, failed: 0, active: 0}}";
+    let merge = |extra: &str| {
+        observed(&format!(
+            r#"
+runs:
+  20261123t000000z:
+    plan: {{name: nightly-20261123t000000z-plan, complete: true}}
+    scan: {{name: nightly-20261123t000000z-scan, complete: true, completed_indexes: "0-2"}}
+    merge: {{name: nightly-20261123t000000z-merge{extra}}}
+"#
+        ))
+    };
+    // The queue admitted the merge: its pod runs.
+    let sj = with_status(queued(), merging);
+    let d = decide(
+        &sj,
+        &merge(", active: 1, ready: 1"),
+        at("2026-11-23T00:20:00Z"),
+    );
+    assert_eq!(waiting(&d), None);
+    assert!(d.status.current_run.as_ref().unwrap().admitted);
+
+    // Preempted: the merge Job is suspended again, its pod gone; nothing failed, nothing retried.
+    let sj = after(sj, &d);
+    let d = decide(&sj, &merge(", suspended: true"), at("2026-11-23T00:21:00Z"));
+    let (reason, message) = waiting(&d).expect("waiting");
+    assert_eq!(reason, WaitingReason::Preempted);
+    assert_eq!(
+        message,
+        "the merge Job nightly-20261123t000000z-merge was preempted and waits for admission again on queue batch (3/3 shards done)"
+    );
+    assert_eq!(reasons(&d), ["RunPreempted"]);
+    let run = d.status.current_run.clone().unwrap();
+    assert_eq!((run.preemptions, run.stage), (1, Stage::Merging));
+    assert!(d.create.is_empty(), "the merge Job goes on once admitted");
+    assert_eq!(condition(&d, "Degraded").0, "False");
+
+    // Admitted again, the merge completes and the night is published.
+    let sj = after(sj, &d);
+    let d = decide(
+        &sj,
+        &merge(", active: 1, ready: 1"),
+        at("2026-11-23T00:25:00Z"),
+    );
+    assert_eq!(reasons(&d), ["RunAdmitted"]);
+    let sj = after(sj, &d);
+    let published = merge(
+        ", complete: true}\n    reports:\n      - {step: merge, exit_code: 0, message: '{\"phase\":\"merge\",\"run\":\"20261123t000000z\",\"snapshot\":\"s3://toc/isilon/snapshots/20261123t000000z/manifest.json\",\"files\":3,\"directories\":1,\"bytes\":3,\"errors\":0,\"missing_shards\":[]}'",
+    );
+    let d = decide(&sj, &published, at("2026-11-23T00:26:00Z"));
+    assert!(d.status.current_run.is_none());
+    let last = d.status.last_run.as_ref().expect("the run ended");
+    assert_eq!(last.outcome, Outcome::Succeeded);
+    assert_eq!(last.preemptions, 1);
+}
