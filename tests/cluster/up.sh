@@ -299,6 +299,11 @@ state = "$CONTAINERD_DIR/state"
         Root = "$CONTAINERD_DIR/runc"
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors."127.0.0.1:$REGISTRY_PORT"]
     endpoint = ["http://127.0.0.1:$REGISTRY_PORT"]
+  # The chart's default images (ghcr.io/scanjob/...) resolve to the same registry: a pull never
+  # leaves the machine. (containerd 1.6's CRI forgets an imported name once the same image is
+  # pulled under another; the kubelet then pulls it again, from here.)
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."ghcr.io"]
+    endpoint = ["http://127.0.0.1:$REGISTRY_PORT"]
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$CONTAINERD_DIR/net.d"
