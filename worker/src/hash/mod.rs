@@ -249,14 +249,10 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
         let mut left = budget;
         let (bytes, calls) = match files_of_root {
             FilesOfRoot::Mounted(root) => {
-                let reader = Reader::new(root);
-                confirm(&mut files, &reader, threads, &mut left, &mut totals, &run);
-                (reader.bytes(), reader.files.calls())
+                confirm(&mut files, root, threads, &mut left, &mut totals, &run)
             }
             FilesOfRoot::Exported(export) => {
-                let reader = Reader::new(export);
-                confirm(&mut files, &reader, threads, &mut left, &mut totals, &run);
-                (reader.bytes(), reader.files.calls())
+                confirm(&mut files, export, threads, &mut left, &mut totals, &run)
             }
         };
         (files, totals, bytes, calls)
@@ -420,15 +416,17 @@ pub fn sample_bytes(size: u64) -> u64 {
     size.min(SAMPLE_BLOCKS * BLOCK)
 }
 
-/// Both stages over the partition's files, within `left` bytes.
+/// Both stages over the partition's files, within `left` bytes, read through `source`.
+/// Returns the bytes read and the calls made.
 fn confirm<F: Files>(
     files: &mut BTreeMap<(i64, i64), File>,
-    reader: &Reader<F>,
+    source: F,
     threads: usize,
     left: &mut u64,
     totals: &mut HashTotals,
     run: &str,
-) {
+) -> (u64, u64) {
+    let reader = &Reader::new(source);
     // Stage 1: sample every size class of two inodes or more, largest waste first.
     let mut by_size: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
     for (id, f) in files.iter() {
@@ -493,6 +491,7 @@ fn confirm<F: Files>(
         }
     }
     totals.files_hashed += read_all(files, &work, reader, threads, true, totals, run);
+    (reader.bytes(), reader.files.calls())
 }
 
 /// Reads `work` on `threads` threads (samples, or whole files with `whole`) and records the
