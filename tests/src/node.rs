@@ -118,14 +118,25 @@ pub fn container_pid(container: &str) -> Option<u32> {
     })
 }
 
-/// The value of `field` in `/proc/<pid>/status` (e.g. `Uid`, `CapEff`, `NoNewPrivs`, `Seccomp`).
-pub fn proc_status(pid: u32, field: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(field)
-            .and_then(|r| r.strip_prefix(':'))
-            .map(|v| v.trim().to_owned())
-    })
+/// `/proc/PID/status` read at one instant, so every field describes the same live process.
+pub struct ProcStatus(String);
+
+impl ProcStatus {
+    /// `None` once the process is gone.
+    pub fn read(pid: u32) -> Option<ProcStatus> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .map(ProcStatus)
+    }
+
+    /// The value of `field` (e.g. `Uid`, `CapEff`, `NoNewPrivs`, `Seccomp`).
+    pub fn field(&self, field: &str) -> Option<String> {
+        self.0.lines().find_map(|l| {
+            l.strip_prefix(field)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        })
+    }
 }
 
 /// The mount options of `path` as the process `pid` sees it (from its mountinfo).

@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use scanjob_e2e::cluster::{completion_index, exit_code, phase};
-use scanjob_e2e::node::{container_id, container_pid, kill, mount_options, proc_status};
+use scanjob_e2e::node::{ProcStatus, container_id, container_pid, kill, mount_options};
 use scanjob_e2e::operator::{Harness, read_snapshot, scanjob_events, scanjob_yaml_with_worker};
 use scanjob_operator::crd::{Phase, ScanJob};
 use scanjob_testkit::SlowFs;
@@ -61,6 +61,22 @@ async fn running_scan_container(h: &Harness, name: &str, index: Option<&str>) ->
             h.ns.describe_pods().await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running scan container of ScanJob `name` with its `/proc/PID/status` read while it lives:
+/// a shard may end between finding its process and reading it, and then another is looked up.
+async fn running_scan_status(h: &Harness, name: &str) -> (Pod, u32, ProcStatus) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (pod, pid) = running_scan_container(h, name, None).await;
+        if let Some(status) = ProcStatus::read(pid) {
+            return (pod, pid, status);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every scan process of {name} ended before its status was read"
+        );
     }
 }
 
@@ -115,29 +131,23 @@ async fn a_scan_container_runs_as_65532_with_no_capability_and_a_read_only_root(
         scanjob_yaml_with_worker("hardened", &root, &h.url, "", TWO_SHARDS),
         80,
     ));
-    let (pod, pid) = running_scan_container(&h, "hardened", None).await;
+    let (pod, pid, status) = running_scan_status(&h, "hardened").await;
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
     assert!(exe.ends_with("scanjob"), "pid {pid} runs {}", exe.display());
     // What the kernel holds the process to, not what the pod spec asks for.
     assert_eq!(
-        proc_status(pid, "Uid").as_deref(),
+        status.field("Uid").as_deref(),
         Some("65532\t65532\t65532\t65532")
     );
     assert_eq!(
-        proc_status(pid, "Gid").as_deref(),
+        status.field("Gid").as_deref(),
         Some("65532\t65532\t65532\t65532")
     );
+    assert_eq!(status.field("CapEff").as_deref(), Some("0000000000000000"));
+    assert_eq!(status.field("CapBnd").as_deref(), Some("0000000000000000"));
+    assert_eq!(status.field("NoNewPrivs").as_deref(), Some("1"));
     assert_eq!(
-        proc_status(pid, "CapEff").as_deref(),
-        Some("0000000000000000")
-    );
-    assert_eq!(
-        proc_status(pid, "CapBnd").as_deref(),
-        Some("0000000000000000")
-    );
-    assert_eq!(proc_status(pid, "NoNewPrivs").as_deref(), Some("1"));
-    assert_eq!(
-        proc_status(pid, "Seccomp").as_deref(),
+        status.field("Seccomp").as_deref(),
         Some("2"),
         "RuntimeDefault is a seccomp filter"
     );
@@ -193,18 +203,12 @@ async fn read_all_files_lists_every_entry_and_root_without_it_does_not() {
         ),
         40,
     ));
-    let (_, pid) = running_scan_container(&h, "read-all", None).await;
-    assert_eq!(proc_status(pid, "Uid").as_deref(), Some("0\t0\t0\t0"));
+    let (_, _, status) = running_scan_status(&h, "read-all").await;
+    assert_eq!(status.field("Uid").as_deref(), Some("0\t0\t0\t0"));
     // CAP_DAC_READ_SEARCH is capability 2.
-    assert_eq!(
-        proc_status(pid, "CapEff").as_deref(),
-        Some("0000000000000004")
-    );
-    assert_eq!(
-        proc_status(pid, "CapBnd").as_deref(),
-        Some("0000000000000004")
-    );
-    assert_eq!(proc_status(pid, "NoNewPrivs").as_deref(), Some("1"));
+    assert_eq!(status.field("CapEff").as_deref(), Some("0000000000000004"));
+    assert_eq!(status.field("CapBnd").as_deref(), Some("0000000000000004"));
+    assert_eq!(status.field("NoNewPrivs").as_deref(), Some("1"));
     let sj = h.wait_finished("read-all", Phase::Succeeded).await;
     let snap = read_snapshot(&success(&sj).snapshot);
     assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
