@@ -15,6 +15,10 @@ pub struct WalkArgs {
     pub nfs_uid: Option<u32>,
     /// `--nfs-gid GID`: the AUTH_SYS gid an `nfs://` root is read as.
     pub nfs_gid: Option<u32>,
+    /// `--nfs-reserved-port`: connect to an `nfs://` root from a port below 1024.
+    pub nfs_reserved_port: bool,
+    /// `--nfs-address ADDR`, repeated: further addresses of an `nfs://` root's server.
+    pub nfs_addresses: Vec<String>,
 }
 
 /// The operations budget of every command that touches the scanned file system: at most
@@ -148,6 +152,12 @@ impl PlanArgs {
         }
         push_opt(&mut a, "--nfs-uid", self.walk.nfs_uid);
         push_opt(&mut a, "--nfs-gid", self.walk.nfs_gid);
+        if self.walk.nfs_reserved_port {
+            a.push("--nfs-reserved-port".into());
+        }
+        for address in &self.walk.nfs_addresses {
+            a.extend(["--nfs-address".into(), address.clone()]);
+        }
         push_opt(&mut a, "--threads", self.threads);
         self.budget.push_args(&mut a);
         a

@@ -42,6 +42,7 @@ const JUKEBOX_FIRST_DELAY: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct ClientBuilder {
     server: IpAddr,
+    more_servers: Vec<IpAddr>,
     export: Vec<u8>,
     credential: Credential,
     portmap_port: u16,
@@ -61,6 +62,7 @@ impl ClientBuilder {
     pub fn new(server: IpAddr, export: impl Into<Vec<u8>>) -> ClientBuilder {
         ClientBuilder {
             server,
+            more_servers: Vec::new(),
             export: export.into(),
             credential: Credential::default(),
             portmap_port: 111,
@@ -78,6 +80,14 @@ impl ClientBuilder {
     /// The AUTH_SYS identity of every call; nobody (65534/65534) unless set.
     pub fn credential(mut self, credential: Credential) -> ClientBuilder {
         self.credential = credential;
+        self
+    }
+
+    /// Further addresses of the same server, e.g. the nodes of a cluster that serve one
+    /// namespace (file handles are valid at each). MOUNT goes to the first address; the
+    /// connections are spread over all of them, at least one each.
+    pub fn more_servers(mut self, servers: Vec<IpAddr>) -> ClientBuilder {
+        self.more_servers = servers;
         self
     }
 
@@ -143,10 +153,72 @@ impl ClientBuilder {
             budget: self.budget.as_deref(),
         };
 
-        let (mount_port, nfs_port) = match (self.mount_port, self.nfs_port) {
+        let (mount_port, nfs_port) = self.ports(&setup, self.server, true).await?;
+        let mount_addr = SocketAddr::new(self.server, mount_port);
+        let mount = Connection::open(mount_addr, self.reserved_port).await?;
+        let record = setup
+            .call(&mount, Procedure::Mount, |e| {
+                proto::mount_args(e, &self.export)
+            })
+            .await?;
+        let mut dec = rpc::reply_body(Procedure::Mount, &record)?;
+        let root = proto::mount_res(&mut dec)?.map_err(|status| Error::Mount {
+            export: String::from_utf8_lossy(&self.export).into_owned(),
+            status,
+        })?;
+        drop(mount);
+
+        let mut servers = vec![SocketAddr::new(self.server, nfs_port)];
+        for &other in &self.more_servers {
+            let (_, port) = self.ports(&setup, other, false).await?;
+            servers.push(SocketAddr::new(other, port));
+        }
+        let connections = self.connections.max(servers.len());
+        let mut pool = Vec::with_capacity(connections);
+        for server in servers.iter().cycle().take(connections) {
+            pool.push(Connection::open(*server, self.reserved_port).await?);
+        }
+        tracing::info!(
+            server = %self.server,
+            export = %String::from_utf8_lossy(&self.export),
+            nfs_port,
+            mount_port,
+            servers = servers.len(),
+            connections,
+            uid = self.credential.uid,
+            gid = self.credential.gid,
+            "NFS export mounted"
+        );
+        Ok(Client {
+            inner: Arc::new(Inner {
+                pool,
+                root,
+                credential,
+                xid,
+                stats,
+                timeout: self.timeout,
+                maxcount: self.maxcount,
+                dircount: self.dircount,
+                budget: self.budget,
+            }),
+        })
+    }
+}
+
+impl ClientBuilder {
+    /// The MOUNT port of `server` (0 unless `mount`) and its NFS port: those given, the rest
+    /// from its portmapper.
+    async fn ports(
+        &self,
+        setup: &Setup<'_>,
+        server: IpAddr,
+        mount: bool,
+    ) -> Result<(u16, u16), Error> {
+        let given_mount = if mount { self.mount_port } else { Some(0) };
+        let (m, n) = match (given_mount, self.nfs_port) {
             (Some(m), Some(n)) => (m, n),
             (m, n) => {
-                let addr = SocketAddr::new(self.server, self.portmap_port);
+                let addr = SocketAddr::new(server, self.portmap_port);
                 let pmap = Connection::open(addr, false).await?;
                 let getport = async |program| {
                     setup
@@ -170,55 +242,13 @@ impl ClientBuilder {
                 (m, n)
             }
         };
-        if mount_port == 0 || nfs_port == 0 {
+        if (mount && m == 0) || n == 0 {
             return Err(Error::Rejected {
                 procedure: Procedure::GetPort,
-                reason: "MOUNT v3 or NFS v3 over TCP is not registered".into(),
+                reason: format!("MOUNT v3 or NFS v3 over TCP is not registered at {server}"),
             });
         }
-
-        let mount_addr = SocketAddr::new(self.server, mount_port);
-        let mount = Connection::open(mount_addr, self.reserved_port).await?;
-        let record = setup
-            .call(&mount, Procedure::Mount, |e| {
-                proto::mount_args(e, &self.export)
-            })
-            .await?;
-        let mut dec = rpc::reply_body(Procedure::Mount, &record)?;
-        let root = proto::mount_res(&mut dec)?.map_err(|status| Error::Mount {
-            export: String::from_utf8_lossy(&self.export).into_owned(),
-            status,
-        })?;
-        drop(mount);
-
-        let nfs_addr = SocketAddr::new(self.server, nfs_port);
-        let mut pool = Vec::with_capacity(self.connections);
-        for _ in 0..self.connections {
-            pool.push(Connection::open(nfs_addr, self.reserved_port).await?);
-        }
-        tracing::info!(
-            server = %self.server,
-            export = %String::from_utf8_lossy(&self.export),
-            nfs_port,
-            mount_port,
-            connections = self.connections,
-            uid = self.credential.uid,
-            gid = self.credential.gid,
-            "NFS export mounted"
-        );
-        Ok(Client {
-            inner: Arc::new(Inner {
-                pool,
-                root,
-                credential,
-                xid,
-                stats,
-                timeout: self.timeout,
-                maxcount: self.maxcount,
-                dircount: self.dircount,
-                budget: self.budget,
-            }),
-        })
+        Ok((m, n))
     }
 }
 

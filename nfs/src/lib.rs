@@ -7,7 +7,9 @@
 //! calls are in flight at once, pipelined by XID over a small pool of TCP connections.
 //!
 //! * [`ClientBuilder`] mounts an export (portmapper GETPORT, MOUNT v3 MNT for the root handle)
-//!   with an AUTH_SYS [`Credential`] (nobody unless told otherwise).
+//!   with an AUTH_SYS [`Credential`] (nobody unless told otherwise), from a reserved source
+//!   port only when asked, and spreads its connections over the server's further addresses
+//!   when given (a cluster serving one namespace from many nodes).
 //! * [`Client`] calls READDIRPLUS (paged by cookie, restarted when the directory changes),
 //!   LOOKUP, GETATTR, READ and READLINK; each call is charged to a [`Budget`] first and counted
 //!   per procedure with its latency ([`Client::stats`]).

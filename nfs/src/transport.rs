@@ -38,6 +38,8 @@ struct Pending {
 /// What a connection observed, for the caller's report and the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionStats {
+    /// The server address the connection goes to.
+    pub server: SocketAddr,
     pub calls: u64,
     /// The most calls that were waiting for a reply at one time.
     pub max_in_flight: usize,
@@ -164,6 +166,7 @@ impl Connection {
 
     pub(crate) fn stats(&self) -> ConnectionStats {
         ConnectionStats {
+            server: self.addr,
             calls: self.calls.load(Ordering::Relaxed),
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
         }

@@ -1,8 +1,9 @@
 //! Who may scan which NFS export. The pods of a `source.nfs` ScanJob speak NFSv3 with AUTH_SYS,
 //! which trusts the client: they could read any export the cluster reaches, as any uid, and
 //! through the hash step any file's content. So the operator starts runs of an NFS source only
-//! where the cluster admin granted it: a grant names the namespaces, the server, the export
-//! (and so every directory below it) and the uids and gids the pods may carry. The chart's
+//! where the cluster admin granted it (each of the ScanJob's server addresses on its own): a
+//! grant names the namespaces, the server, the export (and so every directory below it), the uids and gids the pods may carry, and whether they
+//! may connect from a reserved port (which a `secure` export takes for trust). The chart's
 //! `nfs.allowed` list becomes the operator's `--nfs-allowed` (JSON); without it, no NFS source
 //! is allowed. A refused ScanJob says in its Degraded condition what is not allowed.
 
@@ -24,6 +25,10 @@ pub struct NfsGrant {
     pub uids: Vec<i64>,
     /// The gids the pods may carry.
     pub gids: Vec<i64>,
+    /// Whether the pods may connect from a reserved port (`source.nfs.reservedPort`): a server
+    /// that insists on one trusts such a client more, so it is granted explicitly.
+    #[serde(default)]
+    pub reserved_port: bool,
 }
 
 /// The admin's grants; empty allows no NFS source.
@@ -57,9 +62,25 @@ impl NfsAllowList {
         self.check(namespace, nfs).err()
     }
 
-    /// Whether a grant covers this namespace, export and identity, and if not, the closest
-    /// miss: the first of namespace, server, export, uid and gid that no grant matches.
+    /// [`NfsAllowList::check_one`] for the server and each further address: every address the
+    /// pods connect to is granted as a server of its own.
     pub fn check(&self, namespace: &str, nfs: &NfsSource) -> Result<(), String> {
+        self.check_one(namespace, nfs)?;
+        for address in &nfs.addresses {
+            let other = NfsSource {
+                server: address.clone(),
+                addresses: Vec::new(),
+                ..nfs.clone()
+            };
+            self.check_one(namespace, &other)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a grant covers this namespace, export and identity, and if not, the closest
+    /// miss: the first of namespace, server, export, uid, gid and reserved port that no grant
+    /// matches.
+    fn check_one(&self, namespace: &str, nfs: &NfsSource) -> Result<(), String> {
         let here: Vec<&NfsGrant> = self
             .0
             .iter()
@@ -103,10 +124,21 @@ impl NfsAllowList {
                 nfs.uid, nfs.server, nfs.export
             ));
         }
-        if !uid.iter().any(|g| g.gids.contains(&nfs.gid)) {
+        let identity: Vec<&NfsGrant> = uid
+            .iter()
+            .copied()
+            .filter(|g| g.gids.contains(&nfs.gid))
+            .collect();
+        if identity.is_empty() {
             return Err(format!(
                 "gid {} is not allowed with uid {} for {}:{} in namespace {namespace}",
                 nfs.gid, nfs.uid, nfs.server, nfs.export
+            ));
+        }
+        if nfs.reserved_port && !identity.iter().any(|g| g.reserved_port) {
+            return Err(format!(
+                "a reserved source port is not allowed for {}:{} in namespace {namespace}",
+                nfs.server, nfs.export
             ));
         }
         Ok(())
@@ -133,6 +165,8 @@ mod tests {
             port: 111,
             uid,
             gid,
+            reserved_port: false,
+            addresses: Vec::new(),
         }
     }
 
@@ -140,6 +174,8 @@ mod tests {
         NfsAllowList::parse(
             r#"[{"namespaces": ["data"], "server": "filer1", "export": "/ifs/data",
                  "uids": [65534, 1000], "gids": [65534]},
+                {"namespaces": ["data"], "server": "filer1", "export": "/ifs/data/secure",
+                 "uids": [65534], "gids": [65534], "reservedPort": true},
                 {"namespaces": ["*"], "server": "filer2", "export": "/", "uids": [65534], "gids": [65534]}]"#,
         )
         .unwrap()
@@ -194,6 +230,46 @@ mod tests {
                 .check("data", &source("filer1", "/ifs/data", 65534, 65534))
                 .unwrap_err()
                 .starts_with("no NFS export is allowed in namespace data")
+        );
+    }
+
+    #[test]
+    fn a_reserved_source_port_needs_a_grant_that_allows_it() {
+        let list = list();
+        let reserved = |export: &str| NfsSource {
+            reserved_port: true,
+            ..source("filer1", export, 65534, 65534)
+        };
+        assert_eq!(list.check("data", &reserved("/ifs/data/secure/a")), Ok(()));
+        assert_eq!(
+            list.check("data", &reserved("/ifs/data/open")),
+            Err(
+                "a reserved source port is not allowed for filer1:/ifs/data/open in namespace data"
+                    .into()
+            )
+        );
+        assert_eq!(
+            list.check("data", &source("filer1", "/ifs/data/open", 65534, 65534)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn every_further_address_of_the_server_needs_a_grant_of_its_own() {
+        let list = list();
+        let spread = |addresses: &[&str]| NfsSource {
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            ..source("filer1", "/ifs/data", 65534, 65534)
+        };
+        let granted_too = NfsAllowList::parse(
+            r#"[{"namespaces": ["data"], "server": "filer1", "export": "/ifs", "uids": [65534], "gids": [65534]},
+                {"namespaces": ["data"], "server": "filer1-b", "export": "/ifs/data", "uids": [65534], "gids": [65534]}]"#,
+        )
+        .unwrap();
+        assert_eq!(granted_too.check("data", &spread(&["filer1-b"])), Ok(()));
+        assert_eq!(
+            list.check("data", &spread(&["filer1-b"])),
+            Err("server filer1-b is not allowed in namespace data".into())
         );
     }
 

@@ -16,7 +16,7 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
     KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    SecretEnvSource, SecurityContext, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -49,6 +49,15 @@ pub const OWNER_NAMES_MOUNT: &str = "/etc/scanjob/owner-names";
 
 /// The capability hash pods add with `readAllFiles`: open any file with O_NOATIME.
 pub const NOATIME_CAPABILITY: &str = "FOWNER";
+
+/// The capability the pods that reach an export add with `source.nfs.reservedPort` on the
+/// node's network (`hostNetwork`): bind a port below 1024.
+pub const BIND_RESERVED_PORT_CAPABILITY: &str = "NET_BIND_SERVICE";
+/// In a pod's own network namespace, `source.nfs.reservedPort` lowers this (namespaced, safe)
+/// sysctl instead, to [`RESERVED_PORTS_START`]: no capability at all.
+pub const UNPRIVILEGED_PORT_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
+/// The lowest port the NFS client binds as a reserved one (as `bindresvport` does).
+pub const RESERVED_PORTS_START: u16 = 512;
 
 /// The steps of a run, in order (`Hash` only when the night reads contents).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
@@ -170,6 +179,13 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 project_level: flag(spec.source.project_level, usize::MAX),
                 nfs_uid: spec.source.nfs.as_ref().map(|n| flag(n.uid, u32::MAX)),
                 nfs_gid: spec.source.nfs.as_ref().map(|n| flag(n.gid, u32::MAX)),
+                nfs_reserved_port: nfs_reserved_port(sj),
+                nfs_addresses: spec
+                    .source
+                    .nfs
+                    .as_ref()
+                    .map(|n| n.addresses.clone())
+                    .unwrap_or_default(),
             },
             // The plan pod runs alone, before any scan pod: the whole budget is its own.
             threads,
@@ -320,7 +336,7 @@ fn labels(sj: &ScanJob, req: &JobRequest) -> BTreeMap<String, String> {
     ])
 }
 
-fn pod_security_context(sj: &ScanJob) -> PodSecurityContext {
+fn pod_security_context(sj: &ScanJob, step: Step) -> PodSecurityContext {
     let mut context = default_pod_security_context(sj);
     if let Some(uid) = sj.spec.worker.run_as_user {
         context.run_as_user = Some(uid);
@@ -328,7 +344,26 @@ fn pod_security_context(sj: &ScanJob) -> PodSecurityContext {
             context.run_as_non_root = Some(false);
         }
     }
+    if reserved_port(sj, step) && !sj.spec.worker.host_network {
+        // In the pod's own network namespace, ports from 512 up become unprivileged: the
+        // client binds one without any capability, and nothing else changes.
+        context.sysctls.get_or_insert_default().push(Sysctl {
+            name: UNPRIVILEGED_PORT_SYSCTL.into(),
+            value: RESERVED_PORTS_START.to_string(),
+        });
+    }
     context
+}
+
+/// Whether the ScanJob's NFS export is reached from a reserved port.
+fn nfs_reserved_port(sj: &ScanJob) -> bool {
+    sj.spec.source.nfs.as_ref().is_some_and(|n| n.reserved_port)
+}
+
+/// Whether the pods of `step` bind a reserved port: the scan and hash pods connect to the
+/// export (the plan only records the choice for them).
+fn reserved_port(sj: &ScanJob, step: Step) -> bool {
+    matches!(step, Step::Scan | Step::Hash) && nfs_reserved_port(sj)
 }
 
 fn default_pod_security_context(sj: &ScanJob) -> PodSecurityContext {
@@ -350,15 +385,20 @@ fn default_pod_security_context(sj: &ScanJob) -> PodSecurityContext {
 
 /// Nothing a scanner needs: no privilege escalation, no capabilities, no writes to its image;
 /// with `readAllFiles`, the one capability that reads everything, and for hash pods the one
-/// that opens any file without moving its atime (the source stays mounted read-only).
+/// that opens any file without moving its atime (the source stays mounted read-only); with
+/// `source.nfs.reservedPort` on the node's network, the one that binds a reserved port.
 fn container_security_context(sj: &ScanJob, step: Step) -> SecurityContext {
-    let add = sj.spec.worker.read_all_files.then(|| {
-        let mut add = vec![READ_ALL_CAPABILITY.to_owned()];
+    let mut add = Vec::new();
+    if sj.spec.worker.read_all_files {
+        add.push(READ_ALL_CAPABILITY.to_owned());
         if step == Step::Hash {
             add.push(NOATIME_CAPABILITY.to_owned());
         }
-        add
-    });
+    }
+    if reserved_port(sj, step) && sj.spec.worker.host_network {
+        add.push(BIND_RESERVED_PORT_CAPABILITY.to_owned());
+    }
+    let add = (!add.is_empty()).then_some(add);
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -497,7 +537,7 @@ fn pod_template(sj: &ScanJob, req: &JobRequest, defaults: &WorkerDefaults) -> Po
             ),
             automount_service_account_token: Some(false),
             host_network: worker.host_network.then_some(true),
-            security_context: Some(pod_security_context(sj)),
+            security_context: Some(pod_security_context(sj, req.step)),
             node_selector: (!worker.node_selector.is_empty()).then(|| worker.node_selector.clone()),
             affinity: worker.affinity.clone(),
             tolerations: (!worker.tolerations.is_empty()).then(|| worker.tolerations.clone()),

@@ -70,6 +70,7 @@ pub const MAX_NAME_LEN: usize = 40;
 #[x_kube(validation = Rule::new("self.maxFailedShards < self.shards").message("spec.maxFailedShards must be less than spec.shards").field_path(".maxFailedShards"))]
 #[x_kube(validation = Rule::new("self.parallelism <= self.shards || self.parallelism == 1").message("spec.parallelism must not exceed spec.shards").field_path(".parallelism"))]
 #[x_kube(validation = Rule::new("!has(self.source.nfs) || self.maxFailedShards == 0").message("spec.maxFailedShards must be 0 with spec.source.nfs: an export is scanned by one shard").field_path(".maxFailedShards"))]
+#[x_kube(validation = Rule::new("!has(self.source.nfs) || !has(self.source.nfs.reservedPort) || !self.source.nfs.reservedPort || !has(self.worker) || !has(self.worker.hostNetwork) || !self.worker.hostNetwork || (has(self.worker.runAsUser) && self.worker.runAsUser == 0)").message("spec.source.nfs.reservedPort with spec.worker.hostNetwork needs spec.worker.runAsUser: 0 (a capability reaches only uid 0; in the pod's own network namespace no capability is needed)").field_path(".source.nfs.reservedPort"))]
 #[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("spec.timeZone needs spec.schedule").field_path(".timeZone"))]
 #[x_kube(validation = Rule::new("!has(self.startingDeadlineSeconds) || has(self.schedule)").message("spec.startingDeadlineSeconds needs spec.schedule").field_path(".startingDeadlineSeconds"))]
 #[serde(rename_all = "camelCase")]
@@ -285,6 +286,13 @@ pub struct NfsSource {
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9.:-]+$')").message("spec.source.nfs.server must be a host name or an IP address"))]
     #[schemars(length(min = 1, max = 253))]
     pub server: String,
+    /// Further addresses of the same server, e.g. the nodes of a cluster that serve one
+    /// namespace: each pod spreads its connections over `server` and these (MOUNT goes to
+    /// `server`). The admin's grants must name each, like `server`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^[A-Za-z0-9.:-]+$') && size(a) <= 253)").message("spec.source.nfs.addresses must be host names or IP addresses"))]
+    #[schemars(length(max = 64))]
+    pub addresses: Vec<String>,
     /// The export's path as the server names it for MOUNT, e.g. `/ifs/data`.
     #[x_kube(validation = Rule::new("self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')").message("spec.source.nfs.export must be an absolute path without '..'"))]
     #[schemars(length(min = 1, max = 1024))]
@@ -302,6 +310,12 @@ pub struct NfsSource {
     #[serde(default = "nobody")]
     #[schemars(range(min = 0, max = 4294967295i64))]
     pub gid: i64,
+    /// Connect from a port below 1024, for an export that insists (`secure`). Off by default,
+    /// and only where the admin's grant allows it. In a pod's own network namespace the pods
+    /// lower `net.ipv4.ip_unprivileged_port_start` to 512 and hold no capability; with
+    /// `worker.hostNetwork` they need `worker.runAsUser: 0` and add `NET_BIND_SERVICE`.
+    #[serde(default)]
+    pub reserved_port: bool,
 }
 
 fn portmapper_port() -> i32 {

@@ -1106,6 +1106,59 @@ fn an_nfs_source_is_planned_as_one_shard_read_as_its_identity_with_no_volume() {
 }
 
 #[test]
+fn a_reserved_source_port_is_bound_with_the_least_the_pod_network_allows() {
+    let mut sj = nfs_scanjob();
+    sj.spec.source.nfs.as_mut().unwrap().reserved_port = true;
+    let pod = |sj: &ScanJob, step: Step| {
+        let request = JobRequest {
+            run: "20261123t000000z".into(),
+            step,
+            shards: 1,
+            allow_shrink: false,
+        };
+        let job = serde_json::to_value(job(sj, &request, &defaults())).unwrap();
+        job["spec"]["template"]["spec"].clone()
+    };
+    // The plan records the choice for the shards; it connects to nothing itself.
+    let plan = pod(&sj, Step::Plan);
+    let args = plan["containers"][0]["args"].as_array().unwrap();
+    assert!(args.contains(&"--nfs-reserved-port".into()), "{args:?}");
+    assert_eq!(plan["securityContext"].get("sysctls"), None);
+    // In the pod's own network namespace: a namespaced sysctl, no capability, the same uid.
+    for step in [Step::Scan, Step::Hash] {
+        let p = pod(&sj, step);
+        assert_eq!(
+            p["securityContext"]["sysctls"],
+            serde_json::json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "512"}]),
+            "{step:?}"
+        );
+        assert_eq!(p["securityContext"]["runAsUser"], 65532, "{step:?}");
+        assert_eq!(
+            p["containers"][0]["securityContext"]["capabilities"],
+            serde_json::json!({"drop": ["ALL"]}),
+            "{step:?}"
+        );
+    }
+    // On the node's network the sysctl is not the pod's to set: uid 0 with NET_BIND_SERVICE.
+    sj.spec.worker.host_network = true;
+    sj.spec.worker.run_as_user = Some(0);
+    for step in [Step::Scan, Step::Hash] {
+        let p = pod(&sj, step);
+        assert_eq!(p["securityContext"].get("sysctls"), None, "{step:?}");
+        assert_eq!(
+            p["containers"][0]["securityContext"]["capabilities"],
+            serde_json::json!({"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}),
+            "{step:?}"
+        );
+    }
+    let merge = pod(&sj, Step::Merge);
+    assert_eq!(
+        merge["containers"][0]["securityContext"]["capabilities"],
+        serde_json::json!({"drop": ["ALL"]})
+    );
+}
+
+#[test]
 fn a_preempted_merge_waits_without_a_failure_and_publishes_once_admitted_again() {
     let merging = "phase: Merging\nshards: 3/3\nlastScheduleTime: '2026-11-23T00:00:00Z'\ncurrentRun: {id: 20261123t000000z, trigger: Schedule, scheduledTime: '2026-11-23T00:00:00Z', startTime: '2026-11-23T00:00:02Z', stage: Merging, shards: {total: 3, succeeded: 3, failed: 0, active: 0}}";
     let merge = |extra: &str| {

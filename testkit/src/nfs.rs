@@ -21,9 +21,20 @@ impl Ganesha {
     /// Exports `dir` with `squash` (`No_Root_Squash`, `Root_Squash` or `All_Squash`) on
     /// 10.99.`net`.2; each server that runs at the same time needs its own `net`.
     pub fn start(dir: &Path, squash: &str, net: u8) -> Ganesha {
+        Ganesha::launch(dir, squash, net, false)
+    }
+
+    /// Like [`Ganesha::start`], for an export that answers only clients connecting from a
+    /// reserved port (below 1024), as a `secure` export does.
+    pub fn start_secure(dir: &Path, squash: &str, net: u8) -> Ganesha {
+        Ganesha::launch(dir, squash, net, true)
+    }
+
+    fn launch(dir: &Path, squash: &str, net: u8, privileged_port: bool) -> Ganesha {
         let mut script = Command::new("bash")
             .arg(workspace_dir().join("tests/nfs/ganesha.sh"))
             .args(["--squash", squash, "--net", &format!("10.99.{net}")])
+            .args(privileged_port.then_some("--privileged-port"))
             .arg(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -4,18 +4,23 @@
 # host over a veth pair. Nothing listens outside that pair: the host side is NET.1, the server
 # NET.2, and NET must be inside 10.99.0.0/16 (a range the tests keep to themselves).
 #
-#   bash tests/nfs/ganesha.sh [--squash No_Root_Squash|Root_Squash] [--net 10.99.N] DIR
+#   bash tests/nfs/ganesha.sh [--squash No_Root_Squash|Root_Squash] [--net 10.99.N] [--privileged-port] DIR
+#
+# --privileged-port: the export answers only clients that connect from a port below 1024 (as a
+# Linux server's `secure` option does).
 #
 # Prints `ready SERVER_IP HOST_IP GANESHA_PID` once MOUNT and NFS are registered, then serves
 # until its stdin closes or it gets SIGTERM/SIGINT, and removes the namespace, the veth pair and
 # both daemons on the way out, whatever the way out.
 set -euo pipefail
 SQUASH=No_Root_Squash
+PRIVILEGED_PORT=false
 NET=10.99.0
 while [ $# -gt 1 ]; do
   case $1 in
   --squash) SQUASH=$2; shift 2 ;;
   --net) NET=$2; shift 2 ;;
+  --privileged-port) PRIVILEGED_PORT=true; shift ;;
   *) echo "ganesha.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -35,7 +40,7 @@ if ip netns list | grep -qw "$NS"; then
 fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d /tmp/scanjob-ganesha.XXXXXX)
-RPCBIND_PID= GANESHA_PID=
+GANESHA_PID=
 
 stop() {
   local pid=$1 name=$2
@@ -50,7 +55,7 @@ stop() {
 cleanup() {
   trap - EXIT INT TERM HUP
   stop "$GANESHA_PID" ganesha
-  stop "$RPCBIND_PID" rpcbind
+  stop "$(cat "$WORK/rpcbind.pid" 2>/dev/null)" rpcbind
   ip link del "$HOST_IF" 2>/dev/null || true # takes the namespace's end with it
   ip netns del "$NS" 2>/dev/null || true
   if [ -s "$WORK/ganesha.log" ] && [ "${KEEP_LOG:-}" ]; then cat "$WORK/ganesha.log" >&2; fi
@@ -68,15 +73,19 @@ ip link set "$HOST_IF" up
 ip netns exec "$NS" ip addr add "$SERVER_IP/24" dev "$NS_IF"
 ip netns exec "$NS" ip link set "$NS_IF" up
 
-# ganesha registers MOUNT and NFS with the portmapper and exits if it cannot; this one listens
-# only on the namespace's addresses.
-ip netns exec "$NS" rpcbind -w -f &
-RPCBIND_PID=$!
-sed -e "s#@SERVER_IP@#$SERVER_IP#; s#@EXPORT_DIR@#$DIR#; s#@CLIENT_IP@#$HOST_IP#; s#@SQUASH@#$SQUASH#" \
+sed -e "s#@SERVER_IP@#$SERVER_IP#; s#@EXPORT_DIR@#$DIR#; s#@CLIENT_IP@#$HOST_IP#; s#@SQUASH@#$SQUASH#; s#@PRIVILEGED_PORT@#$PRIVILEGED_PORT#" \
   "$HERE/ganesha.conf.in" >"$WORK/ganesha.conf"
-# -F: in the foreground, so $! is the daemon. The config path must be absolute (it changes to /).
-ip netns exec "$NS" ganesha.nfsd -F -f "$WORK/ganesha.conf" -L "$WORK/ganesha.log" \
-  -p "$WORK/ganesha.pid" -N NIV_WARN &
+# ganesha registers MOUNT and NFS with the portmapper and exits if it cannot; this one listens
+# only on the namespace's addresses. The two share a /run of their own (`ip netns exec` gives
+# each command a mount namespace), where rpcbind keeps its lock and socket: servers on other
+# nets run at the same time. ganesha runs in the foreground (-F) in place of the shell, so $!
+# is the daemon; the config path must be absolute (it changes to /).
+ip netns exec "$NS" bash -c '
+  mount -t tmpfs -o size=1m,mode=755 scanjob-nfs-run /run || exit 1
+  rpcbind -w -f &
+  echo $! >"$1/rpcbind.pid"
+  exec ganesha.nfsd -F -f "$1/ganesha.conf" -L "$1/ganesha.log" -p "$1/ganesha.pid" -N NIV_WARN
+' ganesha "$WORK" &
 GANESHA_PID=$!
 ready=
 for _ in $(seq 100); do

@@ -287,6 +287,20 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "NFS reserved port on the node's network as a uid that holds no capability",
+            "nfs-reserved-port-host-network",
+            with_parts(
+                "nfs-reserved-port-host-network",
+                "    nfs: {server: filer1, export: /ifs/data, reservedPort: true}\n",
+                &s3_output,
+                "  worker: {hostNetwork: true}\n",
+            ),
+            &[
+                "spec.source.nfs.reservedPort: Invalid value",
+                "spec.source.nfs.reservedPort with spec.worker.hostNetwork needs spec.worker.runAsUser: 0",
+            ],
+        ),
+        case(
             "source volume with no source",
             "volume-no-source",
             with_parts("volume-no-source", "    volume: {}\n", &s3_output, ""),

@@ -4,7 +4,9 @@
 //! allow-list (`--nfs-allowed`) grants.
 //!
 //! Worker pods use the node's network (as every pod of the test cluster does), so they reach the
-//! server over its veth pair from the host's address, the only client the export admits.
+//! server over its veth pair from the host's address, the only client the export admits. A
+//! `secure` export (ganesha's `PrivilegedPort`) answers only pods that connect from a reserved
+//! port, which the admin grants and the ScanJob asks for.
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,12 +26,18 @@ fn nfs_scanjob(name: &str, server: &str, export: &str, ids: (u32, u32), url: &st
 
 /// The operator's allow-list: `namespace` may read `server:export` as uid and gid 0.
 fn grant(namespace: &str, server: &str, export: &str) -> String {
+    grant_with(namespace, server, export, false)
+}
+
+/// [`grant`], and whether the pods may connect from a reserved port.
+fn grant_with(namespace: &str, server: &str, export: &str, reserved_port: bool) -> String {
     serde_json::json!([{
         "namespaces": [namespace],
         "server": server,
         "export": export,
         "uids": [0],
         "gids": [0],
+        "reservedPort": reserved_port,
     }])
     .to_string()
 }
@@ -182,8 +190,8 @@ async fn an_allowed_export_is_scanned_and_hashed_by_pods_over_nfs_exactly_on_two
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_the_admin_did_not_allow_starts_nothing_and_says_what_is_refused() {
     let mut h = Harness::start("sj-nfs-refused").await;
-    // The grant covers uid 0 on /srv/data of 10.99.41.2; the ScanJob asks for uid 1000, and
-    // another ScanJob for an export beside it.
+    // The grant covers uid 0 on /srv/data of 10.99.41.2; one ScanJob asks for uid 1000,
+    // another for an export beside it, a third to reach the server at an address not granted.
     h.restart_operator_with(&[
         "--nfs-allowed",
         &grant(&h.ns.name, "10.99.41.2", "/srv/data"),
@@ -202,7 +210,15 @@ async fn an_export_the_admin_did_not_allow_starts_nothing_and_says_what_is_refus
         (0, 0),
         &h.url,
     ));
+    h.apply(
+        &nfs_scanjob("other-address", "10.99.41.2", "/srv/data", (0, 0), &h.url)
+            .replace("gid: 0}", "gid: 0, addresses: ['10.99.41.3']}"),
+    );
     for (name, want) in [
+        (
+            "other-address",
+            "server 10.99.41.3 is not allowed in namespace",
+        ),
         (
             "other-uid",
             "uid 1000 is not allowed for 10.99.41.2:/srv/data/projects in namespace",
@@ -247,4 +263,82 @@ async fn an_export_the_admin_did_not_allow_starts_nothing_and_says_what_is_refus
     );
     assert!(jobs(&h.ns, "no-list").await.is_empty());
     h.ns.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secure_export_is_read_from_a_reserved_port_once_the_admin_grants_one() {
+    let mut h = Harness::start("sj-nfs-secure").await;
+    let scratch = std::env::temp_dir().join(format!("scanjob-e2e-{}", h.ns.name));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let root = scratch.join("tree");
+    small_tree(&root, 3, 20);
+    for copy in ["copies/0", "copies/1"] {
+        std::fs::create_dir_all(root.join(copy)).unwrap();
+        std::fs::write(root.join(copy).join("data.bin"), vec![9u8; 100_000]).unwrap();
+    }
+    let (files, bytes, dirs) = files_bytes_dirs(&root);
+    let server = Ganesha::start_secure(&root, "No_Root_Squash", 42);
+    let export = Ganesha::export(&root);
+    // On the node's network a capability is the only way to a reserved port, and Kubernetes
+    // gives one to uid 0 only (the AUTH_SYS identity stays source.nfs.uid).
+    let yaml = nfs_scanjob("secure", server.ip(), &export, (0, 0), &h.url)
+        .replace("gid: 0}", "gid: 0, reservedPort: true}")
+        .replace(
+            "worker: {hostNetwork: true}",
+            "worker: {hostNetwork: true, runAsUser: 0}",
+        );
+    assert!(
+        yaml.contains("reservedPort: true") && yaml.contains("runAsUser: 0"),
+        "{yaml}"
+    );
+
+    // Granted the export but not a reserved port: refused, nothing started.
+    h.restart_operator_with(&[
+        "--nfs-allowed",
+        &grant_with(&h.ns.name, server.ip(), &export, false),
+    ]);
+    h.apply(&format!("{yaml}  duplicates: {{minSize: 65536}}\n"));
+    let sj = h
+        .wait("secure", Duration::from_secs(60), "Degraded", |sj| {
+            degraded(sj).is_some()
+        })
+        .await;
+    let (reason, message) = degraded(&sj).unwrap();
+    assert_eq!(reason, "SourceNotAllowed");
+    assert!(
+        message.starts_with(&format!(
+            "a reserved source port is not allowed for {}:{export}",
+            server.ip()
+        )),
+        "{message}"
+    );
+    assert!(jobs(&h.ns, "secure").await.is_empty());
+
+    // Granted: the scan and hash pods bind a reserved port, and the server answers them.
+    h.restart_operator_with(&[
+        "--nfs-allowed",
+        &grant_with(&h.ns.name, server.ip(), &export, true),
+    ]);
+    let sj = h.wait_finished("secure", Phase::Succeeded).await;
+    let success = sj
+        .status
+        .as_ref()
+        .unwrap()
+        .last_successful_run
+        .clone()
+        .unwrap();
+    let snap = read_snapshot(&success.snapshot);
+    assert_eq!(snap["kinds"]["file"], Value::from(files), "{snap}");
+    assert_eq!(snap["kinds"]["dir"], Value::from(dirs), "{snap}");
+    assert_eq!(snap["file_bytes"], Value::from(bytes), "{snap}");
+    assert_eq!(snap["errors"], Value::Array(vec![]), "{snap}");
+    assert_eq!(
+        snap["duplicates"][0]["paths"],
+        serde_json::json!(["copies/0/data.bin", "copies/1/data.bin"]),
+        "the hash pod read both copies: {snap}"
+    );
+    assert_eq!(snap["duplicates"][0]["stage"], "confirmed", "{snap}");
+    drop(server);
+    h.ns.delete().await;
+    let _ = std::fs::remove_dir_all(&scratch);
 }

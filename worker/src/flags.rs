@@ -47,6 +47,15 @@ pub struct WalkArgs {
     /// The gid an `nfs://` root is read as [default: 65534, nogroup].
     #[arg(long, value_name = "GID")]
     pub nfs_gid: Option<u32>,
+    /// Connect to an `nfs://` root from a reserved port (below 1024), for an export that
+    /// insists (`secure`, ganesha's `PrivilegedPort`). Needs CAP_NET_BIND_SERVICE.
+    #[arg(long)]
+    pub nfs_reserved_port: bool,
+    /// Another address of an `nfs://` root's server (repeatable), e.g. each node of a cluster
+    /// that serves one namespace: the client's connections are spread over the root's address
+    /// and these, at least one each. MOUNT goes to the root's.
+    #[arg(long = "nfs-address", value_name = "ADDR")]
+    pub nfs_addresses: Vec<String>,
 }
 
 impl WalkArgs {
@@ -57,6 +66,8 @@ impl WalkArgs {
             project_level: self.project_level,
             nfs_uid: self.nfs_uid,
             nfs_gid: self.nfs_gid,
+            nfs_reserved_port: self.nfs_reserved_port,
+            nfs_addresses: self.nfs_addresses,
         }
     }
 }
@@ -365,6 +376,8 @@ mod tests {
                 project_level: 2,
                 nfs_uid: Some(1000),
                 nfs_gid: Some(100),
+                nfs_reserved_port: true,
+                nfs_addresses: vec!["10.0.0.2".into(), "filer-b".into()],
             },
             threads: Some(24),
             budget: Budget {
@@ -396,14 +409,18 @@ mod tests {
                 walk.one_file_system,
                 walk.project_level,
                 walk.nfs_uid,
-                walk.nfs_gid
+                walk.nfs_gid,
+                walk.nfs_reserved_port,
+                walk.nfs_addresses
             ),
             (
                 line.walk.exclude,
                 line.walk.one_file_system,
                 line.walk.project_level,
                 line.walk.nfs_uid,
-                line.walk.nfs_gid
+                line.walk.nfs_gid,
+                line.walk.nfs_reserved_port,
+                line.walk.nfs_addresses
             )
         );
         assert_eq!(

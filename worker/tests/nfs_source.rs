@@ -413,3 +413,115 @@ fn duplicates_are_confirmed_by_reading_over_nfs_as_on_the_mount() {
         assert_eq!(nfs[field], local[field], "{field}: {nfs} vs {local}");
     }
 }
+
+#[test]
+fn a_secure_export_answers_only_a_client_on_a_reserved_port() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    for dir in ["a", "b"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::write(root.join(dir).join("same.bin"), vec![7u8; 5000]).unwrap();
+    }
+    std::fs::write(root.join("other.txt"), b"other").unwrap();
+    let server = Ganesha::start_secure(&root, "No_Root_Squash", 115);
+    let url = server.url(&root);
+
+    // From any port, the server turns the client away: bad input, nothing published.
+    let out = tmp.path().join("refused");
+    let output = scanjob()
+        .arg("run")
+        .arg(&url)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("scanjob runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!out.join("latest.json").exists(), "nothing is published");
+
+    // From a reserved port (the tests run as root, who may bind one), the scan and the hash
+    // step's reads are answered.
+    let out = tmp.path().join("reserved");
+    let summary = scan(
+        &url,
+        &out,
+        &[
+            "--nfs-reserved-port",
+            "--duplicate-min-size",
+            "1",
+            "--hash-bytes",
+            "1000000",
+        ],
+    );
+    assert_eq!(
+        (
+            &summary["files"],
+            &summary["directories"],
+            &summary["errors"]
+        ),
+        (&Value::from(3), &Value::from(2), &Value::from(0)),
+        "{summary}"
+    );
+    let groups = duplicate_groups(&out);
+    assert!(
+        groups.contains(&(
+            "confirmed".to_owned(),
+            vec!["a/same.bin".to_owned(), "b/same.bin".to_owned()]
+        )),
+        "{groups:?}"
+    );
+}
+
+#[test]
+fn a_server_reached_at_two_addresses_answers_at_both_and_the_rows_are_the_same() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = nasty_tree();
+    // Two servers of one file system, as two nodes of a cluster serving one namespace: the same
+    // export, so the same file handles at each.
+    let first = Ganesha::start(&tree.root, "No_Root_Squash", 116);
+    let second = Ganesha::start(&tree.root, "No_Root_Squash", 117);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = first.url(&tree.root);
+    let root_ids = ["--nfs-uid", "0", "--nfs-gid", "0"];
+    scan(&url, &tmp.path().join("settle"), &root_ids);
+    let one = scan(&url, &tmp.path().join("one"), &root_ids);
+    assert_eq!(
+        one["nfs"].get("servers"),
+        None,
+        "one address: {}",
+        one["nfs"]
+    );
+    let both = scan(
+        &url,
+        &tmp.path().join("both"),
+        &[&root_ids[..], &["--nfs-address", second.ip()]].concat(),
+    );
+
+    let servers = both["nfs"]["servers"].as_array().expect("calls by address");
+    let addresses: BTreeSet<&str> = servers
+        .iter()
+        .map(|s| s["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addresses, BTreeSet::from([first.ip(), second.ip()]));
+    for server in servers {
+        assert_eq!(server["connections"], 2, "{server}");
+        assert!(server["calls"].as_u64().unwrap() > 100, "{server}");
+    }
+    // Every call but the setup's (GETPORT at each address, MNT at the first) went over the pool.
+    let pool: u64 = servers.iter().map(|s| s["calls"].as_u64().unwrap()).sum();
+    let setup: u64 = both["nfs"]["procedures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["procedure"] == "GETPORT" || p["procedure"] == "MNT")
+        .map(|p| p["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(setup, 4, "{}", both["nfs"]);
+    assert_eq!(both["politeness"]["calls"].as_u64(), Some(pool + setup));
+    assert!(error_paths(&tmp.path().join("both")).is_empty());
+    assert_eq!(
+        rows(&tmp.path().join("both")),
+        rows(&tmp.path().join("one"))
+    );
+}

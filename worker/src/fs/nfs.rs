@@ -21,7 +21,32 @@ use crate::fs::source::NfsExport;
 
 /// The AUTH_SYS identity of a scan when none is given: nobody, whom the export's squash
 /// rules leave as it is.
-pub const NOBODY: u32 = 65534;
+const NOBODY: u32 = 65534;
+
+/// How the shards' client meets the server: the AUTH_SYS identity of every call, whether the
+/// connections come from a reserved port (below 1024, which a `secure` export insists on and
+/// binding which needs CAP_NET_BIND_SERVICE, or a network namespace whose unprivileged ports
+/// start lower), and further addresses of the same server to spread the connections over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    pub uid: u32,
+    pub gid: u32,
+    pub reserved_port: bool,
+    /// Other addresses (or names) of the server the root names: nodes of a cluster that serve
+    /// one namespace.
+    pub addresses: Vec<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            uid: NOBODY,
+            gid: NOBODY,
+            reserved_port: false,
+            addresses: Vec::new(),
+        }
+    }
+}
 
 /// TCP connections to the server: calls are pipelined on each, so a few suffice.
 const CONNECTIONS: usize = 4;
@@ -58,19 +83,25 @@ pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
         })
 }
 
-/// Mounts `export` as `uid`/`gid`. A refused mount or a server that rejects the identity is bad
-/// input (a retry sends the same calls); a server that cannot be reached may come back.
+/// Mounts `export` as `options` say. A refused mount or a server that rejects the identity is
+/// bad input (a retry sends the same calls); a server that cannot be reached may come back.
 pub async fn connect(
     export: &NfsExport,
     root: &str,
-    uid: u32,
-    gid: u32,
+    options: &ClientOptions,
     politeness: Arc<Politeness>,
 ) -> Result<Client> {
-    let server = resolve(export, root)?;
+    let server = resolve(&export.server, export.portmap_port, root)?;
+    let more_servers = options
+        .addresses
+        .iter()
+        .map(|s| resolve(s, export.portmap_port, root))
+        .collect::<Result<Vec<_>>>()?;
     ClientBuilder::new(server, export.export.clone())
+        .more_servers(more_servers)
         .portmap_port(export.portmap_port)
-        .credential(Credential::new(uid, gid, Vec::new()))
+        .credential(Credential::new(options.uid, options.gid, Vec::new()))
+        .reserved_port(options.reserved_port)
         .connections(CONNECTIONS)
         .timeout(CALL_TIMEOUT)
         .budget(Arc::new(PolitenessBudget(politeness)))
@@ -79,20 +110,18 @@ pub async fn connect(
         .map_err(|e| failure(root, b"", e))
 }
 
-/// The server's address: an IP address as it is, a name through the resolver.
-fn resolve(export: &NfsExport, root: &str) -> Result<IpAddr> {
-    if let Ok(ip) = export.server.parse() {
+/// A server's address: an IP address as it is, a name through the resolver.
+fn resolve(server: &str, port: u16, root: &str) -> Result<IpAddr> {
+    if let Ok(ip) = server.parse() {
         return Ok(ip);
     }
-    let mut addrs = (export.server.as_str(), export.portmap_port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Io {
-            what: format!("resolving the NFS server of {root}"),
-            source: e,
-        })?;
+    let mut addrs = (server, port).to_socket_addrs().map_err(|e| Error::Io {
+        what: format!("resolving the NFS server {server} of {root}"),
+        source: e,
+    })?;
     addrs.next().map(|a| a.ip()).ok_or_else(|| Error::BadRoot {
         path: root.to_string(),
-        reason: format!("{} has no address", export.server),
+        reason: format!("{server} has no address"),
     })
 }
 
@@ -190,6 +219,17 @@ pub fn errno_of(error: &scanjob_nfs::Error) -> Errno {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RpcReport {
     pub procedures: Vec<ProcedureReport>,
+    /// Calls per server address, when the root's server was reached at more than one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerReport>,
+}
+
+/// The calls one server address answered, over how many connections.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerReport {
+    pub address: String,
+    pub connections: u64,
+    pub calls: u64,
 }
 
 /// One procedure's calls and latencies (percentiles within a quarter of the true value).
@@ -226,6 +266,7 @@ impl RpcReport {
                     max_ms: ms(s.max),
                 })
                 .collect(),
+            servers: servers_of(client),
         }
     }
 
@@ -237,6 +278,19 @@ impl RpcReport {
     /// Adds another shard's calls. Percentiles cannot be added: the larger of the two is kept,
     /// an upper bound of the run's.
     pub fn add(&mut self, other: &RpcReport) {
+        for theirs in &other.servers {
+            match self
+                .servers
+                .iter_mut()
+                .find(|s| s.address == theirs.address)
+            {
+                Some(ours) => {
+                    ours.connections += theirs.connections;
+                    ours.calls += theirs.calls;
+                }
+                None => self.servers.push(theirs.clone()),
+            }
+        }
         for theirs in &other.procedures {
             match self
                 .procedures
@@ -269,6 +323,29 @@ impl RpcReport {
             })
             .collect()
     }
+}
+
+/// The client's calls by server address; empty when it reached one address only.
+fn servers_of(client: &Client) -> Vec<ServerReport> {
+    let mut servers: Vec<ServerReport> = Vec::new();
+    for c in client.connection_stats() {
+        let address = c.server.ip().to_string();
+        match servers.iter_mut().find(|s| s.address == address) {
+            Some(s) => {
+                s.connections += 1;
+                s.calls += c.calls;
+            }
+            None => servers.push(ServerReport {
+                address,
+                connections: 1,
+                calls: c.calls,
+            }),
+        }
+    }
+    if servers.len() < 2 {
+        servers.clear();
+    }
+    servers
 }
 
 #[cfg(test)]

@@ -62,7 +62,6 @@ use scanjob_contract::args::Budget;
 use crate::duplicates::candidates_query;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
-use crate::fs::nfs::NOBODY;
 use crate::fs::politeness::Politeness;
 use crate::fs::source::Source;
 use crate::schema::{HASH_SCHEMA, TOC_SCHEMA};
@@ -235,8 +234,7 @@ pub async fn hash_partition(request: HashRequest) -> Result<HashSuccess> {
             Exported::connect(
                 &export,
                 &root_name,
-                plan.settings.nfs_uid.unwrap_or(NOBODY),
-                plan.settings.nfs_gid.unwrap_or(NOBODY),
+                plan.settings.nfs_client(),
                 politeness.clone(),
             )
             .await?,

@@ -23,7 +23,7 @@ use super::{BLOCK, File, Key, READ_BYTES, Read, SAMPLE_BLOCKS, hex};
 use crate::error::{Error, Result};
 use crate::fs::calls::device_of;
 use crate::fs::identity::DeviceIds;
-use crate::fs::nfs::{RpcReport, connect, entry_meta, errno_of, look_up, runtime};
+use crate::fs::nfs::{ClientOptions, RpcReport, connect, entry_meta, errno_of, look_up, runtime};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::open_root;
 use crate::fs::source::NfsExport;
@@ -217,18 +217,17 @@ pub(super) struct Exported {
 }
 
 impl Exported {
-    /// Mounts `export` as `uid`/`gid`; RPCs are charged to `politeness`.
+    /// Mounts `export` as `options` say; RPCs are charged to `politeness`.
     pub async fn connect(
         export: &NfsExport,
         root: &str,
-        uid: u32,
-        gid: u32,
+        options: ClientOptions,
         politeness: Arc<Politeness>,
     ) -> Result<Exported> {
         let runtime = runtime("scanjob-nfs-read")?;
         let (export, root) = (export.clone(), root.to_owned());
         let mounted = runtime
-            .spawn(async move { connect(&export, &root, uid, gid, politeness).await })
+            .spawn(async move { connect(&export, &root, &options, politeness).await })
             .await;
         match mounted {
             Ok(Ok(client)) => Ok(Exported { runtime, client }),

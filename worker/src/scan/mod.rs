@@ -26,7 +26,7 @@ use scanjob_contract::args::Budget;
 use crate::error::{Error, Result};
 use crate::fs::calls::device_of;
 use crate::fs::identity::DeviceIds;
-use crate::fs::nfs::{NOBODY, RpcReport};
+use crate::fs::nfs::RpcReport;
 use crate::fs::politeness::Politeness;
 use crate::fs::root::{exclude_set, open_root};
 use crate::fs::source::{NfsExport, Source};
@@ -95,8 +95,7 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
         Opened::Nfs(export) => Walk::Nfs(NfsWalk {
             export,
             root: root_name,
-            uid: plan.settings.nfs_uid.unwrap_or(NOBODY),
-            gid: plan.settings.nfs_gid.unwrap_or(NOBODY),
+            client: plan.settings.nfs_client(),
             starts: assignment.walk_starts(),
             politeness: options.politeness.clone(),
             options,

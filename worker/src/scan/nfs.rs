@@ -16,7 +16,7 @@ use scanjob_nfs::{Client, Item, Walker};
 
 use crate::error::{Error, Result};
 use crate::fs::entry::{EntryKind, EntryMeta};
-use crate::fs::nfs::{RpcReport, entry_meta, errno_of, failure, look_up};
+use crate::fs::nfs::{ClientOptions, RpcReport, entry_meta, errno_of, failure, look_up};
 use crate::fs::politeness::Politeness;
 use crate::fs::source::NfsExport;
 use crate::pathbytes::join;
@@ -29,8 +29,7 @@ pub struct NfsWalk {
     pub export: NfsExport,
     /// The root as the plan names it, for messages.
     pub root: String,
-    pub uid: u32,
-    pub gid: u32,
+    pub client: ClientOptions,
     pub starts: Vec<WalkStart>,
     /// `threads` is the number of directories listed at once.
     pub options: WalkOptions,
@@ -46,8 +45,7 @@ pub fn walk(walk: NfsWalk, sink: &(dyn Fn(ShardBatch) -> bool + Sync)) -> Result
         let client = crate::fs::nfs::connect(
             &walk.export,
             &walk.root,
-            walk.uid,
-            walk.gid,
+            &walk.client,
             walk.politeness.clone(),
         )
         .await?;

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fs::nfs::ClientOptions;
 use crate::shard::ShardAssignment;
 use crate::store::writer::PartFile;
 
@@ -116,6 +117,25 @@ pub struct WalkSettings {
     pub nfs_uid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nfs_gid: Option<u32>,
+    /// Connect to an `nfs://` root from a reserved port (below 1024).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nfs_reserved_port: bool,
+    /// Further addresses of an `nfs://` root's server to spread the connections over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nfs_addresses: Vec<String>,
+}
+
+impl WalkSettings {
+    /// How the shards' client meets the server of an `nfs://` root.
+    pub fn nfs_client(&self) -> ClientOptions {
+        let nobody = ClientOptions::default();
+        ClientOptions {
+            uid: self.nfs_uid.unwrap_or(nobody.uid),
+            gid: self.nfs_gid.unwrap_or(nobody.gid),
+            reserved_port: self.nfs_reserved_port,
+            addresses: self.nfs_addresses.clone(),
+        }
+    }
 }
 
 /// `runs/<run>/plan.json`.
