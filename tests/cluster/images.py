@@ -8,14 +8,18 @@ by a layer made here of what that base gives a program: the glibc libraries the 
 /etc/group with `nonroot` 65532, and /tmp. An instruction this script does not know fails the build,
 so the Containerfile cannot grow a step the test images silently lack.
 
-  images.py build --containerfile F --bin-dir DIR --tag T --out DIR
+  images.py build --containerfile F --bin-dir DIR --tag T --out DIR [--arch A] [--no-pause]
       one archive per stage (OUT/<stage>.tar, named <registry>/<stage>:<T> as in the Containerfile's
-      header) and OUT/pause.tar; prints one JSON line per image with its compressed size
+      header) for architecture A (amd64 or arm64; default this machine's, whose binaries and
+      libraries the images carry) and, unless --no-pause, the test node's OUT/pause.tar; prints
+      one JSON line per image with its compressed size
   images.py wrapper --base OUT/scanjob.tar --name REF --script FILE --out FILE.tar
       a test image: the base image plus busybox (a shell) and FILE as its entrypoint
-  images.py push --archive OUT/<stage>.tar --ref HOST[:PORT]/REPO:TAG [--plain-http]
-      pushes an archive's blobs and manifest to a registry (the OCI distribution API, as a
-      release pushes them); credentials from REGISTRY_USER and REGISTRY_PASSWORD if set
+  images.py push --archive OUT/<stage>.tar [--archive OTHER/<stage>.tar ...] --ref HOST[:PORT]/REPO:TAG [--plain-http]
+      pushes each archive's blobs and manifest to a registry (the OCI distribution API), then an
+      image index naming each manifest with its platform under TAG: one image for every
+      architecture built (a release pushes amd64 and arm64); credentials from REGISTRY_USER and
+      REGISTRY_PASSWORD if set
 """
 import argparse
 import gzip
@@ -36,6 +40,8 @@ import urllib.request
 REGISTRY = "ghcr.io/scanjob"
 PAUSE_REF = "localhost/scanjob/pause:1.0"
 NONROOT = 65532
+# Go's names (OCI platforms) of the machines the images are built on.
+ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def die(msg):
@@ -168,6 +174,16 @@ def base_layer(binaries):
     return layer.blob()
 
 
+def elf_arch(path):
+    """The OCI architecture of an ELF program, from its header's e_machine."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if header[:4] != b"\x7fELF":
+        die(f"{path} is not an ELF program")
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return {0x3E: "amd64", 0xB7: "arm64"}.get(machine, f"e_machine {machine:#x}")
+
+
 def stripped(path):
     with tempfile.NamedTemporaryFile() as tmp:
         subprocess.run(["strip", "-o", tmp.name, path], check=True)
@@ -176,7 +192,7 @@ def stripped(path):
 
 # --- OCI archives --------------------------------------------------------------------------------
 
-def write_archive(out, ref, layers, config):
+def write_archive(out, ref, layers, config, arch):
     """An OCI image layout in a tar (what `ctr images import` reads): layers are (raw, gzipped)."""
     blobs = {}
 
@@ -187,7 +203,7 @@ def write_archive(out, ref, layers, config):
 
     layer_descs = [dict(put(gz), mediaType="application/vnd.oci.image.layer.v1.tar+gzip") for _, gz in layers]
     cfg = {
-        "architecture": "amd64", "os": "linux", "config": config,
+        "architecture": arch, "os": "linux", "config": config,
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest() for raw, _ in layers]},
         "created": "1970-01-01T00:00:00Z",
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "tests/cluster/images.py"} for _ in layers],
@@ -195,7 +211,7 @@ def write_archive(out, ref, layers, config):
     cfg_desc = dict(put(json.dumps(cfg, separators=(",", ":")).encode()), mediaType="application/vnd.oci.image.config.v1+json")
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cfg_desc, "layers": layer_descs}
     man_desc = dict(put(json.dumps(manifest, separators=(",", ":")).encode()), mediaType="application/vnd.oci.image.manifest.v1+json")
-    man_desc["platform"] = {"architecture": "amd64", "os": "linux"}
+    man_desc["platform"] = {"architecture": arch, "os": "linux"}
     man_desc["annotations"] = {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1]}
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [man_desc]}
     tmp = out + ".tmp"
@@ -211,7 +227,7 @@ def write_archive(out, ref, layers, config):
 
 
 def read_archive(path):
-    """(layers [(raw, gz)], config) of an archive written by write_archive."""
+    """(layers [(raw, gz)], config, arch) of an archive written by write_archive."""
     with tarfile.open(path) as t:
         blob = lambda d: t.extractfile("blobs/sha256/" + d.split(":")[1]).read()
         index = json.loads(t.extractfile("index.json").read())
@@ -221,7 +237,7 @@ def read_archive(path):
         for desc in manifest["layers"]:
             gz = blob(desc["digest"])
             layers.append((gzip.decompress(gz), gz))
-        return layers, config["config"]
+        return layers, config["config"], config["architecture"]
 
 
 def build(args):
@@ -231,6 +247,8 @@ def build(args):
     for src, path in binaries.items():
         if not os.access(path, os.X_OK):
             die(f"{path} is missing: build it with `cargo build --release --bin {src}`")
+        if elf_arch(path) != args.arch:
+            die(f"{path} is an {elf_arch(path)} program, not {args.arch}")
     base = base_layer(binaries.values())
     for s in stages:
         app = Layer()
@@ -240,31 +258,36 @@ def build(args):
         user = s["user"] or "0"
         size = write_archive(os.path.join(args.out, s["name"] + ".tar"), ref, [base, app.blob()],
                              {"User": user, "Entrypoint": s["entrypoint"], "WorkingDir": "/",
-                              "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"]})
+                              "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"]},
+                             args.arch)
         print(json.dumps({"image": ref, "archive": os.path.join(args.out, s["name"] + ".tar"), "compressed_bytes": size,
-                          "user": user, "entrypoint": s["entrypoint"], "files": [d for _, d in s["copies"]]}))
+                          "arch": args.arch, "user": user, "entrypoint": s["entrypoint"],
+                          "files": [d for _, d in s["copies"]]}))
+    if args.no_pause:
+        return
     pause = Layer()
     pause.file("pause", open(shutil.which("catatonit") or die("catatonit is missing"), "rb").read(), 0o755)
     write_archive(os.path.join(args.out, "pause.tar"), PAUSE_REF, [pause.blob()],
-                  {"Entrypoint": ["/pause", "-P"], "User": "65535:65535", "WorkingDir": "/"})
+                  {"Entrypoint": ["/pause", "-P"], "User": "65535:65535", "WorkingDir": "/"}, args.arch)
 
 
 BUSYBOX_APPLETS = ["sh", "sleep", "echo", "cat", "kill", "id", "touch", "test", "true", "false", "ls", "dd", "env", "head", "tr"]
 
 
 def wrapper(args):
-    layers, config = read_archive(args.base)
+    layers, config, arch = read_archive(args.base)
     extra = Layer()
     extra.file("bin/busybox", open("/bin/busybox", "rb").read(), 0o755)
     for applet in BUSYBOX_APPLETS:
         extra.symlink("bin/" + applet, "busybox")
     extra.file("usr/local/bin/wrapper", open(args.script, "rb").read(), 0o755)
     config = dict(config, Entrypoint=["/usr/local/bin/wrapper"])
-    write_archive(args.out, args.name, layers + [extra.blob()], config)
+    write_archive(args.out, args.name, layers + [extra.blob()], config, arch)
 
 
 def push(args):
-    """Blobs first (each skipped if the registry has it), then the manifest under the tag."""
+    """Blobs first (each skipped if the registry has it), each manifest by its digest, then the index
+    of them under the tag."""
     m = re.fullmatch(r"([^/]+)/(.+):([^:/]+)", args.ref)
     if not m:
         die(f"--ref {args.ref} is not HOST[:PORT]/REPOSITORY:TAG")
@@ -290,25 +313,38 @@ def push(args):
         except urllib.error.URLError as e:
             die(f"{method} {url}: {e.reason}")
 
-    with tarfile.open(args.archive) as t:
-        blob = lambda d: t.extractfile("blobs/sha256/" + d.split(":")[1]).read()
-        index = json.loads(t.extractfile("index.json").read())
-        desc = index["manifests"][0]
-        manifest_bytes = blob(desc["digest"])
-        manifest = json.loads(manifest_bytes)
-        pushed = 0
-        for d in [manifest["config"]] + manifest["layers"]:
-            if call("HEAD", f"{base}/blobs/{d['digest']}")[0] == 200:
-                continue
-            _, h = call("POST", f"{base}/blobs/uploads/", b"")
-            location = h["Location"]
-            if location.startswith("/"):
-                location = f"{'http' if args.plain_http else 'https'}://{host}{location}"
-            sep = "&" if "?" in location else "?"
-            call("PUT", f"{location}{sep}digest={d['digest']}", blob(d["digest"]), "application/octet-stream")
-            pushed += d["size"]
-        call("PUT", f"{base}/manifests/{tag}", manifest_bytes, manifest["mediaType"])
-    print(json.dumps({"pushed": args.ref, "digest": desc["digest"], "new_blob_bytes": pushed}))
+    def put_blob(digest, data):
+        if call("HEAD", f"{base}/blobs/{digest}")[0] == 200:
+            return 0
+        _, h = call("POST", f"{base}/blobs/uploads/", b"")
+        location = h["Location"]
+        if location.startswith("/"):
+            location = f"{'http' if args.plain_http else 'https'}://{host}{location}"
+        sep = "&" if "?" in location else "?"
+        call("PUT", f"{location}{sep}digest={digest}", data, "application/octet-stream")
+        return len(data)
+
+    platforms, pushed = [], 0
+    for archive in args.archive:
+        with tarfile.open(archive) as t:
+            blob = lambda d: t.extractfile("blobs/sha256/" + d.split(":")[1]).read()
+            desc = json.loads(t.extractfile("index.json").read())["manifests"][0]
+            manifest_bytes = blob(desc["digest"])
+            manifest = json.loads(manifest_bytes)
+            for d in [manifest["config"]] + manifest["layers"]:
+                pushed += put_blob(d["digest"], blob(d["digest"]))
+            call("PUT", f"{base}/manifests/{desc['digest']}", manifest_bytes, manifest["mediaType"])
+            platform = desc["platform"]
+            if any(p["platform"] == platform for p in platforms):
+                die(f"{archive}: a second image for {platform}")
+            platforms.append({"mediaType": manifest["mediaType"], "digest": desc["digest"],
+                              "size": desc["size"], "platform": platform})
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": platforms}
+    index_bytes = json.dumps(index, separators=(",", ":")).encode()
+    call("PUT", f"{base}/manifests/{tag}", index_bytes, index["mediaType"])
+    digest = "sha256:" + hashlib.sha256(index_bytes).hexdigest()
+    print(json.dumps({"pushed": args.ref, "digest": digest,
+                      "platforms": [p["platform"]["architecture"] for p in platforms], "new_blob_bytes": pushed}))
 
 
 def main():
@@ -319,13 +355,15 @@ def main():
     b.add_argument("--bin-dir", required=True)
     b.add_argument("--tag", required=True)
     b.add_argument("--out", required=True)
+    b.add_argument("--arch", choices=sorted(ARCHES.values()), default=ARCHES.get(os.uname().machine, os.uname().machine))
+    b.add_argument("--no-pause", action="store_true")
     w = sub.add_parser("wrapper")
     w.add_argument("--base", required=True)
     w.add_argument("--name", required=True)
     w.add_argument("--script", required=True)
     w.add_argument("--out", required=True)
     u = sub.add_parser("push")
-    u.add_argument("--archive", required=True)
+    u.add_argument("--archive", required=True, action="append")
     u.add_argument("--ref", required=True)
     u.add_argument("--plain-http", action="store_true")
     args = p.parse_args()

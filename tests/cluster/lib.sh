@@ -8,6 +8,8 @@ KUBE_STAGING_VERSION=v0.36.3
 # A kube-apiserver 1.36 built with Go 1.27 serves broken OpenAPI, so the Go minor is pinned.
 GO_REQUIRED_MINOR=go1.26
 HELM_VERSION=v3.19.0
+# The lint of .github/workflows (built from its Go module).
+ACTIONLINT_VERSION=v1.7.12
 # The batch queue (sigs.k8s.io/kueue) the shared-cluster tests admit Jobs through.
 KUEUE_VERSION=v0.17.0
 ETCD_PACKAGE=etcd-server

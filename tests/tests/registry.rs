@@ -24,15 +24,49 @@ use scanjob_operator::crd::Phase;
 
 const RELEASE: &str = "scanjob";
 
-fn chart_version() -> String {
+/// A field of the chart's Chart.yaml (`version: `, `appVersion: `).
+fn chart_field(prefix: &str) -> String {
     let chart = std::fs::read_to_string(scanjob_e2e::helm::chart_dir().join("Chart.yaml"))
         .expect("Chart.yaml");
     chart
         .lines()
-        .find_map(|l| l.strip_prefix("version: "))
-        .expect("the chart's version")
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in Chart.yaml"))
         .trim()
+        .trim_matches('"')
         .to_owned()
+}
+
+fn chart_version() -> String {
+    chart_field("version: ")
+}
+
+/// The images' tag: the chart's appVersion (the workspace's version, as up.sh publishes them).
+fn app_version() -> String {
+    chart_field("appVersion: ")
+}
+
+/// What the registry serves under `repository:tag`: the manifest's JSON and its digest.
+fn manifest(registry: &str, repository: &str, tag: &str) -> (serde_json::Value, String) {
+    let (host, namespace) = registry.split_once('/').expect("HOST/NAMESPACE");
+    let url = format!("http://{host}/v2/{namespace}/{repository}/manifests/{tag}");
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-D", "/dev/stderr", "-H"])
+        .arg("Accept: application/vnd.oci.image.index.v1+json")
+        .arg(&url)
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "GET {url} failed");
+    let headers = String::from_utf8_lossy(&out.stderr);
+    let digest = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("docker-content-digest:")
+                .map(|d| d.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no digest in {headers}"));
+    (serde_json::from_slice(&out.stdout).expect("JSON"), digest)
 }
 
 /// The image every container of `pods` runs, as the node resolved it (`imageID`).
@@ -151,6 +185,24 @@ async fn the_chart_from_the_registry_runs_the_operator_in_cluster_scope_on_pulle
             .all(|i| i.starts_with(&operator) || i.starts_with(&worker)),
         "an image not from the registry: {ids:?}"
     );
+    // Each tag is an image index over the architectures published (this machine's here, amd64
+    // and arm64 in a release), and the node resolved the tag through it.
+    for repository in ["scanjob", "scanjob-operator"] {
+        let (index, digest) = manifest(&registry, repository, &app_version());
+        assert_eq!(
+            index["mediaType"], "application/vnd.oci.image.index.v1+json",
+            "{index}"
+        );
+        let arches: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["platform"]["architecture"].as_str().unwrap())
+            .collect();
+        assert_eq!(arches, [std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")]);
+        let id = format!("{registry}/{repository}@{digest}");
+        assert!(ids.contains(&id), "{id} not among {ids:?}");
+    }
 
     uninstall();
     ns.delete().await;
