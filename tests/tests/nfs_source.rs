@@ -8,7 +8,7 @@
 //! `secure` export (ganesha's `PrivilegedPort`) answers only pods that connect from a reserved
 //! port, which the admin grants and the ScanJob asks for.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use scanjob_e2e::operator::{Harness, S3_SECRET, jobs, read_snapshot, small_tree};
@@ -76,18 +76,26 @@ fn files_bytes_dirs(root: &Path) -> (u64, u64, u64) {
 /// files are far below `minSize`).
 const COPY: usize = 300 << 10;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_allowed_export_is_scanned_and_hashed_by_pods_over_nfs_exactly_on_two_nights() {
-    let mut h = Harness::start("sj-nfs").await;
+/// The test's scratch directory (to remove at the end) and in it `tree/`: `dirs` generated
+/// directories of `files` small files, and two identical copies of [`COPY`] bytes
+/// (`copies/0/data.bin`, `copies/1/data.bin`).
+fn tree_with_two_copies(h: &Harness, dirs: usize, files: usize) -> (PathBuf, PathBuf) {
     let scratch = std::env::temp_dir().join(format!("scanjob-e2e-{}", h.ns.name));
     let _ = std::fs::remove_dir_all(&scratch);
     let root = scratch.join("tree");
-    small_tree(&root, 12, 50);
+    small_tree(&root, dirs, files);
     for copy in ["copies/0", "copies/1"] {
         std::fs::create_dir_all(root.join(copy)).unwrap();
         let bytes: Vec<u8> = (0..COPY).map(|i| (i % 251) as u8).collect();
         std::fs::write(root.join(copy).join("data.bin"), bytes).unwrap();
     }
+    (scratch, root)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_export_is_scanned_and_hashed_by_pods_over_nfs_exactly_on_two_nights() {
+    let mut h = Harness::start("sj-nfs").await;
+    let (scratch, root) = tree_with_two_copies(&h, 12, 50);
     let (files, bytes, dirs) = files_bytes_dirs(&root);
     let server = Ganesha::start(&root, "No_Root_Squash", 40);
     let export = Ganesha::export(&root);
@@ -268,14 +276,7 @@ async fn an_export_the_admin_did_not_allow_starts_nothing_and_says_what_is_refus
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secure_export_is_read_from_a_reserved_port_once_the_admin_grants_one() {
     let mut h = Harness::start("sj-nfs-secure").await;
-    let scratch = std::env::temp_dir().join(format!("scanjob-e2e-{}", h.ns.name));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let root = scratch.join("tree");
-    small_tree(&root, 3, 20);
-    for copy in ["copies/0", "copies/1"] {
-        std::fs::create_dir_all(root.join(copy)).unwrap();
-        std::fs::write(root.join(copy).join("data.bin"), vec![9u8; 100_000]).unwrap();
-    }
+    let (scratch, root) = tree_with_two_copies(&h, 3, 20);
     let (files, bytes, dirs) = files_bytes_dirs(&root);
     let server = Ganesha::start_secure(&root, "No_Root_Squash", 42);
     let export = Ganesha::export(&root);

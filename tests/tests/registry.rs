@@ -199,7 +199,12 @@ async fn the_chart_from_the_registry_runs_the_operator_in_cluster_scope_on_pulle
             .iter()
             .map(|m| m["platform"]["architecture"].as_str().unwrap())
             .collect();
-        assert_eq!(arches, [std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")]);
+        assert_eq!(
+            arches,
+            [std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64")]
+        );
         let id = format!("{registry}/{repository}@{digest}");
         assert!(ids.contains(&id), "{id} not among {ids:?}");
     }

@@ -279,17 +279,7 @@ impl RpcReport {
     /// an upper bound of the run's.
     pub fn add(&mut self, other: &RpcReport) {
         for theirs in &other.servers {
-            match self
-                .servers
-                .iter_mut()
-                .find(|s| s.address == theirs.address)
-            {
-                Some(ours) => {
-                    ours.connections += theirs.connections;
-                    ours.calls += theirs.calls;
-                }
-                None => self.servers.push(theirs.clone()),
-            }
+            add_server(&mut self.servers, theirs.clone());
         }
         for theirs in &other.procedures {
             match self
@@ -325,22 +315,27 @@ impl RpcReport {
     }
 }
 
+/// Adds `server`'s connections and calls to its address's line of `servers`.
+fn add_server(servers: &mut Vec<ServerReport>, server: ServerReport) {
+    match servers.iter_mut().find(|s| s.address == server.address) {
+        Some(ours) => {
+            ours.connections += server.connections;
+            ours.calls += server.calls;
+        }
+        None => servers.push(server),
+    }
+}
+
 /// The client's calls by server address; empty when it reached one address only.
 fn servers_of(client: &Client) -> Vec<ServerReport> {
     let mut servers: Vec<ServerReport> = Vec::new();
     for c in client.connection_stats() {
-        let address = c.server.ip().to_string();
-        match servers.iter_mut().find(|s| s.address == address) {
-            Some(s) => {
-                s.connections += 1;
-                s.calls += c.calls;
-            }
-            None => servers.push(ServerReport {
-                address,
-                connections: 1,
-                calls: c.calls,
-            }),
-        }
+        let server = ServerReport {
+            address: c.server.ip().to_string(),
+            connections: 1,
+            calls: c.calls,
+        };
+        add_server(&mut servers, server);
     }
     if servers.len() < 2 {
         servers.clear();
