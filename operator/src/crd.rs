@@ -290,8 +290,10 @@ pub struct NfsSource {
     /// namespace: each pod spreads its connections over `server` and these (MOUNT goes to
     /// `server`). The admin's grants must name each, like `server`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, a.matches('^[A-Za-z0-9.:-]+$') && size(a) <= 253)").message("spec.source.nfs.addresses must be host names or IP addresses"))]
-    #[schemars(length(max = 64))]
+    #[schemars(
+        length(max = 64),
+        inner(length(min = 1, max = 253), pattern(r"^[A-Za-z0-9.:-]+$"))
+    )]
     pub addresses: Vec<String>,
     /// The export's path as the server names it for MOUNT, e.g. `/ifs/data`.
     #[x_kube(validation = Rule::new("self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')").message("spec.source.nfs.export must be an absolute path without '..'"))]

@@ -301,6 +301,20 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "NFS server address that is not a host name or an address",
+            "nfs-bad-address",
+            with_parts(
+                "nfs-bad-address",
+                "    nfs: {server: filer1, export: /ifs/data, addresses: ['filer 2']}\n",
+                &s3_output,
+                "",
+            ),
+            &[
+                "spec.source.nfs.addresses[0]: Invalid value",
+                "should match",
+            ],
+        ),
+        case(
             "source volume with no source",
             "volume-no-source",
             with_parts("volume-no-source", "    volume: {}\n", &s3_output, ""),
