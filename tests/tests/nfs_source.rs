@@ -298,7 +298,9 @@ async fn a_secure_export_is_read_from_a_reserved_port_once_the_admin_grants_one(
         "--nfs-allowed",
         &grant_with(&h.ns.name, server.ip(), &export, false),
     ]);
-    h.apply(&format!("{yaml}  duplicates: {{minSize: 65536}}\n"));
+    h.apply(&format!(
+        "{yaml}  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000}}\n"
+    ));
     let sj = h
         .wait("secure", Duration::from_secs(60), "Degraded", |sj| {
             degraded(sj).is_some()
@@ -333,12 +335,18 @@ async fn a_secure_export_is_read_from_a_reserved_port_once_the_admin_grants_one(
     assert_eq!(snap["kinds"]["dir"], Value::from(dirs), "{snap}");
     assert_eq!(snap["file_bytes"], Value::from(bytes), "{snap}");
     assert_eq!(snap["errors"], Value::Array(vec![]), "{snap}");
+    // The hash pod read both copies over its own reserved-port connections.
+    let hashing = &snap["summary"]["duplicates"]["hashing"];
+    assert_eq!(hashing["files_hashed"], 2, "{hashing}");
     assert_eq!(
-        snap["duplicates"][0]["paths"],
-        serde_json::json!(["copies/0/data.bin", "copies/1/data.bin"]),
-        "the hash pod read both copies: {snap}"
+        snap["duplicates"],
+        serde_json::json!([{
+            "stage": "confirmed",
+            "copies": 2,
+            "paths": ["copies/0/data.bin", "copies/1/data.bin"],
+        }]),
+        "{snap}"
     );
-    assert_eq!(snap["duplicates"][0]["stage"], "confirmed", "{snap}");
     drop(server);
     h.ns.delete().await;
     let _ = std::fs::remove_dir_all(&scratch);
