@@ -84,6 +84,8 @@ ip netns exec "$NS" bash -c '
   mount -t tmpfs -o size=1m,mode=755 scanjob-nfs-run /run || exit 1
   rpcbind -w -f &
   echo $! >"$1/rpcbind.pid"
+  # ganesha gives up at once if the portmapper does not answer yet.
+  for _ in $(seq 100); do rpcinfo -p >/dev/null 2>&1 && break; sleep 0.05; done
   exec ganesha.nfsd -F -f "$1/ganesha.conf" -L "$1/ganesha.log" -p "$1/ganesha.pid" -N NIV_WARN
 ' ganesha "$WORK" &
 GANESHA_PID=$!
