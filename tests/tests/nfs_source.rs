@@ -51,6 +51,22 @@ fn degraded(sj: &ScanJob) -> Option<(String, String)> {
         .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
+/// Waits for ScanJob `name` to be refused by the allow-list with a message starting `why`, and
+/// checks that it made no Job and started no run.
+async fn refused(h: &Harness, name: &str, why: &str) {
+    let sj = h
+        .wait(name, Duration::from_secs(60), "Degraded", |sj| {
+            degraded(sj).is_some()
+        })
+        .await;
+    let (reason, message) = degraded(&sj).unwrap();
+    assert_eq!(reason, "SourceNotAllowed");
+    assert!(message.starts_with(why), "{name}: {message}");
+    let status = sj.status.as_ref().unwrap();
+    assert!(status.current_run.is_none() && status.last_run.is_none());
+    assert!(jobs(&h.ns, name).await.is_empty(), "{name} made Jobs");
+}
+
 /// Regular files, their apparent bytes and directories below `root` (not counting it), as the
 /// file system says.
 fn files_bytes_dirs(root: &Path) -> (u64, u64, u64) {
@@ -236,17 +252,7 @@ async fn an_export_the_admin_did_not_allow_starts_nothing_and_says_what_is_refus
             "export 10.99.41.2:/srv/database is not allowed in namespace",
         ),
     ] {
-        let sj = h
-            .wait(name, Duration::from_secs(60), "Degraded", |sj| {
-                degraded(sj).is_some()
-            })
-            .await;
-        let (reason, message) = degraded(&sj).unwrap();
-        assert_eq!(reason, "SourceNotAllowed");
-        assert!(message.starts_with(want), "{message}");
-        let status = sj.status.as_ref().unwrap();
-        assert!(status.current_run.is_none() && status.last_run.is_none());
-        assert!(jobs(&h.ns, name).await.is_empty(), "{name} made Jobs");
+        refused(&h, name, want).await;
     }
 
     // Without any allow-list, no export is allowed.
@@ -258,18 +264,7 @@ async fn an_export_the_admin_did_not_allow_starts_nothing_and_says_what_is_refus
         (0, 0),
         &h.url,
     ));
-    let sj = h
-        .wait("no-list", Duration::from_secs(60), "Degraded", |sj| {
-            degraded(sj).is_some()
-        })
-        .await;
-    let (reason, message) = degraded(&sj).unwrap();
-    assert_eq!(reason, "SourceNotAllowed");
-    assert!(
-        message.starts_with("no NFS export is allowed in namespace"),
-        "{message}"
-    );
-    assert!(jobs(&h.ns, "no-list").await.is_empty());
+    refused(&h, "no-list", "no NFS export is allowed in namespace").await;
     h.ns.delete().await;
 }
 
@@ -301,21 +296,11 @@ async fn a_secure_export_is_read_from_a_reserved_port_once_the_admin_grants_one(
     h.apply(&format!(
         "{yaml}  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000}}\n"
     ));
-    let sj = h
-        .wait("secure", Duration::from_secs(60), "Degraded", |sj| {
-            degraded(sj).is_some()
-        })
-        .await;
-    let (reason, message) = degraded(&sj).unwrap();
-    assert_eq!(reason, "SourceNotAllowed");
-    assert!(
-        message.starts_with(&format!(
-            "a reserved source port is not allowed for {}:{export}",
-            server.ip()
-        )),
-        "{message}"
+    let why = format!(
+        "a reserved source port is not allowed for {}:{export}",
+        server.ip()
     );
-    assert!(jobs(&h.ns, "secure").await.is_empty());
+    refused(&h, "secure", &why).await;
 
     // Granted: the scan and hash pods bind a reserved port, and the server answers them.
     h.restart_operator_with(&[
