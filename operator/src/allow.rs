@@ -2,8 +2,9 @@
 //! which trusts the client: they could read any export the cluster reaches, as any uid, and
 //! through the hash step any file's content. So the operator starts runs of an NFS source only
 //! where the cluster admin granted it (each of the ScanJob's server addresses on its own): a
-//! grant names the namespaces, the server, the export (and so every directory below it), the uids and gids the pods may carry, and whether they
-//! may connect from a reserved port (which a `secure` export takes for trust). The chart's
+//! grant names the namespaces, the server, the export (and so every directory below it), the
+//! uids and gids the pods may carry, and whether they may connect from a reserved port (which
+//! a `secure` export takes for trust). The chart's
 //! `nfs.allowed` list becomes the operator's `--nfs-allowed` (JSON); without it, no NFS source
 //! is allowed. A refused ScanJob says in its Degraded condition what is not allowed.
 

@@ -161,11 +161,12 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
             .max_ops_per_second
             .map(|budget| flag((budget / pods).max(1), u32::MAX))
     };
+    let nfs = spec.source.nfs.as_ref();
     match req.step {
         Step::Plan => PlanArgs {
             root: scan_root(sj),
             // One client walks an export, with many calls in flight (the worker refuses more).
-            shards: if spec.source.nfs.is_some() {
+            shards: if nfs.is_some() {
                 1
             } else {
                 flag(spec.shards, u32::MAX)
@@ -177,15 +178,10 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
                 exclude: spec.source.exclude.clone(),
                 one_file_system: spec.source.one_file_system,
                 project_level: flag(spec.source.project_level, usize::MAX),
-                nfs_uid: spec.source.nfs.as_ref().map(|n| flag(n.uid, u32::MAX)),
-                nfs_gid: spec.source.nfs.as_ref().map(|n| flag(n.gid, u32::MAX)),
-                nfs_reserved_port: nfs_reserved_port(sj),
-                nfs_addresses: spec
-                    .source
-                    .nfs
-                    .as_ref()
-                    .map(|n| n.addresses.clone())
-                    .unwrap_or_default(),
+                nfs_uid: nfs.map(|n| flag(n.uid, u32::MAX)),
+                nfs_gid: nfs.map(|n| flag(n.gid, u32::MAX)),
+                nfs_reserved_port: nfs.is_some_and(|n| n.reserved_port),
+                nfs_addresses: nfs.map(|n| n.addresses.clone()).unwrap_or_default(),
             },
             // The plan pod runs alone, before any scan pod: the whole budget is its own.
             threads,
@@ -355,15 +351,11 @@ fn pod_security_context(sj: &ScanJob, step: Step) -> PodSecurityContext {
     context
 }
 
-/// Whether the ScanJob's NFS export is reached from a reserved port.
-fn nfs_reserved_port(sj: &ScanJob) -> bool {
-    sj.spec.source.nfs.as_ref().is_some_and(|n| n.reserved_port)
-}
-
 /// Whether the pods of `step` bind a reserved port: the scan and hash pods connect to the
 /// export (the plan only records the choice for them).
 fn reserved_port(sj: &ScanJob, step: Step) -> bool {
-    matches!(step, Step::Scan | Step::Hash) && nfs_reserved_port(sj)
+    matches!(step, Step::Scan | Step::Hash)
+        && sj.spec.source.nfs.as_ref().is_some_and(|n| n.reserved_port)
 }
 
 fn default_pod_security_context(sj: &ScanJob) -> PodSecurityContext {
