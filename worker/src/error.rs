@@ -32,6 +32,11 @@ pub enum Error {
     #[error("{what} is corrupt: {reason}")]
     Corrupt { what: String, reason: String },
 
+    /// A Delta table at the output uses a table feature (or a legacy protocol version's
+    /// feature, turned on) that scanjob's commits cannot honour; it is left as it is.
+    #[error("{what}: {reason}")]
+    Unsupported { what: String, reason: String },
+
     /// Another writer kept winning a conditional write; the next attempt may win.
     #[error("{what}: {reason}")]
     Contended { what: String, reason: String },
@@ -163,6 +168,7 @@ impl Error {
             | Self::IndexOutOfRange { .. }
             | Self::Corrupt { .. }
             | Self::Usage { .. }
+            | Self::Unsupported { .. }
             // The same tree merged again shrinks the same way; publishing it takes a person.
             | Self::Shrunk { .. } => EXIT_PERMANENT,
             // A shard may still commit, a writer let go, a store or file server come back.
@@ -208,6 +214,7 @@ impl Error {
             Self::IndexOutOfRange { .. } => "index_out_of_range",
             Self::Incomplete { .. } => "incomplete",
             Self::Corrupt { .. } => "corrupt",
+            Self::Unsupported { .. } => "unsupported_table",
             Self::Contended { .. } => "contended",
             Self::Store { .. } => "store",
             Self::Parquet { .. } => "parquet",
@@ -290,6 +297,13 @@ mod tests {
             ),
             (
                 Error::Corrupt {
+                    what: s(),
+                    reason: s(),
+                },
+                EXIT_PERMANENT,
+            ),
+            (
+                Error::Unsupported {
                     what: s(),
                     reason: s(),
                 },

@@ -5,7 +5,8 @@
 OUT is a local output location; the table of contents is the Delta table OUT/toc. JARS_DIR
 holds Delta's Spark jars (delta-spark, delta-storage). Prints the counts of the newest version,
 of version VERSION (`versionAsOf`) and of the version current at AT_MS milliseconds since the
-epoch (`timestampAsOf`, which Delta resolves with the commits' in-commit timestamps).
+epoch (`timestampAsOf`, which Delta resolves with the log objects' modification times, as the
+tables have no in-commit timestamps).
 """
 import datetime
 import json

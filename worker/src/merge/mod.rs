@@ -93,8 +93,13 @@ pub async fn merge_run(
         carried,
     } = night;
     let (hash_files, hashing) = hashed(&output, &plan).await?;
+    let error_files: Vec<PartFile> = shards
+        .done
+        .iter()
+        .flat_map(|s| s.error_files.clone())
+        .collect();
     let created = chrono::Utc::now();
-    let outcome = insights::derive(
+    let mut outcome = insights::derive(
         &output,
         Inputs {
             run: &run,
@@ -106,7 +111,7 @@ pub async fn merge_run(
             trends_files: tables
                 .trends
                 .iter()
-                .flat_map(|t| &t.files)
+                .flat_map(|t| t.files.keys())
                 .filter(|f| !f.starts_with(&format!("{run}/")))
                 .map(|f| format!("{TRENDS_TABLE}/{f}"))
                 .collect(),
@@ -123,6 +128,11 @@ pub async fn merge_run(
     )
     .await?;
     write_report(&output, &run, &outcome).await?;
+    // The night's error rows, a Delta table beside the others.
+    outcome.derived.insert(
+        delta::errors::ERRORS_TABLE.into(),
+        delta::errors::copy_night(&output, &run, &error_files).await?,
+    );
 
     let manifest = manifest_of(&plan, created, counts, shards, previous.as_ref(), outcome);
     output

@@ -61,6 +61,25 @@ pub async fn retain_snapshots(output: &Location, keep: u32) -> Result<Vec<String
         output.delete_prefix(&run_dir(run)).await?;
         removed.push(run.clone());
     }
+    // The tables' logs keep what the kept nights need: from the checkpoint at or before the
+    // oldest of them on.
+    let oldest_kept = runs[..cut]
+        .iter()
+        .filter(|r| latest.as_deref() == Some(r.as_str()))
+        .chain(&runs[cut..])
+        .min();
+    if let (Some(oldest_kept), false) = (oldest_kept, removed.is_empty()) {
+        for table in DERIVED_TABLES.iter().chain([&TRENDS_TABLE, &TOC_TABLE]) {
+            let cleaned = delta::maintenance::clean_log(output, table, oldest_kept).await?;
+            if cleaned > 0 {
+                info!(
+                    table,
+                    objects = cleaned,
+                    "log entries no kept night needs removed"
+                );
+            }
+        }
+    }
     Ok(removed)
 }
 
@@ -178,7 +197,7 @@ async fn commit_table(
         (None, None) => None,
     };
     let started = std::time::Instant::now();
-    let version = delta::commit_night(
+    let Some(version) = delta::commit_night(
         output,
         name,
         table,
@@ -191,7 +210,10 @@ async fn commit_table(
             committed_at,
         },
     )
-    .await?;
+    .await?
+    else {
+        return Ok(None);
+    };
     info!(
         run,
         table = name,

@@ -40,7 +40,8 @@ pub const LAYOUT_FORMAT: u32 = 1;
 
 /// The derived tables, each a Delta table at `<name>/` under the output (the manifest's
 /// `derived` map names their files by the same names).
-pub const DERIVED_TABLES: [&str; 13] = [
+pub const DERIVED_TABLES: [&str; 14] = [
+    "errors",
     "diff_added",
     "diff_removed",
     "diff_changed",

@@ -27,13 +27,19 @@ pub async fn latest_manifest(location: &Location) -> Result<Option<SnapshotManif
     let Some(latest) = location.latest().await? else {
         return Ok(None);
     };
-    let manifest = location
+    let mut manifest = location
         .manifest(&latest.run)
         .await?
         .ok_or_else(|| Error::Corrupt {
             what: format!("{}/{LATEST_PATH}", location.url),
             reason: format!("points at {} which does not exist", latest.manifest),
         })?;
+    // Another engine may have rewritten the night's files since (the table is the truth).
+    let toc = crate::store::delta::TOC_TABLE;
+    match crate::store::delta::night_files(location, toc, &latest.run, &manifest.toc_files).await? {
+        Some(files) => manifest.toc_files = files,
+        None => return Ok(None),
+    }
     Ok(Some(manifest))
 }
 
@@ -133,7 +139,7 @@ pub async fn previous_snapshot(
     };
     let path = manifest_path(&previous);
     let what = format!("previous snapshot {}/{path}", location.url);
-    let Some(manifest) = location.manifest(&previous).await? else {
+    let Some(mut manifest) = location.manifest(&previous).await? else {
         return Err(Error::Corrupt {
             what,
             reason: "does not exist (removed by hand?); point latest.json at a snapshot that \
@@ -168,6 +174,13 @@ pub async fn previous_snapshot(
              times it was scanned, so history starts there"
         );
     }
+    // Another engine may have rewritten the night's files since (the table is the truth).
+    let toc = crate::store::delta::TOC_TABLE;
+    let Some(files) = crate::store::delta::night_files(location, toc, &previous, &manifest.toc_files).await?
+    else {
+        return Ok(None);
+    };
+    manifest.toc_files = files;
     Ok(Some(manifest))
 }
 

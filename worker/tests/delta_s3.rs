@@ -1,0 +1,74 @@
+//! The store's promise on the real S3 server (SeaweedFS, started by `tests/run`): the merge's
+//! check of conditional creates passes, so a night publishes, and a second create of a log
+//! version that exists is refused by the server, which is what keeps two racing merges from
+//! both committing one version.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+#[tokio::test]
+async fn on_s3_a_second_create_of_one_log_version_is_refused() {
+    let bucket = std::env::var("SCANJOB_TEST_BUCKET").unwrap_or_else(|_| {
+        panic!("SCANJOB_TEST_BUCKET and AWS_* are not set: run the tests with `tests/run`, which starts SeaweedFS")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    std::fs::create_dir_all(root.join("a")).unwrap();
+    for i in 0..10 {
+        std::fs::write(root.join(format!("a/f{i}")), vec![0u8; i]).unwrap();
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("delta-promise-{}-{stamp}", std::process::id());
+    let url = format!("s3://{bucket}/{prefix}");
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_scanjob"))
+            .arg("run")
+            .arg(&root)
+            .args(["--out", &url, "--run", "r1"]),
+    );
+
+    let store = AmazonS3Builder::from_env()
+        .with_bucket_name(&bucket)
+        .build()
+        .unwrap();
+    let entry = ObjectPath::from(format!("{prefix}/toc/_delta_log/00000000000000000000.json"));
+    let before = store.get(&entry).await.unwrap().bytes().await.unwrap();
+    let again = store
+        .put_opts(
+            &entry,
+            PutPayload::from_static(b"{\"commitInfo\":{}}\n"),
+            PutOptions::from(PutMode::Create),
+        )
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. })
+        ),
+        "the server refuses a second create: {again:?}"
+    );
+    let after = store.get(&entry).await.unwrap().bytes().await.unwrap();
+    assert_eq!(before, after, "version 0 is the one the merge wrote");
+    // And the probe of the merge's check is gone.
+    let listed = store
+        .list_with_delimiter(Some(&ObjectPath::from(prefix.as_str())))
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .objects
+            .iter()
+            .all(|o| !o.location.as_ref().contains("_put_if_absent_probe")),
+        "{listed:?}"
+    );
+}
