@@ -130,8 +130,8 @@ pub async fn merge_run(
     write_report(&output, &run, &outcome).await?;
     // The night's error rows, a Delta table beside the others.
     outcome.derived.insert(
-        delta::errors::ERRORS_TABLE.into(),
-        delta::errors::copy_night(&output, &run, &error_files).await?,
+        crate::store::delta::errors::ERRORS_TABLE.into(),
+        crate::store::delta::errors::copy_night(&output, &run, &error_files).await?,
     );
 
     let manifest = manifest_of(&plan, created, counts, shards, previous.as_ref(), outcome);

@@ -176,7 +176,8 @@ pub async fn previous_snapshot(
     }
     // Another engine may have rewritten the night's files since (the table is the truth).
     let toc = crate::store::delta::TOC_TABLE;
-    let Some(files) = crate::store::delta::night_files(location, toc, &previous, &manifest.toc_files).await?
+    let Some(files) =
+        crate::store::delta::night_files(location, toc, &previous, &manifest.toc_files).await?
     else {
         return Ok(None);
     };

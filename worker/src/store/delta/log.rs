@@ -83,6 +83,18 @@ pub(super) fn kernel_error(location: &Location, table: &str, e: KernelError) -> 
     }
 }
 
+/// The kernel's task ended without an answer (it panicked): the log is reported as unread.
+pub(super) fn kernel_stopped(
+    location: &Location,
+    table: &str,
+    e: &tokio::task::JoinError,
+) -> Error {
+    Error::Corrupt {
+        what: format!("{}/{table}/_delta_log", location.url),
+        reason: format!("the Delta kernel stopped while reading it: {e}"),
+    }
+}
+
 /// The log's objects by kind: JSON commits and checkpoints (classic, multi-part or V2), by
 /// version.
 pub(super) struct Listing {
@@ -231,7 +243,7 @@ pub async fn read_state(location: &Location, table: &str) -> Result<Option<Table
     let (engine, url) = engine(location, table)?;
     let kernel = tokio::task::spawn_blocking(move || snapshot_state(engine.as_ref(), url, newest))
         .await
-        .expect("the kernel's replay does not panic")
+        .map_err(|e| kernel_stopped(location, table, &e))?
         .map_err(|e| kernel_error(location, table, e))?;
     let KernelState {
         id,

@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use tracing::{info, warn};
 
-use super::log::{engine, kernel_error, list_log, read_commit};
+use super::log::{engine, kernel_error, kernel_stopped, list_log, read_commit};
 use crate::error::{Error, Result};
 use crate::store::Location;
 
@@ -16,7 +16,7 @@ use crate::store::Location;
 /// checkpoint that fails costs readers time, not the night: it is logged, and the next
 /// interval writes one again.
 pub(super) async fn after_commit(location: &Location, table: &str, version: u64, interval: u64) {
-    if version == 0 || version % interval.max(1) != 0 {
+    if version == 0 || !version.is_multiple_of(interval.max(1)) {
         return;
     }
     let started = std::time::Instant::now();
@@ -42,7 +42,7 @@ pub async fn write_checkpoint(location: &Location, table: &str, version: u64) ->
         Ok(())
     })
     .await
-    .expect("the kernel's checkpoint does not panic")
+    .map_err(|e| kernel_stopped(location, table, &e))?
     .map_err(|e| kernel_error(location, table, e))
 }
 
