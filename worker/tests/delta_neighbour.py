@@ -2,10 +2,10 @@
 delta-rs (the `deltalake` package) compacting, vacuuming, changing a property, writing a
 checkpoint, appending a file; and the table as delta-rs sees it.
 
-    python delta_neighbour.py TABLE compact|vacuum|property|checkpoint|append|change-data-feed|state [--version N]
+    python delta_neighbour.py TABLE compact|zorder|vacuum|property|checkpoint|append|change-data-feed|state [--version N]
 
 Each command prints one line of JSON: `state` prints the version, the rows, the live files
-(as the log says, relative to the table) and the newest commit's scanjob.run.
+(as the log says, relative to the table) and the scanjob.run of the version's commit.
 """
 import json
 import os
@@ -21,6 +21,11 @@ def main():
     out = {"command": command}
     if command == "compact":
         out["metrics"] = dt.optimize.compact()
+    elif command == "zorder":
+        # An OPTIMIZE that rewrites every file, a single one included (compaction leaves a
+        # file alone that has nothing to be merged with), ordered by the first plain column.
+        plain = [f.name for f in dt.schema().fields if getattr(f.type, "type", None) in ("string", "long", "integer")]
+        out["metrics"] = dt.optimize.z_order(plain[:1])
     elif command == "vacuum":
         out["removed"] = dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     elif command == "property":
@@ -36,7 +41,10 @@ def main():
         out["version"] = dt.version()
         out["rows"] = dt.to_pyarrow_table().num_rows
         out["files"] = sorted(dt.file_uris())
-        out["run"] = dt.history(1)[0].get("scanjob.run")
+        # The history as the newest version has it (loaded at an older one, deltalake numbers
+        # the commits from there).
+        history = deltalake.DeltaTable(table).history()
+        out["run"] = next((h.get("scanjob.run") for h in history if h.get("version") == dt.version()), None)
     else:
         raise SystemExit(f"unknown command {command}")
     out["version_after"] = deltalake.DeltaTable(table).version()

@@ -117,11 +117,11 @@ fn after_another_engine_s_maintenance_the_next_night_holds_exactly_its_own_rows(
         run_ok(&mut run(&tree(tmp.path(), night), &out, id));
     }
     // A platform's maintenance job, with delta-rs, on the ToC and on a derived table: each
-    // commits versions of its own (a compaction that rewrites the night's files, a vacuum
-    // that deletes the files it replaced, a property, a checkpoint).
+    // commits versions of its own (a compaction and a Z-order that rewrite the night's files,
+    // a vacuum that deletes the files they replaced, a property, a checkpoint).
     for table in ["toc", "rollup_by_extension"] {
         let before = state(&out, table).2;
-        for command in ["compact", "vacuum", "property", "checkpoint"] {
+        for command in ["compact", "zorder", "vacuum", "property", "checkpoint"] {
             neighbour(&out, table, command);
         }
         let (files, _, version, run) = state(&out, table);

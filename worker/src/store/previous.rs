@@ -3,8 +3,10 @@
 //! schema this scanjob reads ([`previous_snapshot`]); and what is read back from it (the
 //! per-directory entry counts the planner balances by, [`directory_table`]).
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int8Type;
+use arrow_schema::DataType;
+use datafusion::arrow::compute::cast;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 // The object_store reader is deprecated upstream in favour of a hand-written `AsyncFileReader`;
@@ -85,9 +87,16 @@ pub async fn directory_table(location: &Location, manifest: &SnapshotManifest) -
             .build()
             .map_err(parquet_err)?;
         while let Some(batch) = stream.try_next().await.map_err(parquet_err)? {
-            let paths = batch.column(0).as_binary::<i32>();
-            let kinds = batch.column(1).as_dictionary::<Int8Type>();
-            let kind_values = kinds.values().as_string::<i32>();
+            // As scanjob writes them (binary paths, dictionary kinds), or as another engine
+            // rewrote the files (an OPTIMIZE may write plain strings).
+            let as_type = |i: usize, to: &DataType| {
+                cast(batch.column(i), to).map_err(|e| Error::Corrupt {
+                    what: format!("{}/{}", location.url, file.path),
+                    reason: format!("its path and kind columns do not read as the ToC's: {e}"),
+                })
+            };
+            let (paths, kinds) = (as_type(0, &DataType::Binary)?, as_type(1, &DataType::Utf8)?);
+            let (paths, kinds) = (paths.as_binary::<i32>(), kinds.as_string::<i32>());
             for (i, path) in paths.iter().enumerate() {
                 let Some(path) = path else { continue };
                 let parent = parent_of(path);
@@ -103,8 +112,7 @@ pub async fn directory_table(location: &Location, manifest: &SnapshotManifest) -
                         );
                     }
                 }
-                let key = kinds.keys().value(i) as usize;
-                if kind_values.value(key) == "dir" {
+                if kinds.is_valid(i) && kinds.value(i) == "dir" {
                     table.entry(path.to_vec()).or_insert(DirStats {
                         entries: 0,
                         listed: true,
