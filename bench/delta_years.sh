@@ -75,7 +75,8 @@ for n in $(seq 1 "$NIGHTS"); do
 import json, sys
 o = json.loads(sys.stdin.read())
 n, r, objects = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-print(f"| {n} | {r:.3f} | {o[\"duckdb\"]:.3f} | {o[\"polars\"]:.3f} | {o[\"deltalake\"]:.3f} | {objects} |")
+cells = [n, "%.3f" % r] + ["%.3f" % o[k] for k in ("duckdb", "polars", "deltalake")] + [objects]
+print("| " + " | ".join(cells) + " |")
 ' "$n" "$read_s" "$objects" >>"$report"
     echo "night $n done after $(( $(date +%s) - started )) s" >&2
   fi

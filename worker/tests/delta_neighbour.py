@@ -2,9 +2,10 @@
 delta-rs (the `deltalake` package) compacting, vacuuming, changing a property, writing a
 checkpoint, appending a file; and the table as delta-rs sees it.
 
-    python delta_neighbour.py TABLE compact|zorder|vacuum|property|checkpoint|append|change-data-feed|state [--version N]
+    python delta_neighbour.py TABLE compact|zorder|vacuum|property|checkpoint|append|change-data-feed|state|stats [--version N]
 
-Each command prints one line of JSON: `state` prints the version, the rows, the live files
+Each command prints one line of JSON: `stats` compares the statistics of every add action of
+the version, as delta-rs parses them, with the file's own rows read by pyarrow; `state` prints the version, the rows, the live files
 (as the log says, relative to the table) and the scanjob.run of the version's commit.
 """
 import json
@@ -37,6 +38,49 @@ def main():
     elif command == "append":
         # One row of the table again, as a file another job appended.
         deltalake.write_deltalake(table, dt.to_pyarrow_table().slice(0, 1), mode="append")
+    elif command == "stats":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+        mismatches, checked = [], []
+        for action in actions:
+            rows = pq.read_table(os.path.join(table, action["path"]))
+            if action["num_records"] != rows.num_rows:
+                mismatches.append([action["path"], "numRecords", action["num_records"], rows.num_rows])
+            for column in rows.column_names:
+                if rows.num_rows == 0 or action.get(f"min.{column}") is None and action.get(f"max.{column}") is None:
+                    # No bounds recorded (booleans, binary paths, lists): only the columns
+                    # checked are named in the answer.
+                    continue
+                checked.append(column)
+                values = rows.column(column)
+                if pa.types.is_dictionary(values.type):
+                    values = values.cast(values.type.value_type)
+                if pa.types.is_string_view(values.type):
+                    values = values.cast(pa.string())
+                if pa.types.is_timestamp(values.type):
+                    # Delta's statistics are milliseconds: the minimum down, the maximum up.
+                    values = values.cast(pa.int64())
+                    got = [int(action[f"{k}.{column}"].timestamp() * 1000) if action[f"{k}.{column}"] else None for k in ("min", "max")]
+                    mm = pc.min_max(values).as_py()
+                    want = [mm["min"] // 1000 if mm["min"] is not None else None, -(-mm["max"] // 1000) if mm["max"] is not None else None]
+                    ok = got == want or (got[0] == want[0] and got[1] in (want[1], (mm["max"] or 0) // 1000))
+                else:
+                    mm = pc.min_max(values).as_py()
+                    got, want = [action[f"min.{column}"], action[f"max.{column}"]], [mm["min"], mm["max"]]
+                    if isinstance(want[0], str):
+                        # Long strings are cut to a prefix (the maximum with a high code point after).
+                        ok = got[0] == want[0][: len(got[0])] and want[1] <= got[1]
+                    else:
+                        ok = got == want
+                nulls = action.get(f"null_count.{column}")
+                if not ok or (nulls is not None and nulls != values.null_count):
+                    mismatches.append([action["path"], column, str(got), str(want), nulls, values.null_count])
+        out["files"] = len(actions)
+        out["columns"] = sorted(set(checked))
+        out["mismatches"] = mismatches
     elif command == "state":
         out["version"] = dt.version()
         out["rows"] = dt.to_pyarrow_table().num_rows

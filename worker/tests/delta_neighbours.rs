@@ -171,6 +171,113 @@ fn after_another_engine_s_maintenance_the_next_night_holds_exactly_its_own_rows(
     assert_readable(&out, "r5", find_paths(&root).len());
 }
 
+/// Every add action carries statistics for the columns people filter on, and delta-rs reads
+/// them as the rows of the file are: the row count, each column's minimum, maximum and nulls.
+#[test]
+fn every_add_action_s_statistics_are_its_file_s_as_delta_rs_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for (night, id) in ["r1", "r2"].iter().enumerate() {
+        run_ok(&mut run(&tree(tmp.path(), night), &out, id));
+    }
+    for (table, version, columns) in [
+        (
+            "toc",
+            0,
+            &[
+                "path_display",
+                "dirname",
+                "extension",
+                "kind",
+                "size",
+                "uid",
+                "gid",
+                "mtime",
+                "atime",
+            ][..],
+        ),
+        ("toc", 1, &["dirname", "size", "mtime"][..]),
+        (
+            "rollup_by_extension",
+            1,
+            &["extension", "bytes", "files"][..],
+        ),
+    ] {
+        let got = run_ok(
+            Command::new(python())
+                .arg(manifest_dir().join("tests/delta_neighbour.py"))
+                .arg(out.join(table))
+                .args(["stats", "--version", &version.to_string()]),
+        );
+        let got: Value = serde_json::from_slice(&got.stdout).unwrap();
+        assert!(got["files"].as_u64() > Some(0), "{table}@{version}: {got}");
+        assert_eq!(
+            got["mismatches"],
+            serde_json::json!([]),
+            "{table}@{version}"
+        );
+        for column in columns {
+            assert!(
+                got["columns"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from(*column)),
+                "{table}@{version}: no bounds for {column}: {got}"
+            );
+        }
+    }
+}
+
+/// Spark with Delta's Spark connector, as the other writer.
+fn spark(out: &Path, command: &str) -> Value {
+    let jars = std::env::var("SCANJOB_SPARK_JARS").unwrap_or_else(|_| {
+        panic!("SCANJOB_SPARK_JARS is not set: run the tests with `tests/run`, which fetches Delta's Spark jars")
+    });
+    let got = run_ok(
+        Command::new(python())
+            .arg(manifest_dir().join("tests/spark_neighbour.py"))
+            .arg(out.join("toc"))
+            .arg(jars)
+            .arg(command),
+    );
+    serde_json::from_slice(&got.stdout).expect("spark_neighbour.py prints JSON")
+}
+
+/// Spark 4 with Delta 4 runs OPTIMIZE and SET TBLPROPERTIES on a three-night table (once the
+/// next night stopped on their commits as "corrupt"); the next night publishes exactly its
+/// own rows, and Spark reads them.
+#[test]
+fn after_spark_s_optimize_and_a_property_the_next_night_publishes_exactly_its_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for (night, id) in ["r1", "r2", "r3"].iter().enumerate() {
+        run_ok(&mut run(&tree(tmp.path(), night), &out, id));
+    }
+    let before = state(&out, "toc").2;
+    let got = spark(&out, "maintain");
+    assert_eq!(
+        (&got["operations"][0], &got["operations"][1]),
+        (&Value::from("SET TBLPROPERTIES"), &Value::from("OPTIMIZE")),
+        "{got}"
+    );
+    let (files, _, version, run_id) = state(&out, "toc");
+    assert_eq!(version, before + 2, "Spark committed two versions");
+    assert_eq!(run_id, Value::Null, "the newest commit is Spark's");
+    assert!(
+        files.iter().all(|f| !f.starts_with("r3/")),
+        "Spark rewrote the night's files: {files:?}"
+    );
+
+    let root = tree(tmp.path(), 3);
+    run_ok(&mut run(&root, &out, "r4"));
+    let (files, rows, version_after, run_id) = state(&out, "toc");
+    assert_eq!((version_after, run_id), (version + 1, Value::from("r4")));
+    assert_eq!(files, night_files(&out, "r4"), "only r4's files are live");
+    assert_eq!(rows as usize, find_paths(&root).len());
+    assert_readable(&out, "r4", find_paths(&root).len());
+    assert_eq!(spark(&out, "count")["rows"], find_paths(&root).len());
+}
+
 /// Starts a merge and stops it (SIGSTOP) once it has read the table and is deriving the night.
 fn stopped_merge(out: &Path, run: &str) -> std::process::Child {
     let mut child = scanjob()

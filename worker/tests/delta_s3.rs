@@ -72,3 +72,56 @@ async fn on_s3_a_second_create_of_one_log_version_is_refused() {
         "{listed:?}"
     );
 }
+
+/// A store configured without conditional creates (`AWS_CONDITIONAL_PUT=disabled`) would let
+/// two merges both commit one version: the merge refuses it before it commits anything, and
+/// says what to configure.
+#[test]
+fn a_store_without_conditional_creates_is_refused_before_anything_is_committed() {
+    let bucket = std::env::var("SCANJOB_TEST_BUCKET").unwrap_or_else(|_| {
+        panic!("SCANJOB_TEST_BUCKET and AWS_* are not set: run the tests with `tests/run`, which starts SeaweedFS")
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    std::fs::create_dir_all(root.join("a")).unwrap();
+    std::fs::write(root.join("a/f"), b"x").unwrap();
+    let prefix = format!("delta-no-promise-{}", std::process::id());
+    let out = Command::new(env!("CARGO_BIN_EXE_scanjob"))
+        .arg("run")
+        .arg(&root)
+        .args(["--out", &format!("s3://{bucket}/{prefix}"), "--run", "r1"])
+        .env("AWS_CONDITIONAL_PUT", "disabled")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("conditional creates") && stderr.contains("AWS_CONDITIONAL_PUT"),
+        "{stderr}"
+    );
+    // Nothing of the night is a table version.
+    let listing = Command::new(env!("CARGO_BIN_EXE_scanjob"))
+        .arg("run")
+        .arg(&root)
+        .args(["--out", &format!("s3://{bucket}/{prefix}"), "--run", "r2"])
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "{listing:?}");
+    let store = AmazonS3Builder::from_env()
+        .with_bucket_name(&bucket)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let first = runtime.block_on(async {
+        let entry = ObjectPath::from(format!("{prefix}/toc/_delta_log/00000000000000000000.json"));
+        store.get(&entry).await.unwrap().bytes().await.unwrap()
+    });
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.contains("\"scanjob.run\":\"r2\""),
+        "version 0 is the night run with a store that honours creates: {first}"
+    );
+}
