@@ -259,6 +259,10 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
                 })?;
             return reuse(existing, &root, shards, plan_url);
         }
+        // The plan's create, like every table's commit, rests on conditional creates.
+        Err(object_store::Error::NotImplemented { .. }) => {
+            return Err(crate::store::delta::no_conditional_creates(&output));
+        }
         Err(source) => return Err(Error::store(&output.url, &relative, source)),
     }
     info!(

@@ -104,10 +104,24 @@ pub(super) struct Listing {
 }
 
 pub(super) async fn list_log(location: &Location, table: &str) -> Result<Listing> {
+    list_log_from(location, table, None).await
+}
+
+/// The log's objects from version `from` on (all of them when `None`): a store lists only the
+/// names after it (S3's `start-after`), so a table's years of commits are not listed every
+/// night.
+async fn list_log_from(location: &Location, table: &str, from: Option<u64>) -> Result<Listing> {
     let log_dir = format!("{table}/_delta_log");
-    let names: Vec<String> = location
-        .store
-        .list(Some(&location.path(&log_dir)))
+    let prefix = location.path(&log_dir);
+    let listed = match from {
+        // Every name of version `from` sorts after the bare number.
+        Some(version) => location.store.list_with_offset(
+            Some(&prefix),
+            &location.path(&format!("{log_dir}/{version:020}")),
+        ),
+        None => location.store.list(Some(&prefix)),
+    };
+    let names: Vec<String> = listed
         .map_ok(|meta| meta.location.filename().unwrap_or_default().to_string())
         .try_collect()
         .await
@@ -201,11 +215,38 @@ pub(super) async fn read_commit(
     Ok(Some(Commit { run }))
 }
 
+/// The version `_last_checkpoint` names, if it exists and reads; only a hint of where to list
+/// from (the listing decides).
+async fn last_checkpoint(location: &Location, table: &str) -> Result<Option<u64>> {
+    let relative = format!("{table}/_delta_log/_last_checkpoint");
+    match location.store.get(&location.path(&relative)).await {
+        Ok(got) => {
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|source| Error::store(&location.url, &relative, source))?;
+            Ok(serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["version"].as_u64()))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::store(&location.url, &relative, source)),
+    }
+}
+
 /// Reads the table's state; `Ok(None)` when there is no table yet. Reads the commits after
 /// the newest checkpoint (and, when none of them is scanjob's, older commits back to the
 /// newest night), then the kernel's snapshot of the newest version.
 pub async fn read_state(location: &Location, table: &str) -> Result<Option<TableState>> {
-    let listing = list_log(location, table).await?;
+    // From the checkpoint `_last_checkpoint` names, when it is listed there; else the whole log.
+    let hint = last_checkpoint(location, table).await?;
+    let mut listing = match hint {
+        Some(version) => list_log_from(location, table, Some(version)).await?,
+        None => list_log(location, table).await?,
+    };
+    if hint.is_some_and(|v| !listing.checkpoints.contains(&v)) {
+        listing = list_log(location, table).await?;
+    }
     let corrupt = |reason: String| Error::Corrupt {
         what: format!("{}/{table}/_delta_log", location.url),
         reason,
@@ -232,6 +273,9 @@ pub async fn read_state(location: &Location, table: &str) -> Result<Option<Table
         }
     }
     // The newest night before the checkpoint, when no commit after it is one.
+    if runs.is_empty() && checkpoint.is_some() && listing.commits.first() >= checkpoint.as_ref() {
+        listing = list_log(location, table).await?;
+    }
     if runs.is_empty() {
         for &version in listing.commits.range(..checkpoint.unwrap_or(0)).rev() {
             if let Some(Commit { run: Some(run) }) = read_commit(location, table, version).await? {

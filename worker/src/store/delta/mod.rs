@@ -49,6 +49,7 @@ use crate::store::Location;
 use crate::store::writer::PartFile;
 
 pub use log::read_state;
+pub use promise::no_conditional_creates;
 
 /// The ToC table's directory under the output location.
 pub const TOC_TABLE: &str = "toc";

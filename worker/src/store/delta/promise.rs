@@ -39,22 +39,11 @@ pub async fn check_conditional_create(location: &Location) -> Result<()> {
             PutOptions::from(PutMode::Create),
         )
     };
-    let refuse = |what: &str| Error::Unsupported {
-        what: location.url.clone(),
-        reason: format!(
-            "the object store {what}, so two merges could both commit one version of a Delta \
-             table and a night would be lost without an error. scanjob needs conditional \
-             creates: on S3, a server that honours `If-None-Match: *` on PUT (AWS S3, MinIO, \
-             SeaweedFS, Ceph RGW, Cloudflare R2) and AWS_CONDITIONAL_PUT unset or `etag`; \
-             Google Cloud Storage, Azure Blob Storage and a local or NFS directory honour them \
-             as they are (docs/install.md)"
-        ),
-    };
     let first = create(b"1").await;
     let second = match first {
         Ok(_) => create(b"2").await,
         Err(object_store::Error::NotImplemented { .. }) => {
-            return Err(refuse("does not offer conditional creates"));
+            return Err(no_conditional_creates(location));
         }
         Err(source) => return Err(Error::store(&location.url, &relative, source)),
     };
@@ -62,12 +51,11 @@ pub async fn check_conditional_create(location: &Location) -> Result<()> {
         Err(
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
         ) => Ok(()),
-        Ok(_) => Err(refuse(
+        Ok(_) => Err(refusal(
+            location,
             "replaced an object that existed on a conditional create (put-if-absent)",
         )),
-        Err(object_store::Error::NotImplemented { .. }) => {
-            Err(refuse("does not offer conditional creates"))
-        }
+        Err(object_store::Error::NotImplemented { .. }) => Err(no_conditional_creates(location)),
         Err(source) => Err(Error::store(&location.url, &relative, source)),
     };
     match location.store.delete(&path).await {
@@ -80,6 +68,26 @@ pub async fn check_conditional_create(location: &Location) -> Result<()> {
         .expect("not poisoned")
         .insert(location.url.clone());
     Ok(())
+}
+
+/// The refusal of a store that offers no conditional create (on S3, `AWS_CONDITIONAL_PUT`
+/// set to `disabled`), wherever scanjob first needs one.
+pub fn no_conditional_creates(location: &Location) -> Error {
+    refusal(location, "does not offer conditional creates")
+}
+
+fn refusal(location: &Location, what: &str) -> Error {
+    Error::Unsupported {
+        what: location.url.clone(),
+        reason: format!(
+            "the object store {what}, so two merges could both commit one version of a Delta \
+             table and a night would be lost without an error. scanjob needs conditional \
+             creates: on S3, a server that honours `If-None-Match: *` on PUT (AWS S3, MinIO, \
+             SeaweedFS, Ceph RGW, Cloudflare R2) and AWS_CONDITIONAL_PUT unset or `etag`; \
+             Google Cloud Storage, Azure Blob Storage and a local or NFS directory honour them \
+             as they are (docs/install.md)"
+        ),
+    }
 }
 
 #[cfg(test)]
