@@ -8,9 +8,8 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -276,40 +275,6 @@ fn after_spark_s_optimize_and_a_property_the_next_night_publishes_exactly_its_ro
     assert_eq!(rows as usize, find_paths(&root).len());
     assert_readable(&out, "r4", find_paths(&root).len());
     assert_eq!(spark(&out, "count")["rows"], find_paths(&root).len());
-}
-
-/// Starts a merge and stops it (SIGSTOP) once it has read the table and is deriving the night.
-fn stopped_merge(out: &Path, run: &str) -> std::process::Child {
-    let mut child = scanjob()
-        .args(["merge", "--run"])
-        .arg(out.join(format!("runs/{run}")))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("merge {run} ended before it derived anything"))
-            .unwrap();
-        if line.contains("first_seen joined") {
-            break;
-        }
-    }
-    signal(&child, "-STOP");
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(sig)
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]

@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::*;
 use serde_json::Value;
@@ -172,39 +171,6 @@ fn a_table_scanjob_did_not_write_is_left_alone() {
     let rows = run_ok(Command::new(python()).args(["-c", count]).arg(&table));
     assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "3");
     assert!(!out.join("latest.json").exists());
-}
-
-/// Starts a merge and stops it (SIGSTOP) once it has read the table and is deriving the night.
-fn stopped_merge(out: &Path, run: &str) -> std::process::Child {
-    let mut child = merge(out, run)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("merge {run} ended before it derived anything"))
-            .unwrap();
-        if line.contains("first_seen joined") {
-            break;
-        }
-    }
-    signal(&child, "-STOP");
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(sig)
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Night r1 published, r2 and r3 planned and scanned (not merged) in `dir/out`; the rows of

@@ -91,18 +91,34 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// Reads every table's log, several at once (on an object store each read is a few round
+    /// trips: `_last_checkpoint`, a listing, the checkpoint, the commits after it).
     pub async fn read(output: &Location) -> Result<Self> {
-        let mut derived = BTreeMap::new();
-        for name in DERIVED_TABLES {
-            derived.insert(name, delta::read_state(output, name).await?);
-        }
+        use futures::{StreamExt, TryStreamExt};
+        let names = DERIVED_TABLES
+            .iter()
+            .copied()
+            .chain([TOC_TABLE, TRENDS_TABLE]);
+        let mut states: BTreeMap<&'static str, Option<delta::TableState>> =
+            futures::stream::iter(names)
+                .map(|name| async move { Ok((name, delta::read_state(output, name).await?)) })
+                .buffer_unordered(READ_AT_ONCE)
+                .try_collect()
+                .await?;
+        let mut take = |name: &str| states.remove(name).flatten();
         Ok(Self {
-            toc: delta::read_state(output, TOC_TABLE).await?,
-            derived,
-            trends: delta::read_state(output, TRENDS_TABLE).await?,
+            toc: take(TOC_TABLE),
+            trends: take(TRENDS_TABLE),
+            derived: DERIVED_TABLES
+                .iter()
+                .map(|name| (*name, take(name)))
+                .collect(),
         })
     }
 }
+
+/// How many tables' logs [`Tables::read`] reads at once.
+const READ_AT_ONCE: usize = 8;
 
 /// Commits the night of `manifest` to every table: each derived table first, the ToC last (its
 /// version is the night's), each as its next version unless a version already holds the night.

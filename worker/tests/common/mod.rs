@@ -254,3 +254,40 @@ pub fn commit_info(out: &Path, table: &str, version: u64) -> Value {
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     first["commitInfo"].clone()
 }
+
+/// Starts `scanjob merge` of `run` in `out` and stops it (SIGSTOP) once it has read the tables
+/// and is deriving the night; its log keeps being drained so it never blocks on a full pipe.
+pub fn stopped_merge(out: &Path, run: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = scanjob()
+        .args(["merge", "--run"])
+        .arg(out.join(format!("runs/{run}")))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("merge {run} ended before it derived anything"))
+            .unwrap();
+        if line.contains("first_seen joined") {
+            break;
+        }
+    }
+    signal(&child, "-STOP");
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`, …) to `child`.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
