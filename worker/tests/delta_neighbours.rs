@@ -8,35 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-/// 40 files in two directories; `night` adds its own files so every night differs.
-fn tree(dir: &Path, night: usize) -> PathBuf {
-    let root = dir.join("tree");
-    for d in ["a", "b/c"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-        for i in 0..20 {
-            std::fs::write(root.join(d).join(format!("f{i}.dat")), vec![1u8; i * 3]).unwrap();
-        }
-    }
-    for i in 0..night * 5 {
-        std::fs::write(root.join(format!("a/night-{i}.txt")), b"x").unwrap();
-    }
-    root
-}
-
-fn run(root: &Path, out: &Path, run: &str) -> Command {
-    let mut cmd = scanjob();
-    cmd.arg("run")
-        .arg(root)
-        .args(["--run", run, "--out"])
-        .arg(out);
-    cmd
-}
 
 /// delta-rs doing `command` to `<out>/<table>`.
 fn neighbour(out: &Path, table: &str, command: &str) -> Value {
@@ -113,7 +89,7 @@ fn after_another_engine_s_maintenance_the_next_night_holds_exactly_its_own_rows(
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     for (night, id) in ["r1", "r2", "r3"].iter().enumerate() {
-        run_ok(&mut run(&tree(tmp.path(), night), &out, id));
+        run_ok(&mut run_night(&night_tree(tmp.path(), night), &out, id));
     }
     // A platform's maintenance job, with delta-rs, on the ToC and on a derived table: each
     // commits versions of its own (a compaction and a Z-order that rewrite the night's files,
@@ -137,8 +113,8 @@ fn after_another_engine_s_maintenance_the_next_night_holds_exactly_its_own_rows(
     }
     // The next night reads the previous night from delta-rs' files (its own are gone) and
     // replaces them with its own.
-    let root = tree(tmp.path(), 3);
-    let r4 = run_ok(run(&root, &out, "r4").env("RUST_LOG", "info"));
+    let root = night_tree(tmp.path(), 3);
+    let r4 = run_ok(run_night(&root, &out, "r4").env("RUST_LOG", "info"));
     let log = String::from_utf8_lossy(&r4.stderr);
     assert!(
         log.contains("its rows are read from the table's live files"),
@@ -158,8 +134,8 @@ fn after_another_engine_s_maintenance_the_next_night_holds_exactly_its_own_rows(
     for command in ["append", "compact", "vacuum"] {
         neighbour(&out, "toc", command);
     }
-    let root = tree(tmp.path(), 4);
-    run_ok(&mut run(&root, &out, "r5"));
+    let root = night_tree(tmp.path(), 4);
+    run_ok(&mut run_night(&root, &out, "r5"));
     let (files, rows, _, run_id) = state(&out, "toc");
     assert_eq!(run_id, "r5");
     assert_eq!(files, night_files(&out, "r5"));
@@ -177,7 +153,7 @@ fn every_add_action_s_statistics_are_its_file_s_as_delta_rs_reads_them() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     for (night, id) in ["r1", "r2"].iter().enumerate() {
-        run_ok(&mut run(&tree(tmp.path(), night), &out, id));
+        run_ok(&mut run_night(&night_tree(tmp.path(), night), &out, id));
     }
     for (table, version, columns) in [
         (
@@ -250,7 +226,7 @@ fn after_spark_s_optimize_and_a_property_the_next_night_publishes_exactly_its_ro
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     for (night, id) in ["r1", "r2", "r3"].iter().enumerate() {
-        run_ok(&mut run(&tree(tmp.path(), night), &out, id));
+        run_ok(&mut run_night(&night_tree(tmp.path(), night), &out, id));
     }
     let before = state(&out, "toc").2;
     let got = spark(&out, "maintain");
@@ -267,8 +243,8 @@ fn after_spark_s_optimize_and_a_property_the_next_night_publishes_exactly_its_ro
         "Spark rewrote the night's files: {files:?}"
     );
 
-    let root = tree(tmp.path(), 3);
-    run_ok(&mut run(&root, &out, "r4"));
+    let root = night_tree(tmp.path(), 3);
+    run_ok(&mut run_night(&root, &out, "r4"));
     let (files, rows, version_after, run_id) = state(&out, "toc");
     assert_eq!((version_after, run_id), (version + 1, Value::from("r4")));
     assert_eq!(files, night_files(&out, "r4"), "only r4's files are live");
@@ -281,8 +257,8 @@ fn after_spark_s_optimize_and_a_property_the_next_night_publishes_exactly_its_ro
 fn a_commit_that_lands_between_the_merge_s_read_and_its_write_is_retried_after() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    run_ok(&mut run(&tree(tmp.path(), 0), &out, "r1"));
-    let root = tree(tmp.path(), 1);
+    run_ok(&mut run_night(&night_tree(tmp.path(), 0), &out, "r1"));
+    let root = night_tree(tmp.path(), 1);
     plan_and_scan(&root, &out, "r2");
     let mut merge = stopped_merge(&out, "r2");
     // delta-rs appends a file to the ToC, taking version 1 while the merge is held.
@@ -308,11 +284,13 @@ fn a_commit_that_lands_between_the_merge_s_read_and_its_write_is_retried_after()
 fn a_table_feature_scanjob_cannot_honour_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let root = tree(tmp.path(), 0);
-    run_ok(&mut run(&root, &out, "r1"));
+    let root = night_tree(tmp.path(), 0);
+    run_ok(&mut run_night(&root, &out, "r1"));
     neighbour(&out, "toc", "change-data-feed");
     let versions = state(&out, "toc").2;
-    let failed = run(&tree(tmp.path(), 1), &out, "r2").output().unwrap();
+    let failed = run_night(&night_tree(tmp.path(), 1), &out, "r2")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(3), "{stderr}");
     assert!(
@@ -339,9 +317,9 @@ fn a_checkpoint_every_tenth_version_and_retention_keeps_the_log_its_nights_need(
     let out = tmp.path().join("out");
     let mut rows = Vec::new();
     for night in 0..14 {
-        let root = tree(tmp.path(), night);
+        let root = night_tree(tmp.path(), night);
         let id = format!("r{:02}", night + 1);
-        run_ok(run(&root, &out, &id).args(["--keep-snapshots", "3"]));
+        run_ok(run_night(&root, &out, &id).args(["--keep-snapshots", "3"]));
         rows.push(find_paths(&root).len());
         if night == 10 {
             // Version 10 is night r11: its checkpoint is there, and readers read it.
@@ -414,7 +392,7 @@ fn the_night_s_errors_are_a_delta_table_versioned_with_the_nights() {
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let root = tree(tmp.path(), 0);
+    let root = night_tree(tmp.path(), 0);
     let locked = root.join("b/locked");
     std::fs::create_dir(&locked).unwrap();
     std::fs::write(locked.join("secret"), b"x").unwrap();

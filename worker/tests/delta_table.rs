@@ -19,30 +19,6 @@ fn fails(cmd: &mut Command, code: i32) -> String {
     stderr
 }
 
-/// 40 files in two directories; `night` adds its own files so every night differs.
-fn tree(dir: &Path, night: usize) -> PathBuf {
-    let root = dir.join("tree");
-    for d in ["a", "b/c"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-        for i in 0..20 {
-            std::fs::write(root.join(d).join(format!("f{i}.dat")), vec![1u8; i * 3]).unwrap();
-        }
-    }
-    for i in 0..night * 5 {
-        std::fs::write(root.join(format!("a/night-{i}.txt")), b"x").unwrap();
-    }
-    root
-}
-
-fn run(root: &Path, out: &Path, run: &str) -> Command {
-    let mut cmd = scanjob();
-    cmd.arg("run")
-        .arg(root)
-        .args(["--run", run, "--out"])
-        .arg(out);
-    cmd
-}
-
 fn merge(out: &Path, run: &str) -> Command {
     let mut cmd = scanjob();
     cmd.args(["merge", "--run"])
@@ -98,11 +74,11 @@ fn latest_run(out: &Path) -> String {
 fn a_torn_log_entry_stops_the_next_night_and_the_version_before_stays_readable() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let root = tree(tmp.path(), 0);
-    run_ok(&mut run(&root, &out, "r1"));
+    let root = night_tree(tmp.path(), 0);
+    run_ok(&mut run_night(&root, &out, "r1"));
     let rows1 = find_paths(&root).len();
-    let root = tree(tmp.path(), 1);
-    run_ok(&mut run(&root, &out, "r2"));
+    let root = night_tree(tmp.path(), 1);
+    run_ok(&mut run_night(&root, &out, "r2"));
     assert_eq!(versions(&out), 2);
 
     // Version 1 damaged as a writer that died mid-write, or a hand edit, would leave it: its
@@ -114,10 +90,10 @@ fn a_torn_log_entry_stops_the_next_night_and_the_version_before_stays_readable()
         (text[..last_line].to_string(), "adds and"),
         (text[..last_line + 20].to_string(), "not JSON"),
     ];
-    let root = tree(tmp.path(), 2);
+    let root = night_tree(tmp.path(), 2);
     for (damaged, says) in damages {
         std::fs::write(&entry, damaged).unwrap();
-        let err = fails(&mut run(&root, &out, "r3"), 3);
+        let err = fails(&mut run_night(&root, &out, "r3"), 3);
         assert!(
             err.contains("toc/_delta_log/00000000000000000001.json is corrupt")
                 && err.contains(says),
@@ -134,7 +110,7 @@ fn a_torn_log_entry_stops_the_next_night_and_the_version_before_stays_readable()
     }
     // Put back as it was, the next night commits on top of it.
     std::fs::write(&entry, &text).unwrap();
-    run_ok(&mut run(&root, &out, "r3"));
+    run_ok(&mut run_night(&root, &out, "r3"));
     assert_readable(&out, None, Some("r3"), find_paths(&root).len());
 }
 
@@ -157,8 +133,8 @@ fn a_table_scanjob_did_not_write_is_left_alone() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
 
-    let root = tree(tmp.path(), 0);
-    let err = fails(&mut run(&root, &out, "r1"), 3);
+    let root = night_tree(tmp.path(), 0);
+    let err = fails(&mut run_night(&root, &out, "r1"), 3);
     assert!(
         err.contains("is a Delta table that scanjob did not write"),
         "{err}"
@@ -177,11 +153,11 @@ fn a_table_scanjob_did_not_write_is_left_alone() {
 /// r2 and r3.
 fn two_nights_to_merge(dir: &Path) -> (PathBuf, usize, usize) {
     let out = dir.join("out");
-    let root = tree(dir, 0);
-    run_ok(&mut run(&root, &out, "r1"));
+    let root = night_tree(dir, 0);
+    run_ok(&mut run_night(&root, &out, "r1"));
     let mut rows = [0; 2];
     for (n, run_id) in ["r2", "r3"].iter().enumerate() {
-        let root = tree(dir, n + 1);
+        let root = night_tree(dir, n + 1);
         plan_and_scan(&root, &out, run_id);
         rows[n] = find_paths(&root).len();
     }
@@ -237,10 +213,10 @@ fn the_loser_of_a_race_that_is_the_older_night_stays_out_of_the_table() {
 fn a_data_file_gone_before_the_merge_stops_it_and_the_version_before_stays_readable() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let root = tree(tmp.path(), 0);
-    run_ok(&mut run(&root, &out, "r1"));
+    let root = night_tree(tmp.path(), 0);
+    run_ok(&mut run_night(&root, &out, "r1"));
     let rows1 = find_paths(&root).len();
-    let root = tree(tmp.path(), 1);
+    let root = night_tree(tmp.path(), 1);
     plan_and_scan(&root, &out, "r2");
     let part = out.join("toc/r2/shards/0/part-00000.parquet");
     std::fs::remove_file(&part).unwrap();
@@ -260,9 +236,9 @@ fn keep_snapshots_keeps_exactly_that_many_nights_readable() {
     let out = tmp.path().join("out");
     let mut rows = Vec::new();
     for night in 0..4 {
-        let root = tree(tmp.path(), night);
+        let root = night_tree(tmp.path(), night);
         let name = format!("r{}", night + 1);
-        run_ok(run(&root, &out, &name).args(["--keep-snapshots", "2"]));
+        run_ok(run_night(&root, &out, &name).args(["--keep-snapshots", "2"]));
         rows.push(find_paths(&root).len());
     }
     assert_eq!(versions(&out), 4, "the log keeps every commit");
@@ -317,10 +293,10 @@ fn derived_tables(out: &Path, names: &[String]) -> Value {
 fn every_derived_table_is_a_delta_table_and_a_night_is_the_same_version_in_every_table() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let root = tree(tmp.path(), 0);
-    run_ok(&mut run(&root, &out, "r1"));
-    let root = tree(tmp.path(), 1);
-    run_ok(&mut run(&root, &out, "r2"));
+    let root = night_tree(tmp.path(), 0);
+    run_ok(&mut run_night(&root, &out, "r1"));
+    let root = night_tree(tmp.path(), 1);
+    run_ok(&mut run_night(&root, &out, "r2"));
     let manifest = |run: &str| -> Value {
         serde_json::from_slice(
             &std::fs::read(out.join(format!("snapshots/{run}/manifest.json"))).unwrap(),
@@ -389,7 +365,7 @@ fn trends_hold_every_night_s_bytes_per_project() {
                     .unwrap();
             }
         }
-        run_ok(&mut run(&root, &out, run_id));
+        run_ok(&mut run_night(&root, &out, run_id));
         for (dir, _, size) in find_files(&root) {
             let project = dir.split('/').next().unwrap().to_string();
             *truth.entry(format!("{run_id} {project}")).or_insert(0u64) += size;

@@ -291,3 +291,29 @@ pub fn signal(child: &std::process::Child, sig: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// 40 files in two directories under `<dir>/tree`; `night` adds its own files so every night
+/// differs (the Delta tables' tests).
+pub fn night_tree(dir: &Path, night: usize) -> PathBuf {
+    let root = dir.join("tree");
+    for d in ["a", "b/c"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+        for i in 0..20 {
+            std::fs::write(root.join(d).join(format!("f{i}.dat")), vec![1u8; i * 3]).unwrap();
+        }
+    }
+    for i in 0..night * 5 {
+        std::fs::write(root.join(format!("a/night-{i}.txt")), b"x").unwrap();
+    }
+    root
+}
+
+/// `scanjob run ROOT --run RUN --out OUT`.
+pub fn run_night(root: &Path, out: &Path, run: &str) -> Command {
+    let mut cmd = scanjob();
+    cmd.arg("run")
+        .arg(root)
+        .args(["--run", run, "--out"])
+        .arg(out);
+    cmd
+}
