@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-(cd "$REPO" && cargo build --release --locked -q --workspace --bins)
+(cd "$REPO" && cargo build --release --locked -q --workspace --all-targets)
 WORK=$(mktemp -d /var/tmp/scanjob-dups.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 python3 - "$WORK/tree" "$NGROUPS" "$SIZE_MIB" <<'PY'

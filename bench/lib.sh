@@ -11,10 +11,12 @@ SLOWFS=$CACHE/slowfs-target/release/slowfs
 FLOOR=$CARGO_TARGET_DIR/release/floor
 
 # build_scanjob_and_slowfs: the release binaries (scanjob, floor; slowfs, built on its own),
-# built if anything changed.
+# built if anything changed. Every bench script builds the workspace's every target, as
+# tests/run does: a narrower build unifies the dependencies' features differently and would
+# rebuild arrow and DataFusion each time the two alternate.
 build_scanjob_and_slowfs() {
   (cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
-  (cd "$REPO" && cargo build --release --locked -q --workspace --bins)
+  (cd "$REPO" && cargo build --release --locked -q --workspace --all-targets)
 }
 
 # mount_synthetic MNT SPEC LOG [SLOWFS OPTION...]: slowfs' synthetic tree SPEC (files=N,...)
@@ -54,7 +56,7 @@ PY
 # built, the cluster started (and stopped again when the script exits) and its env.sh read.
 start_test_cluster() {
   (cd "$REPO" && bash tests/cluster/install.sh &&
-    cargo build --release --locked --workspace --examples --bins)
+    cargo build --release --locked --workspace --all-targets)
   bash "$REPO/tests/cluster/up.sh" >/dev/null
   trap 'bash "$REPO/tests/cluster/down.sh" >/dev/null 2>&1 || true' EXIT
   . "$CACHE/run/env.sh"

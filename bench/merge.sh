@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
 done
 TREES=${BENCH_TREES:-/tmp}
 mkdir -p "$OUT"
-(cd "$REPO" && cargo build --release -q --workspace --bin scanjob)
+(cd "$REPO" && cargo build --release --locked -q --workspace --all-targets)
 
 measure() { python3 "$PEERS/measure.py" -- "$1"; }
 # Median of RUNS measurements of command $1: "wall_s maxrss_mib".

@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
 done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 (cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
-(cd "$REPO" && cargo build --release --locked -q --workspace --bin scanjob)
+(cd "$REPO" && cargo build --release --locked -q --workspace --all-targets)
 export TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt TRUTH=/tmp/slow-tree-$FILES.truth.json
 export SLOWFS=$CACHE/slowfs-target/release/slowfs SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 if [ ! -f "$TREE.complete" ]; then

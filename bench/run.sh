@@ -41,7 +41,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCANJOB_CACHE/target}
 mkdir -p "$OUT"
 
 bash "$HERE/peers/setup.sh" >&2
-(cd "$REPO" && cargo build --release -q --workspace --bin scanjob --example plan_scale)
+(cd "$REPO" && cargo build --release --locked -q --workspace --all-targets)
 SCANJOB=$CARGO_TARGET_DIR/release/scanjob
 
 tree=$TREES/bench-tree-$((FILES / 1000))k

@@ -19,7 +19,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 TREE=/tmp/slow-tree-$FILES MNT=/tmp/slow-mnt-scaleout
 (cd "$REPO/testkit/slowfs" && CARGO_TARGET_DIR=$CACHE/slowfs-target cargo build --release --locked -q)
 bash "$REPO/tests/cluster/install.sh"
-(cd "$REPO" && cargo build --release --locked -q --workspace --bins --examples)
+(cd "$REPO" && cargo build --release --locked -q --workspace --all-targets)
 if [ ! -f "$TREE.complete" ]; then
   rm -rf "$TREE"
   python3 "$REPO/testkit/mktree.py" "$TREE" --files "$FILES" --seed 3 --summary "$TREE.truth.json" >/dev/null
