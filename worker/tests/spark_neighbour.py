@@ -9,26 +9,15 @@ Prints one line of JSON: `maintain` the operations of the table's history, newes
 """
 import json
 import os
-import pathlib
 import sys
 
-from pyspark.sql import SparkSession
+# The session spark_queries.py reads with (this script's folder is on sys.path).
+from spark_queries import session
 
 
 def main():
     table, jars_dir, command = sys.argv[1], sys.argv[2], sys.argv[3]
-    jars = ",".join(str(p) for p in sorted(pathlib.Path(jars_dir).glob("*.jar")))
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .config("spark.jars", jars)
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = session(jars_dir)
     t = f"delta.`{os.path.abspath(table)}`"
     if command == "maintain":
         # Z-ordered, so even a night of one file is rewritten (a plain OPTIMIZE leaves it).

@@ -29,9 +29,8 @@ def answers(df):
     }
 
 
-def main():
-    out, jars_dir, version, at_ms = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    table = os.path.abspath(out) + "/toc"
+def session(jars_dir):
+    """A local Spark session with Delta's Spark connector from the jars in JARS_DIR."""
     jars = ",".join(str(p) for p in sorted(pathlib.Path(jars_dir).glob("*.jar")))
     spark = (
         SparkSession.builder.master("local[1]")
@@ -41,9 +40,17 @@ def main():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "1")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def main():
+    out, jars_dir, version, at_ms = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    table = os.path.abspath(out) + "/toc"
+    spark = session(jars_dir)
     at = datetime.datetime.fromtimestamp(at_ms / 1000, tz=datetime.timezone.utc)
     reader = spark.read.format("delta")
     result = {

@@ -164,6 +164,29 @@ impl Location {
             .fold(self.prefix.clone(), |p, part| p.join(part))
     }
 
+    /// An object's bytes; `Ok(None)` when it does not exist.
+    pub async fn get_bytes(&self, relative: &str) -> Result<Option<bytes::Bytes>> {
+        Ok(self.get_versioned(relative).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// An object's bytes with the version to pass to a conditional update.
+    async fn get_versioned(&self, relative: &str) -> Result<Option<(bytes::Bytes, UpdateVersion)>> {
+        let got = match self.store.get(&self.path(relative)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(Error::store(&self.url, relative, source)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|source| Error::store(&self.url, relative, source))?;
+        Ok(Some((bytes, version)))
+    }
+
     /// Reads and parses a JSON object; `Ok(None)` when it does not exist.
     pub async fn get_json<T: DeserializeOwned>(&self, relative: &str) -> Result<Option<T>> {
         Ok(self
@@ -177,20 +200,9 @@ impl Location {
         &self,
         relative: &str,
     ) -> Result<Option<(T, UpdateVersion)>> {
-        let path = self.path(relative);
-        let got = match self.store.get(&path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => return Err(Error::store(&self.url, relative, source)),
+        let Some((bytes, version)) = self.get_versioned(relative).await? else {
+            return Ok(None);
         };
-        let version = UpdateVersion {
-            e_tag: got.meta.e_tag.clone(),
-            version: got.meta.version.clone(),
-        };
-        let bytes = got
-            .bytes()
-            .await
-            .map_err(|source| Error::store(&self.url, relative, source))?;
         let value = serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
             what: format!("{}/{relative}", self.url),
             reason: source.to_string(),

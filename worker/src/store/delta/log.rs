@@ -14,7 +14,6 @@ use delta_kernel::{KernelError, KernelResult, Snapshot};
 use delta_kernel_default_engine::DefaultEngineBuilder;
 use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use object_store::local::LocalFileSystem;
 use serde_json::Value;
 
@@ -101,6 +100,8 @@ pub(super) struct Listing {
     pub(super) commits: BTreeSet<u64>,
     pub(super) checkpoints: BTreeSet<u64>,
     any: bool,
+    /// The version the listing starts at; `None`: the whole log.
+    from: Option<u64>,
 }
 
 pub(super) async fn list_log(location: &Location, table: &str) -> Result<Listing> {
@@ -130,6 +131,7 @@ async fn list_log_from(location: &Location, table: &str, from: Option<u64>) -> R
         commits: BTreeSet::new(),
         checkpoints: BTreeSet::new(),
         any: !names.is_empty(),
+        from,
     };
     for name in &names {
         let Some((version, rest)) = name.split_once('.') else {
@@ -161,14 +163,8 @@ pub(super) async fn read_commit(
         what: format!("{}/{}", location.url, log_entry_path(table, version)),
         reason,
     };
-    let relative = log_entry_path(table, version);
-    let bytes = match location.store.get(&location.path(&relative)).await {
-        Ok(got) => got
-            .bytes()
-            .await
-            .map_err(|source| Error::store(&location.url, &relative, source))?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(Error::store(&location.url, &relative, source)),
+    let Some(bytes) = location.get_bytes(&log_entry_path(table, version)).await? else {
+        return Ok(None);
     };
     let text = std::str::from_utf8(&bytes).map_err(|_| corrupt("is not UTF-8".into()))?;
     let (mut adds, mut removes, mut said, mut run) = (0u64, 0u64, None, None);
@@ -218,20 +214,12 @@ pub(super) async fn read_commit(
 /// The version `_last_checkpoint` names, if it exists and reads; only a hint of where to list
 /// from (the listing decides).
 async fn last_checkpoint(location: &Location, table: &str) -> Result<Option<u64>> {
-    let relative = format!("{table}/_delta_log/_last_checkpoint");
-    match location.store.get(&location.path(&relative)).await {
-        Ok(got) => {
-            let bytes = got
-                .bytes()
-                .await
-                .map_err(|source| Error::store(&location.url, &relative, source))?;
-            Ok(serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v["version"].as_u64()))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(source) => Err(Error::store(&location.url, &relative, source)),
-    }
+    let bytes = location
+        .get_bytes(&format!("{table}/_delta_log/_last_checkpoint"))
+        .await?;
+    Ok(bytes
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["version"].as_u64()))
 }
 
 /// Reads the table's state; `Ok(None)` when there is no table yet. Reads the commits after
@@ -273,7 +261,7 @@ pub async fn read_state(location: &Location, table: &str) -> Result<Option<Table
         }
     }
     // The newest night before the checkpoint, when no commit after it is one.
-    if runs.is_empty() && checkpoint.is_some() && listing.commits.first() >= checkpoint.as_ref() {
+    if runs.is_empty() && listing.from.is_some() {
         listing = list_log(location, table).await?;
     }
     if runs.is_empty() {
