@@ -2,9 +2,11 @@
 delta-rs (the `deltalake` package) compacting, vacuuming, changing a property, writing a
 checkpoint, appending a file; and the table as delta-rs sees it.
 
-    python delta_neighbour.py TABLE compact|zorder|vacuum|property|checkpoint|append|change-data-feed|state|stats [--version N]
+    python delta_neighbour.py TABLE compact|zorder|vacuum|property|checkpoint|append|change-data-feed|state|stats|layout [--version N]
 
-Each command prints one line of JSON: `stats` compares the statistics of every add action of
+Each command prints one line of JSON: `layout` lists the version's files with their rows, their
+first and last path (hex) and whether their rows are in path order, and the pairs of files
+whose ranges of paths overlap; `stats` compares the statistics of every add action of
 the version, as delta-rs parses them, with the file's own rows read by pyarrow; `state` prints the version, the rows, the live files
 (as the log says, relative to the table) and the scanjob.run of the version's commit.
 """
@@ -81,6 +83,25 @@ def main():
         out["files"] = len(actions)
         out["columns"] = sorted(set(checked))
         out["mismatches"] = mismatches
+    elif command == "layout":
+        import pyarrow.parquet as pq
+
+        files = []
+        for uri in dt.file_uris():
+            path = os.path.relpath(uri.removeprefix("file://"), table)
+            paths = pq.read_table(os.path.join(table, path), columns=["path"]).column("path").to_pylist()
+            files.append({
+                "path": path,
+                "rows": len(paths),
+                "min": min(paths).hex(),
+                "max": max(paths).hex(),
+                "in_order": all(a <= b for a, b in zip(paths, paths[1:])),
+            })
+        files.sort(key=lambda f: bytes.fromhex(f["min"]))
+        out["files"] = files
+        out["overlaps"] = [
+            [a["path"], b["path"]] for a, b in zip(files, files[1:]) if bytes.fromhex(b["min"]) <= bytes.fromhex(a["max"])
+        ]
     elif command == "state":
         out["version"] = dt.version()
         out["rows"] = dt.to_pyarrow_table().num_rows

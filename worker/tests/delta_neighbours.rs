@@ -203,6 +203,37 @@ fn every_add_action_s_statistics_are_its_file_s_as_delta_rs_reads_them() {
     }
 }
 
+/// A later night's ToC is laid out by path: each file's rows in path order, and no two files'
+/// ranges of paths overlapping, so a reader skips by statistics the files (and row groups)
+/// outside the subtree it asks for. Written in several join passes, as a night too big for
+/// one pass's memory is.
+#[test]
+fn a_later_night_s_toc_files_are_ranges_of_paths_in_path_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let root = tmp.path().join("tree");
+    for d in 0..40 {
+        let dir = root.join(format!("d{:02}/sub{}", (d * 7) % 40, d % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..50 {
+            std::fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    for run in ["r1", "r2"] {
+        run_ok(run_night(&root, &out, run).args(["--merge-join-rows", "300"]));
+    }
+    let got = neighbour(&out, "toc", "layout");
+    let files = got["files"].as_array().unwrap();
+    assert!(files.len() >= 4, "several passes, several files: {got}");
+    let rows: u64 = files.iter().map(|f| f["rows"].as_u64().unwrap()).sum();
+    assert_eq!(rows, state(&out, "toc").1, "{got}");
+    assert!(rows > 2000, "{got}");
+    for file in files {
+        assert_eq!(file["in_order"], true, "{file}");
+    }
+    assert_eq!(got["overlaps"], serde_json::json!([]), "{got}");
+}
+
 /// Spark with Delta's Spark connector, as the other writer.
 fn spark(out: &Path, command: &str) -> Value {
     let jars = std::env::var("SCANJOB_SPARK_JARS").unwrap_or_else(|_| {

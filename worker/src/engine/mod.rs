@@ -44,15 +44,17 @@ pub struct EngineOptions {
     pub memory_limit_bytes: usize,
     /// Partitions of each scan and operator: the merge pod's cores.
     pub target_partitions: usize,
-    /// The big joins (first_seen, the diff) run in this many passes, each over the rows whose
-    /// path hashes to it, so that one pass's build side fits half the memory limit.
-    /// [`EngineOptions::passes_for`] sets it from the row count.
+    /// The big joins (first_seen, the diff) run in this many passes, each over one range of
+    /// paths ([`Engine::split_passes`]), so that one pass's build side fits half the memory
+    /// limit. [`EngineOptions::passes_for`] sets it from the row count.
     pub join_passes: u32,
+    /// The rows the passes were sized for (the larger of the two snapshots).
+    pub rows: u64,
     /// Rows per join pass; by default as many as half the memory limit holds.
     pub join_pass_rows: Option<u64>,
     /// `(index, count)`: this process runs only the join passes of partition `index` of
     /// `count` (a merge pod of several, `scanjob join`): the passes whose number is `index`
-    /// modulo `count`, which are the rows whose path hash is `index` modulo `count`.
+    /// modulo `count`.
     pub partition: Option<(u32, u32)>,
 }
 
@@ -96,6 +98,7 @@ impl EngineOptions {
         let count = u64::from(self.partition.map_or(1, |(_, count)| count.max(1)));
         let per_partition = rows.div_ceil(count).div_ceil(budget).max(1);
         self.join_passes = (per_partition * count).clamp(1, u32::MAX as u64) as u32;
+        self.rows = rows;
         self
     }
 }
@@ -106,6 +109,7 @@ impl Default for EngineOptions {
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             join_passes: 1,
+            rows: 0,
             join_pass_rows: None,
             partition: None,
         }
@@ -116,6 +120,8 @@ pub struct Engine {
     pub ctx: SessionContext,
     pub location: Location,
     pub join_passes: u32,
+    /// See [`EngineOptions::rows`].
+    rows: u64,
     /// See [`EngineOptions::partition`].
     pub partition: Option<(u32, u32)>,
     /// Spill files the queries wrote so far, and their bytes (see [`Engine::spilled`]).
@@ -165,7 +171,6 @@ impl Engine {
         let url = url::Url::parse(STORE_URL).expect("static URL");
         ctx.register_object_store(&url, Arc::clone(&location.store));
         for udf in [
-            pass_udf(options.join_passes),
             parent_udf(),
             entry_hash_udf(),
             inode_key_udf(),
@@ -178,6 +183,7 @@ impl Engine {
             ctx,
             location: location.clone(),
             join_passes: options.join_passes.max(1),
+            rows: options.rows,
             partition: options.partition,
             spill_files: AtomicU64::new(0),
             spill_bytes: AtomicU64::new(0),
@@ -231,8 +237,49 @@ impl Engine {
             .filter(move |pass| partition.is_none_or(|(index, count)| pass % count == index))
     }
 
+    /// Cuts the paths of tables `cur` and `prev` into [`Engine::join_passes`] ranges of about
+    /// as many rows each, and registers `sj_pass(path)`, the range a path falls in. A pass is
+    /// then a contiguous range of paths, so what it writes in path order are files that each
+    /// hold a range no other file overlaps, which a reader skips by their statistics.
+    ///
+    /// The ranges are quantiles of a sample of both tables' paths (those whose hash is 0
+    /// modulo a step that leaves about [`SAMPLE_PER_PASS`] a pass): the same in every process
+    /// of one merge, since the sample depends on the paths alone. With one pass, nothing.
+    pub async fn split_passes(&self) -> Result<()> {
+        if self.join_passes <= 1 {
+            return Ok(());
+        }
+        let step = (self.rows / (u64::from(self.join_passes) * SAMPLE_PER_PASS)).max(1);
+        self.ctx.register_udf(sample_udf(step));
+        let batches = self
+            .collect(
+                "sampling the paths to cut the join passes",
+                "SELECT path FROM cur WHERE sj_sample(path) \
+                 UNION ALL SELECT path FROM prev WHERE sj_sample(path)",
+            )
+            .await?;
+        let mut sample: Vec<Vec<u8>> = Vec::new();
+        for batch in &batches {
+            let paths = batch.column(0).as_binary::<i32>();
+            sample.extend(paths.iter().flatten().map(<[u8]>::to_vec));
+        }
+        sample.sort_unstable();
+        let passes = self.join_passes as usize;
+        let mut bounds: Vec<Vec<u8>> = (1..passes)
+            .filter_map(|k| sample.get(k * sample.len() / passes).cloned())
+            .collect();
+        bounds.dedup();
+        tracing::info!(
+            sampled = sample.len(),
+            ranges = bounds.len() + 1,
+            "join passes cut into ranges of paths"
+        );
+        self.ctx.register_udf(pass_udf(bounds));
+        Ok(())
+    }
+
     /// The condition that keeps the rows of join pass `pass` in a table with a `path` column;
-    /// always true with a single pass.
+    /// always true with a single pass. [`Engine::split_passes`] must have run.
     pub fn pass_filter(&self, pass: u32) -> String {
         if self.join_passes <= 1 {
             "TRUE".to_string()
@@ -502,14 +549,30 @@ fn path_udf(
     )
 }
 
-/// `sj_pass(path)`: the join pass (0..passes) a path belongs to.
-fn pass_udf(passes: u32) -> datafusion::logical_expr::ScalarUDF {
-    let passes = passes.max(1) as u64;
+/// Sampled paths per join pass, for [`Engine::split_passes`]: enough that a pass's share is
+/// within a few percent of its due.
+pub const SAMPLE_PER_PASS: u64 = 256;
+
+/// `sj_pass(path)`: the join pass a path belongs to, the number of `bounds` (sorted) at or
+/// below it.
+fn pass_udf(bounds: Vec<Vec<u8>>) -> datafusion::logical_expr::ScalarUDF {
     path_udf("sj_pass", DataType::UInt32, move |paths| {
         let mut out = UInt32Builder::with_capacity(paths.len());
         for path in paths.iter() {
-            let pass = hash_of(&[b"p", path.unwrap_or_default()]) % passes;
+            let path = path.unwrap_or_default();
+            let pass = bounds.partition_point(|bound| bound.as_slice() <= path);
             out.append_value(pass as u32);
+        }
+        Arc::new(out.finish())
+    })
+}
+
+/// `sj_sample(path)`: whether a path is one of every `step` (by its hash).
+fn sample_udf(step: u64) -> datafusion::logical_expr::ScalarUDF {
+    path_udf("sj_sample", DataType::Boolean, move |paths| {
+        let mut out = BooleanBuilder::with_capacity(paths.len());
+        for path in paths.iter() {
+            out.append_value(hash_of(&[b"s", path.unwrap_or_default()]).is_multiple_of(step));
         }
         Arc::new(out.finish())
     })

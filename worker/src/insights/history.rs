@@ -5,8 +5,11 @@
 //! Every join here runs in the query engine, with the narrow side as the build side: the
 //! previous snapshot's `path, first_seen` for the ToC, and `path` with a hash of the compared
 //! columns (`sj_change_sig`) for the diff, whose differing rows alone are then fetched whole.
-//! When a build side would not fit half the memory pool, both joins run in passes over a hash
-//! of the path (`sj_pass`). The previous snapshot's rows that belong to a
+//! When a build side would not fit half the memory pool, both joins run in passes, each over
+//! one range of paths (`sj_pass`, [`Engine::split_passes`]). The new ToC is written in path
+//! order, pass after pass, so each of its files holds one range of paths that no other file
+//! overlaps and each row group a narrower one: a reader looking at one subtree skips the
+//! rest by the files' and row groups' statistics. The previous snapshot's rows that belong to a
 //! shard which failed in this run (`sj_carried(path)`) are copied into the new ToC unchanged,
 //! keeping their old `last_seen`, and never count as removed (Robinhood's rule: a file not
 //! seen because its shard failed is not a deleted file).
@@ -36,8 +39,8 @@ fn toc_columns(alias: &str, replace: &[(&str, &str)]) -> String {
 }
 
 /// Writes the new ToC to `<dir>`: this run's rows with `first_seen` from the previous
-/// snapshot where the path was there before, plus the carried-forward rows. With several join
-/// passes, pass `i` writes its rows under `<dir>/<i>`.
+/// snapshot where the path was there before, plus the carried-forward rows, in path order.
+/// With several join passes, pass `i` writes its rows under `<dir>/<i>`.
 pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<PartFile>> {
     let joined = toc_columns(
         "c",
@@ -50,12 +53,13 @@ pub async fn write_toc(engine: &Engine, dir: &str, carry: bool) -> Result<Vec<Pa
             "SELECT {joined} FROM (SELECT path, first_seen FROM prev WHERE {filter}) p \
              RIGHT JOIN (SELECT * FROM cur WHERE {filter}) c ON p.path = c.path"
         );
-        if carry && pass == 0 {
+        if carry {
             query.push_str(&format!(
-                " UNION ALL SELECT {} FROM prev WHERE sj_carried(path)",
+                " UNION ALL SELECT {} FROM prev WHERE sj_carried(path) AND {filter}",
                 toc_columns("", &[])
             ));
         }
+        let query = format!("SELECT * FROM ({query}) ORDER BY path");
         let dir = match engine.join_passes {
             1 => dir.to_string(),
             _ => table_subdir(dir, pass),

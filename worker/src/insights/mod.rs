@@ -275,7 +275,10 @@ async fn history(
         .await?;
     let files = match &inputs.joined {
         Some(joined) => joined.toc_files.clone(),
-        None => history::write_toc(engine, &toc_merged_dir(inputs.run), carry).await?,
+        None => {
+            engine.split_passes().await?;
+            history::write_toc(engine, &toc_merged_dir(inputs.run), carry).await?
+        }
     };
     let carried_rows = rows_of(&files).saturating_sub(rows_of(&inputs.toc_files));
     engine.register_files("toc", &files, &TOC_SCHEMA).await?;

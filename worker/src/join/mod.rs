@@ -173,6 +173,7 @@ async fn join_partition(
     engine
         .register_files("prev", &previous.toc_files, &TOC_SCHEMA)
         .await?;
+    engine.split_passes().await?;
     // An earlier attempt's passes are written again.
     for pass in engine.passes() {
         location
