@@ -152,6 +152,10 @@ impl Engine {
                 "datafusion.execution.parquet.pushdown_filters",
                 options.join_passes > 1,
             )
+            // A sorted write is one sort over the coalesced partitions, not a sort per
+            // partition merged at the top: that merge's memory cannot spill, and in a tight
+            // pool beside a join's build side it failed instead of spilling.
+            .set_bool("datafusion.optimizer.repartition_sorts", false)
             // A sort sets this much aside up front to merge its spilled runs; DataFusion's
             // 10 MiB is more than a partition's share of a small pool, and a sort that cannot
             // set it aside fails instead of spilling.
