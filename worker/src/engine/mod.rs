@@ -262,11 +262,7 @@ impl Engine {
                  UNION ALL SELECT path FROM prev WHERE sj_sample(path)",
             )
             .await?;
-        let mut sample: Vec<Vec<u8>> = Vec::new();
-        for batch in &batches {
-            let paths = batch.column(0).as_binary::<i32>();
-            sample.extend(paths.iter().flatten().map(<[u8]>::to_vec));
-        }
+        let mut sample = columns::binaries(&batches, "path");
         sample.sort_unstable();
         let passes = self.join_passes as usize;
         let mut bounds: Vec<Vec<u8>> = (1..passes)
