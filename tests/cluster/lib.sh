@@ -28,6 +28,8 @@ PYSPARK_VERSION=4.0.1
 DELTA_SPARK_VERSION=4.0.1
 # Validates rendered Helm output against the Kubernetes OpenAPI schemas (knows 1.36).
 KUBERNETES_VALIDATE_VERSION=1.37.0
+# Builds the `scanjob` wheel (release/wheel.sh; tests/wheel.sh).
+MATURIN_VERSION=1.16.0
 
 KUBE_BIN=$SCANJOB_CACHE/kube-$KUBE_VERSION
 # Kueue's binary, its CRDs and its webhook manifests, from its Go module.
