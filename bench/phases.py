@@ -6,7 +6,8 @@ RUST_LOG=info, reads the phase ends from its log (each line's timestamp and mess
 samples the process every --interval seconds (default 0.005): its CPU time (utime + stime,
 /proc/PID/stat) and its resident set (VmRSS, /proc/PID/status). At each phase end the kernel's
 peak (VmHWM) is reset (`/proc/PID/clear_refs` 5), so a phase's peak RSS is the larger of VmHWM
-read at its end and the samples within it. Prints a Markdown table: per phase the median of the
+read at its end and the samples within it. Its anonymous part (RssAnon: the heap, not the
+binary's code pages mapped from the file) is the largest sample within the phase. Prints a Markdown table: per phase the median of the
 runs' wall, CPU and peak RSS, then the whole run's. CPU is attributed by the time its sample
 was taken, so a phase shorter than a few intervals is approximate.
 
@@ -52,12 +53,14 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def status_kb(pid, key):
+def status_kb(pid, *keys):
+    found = dict.fromkeys(keys, 0)
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+            key = line.split(":", 1)[0]
+            if key in found:
+                found[key] = int(line.split()[1])
+    return [found[k] for k in keys]
 
 
 def one_run(cmd, interval):
@@ -67,21 +70,22 @@ def one_run(cmd, interval):
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     pid = proc.pid
-    # (phase index, wall at its end, CPU at its end, peak kB within it)
+    # (phase index, wall at its end, CPU at its end, peak kB within it, peak anonymous kB)
     marks, lock = [], threading.Lock()
-    state = {"phase": 0, "peak": 0, "cpu": 0.0}
+    state = {"phase": 0, "peak": 0, "anon": 0, "cpu": 0.0}
 
     def end_phase(index):
         with lock:
             try:
-                hwm = status_kb(pid, "VmHWM")
+                hwm, anon = status_kb(pid, "VmHWM", "RssAnon")
                 cpu = cpu_s(pid)
                 with open(f"/proc/{pid}/clear_refs", "w") as f:
                     f.write("5")
             except OSError:
-                hwm, cpu = 0, state["cpu"]
-            marks.append((index, time.monotonic() - started, cpu, max(state["peak"], hwm)))
-            state["phase"], state["peak"], state["cpu"] = index + 1, 0, cpu
+                hwm, anon, cpu = 0, 0, state["cpu"]
+            marks.append((index, time.monotonic() - started, cpu, max(state["peak"], hwm),
+                          max(state["anon"], anon)))
+            state["phase"], state["peak"], state["anon"], state["cpu"] = index + 1, 0, 0, cpu
 
     def read_log():
         for line in proc.stderr:
@@ -97,11 +101,12 @@ def one_run(cmd, interval):
     reader.start()
     while proc.poll() is None:
         try:
-            rss, cpu = status_kb(pid, "VmRSS"), cpu_s(pid)
+            (rss, anon), cpu = status_kb(pid, "VmRSS", "RssAnon"), cpu_s(pid)
         except OSError:
             break
         with lock:
             state["peak"] = max(state["peak"], rss)
+            state["anon"] = max(state["anon"], anon)
             state["cpu"] = cpu
         time.sleep(interval)
     proc.wait()
@@ -110,12 +115,14 @@ def one_run(cmd, interval):
     if proc.returncode != 0:
         sys.exit(f"the run failed: {cmd}")
     rows, previous_wall, previous_cpu = {}, 0.0, 0.0
-    for index, at, cpu, peak in marks:
-        rows[PHASES[index][0]] = (at - previous_wall, cpu - previous_cpu, peak / 1024)
+    for index, at, cpu, peak, anon in marks:
+        rows[PHASES[index][0]] = (at - previous_wall, cpu - previous_cpu, peak / 1024, anon / 1024)
         previous_wall, previous_cpu = at, cpu
     # The exit phase and the whole run; CPU from the last samples (the process is reaped).
-    rows["exit"] = (wall - previous_wall, max(state["cpu"] - previous_cpu, 0.0), state["peak"] / 1024)
-    rows["whole run"] = (wall, state["cpu"], max(p for _, _, p in rows.values()))
+    rows["exit"] = (wall - previous_wall, max(state["cpu"] - previous_cpu, 0.0), state["peak"] / 1024,
+                    state["anon"] / 1024)
+    rows["whole run"] = (wall, state["cpu"], max(r[2] for r in rows.values()),
+                         max(r[3] for r in rows.values()))
     return rows
 
 
@@ -133,15 +140,15 @@ def main():
     cmd = args[1:]
     results = [one_run(cmd, interval) for _ in range(runs)]
     names = [p for p, _ in PHASES] + ["exit", "whole run"]
-    print("| phase | wall s | CPU s | peak RSS MiB |")
-    print("|---|---:|---:|---:|")
+    print("| phase | wall s | CPU s | peak RSS MiB | of it anonymous MiB |")
+    print("|---|---:|---:|---:|---:|")
     for name in names:
         got = [r[name] for r in results if name in r]
         if not got:
             continue
-        wall, cpu, peak = (statistics.median(g[i] for g in got) for i in range(3))
+        wall, cpu, peak, anon = (statistics.median(g[i] for g in got) for i in range(4))
         label = f"**{name}**" if name == "whole run" else name
-        print(f"| {label} | {wall:.3f} | {cpu:.2f} | {peak:.0f} |")
+        print(f"| {label} | {wall:.3f} | {cpu:.2f} | {peak:.0f} | {anon:.0f} |")
     print(f"\nmedian of {runs} runs; samples every {interval * 1000:g} ms; {os.cpu_count()} cores")
 
 
