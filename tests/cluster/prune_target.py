@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""prune_target.py TARGET_DIR < cargo's JSON messages (--message-format=json-render-diagnostics)
+
+Deletes the workspace's own build outputs that this build did not produce from TARGET_DIR's
+release/deps and release/examples: the test binaries, binaries and libraries of an earlier
+checkout of the workspace (another path, older sources). Cargo never removes them, and each
+fresh clone's build adds ~5 GiB of test binaries to a target directory kept across runs.
+Dependencies' outputs are left alone: only targets of packages whose manifest lies in the
+workspace are considered, and only names that no package in Cargo.lock's registry part has.
+Prints what it freed.
+"""
+import json
+import os
+import re
+import sys
+
+
+def main():
+    target = sys.argv[1]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    names, keep = set(), set()
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") != "compiler-artifact":
+            continue
+        if not msg.get("manifest_path", "").startswith(root + os.sep):
+            continue
+        names.add(msg["target"]["name"].replace("-", "_"))
+        for path in msg.get("filenames", []) + [msg.get("executable") or ""]:
+            stem = re.sub(r"^lib", "", os.path.basename(path)).split(".", 1)[0]
+            if stem:
+                keep.add(stem)
+    with open(os.path.join(root, "Cargo.lock")) as f:
+        registry = {m.replace("-", "_") for m in re.findall(r'name = "([^"]+)"\nversion = "[^"]+"\nsource', f.read())}
+    names -= registry
+    if not keep:
+        sys.exit("prune_target: no artifact of the workspace in the build's messages; nothing pruned")
+    freed, files = 0, 0
+    for sub in ("deps", "examples"):
+        folder = os.path.join(target, "release", sub)
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.scandir(folder):
+            m = re.match(r"^(?:lib)?([A-Za-z0-9_]+)-([0-9a-f]{16})(\..*)?$", entry.name)
+            if not m or m[1] not in names or f"{m[1]}-{m[2]}" in keep or not entry.is_file():
+                continue
+            freed += entry.stat().st_size
+            files += 1
+            os.unlink(entry.path)
+    print(f"prune_target: {files} stale files of the workspace's crates removed, {freed / 2**30:.1f} GiB freed")
+
+
+if __name__ == "__main__":
+    main()
