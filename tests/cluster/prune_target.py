@@ -18,7 +18,7 @@ import sys
 def main():
     target = sys.argv[1]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    names, keep = set(), set()
+    names, keep, inodes = set(), set(), set()
     for line in sys.stdin:
         try:
             msg = json.loads(line)
@@ -33,23 +33,37 @@ def main():
             stem = re.sub(r"^lib", "", os.path.basename(path)).split(".", 1)[0]
             if stem:
                 keep.add(stem)
+            # A binary is named by its uplifted copy (target/release/scanjob), a hard link of
+            # deps/scanjob-<hash>: the link's inode names the file in deps.
+            try:
+                st = os.stat(path)
+                inodes.add((st.st_dev, st.st_ino))
+            except OSError:
+                pass
     with open(os.path.join(root, "Cargo.lock")) as f:
         registry = {m.replace("-", "_") for m in re.findall(r'name = "([^"]+)"\nversion = "[^"]+"\nsource', f.read())}
     names -= registry
     if not keep:
         sys.exit("prune_target: no artifact of the workspace in the build's messages; nothing pruned")
-    freed, files = 0, 0
+    candidates = []
     for sub in ("deps", "examples"):
         folder = os.path.join(target, "release", sub)
         if not os.path.isdir(folder):
             continue
         for entry in os.scandir(folder):
             m = re.match(r"^(?:lib)?([A-Za-z0-9_]+)-([0-9a-f]{16})(\..*)?$", entry.name)
-            if not m or m[1] not in names or f"{m[1]}-{m[2]}" in keep or not entry.is_file():
+            if not m or m[1] not in names or not entry.is_file():
                 continue
-            freed += entry.stat().st_size
+            st = entry.stat()
+            if (st.st_dev, st.st_ino) in inodes:
+                keep.add(f"{m[1]}-{m[2]}")  # a binary's deps file, and with it its .d
+            candidates.append((entry.path, f"{m[1]}-{m[2]}", st.st_size))
+    freed, files = 0, 0
+    for path, stem, size in candidates:
+        if stem not in keep:
+            freed += size
             files += 1
-            os.unlink(entry.path)
+            os.unlink(path)
     print(f"prune_target: {files} stale files of the workspace's crates removed, {freed / 2**30:.1f} GiB freed")
 
 
