@@ -2,9 +2,9 @@
 """prune_target.py TARGET_DIR < cargo's JSON messages (--message-format=json-render-diagnostics)
 
 Deletes the workspace's own build outputs that this build did not produce from TARGET_DIR's
-release/deps and release/examples: the test binaries, binaries and libraries of an earlier
-checkout of the workspace (another path, older sources). Cargo never removes them, and each
-fresh clone's build adds ~5 GiB of test binaries to a target directory kept across runs.
+release/deps and release/examples: the test binaries, binaries and libraries of earlier builds
+whose dependencies, features or flags differed (their hashes differ). Cargo never removes them,
+and each such change leaves ~5 GiB of test binaries in a target directory kept across runs.
 Dependencies' outputs are left alone: only targets of packages whose manifest lies in the
 workspace are considered, and only names that no package in Cargo.lock's registry part has.
 Prints what it freed.
