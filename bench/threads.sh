@@ -31,7 +31,6 @@ run env
 cpu=$(python3 - "$SCANJOB" "$TREE" "$OUT/toc" "$THREADS" <<'PY'
 import os, resource, shutil, subprocess, sys, time
 scanjob, tree, out, threads = sys.argv[1:]
-shutil.rmtree(out, ignore_errors=True)
 runs, before = [], 0.0
 for _ in range(3):
     shutil.rmtree(out, ignore_errors=True)

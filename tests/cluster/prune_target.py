@@ -14,6 +14,9 @@ import os
 import re
 import sys
 
+# A build output in deps/ or examples/: lib<crate>-<hash>.rlib, <crate>-<hash>, <crate>-<hash>.d, …
+OUTPUT = re.compile(r"^(?:lib)?([A-Za-z0-9_]+)-([0-9a-f]{16})(?:\..*)?$")
+
 
 def main():
     target = sys.argv[1]
@@ -30,9 +33,9 @@ def main():
             continue
         names.add(msg["target"]["name"].replace("-", "_"))
         for path in msg.get("filenames", []) + [msg.get("executable") or ""]:
-            stem = re.sub(r"^lib", "", os.path.basename(path)).split(".", 1)[0]
-            if stem:
-                keep.add(stem)
+            m = OUTPUT.match(os.path.basename(path))
+            if m:
+                keep.add((m[1], m[2]))
             # A binary is named by its uplifted copy (target/release/scanjob), a hard link of
             # deps/scanjob-<hash>: the link's inode names the file in deps.
             try:
@@ -51,16 +54,16 @@ def main():
         if not os.path.isdir(folder):
             continue
         for entry in os.scandir(folder):
-            m = re.match(r"^(?:lib)?([A-Za-z0-9_]+)-([0-9a-f]{16})(\..*)?$", entry.name)
+            m = OUTPUT.match(entry.name)
             if not m or m[1] not in names or not entry.is_file():
                 continue
             st = entry.stat()
             if (st.st_dev, st.st_ino) in inodes:
-                keep.add(f"{m[1]}-{m[2]}")  # a binary's deps file, and with it its .d
-            candidates.append((entry.path, f"{m[1]}-{m[2]}", st.st_size))
+                keep.add((m[1], m[2]))  # a binary's deps file, and with it its .d
+            candidates.append((entry.path, (m[1], m[2]), st.st_size))
     freed, files = 0, 0
-    for path, stem, size in candidates:
-        if stem not in keep:
+    for path, output, size in candidates:
+        if output not in keep:
             freed += size
             files += 1
             os.unlink(path)
