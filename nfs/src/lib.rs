@@ -13,7 +13,8 @@
 //! * [`Client`] calls READDIRPLUS (paged by cookie, restarted when the directory changes),
 //!   LOOKUP, GETATTR, READ and READLINK; each call is charged to a [`Budget`] first and counted
 //!   per procedure with its latency ([`Client::stats`]).
-//! * [`Walker`] lists a tree with N directories in flight and yields entries with full paths.
+//! * [`Walker`] lists a tree with N directories in flight and yields entries with full paths,
+//!   from one root or from several [`Start`]s at once, each whole or as chosen ([`Top`]).
 //! * [`Error`] says, per error, whether it is about one object (an error row) or about the
 //!   server (a retryable failure of the whole shard).
 //!
@@ -69,4 +70,4 @@ pub use crate::proto::{
 pub use crate::rpc::Credential;
 pub use crate::stats::ProcedureStats;
 pub use crate::transport::ConnectionStats;
-pub use crate::walk::{Entry, Item, Summary, Walker};
+pub use crate::walk::{Choose, Entry, Item, Start, Summary, Take, Top, Walker};

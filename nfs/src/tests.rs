@@ -390,6 +390,100 @@ async fn a_walk_reports_denied_directories_and_goes_on() {
     assert_eq!((summary.entries, summary.errors), (3, 2));
 }
 
+/// A tree of two levels: the root holds `f`, directories `a` and `b` (each holding one file)
+/// and an invalid name; listing `b` is denied.
+async fn two_levels() -> crate::Client {
+    let (port, _) = scripted(|_, args, _| {
+        let mut dec = Decoder::new(args);
+        let fh = dec.opaque(64, "fh").unwrap().to_vec();
+        let mut e = Encoder::new();
+        let entries: &[(u64, &[u8], u32)] = match fh.as_slice() {
+            b"root-handle" => &[(1, b"f", 1), (2, b"a", 2), (3, b"b", 2), (4, b"x/y", 1)],
+            b"a" => &[(5, b"in-a", 1)],
+            _ => {
+                e.u32(Status::ACCES.0).u32(0);
+                return Answer::Result(e.into_bytes());
+            }
+        };
+        e.u32(0).u32(0).fixed(&[0; 8]);
+        for &(id, name, t) in entries {
+            e.u32(1).u64(id).opaque(name).u64(id).u32(1);
+            attributes(&mut e, t, id);
+            e.u32(1).opaque(name);
+        }
+        e.u32(0).u32(1);
+        Answer::Result(e.into_bytes())
+    })
+    .await;
+    client(port).await
+}
+
+#[tokio::test]
+async fn a_walk_from_chosen_entries_yields_and_enters_only_those() {
+    let client = two_levels().await;
+    let walk = |top: crate::Top| {
+        let client = client.clone();
+        async move {
+            let start = crate::Start {
+                path: b"top".to_vec(),
+                handle: client.root().clone(),
+                top,
+            };
+            let mut items = Vec::new();
+            let summary = Walker::new(client.clone())
+                .walk_from(vec![start], |item| match item {
+                    crate::Item::Entry(e) => items.push(e.path),
+                    crate::Item::Error { path, .. } => items.push([b"error:", &path[..]].concat()),
+                })
+                .await
+                .unwrap();
+            items.sort();
+            (items, summary)
+        }
+    };
+    let strings = |items: Vec<Vec<u8>>| -> Vec<String> {
+        items
+            .into_iter()
+            .map(|p| String::from_utf8(p).unwrap())
+            .collect()
+    };
+    // Everything, with the start's path before every path.
+    let (items, summary) = walk(crate::Top::All).await;
+    assert_eq!(
+        strings(items),
+        [
+            "error:top",
+            "error:top/b",
+            "top/a",
+            "top/a/in-a",
+            "top/b",
+            "top/f"
+        ]
+    );
+    assert_eq!((summary.entries, summary.directories), (4, 3));
+    // `f` left out, `a` entered, `b` yielded but not entered (so its denial is never met), and
+    // the invalid name not reported by a quiet start.
+    let choose = |name: &[u8], path: &[u8], attributes: Option<&crate::Attributes>| {
+        assert_eq!(path, [b"top/", name].concat());
+        assert!(attributes.is_some());
+        match name {
+            b"f" => crate::Take::Leave,
+            b"a" => crate::Take::Enter,
+            _ => crate::Take::Yield,
+        }
+    };
+    let (items, summary) = walk(crate::Top::Chosen {
+        choose: Arc::new(choose),
+        quiet: true,
+    })
+    .await;
+    assert_eq!(strings(items), ["top/a", "top/a/in-a", "top/b"]);
+    assert_eq!(
+        (summary.entries, summary.directories, summary.errors),
+        (3, 2, 0)
+    );
+}
+
 /// Counts what is charged to it, per procedure.
 #[derive(Default)]
 struct CountingBudget {

@@ -2,6 +2,11 @@
 //! to N listed at once (each by one READDIRPLUS call per page), so N calls are in flight however
 //! long the round trip. Every entry comes with its full path from the root, as bytes.
 //!
+//! A walk may start from several directories at once ([`Start`]), each either whole or with
+//! only the entries a caller chooses from the start directory itself ([`Top::Chosen`]): how a
+//! shard of a plan walks its pieces (whole subtrees, a directory's own entries, one slice of a
+//! huge directory's names) with one pool of calls in flight.
+//!
 //! Errors about one directory or entry (ACCES, STALE, NOENT, a directory that kept changing)
 //! are items of the listing; an error that means the server could not be asked ends the walk,
 //! so a listing with a hole is never mistaken for a complete one.
@@ -41,6 +46,44 @@ pub struct Summary {
     pub entries: u64,
     pub directories: u64,
     pub errors: u64,
+}
+
+/// Where a walk starts: a directory, its path from the export's root (the prefix of every
+/// path the walk yields below it), and what the walk takes from it.
+#[derive(Clone)]
+pub struct Start {
+    pub path: Vec<u8>,
+    pub handle: FileHandle,
+    pub top: Top,
+}
+
+/// What a walk takes from its start directory. Directories below an entered one are always
+/// walked whole.
+#[derive(Clone, Default)]
+pub enum Top {
+    /// Every entry; every subdirectory is entered.
+    #[default]
+    All,
+    /// What `choose` says for each entry of the start directory. With `quiet`, an error about
+    /// the start directory itself (it cannot be listed, it holds an invalid name) is not
+    /// yielded: another walk of the same directory reports it.
+    Chosen { choose: Arc<Choose>, quiet: bool },
+}
+
+/// Says what a walk does with an entry of its start directory, from its name, its path and
+/// its attributes (None for an entry whose attributes could not be had: its error is yielded
+/// unless the answer is [`Take::Leave`]).
+pub type Choose = dyn Fn(&[u8], &[u8], Option<&Attributes>) -> Take + Send + Sync;
+
+/// What a walk does with an entry of its start directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Not yielded, not entered.
+    Leave,
+    /// Yielded; a directory is not entered.
+    Yield,
+    /// Yielded, and a directory is walked whole.
+    Enter,
 }
 
 /// Lists an export recursively with `in_flight` directory listings at once.
@@ -90,63 +133,103 @@ impl Walker {
     /// Walks the tree under `root` (not itself yielded), calling `visit` for every entry and
     /// error. Fails with the first error that is not about one object
     /// ([`Error::is_row`] false): the server gone, a timeout, a reply that does not parse.
-    pub async fn walk(
+    pub async fn walk(&self, root: &FileHandle, visit: impl FnMut(Item)) -> Result<Summary, Error> {
+        let start = Start {
+            path: Vec::new(),
+            handle: root.clone(),
+            top: Top::All,
+        };
+        self.walk_from(vec![start], visit).await
+    }
+
+    /// Walks from every one of `starts` at once (none of them is itself yielded), sharing the
+    /// calls in flight, as [`Walker::walk`] does from one root.
+    pub async fn walk_from(
         &self,
-        root: &FileHandle,
+        starts: Vec<Start>,
         mut visit: impl FnMut(Item),
     ) -> Result<Summary, Error> {
         let mut summary = Summary::default();
-        let mut queue: VecDeque<(Vec<u8>, FileHandle)> = VecDeque::new();
-        queue.push_back((Vec::new(), root.clone()));
+        let mut queue: VecDeque<Start> = starts.into();
         let mut listing = JoinSet::new();
         loop {
             while listing.len() < self.in_flight {
-                let Some((path, dir)) = queue.pop_front() else {
+                let Some(start) = queue.pop_front() else {
                     break;
                 };
                 let client = self.client.clone();
                 listing.spawn(async move {
-                    let entries = list(&client, &dir).await;
-                    (path, entries)
+                    let entries = list(&client, &start.handle).await;
+                    (start.path, start.top, entries)
                 });
             }
             let Some(done) = listing.join_next().await else {
                 return Ok(summary);
             };
-            let (dir_path, entries) = match done {
+            let (dir_path, top, entries) = match done {
                 Ok(done) => done,
                 // A listing task panicked or was cancelled: a bug, never the server's input.
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
             summary.directories += 1;
+            let (choose, quiet) = match &top {
+                Top::All => (None, false),
+                Top::Chosen { choose, quiet } => (Some(choose), *quiet),
+            };
             let entries = match entries {
                 Ok(entries) => entries,
                 Err(error) if error.is_row() => {
-                    summary.errors += 1;
-                    visit(Item::Error {
-                        path: dir_path,
-                        error,
-                    });
+                    if !quiet {
+                        summary.errors += 1;
+                        visit(Item::Error {
+                            path: dir_path,
+                            error,
+                        });
+                    }
                     continue;
                 }
                 Err(error) => return Err(error),
             };
             for entry in entries {
                 let (name, found) = entry;
-                if !name.is_empty() && self.skip.as_ref().is_some_and(|skip| skip(&name)) {
+                if name.is_empty() {
+                    // An invalid name, reported at its directory.
+                    if let Err(error) = found {
+                        if !error.is_row() {
+                            return Err(error);
+                        }
+                        if !quiet {
+                            summary.errors += 1;
+                            visit(Item::Error {
+                                path: dir_path.clone(),
+                                error,
+                            });
+                        }
+                    }
                     continue;
                 }
-                let path = if name.is_empty() {
-                    dir_path.clone()
-                } else {
-                    join(&dir_path, &name)
+                if self.skip.as_ref().is_some_and(|skip| skip(&name)) {
+                    continue;
+                }
+                let path = join(&dir_path, &name);
+                let take = match choose {
+                    None => Take::Enter,
+                    Some(choose) => choose(&name, &path, found.as_ref().ok().map(|(a, _)| a)),
                 };
+                if take == Take::Leave {
+                    continue;
+                }
                 match found {
                     Ok((attributes, handle)) => {
-                        if attributes.file_type == FileType::Directory
+                        if take == Take::Enter
+                            && attributes.file_type == FileType::Directory
                             && let Some(handle) = &handle
                         {
-                            queue.push_back((path.clone(), handle.clone()));
+                            queue.push_back(Start {
+                                path: path.clone(),
+                                handle: handle.clone(),
+                                top: Top::All,
+                            });
                         }
                         summary.entries += 1;
                         visit(Item::Entry(Entry {

@@ -3,7 +3,7 @@
 //! hash pod (when `duplicates.hashBytesPerNight` is set), an Indexed join Job with one
 //! completion per merge pod (when `mergePods` is above 1), and a merge Job. Plan, scan and hash
 //! pods mount the source volume read-only (a `source.nfs` export they read over the network
-//! instead, as one shard); every pod gets the output Secret as env, runs without an API token
+//! instead); every pod gets the output Secret as env, runs without an API token
 //! under a hardened security context, and reports its JSON summary through its termination
 //! message.
 
@@ -165,12 +165,7 @@ fn args(sj: &ScanJob, req: &JobRequest) -> Vec<String> {
     match req.step {
         Step::Plan => PlanArgs {
             root: scan_root(sj),
-            // One client walks an export, with many calls in flight (the worker refuses more).
-            shards: if nfs.is_some() {
-                1
-            } else {
-                flag(spec.shards, u32::MAX)
-            },
+            shards: flag(spec.shards, u32::MAX),
             out: url.clone(),
             previous: Some(url),
             run: Some(req.run.clone()),

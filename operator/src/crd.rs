@@ -69,7 +69,6 @@ pub const MAX_NAME_LEN: usize = 40;
 )]
 #[x_kube(validation = Rule::new("self.maxFailedShards < self.shards").message("spec.maxFailedShards must be less than spec.shards").field_path(".maxFailedShards"))]
 #[x_kube(validation = Rule::new("self.parallelism <= self.shards || self.parallelism == 1").message("spec.parallelism must not exceed spec.shards").field_path(".parallelism"))]
-#[x_kube(validation = Rule::new("!has(self.source.nfs) || self.maxFailedShards == 0").message("spec.maxFailedShards must be 0 with spec.source.nfs: an export is scanned by one shard").field_path(".maxFailedShards"))]
 #[x_kube(validation = Rule::new("!has(self.source.nfs) || !has(self.source.nfs.reservedPort) || !self.source.nfs.reservedPort || !has(self.worker) || !has(self.worker.hostNetwork) || !self.worker.hostNetwork || (has(self.worker.runAsUser) && self.worker.runAsUser == 0)").message("spec.source.nfs.reservedPort with spec.worker.hostNetwork needs spec.worker.runAsUser: 0 (a capability reaches only uid 0; in the pod's own network namespace no capability is needed)").field_path(".source.nfs.reservedPort"))]
 #[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message("spec.timeZone needs spec.schedule").field_path(".timeZone"))]
 #[x_kube(validation = Rule::new("!has(self.startingDeadlineSeconds) || has(self.schedule)").message("spec.startingDeadlineSeconds needs spec.schedule").field_path(".startingDeadlineSeconds"))]

@@ -1052,8 +1052,9 @@ fn an_nfs_source_the_allow_list_refuses_starts_no_run_and_says_what_is_refused()
 }
 
 #[test]
-fn an_nfs_source_is_planned_as_one_shard_read_as_its_identity_with_no_volume() {
+fn an_nfs_source_is_planned_into_its_shards_read_as_its_identity_with_no_volume() {
     let sj = nfs_scanjob();
+    assert_eq!(sj.spec.shards, 3);
     let args_and_volumes = |step: Step| {
         let request = JobRequest {
             run: "20261123t000000z".into(),
@@ -1077,7 +1078,7 @@ fn an_nfs_source_is_planned_as_one_shard_read_as_its_identity_with_no_volume() {
             "plan",
             "nfs://filer1/ifs/data",
             "--shards",
-            "1",
+            "3",
             "--out",
             "s3://toc/isilon",
             "--previous",

@@ -273,20 +273,6 @@ fn cases() -> Vec<Case> {
             &["spec.source.nfs.export must be an absolute path without '..'"],
         ),
         case(
-            "NFS export with maxFailedShards above 0",
-            "nfs-failed-shards",
-            with_parts(
-                "nfs-failed-shards",
-                &format!("    {NFS_EXPORT}\n"),
-                &s3_output,
-                "  shards: 4\n  maxFailedShards: 1\n",
-            ),
-            &[
-                "spec.maxFailedShards: Invalid value",
-                "spec.maxFailedShards must be 0 with spec.source.nfs",
-            ],
-        ),
-        case(
             "NFS reserved port on the node's network as a uid that holds no capability",
             "nfs-reserved-port-host-network",
             with_parts(

@@ -109,15 +109,17 @@ fn tree_with_two_copies(h: &Harness, dirs: usize, files: usize) -> (PathBuf, Pat
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_allowed_export_is_scanned_and_hashed_by_pods_over_nfs_exactly_on_two_nights() {
+async fn an_export_is_scanned_by_shards_and_hashed_by_pods_over_nfs_exactly_on_two_nights() {
     let mut h = Harness::start("sj-nfs").await;
     let (scratch, root) = tree_with_two_copies(&h, 12, 50);
     let (files, bytes, dirs) = files_bytes_dirs(&root);
     let server = Ganesha::start(&root, "No_Root_Squash", 40);
     let export = Ganesha::export(&root);
     h.restart_operator_with(&["--nfs-allowed", &grant(&h.ns.name, server.ip(), &export)]);
+    // Three shards, two pods at once: the plan pod counts the export's top levels (night 1)
+    // or reads night 1's snapshot (night 2), and each scan pod is a client of its own.
     h.apply(&format!(
-        "{}  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000}}\n",
+        "{}  shards: 3\n  parallelism: 2\n  duplicates: {{minSize: 65536, hashBytesPerNight: 10000000}}\n",
         nfs_scanjob("filer", server.ip(), &export, (0, 0), &h.url)
     ));
 
@@ -133,8 +135,8 @@ async fn an_allowed_export_is_scanned_and_hashed_by_pods_over_nfs_exactly_on_two
     let last = status.last_run.as_ref().unwrap();
     assert_eq!(
         (last.shards.total, last.shards.succeeded),
-        (1, 1),
-        "one shard reads the export"
+        (3, 3),
+        "three shards read the export"
     );
     // The hash pod read both copies over NFS: their samples, then the whole of each.
     let hashing = &snap["summary"]["duplicates"]["hashing"];

@@ -146,29 +146,8 @@ fn differences(path: &[u8], nfs: &Row, local: &Row) -> Vec<String> {
     diffs
 }
 
-#[test]
-fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tree = nasty_tree();
-    let server = Ganesha::start(&tree.root, "No_Root_Squash", 111);
-    let tmp = tempfile::tempdir().unwrap();
-    let url = server.url(&tree.root);
-    // The server reads every directory (and symlink) it lists, which moves their atimes once a
-    // day (relatime); the first scan moves them, the second and the mounted scan agree.
-    scan(
-        &url,
-        &tmp.path().join("settle"),
-        &["--nfs-uid", "0", "--nfs-gid", "0"],
-    );
-    let summary = scan(
-        &url,
-        &tmp.path().join("nfs"),
-        &["--nfs-uid", "0", "--nfs-gid", "0", "--threads", "32"],
-    );
-    scan(&tree.root, &tmp.path().join("local"), &[]);
-
-    let nfs = rows(&tmp.path().join("nfs"));
-    let local = rows(&tmp.path().join("local"));
+/// The NFS scan's rows are the mounted scan's: the same paths, no [`differences`].
+fn assert_same_rows(nfs: &BTreeMap<Vec<u8>, Row>, local: &BTreeMap<Vec<u8>, Row>) {
     let nfs_paths: BTreeSet<&Vec<u8>> = nfs.keys().collect();
     let local_paths: BTreeSet<&Vec<u8>> = local.keys().collect();
     assert_eq!(
@@ -197,6 +176,32 @@ fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
         diffs.len(),
         &diffs[..diffs.len().min(10)]
     );
+}
+
+#[test]
+fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = nasty_tree();
+    let server = Ganesha::start(&tree.root, "No_Root_Squash", 111);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = server.url(&tree.root);
+    // The server reads every directory (and symlink) it lists, which moves their atimes once a
+    // day (relatime); the first scan moves them, the second and the mounted scan agree.
+    scan(
+        &url,
+        &tmp.path().join("settle"),
+        &["--nfs-uid", "0", "--nfs-gid", "0"],
+    );
+    let summary = scan(
+        &url,
+        &tmp.path().join("nfs"),
+        &["--nfs-uid", "0", "--nfs-gid", "0", "--threads", "32"],
+    );
+    scan(&tree.root, &tmp.path().join("local"), &[]);
+
+    let nfs = rows(&tmp.path().join("nfs"));
+    let local = rows(&tmp.path().join("local"));
+    assert_same_rows(&nfs, &local);
     // One file system on the server: one fsid.
     let devs: BTreeSet<i64> = nfs.values().map(|r| r.dev).collect();
     assert_eq!(devs.len(), 1, "fsids: {devs:?}");
@@ -220,6 +225,60 @@ fn the_nasty_tree_over_nfs_equals_its_mounted_scan() {
         .map(|p| p["calls"].as_u64().unwrap())
         .sum();
     assert_eq!(summary["politeness"]["calls"].as_u64(), Some(calls));
+}
+
+#[test]
+fn shards_of_an_export_equal_its_mounted_scan_on_a_first_night_and_a_later_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = nasty_tree();
+    let server = Ganesha::start(&tree.root, "No_Root_Squash", 115);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = server.url(&tree.root);
+    let as_root = ["--nfs-uid", "0", "--nfs-gid", "0"];
+    // The atimes the server's reads move, moved once (see the test above).
+    scan(&url, &tmp.path().join("settle"), &as_root);
+    scan(&tree.root, &tmp.path().join("local"), &[]);
+    let local = rows(&tmp.path().join("local"));
+    let out = tmp.path().join("nfs");
+    // Night 1 is balanced by a count of the export's top levels, night 2 by night 1's
+    // snapshot; both cut the tree's 200,000-entry directory into slices of its names.
+    for (run, balanced_by) in [
+        ("night-1", "top-level-count"),
+        ("night-2", "previous-snapshot"),
+    ] {
+        let summary = scan(
+            &url,
+            &out,
+            &[
+                &as_root[..],
+                &["--shards", "4", "--threads", "8", "--run", run],
+            ]
+            .concat(),
+        );
+        let plan: Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("runs/{run}/plan.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(plan["balanced_by"], balanced_by, "{run}");
+        let shards = plan["shards"].as_array().unwrap();
+        assert_eq!(shards.len(), 4, "{run}");
+        let pieces = |key: &str| -> usize {
+            shards
+                .iter()
+                .map(|s| s[key].as_array().map_or(0, Vec::len))
+                .sum()
+        };
+        assert!(pieces("subtrees") > 4, "{run}: {plan}");
+        let slices = shards
+            .iter()
+            .flat_map(|s| s["files_only"].as_array().cloned().unwrap_or_default())
+            .filter(|f| f.get("slice").is_some())
+            .count();
+        assert!(slices >= 2, "{run}: the huge directory is sliced: {plan}");
+        assert_eq!(summary["errors"], Value::from(0), "{run}: {summary}");
+        assert_same_rows(&rows(&out), &local);
+        assert!(error_paths(&out).is_empty(), "{run}");
+    }
 }
 
 #[test]

@@ -4,8 +4,11 @@
 //! top levels) into the pieces each shard is given to walk ([`crate::shard`]). It reads the tree
 //! only to count its top levels (through [`crate::fs`], within the operations budget), reads
 //! the previous snapshot ([`crate::store::previous`]), and writes the plan, once per run id.
-//! An `nfs://` root is planned as one shard that walks the whole export, reading nothing.
+//! An `nfs://` root is planned the same way: by its previous snapshot, or by a count of the
+//! export's top levels through the user-space client ([`nfs`]), and its shards walk their
+//! pieces as a mounted root's do.
 
+pub mod nfs;
 pub mod shards;
 
 use std::path::PathBuf;
@@ -20,9 +23,10 @@ use tracing::info;
 use scanjob_contract::args::Budget;
 
 use crate::error::{Error, Result};
+use crate::fs::nfs::{ClientOptions, RpcReport, connect, failure};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::{exclude_set, open_root};
-use crate::fs::source::Source;
+use crate::fs::source::{NfsExport, Source};
 use crate::plan::shards::{CountOptions, assign_shards, count_top_levels, imbalance};
 use crate::shard::ShardAssignment;
 use crate::store::Location;
@@ -67,21 +71,14 @@ fn check_request(output: &Location, run: &str, shards: u32) -> Result<()> {
     Ok(())
 }
 
-/// What an `nfs://` root can be planned with: one shard (its walk lists many directories at
-/// once, so one pod keeps the server busy), and no `--one-file-system` (the walk follows the
+/// What an `nfs://` root cannot be planned with: `--one-file-system` (the walk follows the
 /// server's directories whatever their fsid).
-fn check_nfs_request(output: &Location, shards: u32, settings: &WalkSettings) -> Result<()> {
-    let bad = |reason: &str| Error::BadPlan {
-        url: output.url.clone(),
-        reason: reason.to_string(),
-    };
-    if shards != 1 {
-        return Err(bad(
-            "an nfs:// root is scanned by one shard; plan it with --shards 1",
-        ));
-    }
+fn check_nfs_request(output: &Location, settings: &WalkSettings) -> Result<()> {
     if settings.one_file_system {
-        return Err(bad("--one-file-system does not apply to an nfs:// root"));
+        return Err(Error::BadPlan {
+            url: output.url.clone(),
+            reason: "--one-file-system does not apply to an nfs:// root".into(),
+        });
     }
     Ok(())
 }
@@ -89,11 +86,24 @@ fn check_nfs_request(output: &Location, shards: u32, settings: &WalkSettings) ->
 /// What the shards are balanced over when there is no usable previous snapshot.
 struct Balance {
     shards: u32,
-    root_fd: Arc<OwnedFd>,
+    root: Counted,
     exclude: Option<GlobSet>,
-    one_file_system: bool,
     threads: usize,
-    politeness: Politeness,
+    politeness: Arc<Politeness>,
+}
+
+/// The root whose top levels are counted.
+enum Counted {
+    Mounted {
+        fd: Arc<OwnedFd>,
+        one_file_system: bool,
+    },
+    Nfs {
+        export: NfsExport,
+        /// The root as the plan names it, for messages.
+        root: String,
+        client: ClientOptions,
+    },
 }
 
 /// What the shards are balanced by, the previous run, and the file-system calls the planner
@@ -134,21 +144,43 @@ async fn assign(
             calls: 0,
         });
     }
-    let (assignments, calls) = tokio::task::spawn_blocking(move || {
-        let (table, estimate, calls) = count_top_levels(
-            balance.root_fd,
-            &CountOptions {
-                max_dirs: count_budget(shards),
-                exclude: balance.exclude.as_ref(),
-                one_file_system: balance.one_file_system,
-                threads: balance.threads,
-                politeness: &balance.politeness,
-            },
-        );
-        (assign_shards(&table, shards, estimate), calls)
-    })
-    .await
-    .expect("planner thread");
+    let max_dirs = count_budget(shards);
+    let (table, estimate, calls) = match balance.root {
+        Counted::Mounted {
+            fd,
+            one_file_system,
+        } => tokio::task::spawn_blocking(move || {
+            count_top_levels(
+                fd,
+                &CountOptions {
+                    max_dirs,
+                    exclude: balance.exclude.as_ref(),
+                    one_file_system,
+                    threads: balance.threads,
+                    politeness: &balance.politeness,
+                },
+            )
+        })
+        .await
+        .expect("planner thread"),
+        Counted::Nfs {
+            export,
+            root,
+            client,
+        } => {
+            let client = connect(&export, &root, &client, balance.politeness.clone()).await?;
+            // As many listings at once as a scan of this many threads keeps in flight.
+            let in_flight = (balance.threads * 4).max(64);
+            let (table, estimate) =
+                nfs::count_top_levels(&client, max_dirs, balance.exclude.as_ref(), in_flight)
+                    .await
+                    .map_err(|error| failure(&root, b"", error))?;
+            (table, estimate, RpcReport::of(&client).calls())
+        }
+    };
+    let assignments = tokio::task::spawn_blocking(move || assign_shards(&table, shards, estimate))
+        .await
+        .expect("planner thread");
     Ok(Assigned {
         assignments,
         balanced_by: "top-level-count",
@@ -174,14 +206,23 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
     // A damaged Delta log, or a table at <output>/toc that scanjob did not write, stops the
     // run here, before any shard writes into that directory.
     crate::store::delta::read_state(&output, crate::store::delta::TOC_TABLE).await?;
-    let (root, root_fd) = match Source::of(&root)? {
+    let (root, counted) = match Source::of(&root)? {
         Source::Mounted(path) => {
             let (abs, fd) = open_root(&path)?;
-            (abs, Some(fd))
+            let counted = Counted::Mounted {
+                fd,
+                one_file_system: settings.one_file_system,
+            };
+            (abs, counted)
         }
-        Source::Nfs(_) => {
-            check_nfs_request(&output, shards, &settings)?;
-            (root, None)
+        Source::Nfs(export) => {
+            check_nfs_request(&output, &settings)?;
+            let counted = Counted::Nfs {
+                export,
+                root: root.display().to_string(),
+                client: settings.nfs_client(),
+            };
+            (root, counted)
         }
     };
     let exclude = exclude_set(&settings.exclude)?;
@@ -192,40 +233,25 @@ pub async fn make_plan(request: PlanRequest) -> Result<(ShardPlan, String)> {
     }
 
     let started = Instant::now();
+    let previous = match &previous {
+        Some(location) => previous_snapshot(location, &root.display().to_string(), &run, None)
+            .await?
+            .map(|manifest| (location, manifest)),
+        None => None,
+    };
+    let balance = Balance {
+        shards,
+        root: counted,
+        exclude,
+        threads: threads.max(1),
+        politeness: Arc::new(Politeness::new(budget, threads.max(1))),
+    };
     let Assigned {
         assignments,
         balanced_by,
         previous_run,
         calls,
-    } = match root_fd {
-        Some(root_fd) => {
-            let previous = match &previous {
-                Some(location) => {
-                    previous_snapshot(location, &root.display().to_string(), &run, None)
-                        .await?
-                        .map(|manifest| (location, manifest))
-                }
-                None => None,
-            };
-            let balance = Balance {
-                shards,
-                root_fd,
-                exclude,
-                one_file_system: settings.one_file_system,
-                threads: threads.max(1),
-                politeness: Politeness::new(budget, threads.max(1)),
-            };
-            assign(balance, previous).await?
-        }
-        // An export is one shard, walked whole with many listings in flight: nothing to
-        // balance, nothing to count.
-        None => Assigned {
-            assignments: assign_shards(&Default::default(), 1, 1),
-            balanced_by: "single-shard",
-            previous_run: None,
-            calls: 0,
-        },
-    };
+    } = assign(balance, previous).await?;
     let created = chrono::Utc::now();
     let plan = ShardPlan {
         format: LAYOUT_FORMAT,

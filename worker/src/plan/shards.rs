@@ -277,17 +277,23 @@ pub fn count_top_levels(root: Arc<OwnedFd>, options: &CountOptions<'_>) -> (DirT
         }
         level = next;
     }
+    let estimate = unlisted_estimate(&table);
+    (table, estimate, calls.into_inner())
+}
+
+/// What an unlisted directory of a top-level count stands for: the mean entries of a listed
+/// directory below the root (at least 1).
+pub fn unlisted_estimate(table: &DirTable) -> u64 {
     let listed: Vec<u64> = table
         .iter()
         .filter(|(p, s)| s.listed && !p.is_empty())
         .map(|(_, s)| s.entries)
         .collect();
-    let estimate = if listed.is_empty() {
+    if listed.is_empty() {
         1
     } else {
         (listed.iter().sum::<u64>() / listed.len() as u64).max(1)
-    };
-    (table, estimate, calls.into_inner())
+    }
 }
 
 /// Lists every directory of `level` with up to `options.threads` threads; the results are in

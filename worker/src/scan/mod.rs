@@ -91,12 +91,16 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
     let started = Instant::now();
     let politeness = options.politeness.clone();
     let root_name = root_path.display().to_string();
+    // The whole plan, not only this shard's part: a files-only directory of this shard enters
+    // the subdirectories no shard was assigned (new since the plan's source was read).
+    let planned = planned_dirs(&plan.shards);
     let walk = match source {
         Opened::Nfs(export) => Walk::Nfs(NfsWalk {
             export,
             root: root_name,
             client: plan.settings.nfs_client(),
             starts: assignment.walk_starts(),
+            planned: Arc::new(planned),
             politeness: options.politeness.clone(),
             options,
             counters: counters.clone(),
@@ -105,10 +109,7 @@ pub async fn scan_shard(request: ScanRequest, counters: Arc<WalkCounters>) -> Re
             root,
             root_path: root_name,
             starts: assignment.walk_starts(),
-            // The whole plan, not only this shard's part: a files-only directory of this shard
-            // enters the subdirectories no shard was assigned (new since the plan's source was
-            // read).
-            planned: planned_dirs(&plan.shards),
+            planned,
             options,
             counters: counters.clone(),
         }),

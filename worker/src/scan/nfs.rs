@@ -1,6 +1,9 @@
 //! A shard's walk of an NFS export through the user-space client: the crate's [`Walker`] lists
-//! `in_flight` directories at once (one READDIRPLUS per page), and every entry becomes the same
-//! [`EntryMeta`] and the same rows as a mounted walk's. An error about one object is an error
+//! `in_flight` directories at once (one READDIRPLUS per page), from all of the shard's pieces
+//! at once, and every entry becomes the same [`EntryMeta`] and the same rows as a mounted
+//! walk's. A piece is walked as the mounted walker walks it: a whole subtree, or a directory's
+//! own entries (one slice of its names, for a huge one) entering only the subdirectories no
+//! piece names. An error about one object is an error
 //! row at its path; an error that means the server could not be asked fails the shard, so a
 //! listing with a hole is never written.
 //!
@@ -12,17 +15,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use scanjob_nfs::{Client, Item, Walker};
+use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use scanjob_nfs::{Attributes, Client, FileHandle, FileType, Item, Start, Take, Top, Walker};
+
+use crate::error::Result;
 use crate::fs::entry::{EntryKind, EntryMeta};
-use crate::fs::nfs::{ClientOptions, RpcReport, entry_meta, errno_of, failure, look_up};
+use crate::fs::nfs::{ClientOptions, RpcReport, entry_meta, errno_of, failure};
 use crate::fs::politeness::Politeness;
 use crate::fs::source::NfsExport;
-use crate::pathbytes::join;
 use crate::scan::rows::{ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation};
 use crate::scan::walk::{ShardBatch, WalkCounters, WalkOptions};
-use crate::shard::WalkStart;
+use crate::shard::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
 
 /// One shard's walk of an export, ready to start.
 pub struct NfsWalk {
@@ -31,6 +35,9 @@ pub struct NfsWalk {
     pub root: String,
     pub client: ClientOptions,
     pub starts: Vec<WalkStart>,
+    /// Every shard's pieces: a files-only start enters only the subdirectories the plan does
+    /// not name.
+    pub planned: Arc<PlannedDirs>,
     /// `threads` is the number of directories listed at once.
     pub options: WalkOptions,
     pub politeness: Arc<Politeness>,
@@ -77,39 +84,104 @@ async fn walk_starts(
         sink,
         stopped: false,
     };
+    let mut handles = Handles::new(client);
+    let mut starts = Vec::with_capacity(walk.starts.len());
     for start in &walk.starts {
-        let WalkStart::Subtree(start) = start else {
-            return Err(Error::BadPlan {
-                url: walk.root.clone(),
-                reason: "an NFS root is walked by whole subtrees; this plan lists a directory \
-                         without its subdirectories"
-                    .into(),
-            });
-        };
-        let handle = match look_up(client, start).await {
-            Ok(handle) => handle,
-            Err(error) if error.is_row() => {
-                rows.error(start, &error);
-                continue;
+        let (path, top) = match start {
+            WalkStart::Subtree(path) => (path, Top::All),
+            WalkStart::FilesOnly(FilesOnly { path, slice }) => {
+                (&path.0, files_only(&path.0, *slice, &walk.planned))
             }
-            Err(error) => return Err(failure(&walk.root, start, error)),
         };
-        walker
-            .walk(&handle, |item| match item {
-                Item::Entry(entry) => {
-                    rows.entry(start, &entry.path, &entry_meta(&entry.attributes))
+        let quiet = matches!(top, Top::Chosen { quiet: true, .. });
+        match handles.look_up(path).await {
+            Ok(handle) => starts.push(Start {
+                path: path.clone(),
+                handle,
+                top,
+            }),
+            Err(error) if error.is_row() => {
+                if !quiet {
+                    rows.error(path, &error);
                 }
-                Item::Error { path, error } => rows.error(&join(start, &path), &error),
-            })
-            .await
-            .map_err(|error| failure(&walk.root, start, error))?;
-        if rows.stopped {
-            return Ok(());
+            }
+            Err(error) => return Err(failure(&walk.root, path, error)),
         }
+    }
+    walker
+        .walk_from(starts, |item| match item {
+            Item::Entry(entry) => rows.entry(&entry.path, &entry_meta(&entry.attributes)),
+            Item::Error { path, error } => rows.error(&path, &error),
+        })
+        .await
+        .map_err(|error| failure(&walk.root, b"", error))?;
+    if rows.stopped {
+        return Ok(());
     }
     rows.flush_toc();
     rows.flush_errors();
     Ok(())
+}
+
+/// What a files-only start takes from its directory, as the mounted walker does (see the
+/// module docs of [`crate::scan::walk`]): the names in its slice, and it enters only the
+/// subdirectories no piece of the plan names. Only the first slice reports the directory
+/// itself unreadable.
+fn files_only(path: &[u8], slice: Option<NameSlice>, planned: &Arc<PlannedDirs>) -> Top {
+    let adopt_unplanned = !planned.within_subtree(path);
+    let planned = planned.clone();
+    let choose = move |name: &[u8], path: &[u8], attributes: Option<&Attributes>| {
+        if slice.is_some_and(|slice| !slice.contains(name)) {
+            return Take::Leave;
+        }
+        let is_dir = attributes.is_some_and(|a| a.file_type == FileType::Directory);
+        if is_dir && adopt_unplanned && !planned.contains(path) {
+            Take::Enter
+        } else {
+            Take::Yield
+        }
+    };
+    Top::Chosen {
+        choose: Arc::new(choose),
+        quiet: slice.is_some_and(|slice| slice.part != 0),
+    }
+}
+
+/// The handles of the starts' directories, each found by LOOKUPs from the nearest ancestor
+/// already found: the pieces of a plan share most of their ancestors.
+struct Handles<'a> {
+    client: &'a Client,
+    known: HashMap<Vec<u8>, FileHandle>,
+}
+
+impl<'a> Handles<'a> {
+    fn new(client: &'a Client) -> Self {
+        let known = HashMap::from([(Vec::new(), client.root().clone())]);
+        Handles { client, known }
+    }
+
+    async fn look_up(
+        &mut self,
+        path: &[u8],
+    ) -> std::result::Result<FileHandle, scanjob_nfs::Error> {
+        let mut prefix = Vec::with_capacity(path.len());
+        let mut handle = self.client.root().clone();
+        for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(name);
+            handle = match self.known.get(&prefix) {
+                Some(known) => known.clone(),
+                None => {
+                    let found = self.client.lookup(&handle, name).await?.0;
+                    self.known.insert(prefix.clone(), found.clone());
+                    found
+                }
+            };
+        }
+        Ok(handle)
+    }
 }
 
 /// The rows of the walk so far, and where full batches go.
@@ -124,13 +196,13 @@ struct Rows<'a> {
 }
 
 impl Rows<'_> {
-    /// A row for the entry at `path` below the start directory `start`.
-    fn entry(&mut self, start: &[u8], path: &[u8], meta: &EntryMeta) {
+    /// A row for the entry at `path`.
+    fn entry(&mut self, path: &[u8], meta: &EntryMeta) {
         let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
-            Some(slash) => (join(start, &path[..slash]), &path[slash + 1..]),
-            None => (start.to_vec(), path),
+            Some(slash) => (&path[..slash], &path[slash + 1..]),
+            None => (&b""[..], path),
         };
-        self.toc.append(&dir, name, meta);
+        self.toc.append(dir, name, meta);
         let c = self.counters;
         let add = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
         add(&c.entries, 1);
