@@ -9,14 +9,17 @@
 # added by scanjob-nfs-relay on the host side of the veth pair.
 #   bash bench/nfs.sh [--tree DIR] [--files 1000000] [--rtt-ms 0,0.2,1,5] [--connections 4]
 #                     [--in-flight 64] [--peer-max-rtt-ms 1] [--no-peer]
-#                     [--mounted-max-rtt-ms 1] [--no-scan]
+#                     [--mounted-max-rtt-ms 1] [--no-scan] [--shards 1[,4…]]
 # Without --tree, generates mktree's tree (--seed 42) under $SCANJOB_CACHE. Needs root and the
 # packages of tests/cluster/install.sh; the tree generator is the test kit's
-# testkit/mktree.py. Raw output in $OUT (default /tmp/scanjob-nfs-bench).
+# testkit/mktree.py. Raw output in $OUT (default /tmp/scanjob-nfs-bench). With --shards 1,4 the
+# scan over NFS runs once per count, planned into that many shards (a first night: a count of the export's top levels,
+# whose calls and seconds the row names) and runs them one after another, each a client of its
+# own, as `scanjob run` does.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 TREE= FILES=1000000 RTTS=0,0.2,1,5 CONNECTIONS=4 IN_FLIGHT=64 PEER=1 PEER_MAX_RTT=1
-SCAN=1 MOUNTED_MAX_RTT=1
+SCAN=1 MOUNTED_MAX_RTT=1 SHARDS=1
 while [ $# -gt 0 ]; do
   case $1 in
   --tree) TREE=$2; shift 2 ;;
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
   # The mounted path makes ~2.3 requests per entry, 16 at a time: 1 M entries at 5 ms ~12 min.
   --mounted-max-rtt-ms) MOUNTED_MAX_RTT=$2; shift 2 ;;
   --no-scan) SCAN=; shift ;;
+  --shards) SHARDS=$2; shift 2 ;;
   *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -100,8 +104,15 @@ stop_mounted() {
 scan_row() {
   python3 - "$@" <<'PY'
 import json, sys
-kind, rtt, run, times = sys.argv[1:5]
-run = json.load(open(run))
+import glob
+kind, rtt, run_json, times = sys.argv[1:5]
+run = json.load(open(run_json))
+if run["shards"] > 1:
+    # The plan's own calls (the top-level count) are not the shards': named beside them.
+    out = run["output"].removeprefix("file://")
+    plan = json.load(open(glob.glob(f"{out}/runs/{run['run']}/plan.json")[0]))
+    kind += (f" --shards {run['shards']} (plan: {plan['planning_calls']:,} calls, "
+             f"{plan['planning_seconds']:.2f} s)")
 wall, user, system, rss_kib = open(times).read().split()[-4:]
 entries = run["entries"]
 calls = int(sys.argv[5]) if len(sys.argv) > 5 else run["politeness"]["calls"]
@@ -139,11 +150,13 @@ for rtt in ${RTTS//,/ }; do
   fi
   if [ -n "$SCAN" ]; then
     # (a) the whole scan over NFS, through the same relay.
-    rm -rf "$OUT/toc-nfs"
-    /usr/bin/time -o "$OUT/scan-nfs-$rtt.time" -f "%e %U %S %M" "$SCANJOB" run "nfs://$ADDR$TREE" \
-      --out "$OUT/toc-nfs" --nfs-uid 0 --nfs-gid 0 --json >"$OUT/scan-nfs-$rtt.json"
-    SCANS+=("$(scan_row "scanjob run nfs://" "$rtt" "$OUT/scan-nfs-$rtt.json" "$OUT/scan-nfs-$rtt.time")")
-    echo "${SCANS[-1]}"
+    for shards in ${SHARDS//,/ }; do
+      rm -rf "$OUT/toc-nfs"
+      /usr/bin/time -o "$OUT/scan-nfs-$rtt-$shards.time" -f "%e %U %S %M" "$SCANJOB" run "nfs://$ADDR$TREE" \
+        --out "$OUT/toc-nfs" --nfs-uid 0 --nfs-gid 0 --shards "$shards" --json >"$OUT/scan-nfs-$rtt-$shards.json"
+      SCANS+=("$(scan_row "scanjob run nfs://" "$rtt" "$OUT/scan-nfs-$rtt-$shards.json" "$OUT/scan-nfs-$rtt-$shards.time")")
+      echo "${SCANS[-1]}"
+    done
     # (b) the mounted path: the same tree through slowfs at the same latency per request.
     if python3 -c "import sys; sys.exit(not $rtt <= $MOUNTED_MAX_RTT)"; then
       mounted "$rtt"

@@ -15,7 +15,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures::StreamExt;
 
 use scanjob_nfs::{Attributes, Client, FileHandle, FileType, Item, Start, Take, Top, Walker};
 
@@ -24,6 +26,7 @@ use crate::fs::entry::{EntryKind, EntryMeta};
 use crate::fs::nfs::{ClientOptions, RpcReport, entry_meta, errno_of, failure};
 use crate::fs::politeness::Politeness;
 use crate::fs::source::NfsExport;
+use crate::pathbytes::parent_of;
 use crate::scan::rows::{ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation};
 use crate::scan::walk::{ShardBatch, WalkCounters, WalkOptions};
 use crate::shard::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
@@ -84,28 +87,40 @@ async fn walk_starts(
         sink,
         stopped: false,
     };
-    let mut handles = Handles::new(client);
-    let mut starts = Vec::with_capacity(walk.starts.len());
-    for start in &walk.starts {
-        let (path, top) = match start {
+    let pieces: Vec<(&Vec<u8>, Top)> = walk
+        .starts
+        .iter()
+        .map(|start| match start {
             WalkStart::Subtree(path) => (path, Top::All),
             WalkStart::FilesOnly(FilesOnly { path, slice }) => {
                 (&path.0, files_only(&path.0, *slice, &walk.planned))
             }
-        };
-        let quiet = matches!(top, Top::Chosen { quiet: true, .. });
-        match handles.look_up(path).await {
-            Ok(handle) => starts.push(Start {
+        })
+        .collect();
+    let (found, failed) =
+        start_handles(client, pieces.iter().map(|(p, _)| p.as_slice()), in_flight)
+            .await
+            .map_err(|error| failure(&walk.root, b"", error))?;
+    let mut starts = Vec::with_capacity(pieces.len());
+    for (path, top) in pieces {
+        if let Some(handle) = found.get(path) {
+            starts.push(Start {
                 path: path.clone(),
-                handle,
+                handle: handle.clone(),
                 top,
-            }),
-            Err(error) if error.is_row() => {
-                if !quiet {
-                    rows.error(path, &error);
-                }
+            });
+            continue;
+        }
+        // The start, or the ancestor whose LOOKUP failed, is an error row (once per
+        // directory: only the first slice of a sliced one reports it).
+        if !matches!(top, Top::Chosen { quiet: true, .. }) {
+            let mut at = path.as_slice();
+            while !failed.contains_key(at) && !at.is_empty() {
+                at = parent_of(at);
             }
-            Err(error) => return Err(failure(&walk.root, path, error)),
+            if let Some(error) = failed.get(at) {
+                rows.error(path, error);
+            }
         }
     }
     walker
@@ -147,42 +162,64 @@ fn files_only(path: &[u8], slice: Option<NameSlice>, planned: &Arc<PlannedDirs>)
     }
 }
 
-/// The handles of the starts' directories, each found by LOOKUPs from the nearest ancestor
-/// already found: the pieces of a plan share most of their ancestors.
-struct Handles<'a> {
-    client: &'a Client,
-    known: HashMap<Vec<u8>, FileHandle>,
-}
-
-impl<'a> Handles<'a> {
-    fn new(client: &'a Client) -> Self {
-        let known = HashMap::from([(Vec::new(), client.root().clone())]);
-        Handles { client, known }
-    }
-
-    async fn look_up(
-        &mut self,
-        path: &[u8],
-    ) -> std::result::Result<FileHandle, scanjob_nfs::Error> {
-        let mut prefix = Vec::with_capacity(path.len());
-        let mut handle = self.client.root().clone();
-        for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
-            if !prefix.is_empty() {
-                prefix.push(b'/');
+/// The handles of the starts' directories and the errors of the LOOKUPs that failed (by the
+/// path looked up), found a level at a time with up to `in_flight` LOOKUPs at once: the starts
+/// cost as many round trips as the deepest is deep, and an ancestor they share one LOOKUP. A
+/// directory below one whose LOOKUP failed is not looked up. Fails with an error that is not
+/// about one object.
+async fn start_handles(
+    client: &Client,
+    paths: impl Iterator<Item = &[u8]>,
+    in_flight: usize,
+) -> std::result::Result<Handles, scanjob_nfs::Error> {
+    let mut levels: BTreeMap<usize, BTreeSet<&[u8]>> = BTreeMap::new();
+    for path in paths {
+        let mut p = path;
+        while !p.is_empty() {
+            let depth = p.iter().filter(|&&b| b == b'/').count();
+            if !levels.entry(depth).or_default().insert(p) {
+                break;
             }
-            prefix.extend_from_slice(name);
-            handle = match self.known.get(&prefix) {
-                Some(known) => known.clone(),
-                None => {
-                    let found = self.client.lookup(&handle, name).await?.0;
-                    self.known.insert(prefix.clone(), found.clone());
-                    found
-                }
-            };
+            p = parent_of(p);
         }
-        Ok(handle)
     }
+    let mut found = HashMap::from([(Vec::new(), client.root().clone())]);
+    let mut failed = HashMap::new();
+    for (_, level) in levels {
+        let lookups = level.into_iter().filter_map(|path| {
+            let dir = found.get(parent_of(path))?.clone();
+            Some(async move {
+                let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+                (
+                    path,
+                    client.lookup(&dir, name).await.map(|(handle, _)| handle),
+                )
+            })
+        });
+        let results: Vec<_> = futures::stream::iter(lookups)
+            .buffer_unordered(in_flight.max(1))
+            .collect()
+            .await;
+        for (path, result) in results {
+            match result {
+                Ok(handle) => {
+                    found.insert(path.to_vec(), handle);
+                }
+                Err(error) if error.is_row() => {
+                    failed.insert(path.to_vec(), error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok((found, failed))
 }
+
+/// The starts' handles by path, and the failed LOOKUPs' errors by path.
+type Handles = (
+    HashMap<Vec<u8>, FileHandle>,
+    HashMap<Vec<u8>, scanjob_nfs::Error>,
+);
 
 /// The rows of the walk so far, and where full batches go.
 struct Rows<'a> {
