@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::engine::{PathPredicate, name_of};
+use crate::engine::PathPredicate;
 use crate::error::{Error, Result};
 use crate::insights::InsightOptions;
+use crate::pathbytes::name_of;
 use crate::pathbytes::parent_of;
 use crate::shard::NameSlice;
 use crate::store::Location;

@@ -22,6 +22,14 @@ pub fn parent_of(path: &[u8]) -> &[u8] {
     }
 }
 
+/// The last component of a relative path.
+pub fn name_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(slash) => &path[slash + 1..],
+        None => path,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct PathBytes(pub Vec<u8>);
 

@@ -25,7 +25,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionC
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::pathbytes::parent_of;
+use crate::pathbytes::{name_of, parent_of};
 use crate::store::Location;
 use crate::store::layout::table_subdir;
 use crate::store::writer::{PartFile, RollingWriter};
@@ -505,14 +505,6 @@ pub fn hash_of(parts: &[&[u8]]) -> u64 {
         part.hash(&mut hasher);
     }
     hasher.finish()
-}
-
-/// The last component of a relative path.
-pub fn name_of(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(slash) => &path[slash + 1..],
-        None => path,
-    }
 }
 
 fn array_arg(args: &[ColumnarValue], rows: usize) -> datafusion::error::Result<Vec<ArrayRef>> {

@@ -17,8 +17,9 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
 use crate::engine::columns::{binaries, i64s, u64s};
-use crate::engine::{Engine, hash_of, name_of};
+use crate::engine::{Engine, hash_of};
 use crate::error::{Error, Result};
+use crate::pathbytes::name_of;
 use crate::pathbytes::parent_of;
 use crate::summary::{AtimeCheck, TreeGroup};
 

@@ -10,15 +10,13 @@
 //! It runs on a thread of its own with a runtime of its own, like the mounted walker on its
 //! blocking threads: a full writer channel holds the walk back instead of piling up rows.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
 use futures::StreamExt;
-
 use scanjob_nfs::{Attributes, Client, FileHandle, FileType, Item, Start, Take, Top, Walker};
 
 use crate::error::Result;
@@ -26,7 +24,7 @@ use crate::fs::entry::{EntryKind, EntryMeta};
 use crate::fs::nfs::{ClientOptions, RpcReport, entry_meta, errno_of, failure};
 use crate::fs::politeness::Politeness;
 use crate::fs::source::NfsExport;
-use crate::pathbytes::parent_of;
+use crate::pathbytes::{name_of, parent_of};
 use crate::scan::rows::{ErrorBatchBuilder, ErrorKind, TocBatchBuilder, WalkOperation};
 use crate::scan::walk::{ShardBatch, WalkCounters, WalkOptions};
 use crate::shard::{FilesOnly, NameSlice, PlannedDirs, WalkStart};
@@ -189,11 +187,8 @@ async fn start_handles(
         let lookups = level.into_iter().filter_map(|path| {
             let dir = found.get(parent_of(path))?.clone();
             Some(async move {
-                let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-                (
-                    path,
-                    client.lookup(&dir, name).await.map(|(handle, _)| handle),
-                )
+                let found = client.lookup(&dir, name_of(path)).await;
+                (path, found.map(|(handle, _)| handle))
             })
         });
         let results: Vec<_> = futures::stream::iter(lookups)
@@ -235,11 +230,7 @@ struct Rows<'a> {
 impl Rows<'_> {
     /// A row for the entry at `path`.
     fn entry(&mut self, path: &[u8], meta: &EntryMeta) {
-        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
-            Some(slash) => (&path[..slash], &path[slash + 1..]),
-            None => (&b""[..], path),
-        };
-        self.toc.append(dir, name, meta);
+        self.toc.append(parent_of(path), name_of(path), meta);
         let c = self.counters;
         let add = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
         add(&c.entries, 1);
