@@ -50,6 +50,13 @@ impl Default for ClientOptions {
 
 /// TCP connections to the server: calls are pipelined on each, so a few suffice.
 const CONNECTIONS: usize = 4;
+/// Directory listings an export's walk (and a plan's count) keeps in flight for `threads`: a
+/// listing in flight costs a pending call, not a thread, so four per thread and at least 64,
+/// so that round trips of several milliseconds do not set the pace.
+pub fn listings_in_flight(threads: usize) -> usize {
+    (threads * 4).max(64)
+}
+
 /// How long a call may wait for its reply before the shard gives up on the server.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 

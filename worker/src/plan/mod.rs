@@ -23,7 +23,7 @@ use tracing::info;
 use scanjob_contract::args::Budget;
 
 use crate::error::{Error, Result};
-use crate::fs::nfs::{ClientOptions, RpcReport, connect, failure};
+use crate::fs::nfs::{ClientOptions, RpcReport, connect, failure, listings_in_flight};
 use crate::fs::politeness::Politeness;
 use crate::fs::root::{exclude_set, open_root};
 use crate::fs::source::{NfsExport, Source};
@@ -170,7 +170,7 @@ async fn assign(
         } => {
             let client = connect(&export, &root, &client, balance.politeness.clone()).await?;
             // As many listings at once as a scan of this many threads keeps in flight.
-            let in_flight = (balance.threads * 4).max(64);
+            let in_flight = listings_in_flight(balance.threads);
             let (table, estimate) =
                 nfs::count_top_levels(&client, max_dirs, balance.exclude.as_ref(), in_flight)
                     .await

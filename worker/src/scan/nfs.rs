@@ -21,7 +21,7 @@ use scanjob_nfs::{Attributes, Client, FileHandle, FileType, Item, Start, Take, T
 
 use crate::error::Result;
 use crate::fs::entry::{EntryKind, EntryMeta};
-use crate::fs::nfs::{ClientOptions, RpcReport, entry_meta, errno_of, failure};
+use crate::fs::nfs::{ClientOptions, RpcReport, entry_meta, errno_of, failure, listings_in_flight};
 use crate::fs::politeness::Politeness;
 use crate::fs::source::NfsExport;
 use crate::pathbytes::{name_of, parent_of};
@@ -70,9 +70,7 @@ async fn walk_starts(
     sink: &(dyn Fn(ShardBatch) -> bool + Sync),
 ) -> Result<()> {
     let options = &walk.options;
-    // A listing in flight costs a pending call, not a thread: four per thread, at least 64,
-    // so that round trips of several milliseconds do not set the pace.
-    let in_flight = (options.threads * 4).max(64);
+    let in_flight = listings_in_flight(options.threads);
     let mut walker = Walker::new(client.clone()).in_flight(in_flight);
     if let Some(exclude) = options.exclude.clone() {
         walker = walker.skip(move |name| exclude.is_match(OsStr::from_bytes(name)));
